@@ -1,0 +1,139 @@
+"""Reading and writing query-set directories (``queries.jsonl``, ``videos.jsonl``, card).
+
+Reads are strict (a bad row names file, line, field and rule); writes are atomic (a
+directory is written beside the target and renamed, so nothing half-written is left).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BadInput
+from bench.types import Prediction, Query, QuerySet, RowError, Video
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_number, parsed_row)`` for each non-blank line; errors name file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"{path}: file not found")
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise BadInput(
+                    f"{path}:{number}: not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8"
+                ) from None
+            if not text.strip():
+                continue
+            try:
+                yield number, json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise BadInput(f"{path}:{number}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Write rows atomically (temp file + rename); keys keep their order, UTF-8 unescaped."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_queries(path: Path) -> list[Query]:
+    return [Query.from_row(row, path, n) for n, row in read_jsonl(path)]
+
+
+def load_predictions(path: Path) -> list[Prediction]:
+    preds = [Prediction.from_row(row, path, n) for n, row in read_jsonl(path)]
+    seen: set[Any] = set()
+    for n, p in enumerate(preds, start=1):
+        if p.qid in seen:
+            raise RowError(f"{path}:{n}", "qid", f"duplicate qid {p.qid!r}")
+        seen.add(p.qid)
+    return preds
+
+
+def load_query_set(directory: Path, name: str | None = None, *, check_files: bool = False) -> QuerySet:
+    """Load a query-set directory. With ``check_files``, every local video path must exist."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise BadInput(f"{directory}: not a query-set directory (expected queries.jsonl inside)")
+    qpath = directory / "queries.jsonl"
+    vpath = directory / "videos.jsonl"
+    if not qpath.is_file():
+        raise BadInput(f"{qpath}: file not found; a query set needs queries.jsonl")
+    videos: dict[str, Video] = {}
+    if vpath.is_file():
+        for n, row in read_jsonl(vpath):
+            video = Video.from_row(row, vpath, n)
+            if video.vid in videos:
+                raise RowError(f"{vpath}:{n}", "vid", f"duplicate vid {video.vid!r}")
+            videos[video.vid] = video
+    queries = load_queries(qpath)
+    card_path = directory / "README.md"
+    split = "test"
+    meta_path = directory / "meta.json"
+    if meta_path.is_file():
+        split = str(json.loads(meta_path.read_text(encoding="utf-8")).get("split", "test"))
+    qs = QuerySet(name=name or directory.name, videos=videos, queries=queries, root=directory,
+                  split=split, card=card_path.read_text(encoding="utf-8") if card_path.is_file() else None)
+    qs.validate(qpath)
+    if check_files:
+        for n, video in enumerate(videos.values(), start=1):
+            p = video.resolve(directory)
+            if p is not None and not p.is_file():
+                raise RowError(f"{vpath}:{n}", "path", f"video file not found: {p}")
+    return qs
+
+
+def save_query_set(qs: QuerySet, directory: Path, *, copy_videos: bool = False) -> Path:
+    """Write ``qs`` as a directory, atomically replacing ``directory`` if it exists."""
+    directory = Path(directory)
+    qs.validate()
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        rows = []
+        for video in qs.videos.values():
+            row = video.to_row()
+            src = video.resolve(qs.root)
+            if copy_videos and src is not None and src.is_file():
+                (tmp / "videos").mkdir(exist_ok=True)
+                shutil.copy2(src, tmp / "videos" / src.name)
+                row["path"] = f"videos/{src.name}"
+            elif src is not None and qs.root is not None and not Path(video.path or "").is_absolute():
+                row["path"] = str(src.resolve())
+            rows.append(row)
+        write_jsonl(tmp / "videos.jsonl", rows)
+        write_jsonl(tmp / "queries.jsonl", (q.to_row() for q in qs.queries))
+        (tmp / "meta.json").write_text(json.dumps({"name": qs.name, "split": qs.split}) + "\n",
+                                       encoding="utf-8")
+        if qs.card:
+            (tmp / "README.md").write_text(qs.card, encoding="utf-8")
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            directory.rename(old)
+            tmp.rename(directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
