@@ -44,6 +44,7 @@ Builder = Callable[[Path, BuildOptions], QuerySet]
 
 BUILDERS: Registry[Builder] = Registry("dataset")
 BUILDERS.register("synthetic-v1", "bench.datasets.synthetic:build")
+BUILDERS.register("synthetic-mini", "bench.datasets.synthetic:build_mini")
 BUILDERS.register("qvhighlights", "bench.datasets.qvhighlights:build")
 BUILDERS.register("charades-sta", "bench.datasets.charades_sta:build")
 BUILDERS.register("activitynet", "bench.datasets.activitynet:build")
@@ -55,7 +56,7 @@ BUILDERS.register("subtitles", "bench.datasets.subtitles:build")
 BUILDERS.register("hf", "bench.datasets.hf:build")
 
 # Sets that build with no input, so ``--dataset NAME`` works on a fresh machine.
-SELF_CONTAINED = ("synthetic-v1",)
+SELF_CONTAINED = ("synthetic-v1", "synthetic-mini")
 
 
 def build(name: str, out: Path, options: BuildOptions | None = None) -> QuerySet:

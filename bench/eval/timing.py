@@ -1,0 +1,108 @@
+"""Per-stage timing: wall and CPU seconds, items and video seconds, peak memory.
+
+Retrievers wrap their work in ``with stage("encode", items=n):``; the benchmark runner
+opens a :class:`TimingRecorder` around a run and collects the totals. With no recorder
+active, ``stage`` costs two clock reads.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+STAGES = ("decode", "preprocess", "encode", "asr", "ocr", "caption", "metadata",
+          "index_build", "query_encode", "search", "llm")
+
+
+@dataclass
+class StageTotals:
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    calls: int = 0
+    items: int = 0
+    video_s: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        out = {"wall_s": self.wall_s, "cpu_s": self.cpu_s, "calls": float(self.calls),
+               "items": float(self.items), "video_s": self.video_s}
+        if self.items and self.wall_s > 0:
+            out["items_per_s"] = self.items / self.wall_s
+        if self.video_s and self.wall_s > 0:
+            out["video_s_per_wall_s"] = self.video_s / self.wall_s
+        return out
+
+
+@dataclass
+class TimingRecorder:
+    """Accumulates stage totals and per-query latencies for one run."""
+
+    stages: dict[str, StageTotals] = field(default_factory=dict)
+    query_latencies_s: list[float] = field(default_factory=list)
+    peak_cuda_bytes: int = 0
+
+    def add(self, name: str, wall_s: float, cpu_s: float, items: int, video_s: float) -> None:
+        tot = self.stages.setdefault(name, StageTotals())
+        tot.wall_s += wall_s
+        tot.cpu_s += cpu_s
+        tot.calls += 1
+        tot.items += items
+        tot.video_s += video_s
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"stages": {k: v.as_dict() for k, v in sorted(self.stages.items())},
+                "peak_cuda_bytes": self.peak_cuda_bytes}
+
+
+_current: contextvars.ContextVar[TimingRecorder | None] = contextvars.ContextVar(
+    "bench_timing", default=None)
+
+
+@contextmanager
+def recording(recorder: TimingRecorder) -> Iterator[TimingRecorder]:
+    """Make ``recorder`` the target of every ``stage`` inside the block."""
+    token = _current.set(recorder)
+    try:
+        yield recorder
+    finally:
+        _current.reset(token)
+
+
+def current() -> TimingRecorder | None:
+    return _current.get()
+
+
+def _cuda_sync() -> None:
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+@contextmanager
+def stage(name: str, *, items: int = 0, video_s: float = 0.0) -> Iterator[None]:
+    """Time a block as stage ``name``; CUDA work is synchronized at both ends."""
+    rec = _current.get()
+    if rec is None:
+        yield
+        return
+    _cuda_sync()
+    t0, c0 = time.perf_counter(), time.process_time()
+    try:
+        yield
+    finally:
+        _cuda_sync()
+        rec.add(name, time.perf_counter() - t0, time.process_time() - c0, items, video_s)
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far (Linux ru_maxrss is in KiB)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak) * (1 if os.uname().sysname == "Darwin" else 1024)

@@ -1,0 +1,124 @@
+"""Model references: hub id + pinned revision, a local directory, or a tiny random-init recipe.
+
+Every loader goes through :func:`resolve` and then the library's own ``from_pretrained``,
+so tests with tiny models exercise the same code path as real weights.
+
+Forms of ``ModelRef.id``:
+- ``"org/name"`` with ``revision``: a Hugging Face hub model (cached or downloaded);
+- ``"local-dir:/path"`` or an existing directory path: weights saved with ``save_pretrained``;
+- ``"tiny:NAME"``: built from ``models/tiny/NAME.yaml`` (architecture config + seed) into the
+  cache, saved with ``save_pretrained`` and loaded back; flagged ``random_init``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict
+
+from bench.errors import BadInput, Unavailable
+from bench.paths import cache_home, repo_root
+from bench.registry import import_object
+
+
+class ModelRef(BaseModel):
+    """Where a model's weights come from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    revision: str | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model ready for ``from_pretrained``: ``location`` is a hub id or a local directory."""
+
+    location: str
+    revision: str | None
+    source: str  # "hub" | "local" | "tiny"
+    random_init: bool
+    ref_id: str
+
+    def provenance(self) -> dict[str, Any]:
+        return {"id": self.ref_id, "revision": self.revision, "source": self.source,
+                "random_init": self.random_init, "checksum": weights_checksum(self.location)}
+
+
+def tiny_recipe_path(name: str) -> Path:
+    return repo_root() / "models" / "tiny" / f"{name}.yaml"
+
+
+def resolve(ref: ModelRef) -> ResolvedModel:
+    """Turn a reference into a loadable location, building tiny models on first use."""
+    mid = ref.id
+    if mid.startswith("tiny:"):
+        name = mid.removeprefix("tiny:")
+        return ResolvedModel(str(build_tiny(name)), None, "tiny", True, mid)
+    if mid.startswith("local-dir:"):
+        path = Path(mid.removeprefix("local-dir:")).expanduser()
+        if not path.is_dir():
+            raise Unavailable(f"model directory {path} does not exist")
+        return ResolvedModel(str(path), None, "local", False, mid)
+    if Path(mid).expanduser().is_dir():
+        return ResolvedModel(str(Path(mid).expanduser()), None, "local", False, mid)
+    return ResolvedModel(mid, ref.revision, "hub", False, mid)
+
+
+def build_tiny(name: str) -> Path:
+    """Build (once) the tiny random-init model of ``models/tiny/NAME.yaml``; return its dir.
+
+    The recipe names its builder (``"pkg.module:function"``), called as
+    ``builder(config: dict, out_dir: Path, seed: int)``; it must ``save_pretrained`` there.
+    """
+    recipe_path = tiny_recipe_path(name)
+    if not recipe_path.is_file():
+        raise BadInput(f"no tiny-model recipe {recipe_path}; add models/tiny/{name}.yaml")
+    recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8"))
+    if not isinstance(recipe, dict) or "builder" not in recipe:
+        raise BadInput(f"{recipe_path}: field 'builder' is required ('pkg.module:function')")
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+    out = cache_home() / "tiny" / f"{name}-{digest}"
+    if (out / ".done").is_file():
+        return out
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    builder = import_object(recipe["builder"])
+    builder(dict(recipe.get("config", {})), tmp, int(recipe.get("seed", 0)))
+    (tmp / ".done").write_text(digest + "\n", encoding="utf-8")
+    if out.exists():  # another process finished first; keep theirs
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        return out
+    tmp.rename(out)
+    return out
+
+
+def weights_checksum(location: str) -> str | None:
+    """sha256 over a local directory's weight files (None for hub ids not cached locally)."""
+    path = Path(location)
+    if not path.is_dir():
+        return None
+    h = hashlib.sha256()
+    for f in sorted(path.rglob("*")):
+        if f.is_file() and f.suffix in {".safetensors", ".bin", ".pt", ".onnx", ".model"}:
+            h.update(f.name.encode())
+            with f.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+def hub_unavailable_reason(ref: ModelRef, exc: BaseException) -> str:
+    """One line for a model that could not be loaded (offline, missing revision, ...)."""
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    hint = " (HF_HUB_OFFLINE=1 and not in the local cache)" if offline else ""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"cannot load {ref.id}@{ref.revision or 'main'}{hint}: {first[:200]}"

@@ -1,0 +1,85 @@
+"""The retriever protocol every method family implements, and its declarative configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bench.errors import BadInput
+from bench.modelref import ModelRef
+from bench.types import Moment, QueryInput, Video
+
+if TYPE_CHECKING:
+    from bench.store import FeatureStore
+
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class RetrieverConfig(BaseModel):
+    """One configuration of a retriever family: one YAML file in ``models/``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    family: str
+    description: str = ""
+    model: ModelRef | None = None
+    """The main model (CLIP, X-CLIP, sentence encoder, LLM)."""
+    models: dict[str, ModelRef] = Field(default_factory=dict)
+    """Further models by role, e.g. ``{"text": ..., "asr": ..., "caption": ...}``."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Family-specific parameters, validated by the family's own ``Params`` model."""
+    tags: list[str] = Field(default_factory=list)
+    """Free labels: ``offline`` (runs with no hub), ``tiny`` (random-init, not a result)."""
+    revision: str = "1"
+    """Configuration revision; results are stored per revision."""
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> RetrieverConfig:
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise BadInput(f"{path}: cannot read retriever configuration: {exc}") from None
+        if not isinstance(data, dict):
+            raise BadInput(f"{path}: a retriever configuration must be a YAML mapping")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            raise BadInput(f"{path}: field '{loc}': {err['msg']}") from None
+
+
+def parse_params(model: type[BaseModel], config: RetrieverConfig) -> Any:
+    """Validate ``config.params`` against a family's ``Params`` model (extra keys forbidden)."""
+    try:
+        return model.model_validate(config.params)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise BadInput(f"retriever {config.name!r}: params.{loc}: {err['msg']}") from None
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Index videos once (cached, resumable), then answer batches of queries.
+
+    ``index`` receives videos whose ``path`` is a local absolute path. ``search`` returns,
+    per query, at most ``top_k`` moments sorted by descending score. ``vids=None`` is corpus
+    search over everything indexed; ``vids=[v]`` grounds the query in known video(s).
+    """
+
+    name: str
+
+    def index(self, videos: Sequence[Video], store: FeatureStore) -> None: ...
+
+    def search(self, queries: Sequence[QueryInput], *, top_k: int = 10,
+               vids: Sequence[str] | None = None) -> list[list[Moment]]: ...
+
+    def provenance(self) -> dict[str, Any]:
+        """Model ids, revisions, checksums, ``random_init`` flags, decoder, device."""
+        ...
