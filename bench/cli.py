@@ -1,0 +1,305 @@
+"""``python -m bench <verb>``: the stable command-line surface (see DESIGN.md, "CLI verbs").
+
+``--json`` prints one JSON document on stdout and nothing else there; logs go to stderr.
+Exit codes: 0 ok, 1 a check failed, 2 bad input (with a one-line reason), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench import __version__
+from bench.errors import BadInput, BenchError
+
+log = logging.getLogger("bench")
+
+
+def _emit_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def _fmt_time(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    h, rem = divmod(int(round(seconds)), 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def _parse_columns(pairs: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        field, sep, column = pair.partition("=")
+        if not sep or not field or not column:
+            raise BadInput(f"--map expects FIELD=COLUMN (e.g. query=sentence), got {pair!r}")
+        out[field] = column
+    return out
+
+
+# --- verbs -------------------------------------------------------------------------------
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "datasets":
+        from bench.datasets import describe
+
+        rows = describe()
+        if args.json:
+            _emit_json({"datasets": rows})
+        else:
+            for r in rows:
+                note = "needs --input" if r["needs_input"] == "true" else "built in"
+                print(f"{r['name']:16s} {note}")
+        return 0
+    from bench.retrievers import load_configs
+
+    configs = load_configs()
+    if args.json:
+        _emit_json({"retrievers": [
+            {"name": c.name, "family": c.family, "revision": c.revision, "tags": c.tags,
+             "model": c.model.id if c.model else None, "description": c.description}
+            for c in configs.values()]})
+    else:
+        for c in configs.values():
+            tags = f" [{', '.join(c.tags)}]" if c.tags else ""
+            print(f"{c.name:28s} {c.family:13s} {c.model.id if c.model else '-'}{tags}")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from bench.datasets import BuildOptions, build
+
+    opts = BuildOptions(input=args.input, videos=args.videos, split=args.split, limit=args.limit,
+                        columns=_parse_columns(args.map), lines_per_query=args.lines_per_query,
+                        hold_out_wording=args.hold_out_wording, force=args.force)
+    qs = build(args.name, Path(args.out), opts)
+    doc = {"dataset": qs.name, "out": str(args.out), "videos": len(qs.videos),
+           "queries": len(qs.queries)}
+    if args.json:
+        _emit_json(doc)
+    else:
+        print(f"built {args.name}: {doc['videos']} videos, {doc['queries']} queries -> {args.out}")
+    return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from bench.eval.runner import index_dataset
+
+    doc = index_dataset(args.dataset, args.retriever, device=args.device)
+    if args.json:
+        _emit_json(doc)
+    else:
+        print(f"indexed {doc['videos']} videos of {doc['dataset']} with {doc['retriever']} "
+              f"in {doc['wall_s']:.1f} s")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from bench.eval.runner import search_files
+
+    moments = search_files([Path(v) for v in args.video], args.query,
+                           Path(args.image) if args.image else None, args.retriever,
+                           top_k=args.top_k, device=args.device)
+    if args.json:
+        _emit_json({"query": args.query, "image": args.image, "retriever": args.retriever,
+                    "moments": [{"vid": m.vid, "start": m.start, "end": m.end, "score": m.score,
+                                 "evidence": m.evidence} for m in moments]})
+        return 0
+    if not moments:
+        print("no moments found")
+    for i, m in enumerate(moments, start=1):
+        print(f"{i:2d}. {m.vid}  {_fmt_time(m.start)}-{_fmt_time(m.end)}  score {m.score:.4f}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.eval.runner import run
+
+    modes = ("grounding", "corpus") if args.mode == "both" else (args.mode,)
+    results = run(args.dataset or [], args.retriever or [], out=Path(args.out), modes=modes,
+                  device=args.device, top_k=args.top_k, limit=args.limit,
+                  progress=not args.json)
+    from bench.eval.results import result_path
+
+    rows = []
+    for r in results:
+        row = {"retriever": r.retriever, "dataset": r.dataset, "split": r.split, "mode": r.mode,
+               "status": r.status, "metrics": r.metrics, "metrics_by_tag": r.metrics_by_tag,
+               "metrics_by_lang": r.metrics_by_lang, "timing": r.timing,
+               "random_init": r.random_init, "results_path": str(result_path(Path(args.out), r))}
+        if r.reason:
+            row["reason"] = r.reason
+        rows.append(row)
+    if args.json:
+        _emit_json({"results": rows})
+        return 0
+    print(f"{'retriever':28s} {'dataset':14s} {'mode':9s} {'status':11s} "
+          f"{'R1@0.5':>7s} {'R1@0.7':>7s} {'mIoU':>7s} {'p50 ms':>8s}")
+    for r in results:
+        m = r.metrics
+        p50 = r.timing.get("queries", {}).get("p50_s")
+        flag = " (random-init)" if r.random_init else ""
+        if r.status == "ok":
+            print(f"{r.retriever:28s} {r.dataset:14s} {r.mode:9s} {r.status:11s} "
+                  f"{m.get('R1@0.5', float('nan')):7.3f} {m.get('R1@0.7', float('nan')):7.3f} "
+                  f"{m.get('mIoU', float('nan')):7.3f} "
+                  f"{(p50 or 0) * 1000:8.1f}{flag}")
+        else:
+            print(f"{r.retriever:28s} {r.dataset:14s} {r.mode:9s} {r.status:11s} {r.reason}")
+    print(f"results written to {args.out}/")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from bench.eval.evaluate import evaluate_files, format_table
+
+    result = evaluate_files(Path(args.gt), Path(args.pred))
+    if args.json:
+        _emit_json(result)
+    else:
+        print(format_table(result))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.eval.report import write_report
+
+    paths = write_report(Path(args.results), Path(args.out))
+    if args.json:
+        _emit_json({"files": [str(p) for p in paths]})
+    else:
+        for p in paths:
+            print(p)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench.eval.regression import compare
+
+    outcome = compare(Path(args.results), Path(args.baseline))
+    if args.json:
+        _emit_json(outcome.as_dict())
+    else:
+        print(outcome.table())
+    return 0 if outcome.ok else 1
+
+
+def cmd_mock_run(args: argparse.Namespace) -> int:
+    from bench.eval.runner import mock_run
+
+    doc = mock_run(args.retriever, device=args.device)
+    if args.json:
+        _emit_json(doc)
+    else:
+        flag = " (random-init weights: numbers are not results)" if doc.get("random_init") else ""
+        print(f"{doc['retriever']}: {doc['status']}{flag}")
+        if doc.get("reason"):
+            print(f"  {doc['reason']}")
+        for k, v in sorted((doc.get("metrics") or {}).items()):
+            if k in {"R1@0.5", "R1@0.7", "mIoU"}:
+                print(f"  {k} = {v:.3f}")
+    return 0 if doc["status"] == "ok" else 1
+
+
+# --- parser ------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench",
+                                description="SceneBench: find moments in video by natural language.")
+    p.add_argument("--version", action="version", version=f"scenebench {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def add(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp.set_defaults(func=func)
+        sp.add_argument("--json", action="store_true", help="one JSON document on stdout")
+        return sp
+
+    sp = add("list", cmd_list, "list registered retriever configurations or datasets")
+    sp.add_argument("what", choices=["retrievers", "datasets"])
+
+    sp = add("build", cmd_build, "build a labelled query set (synthetic-v1, adapters, subtitles)")
+    sp.add_argument("name", help="builder name (see 'list datasets')")
+    sp.add_argument("--out", required=True, help="output directory")
+    sp.add_argument("--input", type=Path, help="annotation file, or folder of videos (subtitles)")
+    sp.add_argument("--videos", type=Path, help="folder holding the videos")
+    sp.add_argument("--split", default="test")
+    sp.add_argument("--limit", type=int, help="keep the first N queries")
+    sp.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
+                    help="generic jsonl/csv: canonical field -> input column (repeatable)")
+    sp.add_argument("--lines-per-query", type=int, default=1, help="subtitles: lines per query")
+    sp.add_argument("--hold-out-wording", action="store_true",
+                    help="subtitles: query with a rewording, not the exact line")
+    sp.add_argument("--force", action="store_true", help="rebuild even if cached")
+
+    def device_arg(sp: argparse.ArgumentParser, default: str = "auto") -> None:
+        sp.add_argument("--device", choices=["auto", "cpu", "cuda"], default=default)
+
+    sp = add("index", cmd_index, "index a dataset's videos into the feature store (cached)")
+    sp.add_argument("--dataset", required=True, help="registered name or query-set directory")
+    sp.add_argument("--retriever", required=True, help="configuration name or YAML path")
+    device_arg(sp)
+
+    sp = add("search", cmd_search, "search video files for a text or image query")
+    sp.add_argument("--video", nargs="+", required=True, help="video file(s)")
+    sp.add_argument("--query", help="what to find, in any language")
+    sp.add_argument("--image", help="an example image to find instead of / with text")
+    sp.add_argument("--retriever", default="bm25-text", help="configuration (default bm25-text)")
+    sp.add_argument("--top-k", type=int, default=5)
+    device_arg(sp)
+
+    sp = add("run", cmd_run, "run retrievers on datasets with timing; write versioned results")
+    sp.add_argument("--dataset", action="append", help="repeatable; default synthetic-v1")
+    sp.add_argument("--retriever", action="append", help="repeatable; default every configuration")
+    sp.add_argument("--out", default="results", help="results directory (default results/)")
+    sp.add_argument("--mode", choices=["grounding", "corpus", "both"], default="both")
+    sp.add_argument("--top-k", type=int, default=10)
+    sp.add_argument("--limit", type=int, help="first N queries per dataset (quick runs)")
+    device_arg(sp)
+
+    sp = add("evaluate", cmd_evaluate, "score a prediction file against ground truth")
+    sp.add_argument("--gt", required=True, help="queries.jsonl (ground truth)")
+    sp.add_argument("--pred", required=True, help="predictions.jsonl")
+
+    sp = add("report", cmd_report, "leaderboard (Markdown, CSV, HTML with plots) from results")
+    sp.add_argument("--results", default="results")
+    sp.add_argument("--out", default="reports")
+
+    sp = add("compare", cmd_compare, "regression gate: compare results with a baseline")
+    sp.add_argument("--results", required=True)
+    sp.add_argument("--baseline", required=True)
+
+    sp = add("mock-run", cmd_mock_run, "sanity-check a retriever on a tiny built-in set")
+    sp.add_argument("--retriever", required=True)
+    device_arg(sp, "cpu")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING if args.json else logging.INFO
+    if args.verbose:
+        level = logging.DEBUG
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(message)s")
+    for noisy in ("httpx", "urllib3", "faster_whisper", "jieba", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return int(args.func(args))
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; finished work is kept in the cache, rerun to resume", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

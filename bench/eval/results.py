@@ -1,0 +1,157 @@
+"""Versioned result files: one JSON per retriever configuration, revision, dataset and split.
+
+``results/<retriever>/<config-revision>/<dataset>/<split>.json`` with ``predictions.jsonl``
+beside it. Older schema versions keep loading through :data:`MIGRATIONS`; a file from a
+newer schema is refused with a message instead of being read with the wrong fields.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bench.errors import BadInput
+
+log = logging.getLogger("bench")
+
+RESULT_SCHEMA_VERSION = 2
+"""v1: metrics only under ``metrics``; v2 adds ``mode``, ``metrics_by_tag``/``_lang`` and
+``timing.queries`` latency percentiles."""
+
+Status = Literal["ok", "unavailable", "failed"]
+
+
+class ResultFile(BaseModel):
+    """What one (retriever configuration, dataset, split, mode) run produced."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = RESULT_SCHEMA_VERSION
+    retriever: str
+    family: str
+    config_revision: str
+    dataset: str
+    split: str
+    mode: Literal["grounding", "corpus"] = "grounding"
+    status: Status
+    reason: str | None = None
+    n_queries: int = 0
+    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics_by_tag: dict[str, dict[str, float]] = Field(default_factory=dict)
+    metrics_by_lang: dict[str, dict[str, float]] = Field(default_factory=dict)
+    timing: dict[str, Any] = Field(default_factory=dict)
+    provenance: dict[str, Any] = Field(default_factory=dict)
+    query_errors: dict[str, str] = Field(default_factory=dict)
+    created_at: str | None = None
+
+    @property
+    def random_init(self) -> bool:
+        """True when any model behind this result had random-init weights."""
+        return find_random_init(self.provenance)
+
+    @property
+    def split_key(self) -> str:
+        return self.split if self.mode == "grounding" else f"{self.split}-corpus"
+
+
+def find_random_init(obj: Any) -> bool:
+    """True if any nested mapping in a provenance record says ``random_init: true``."""
+    if isinstance(obj, dict):
+        if obj.get("random_init") is True:
+            return True
+        return any(find_random_init(v) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return any(find_random_init(v) for v in obj)
+    return False
+
+
+def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    data = dict(data)
+    data.setdefault("mode", "grounding")
+    breakdown = data.pop("breakdown", {}) or {}
+    data.setdefault("metrics_by_tag", breakdown.get("tags", {}))
+    data.setdefault("metrics_by_lang", breakdown.get("lang", {}))
+    data["schema_version"] = 2
+    return data
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+
+
+def parse_result(data: Any, source: Path | str = "<memory>") -> ResultFile:
+    """Validate a result document, migrating older schema versions step by step."""
+    if not isinstance(data, dict) or "schema_version" not in data or "retriever" not in data:
+        raise BadInput(f"{source}: not a SceneBench result file (no schema_version/retriever)")
+    version = data["schema_version"]
+    if not isinstance(version, int):
+        raise BadInput(f"{source}: field 'schema_version' must be an integer, got {version!r}")
+    if version > RESULT_SCHEMA_VERSION:
+        raise BadInput(f"{source}: result schema v{version} is newer than this SceneBench "
+                       f"(v{RESULT_SCHEMA_VERSION}); upgrade SceneBench to read it")
+    while version < RESULT_SCHEMA_VERSION:
+        if version not in MIGRATIONS:
+            raise BadInput(f"{source}: no migration from result schema v{version}")
+        data = MIGRATIONS[version](data)
+        version = data["schema_version"]
+    try:
+        return ResultFile.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise BadInput(f"{source}: field '{loc}': {err['msg']}") from None
+
+
+def load_result(path: Path) -> ResultFile:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInput(f"{path}: unreadable result file ({exc})") from None
+    return parse_result(data, path)
+
+
+def result_path(root: Path, result: ResultFile) -> Path:
+    return Path(root) / result.retriever / result.config_revision / result.dataset / \
+        f"{result.split_key}.json"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_result(root: Path, result: ResultFile,
+                predictions: list[dict[str, Any]] | None = None) -> Path:
+    """Write the result JSON (and ``<split>.predictions.jsonl`` beside it) atomically."""
+    path = result_path(root, result)
+    if predictions is not None:
+        lines = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions)
+        _atomic_write(path.with_name(f"{result.split_key}.predictions.jsonl"), lines)
+    _atomic_write(path, result.model_dump_json(indent=2) + "\n")
+    return path
+
+
+def iter_results(root: Path) -> Iterator[tuple[Path, ResultFile]]:
+    """Every result file under ``root``; corrupt or foreign JSON is reported by file and skipped."""
+    root = Path(root)
+    if not root.exists():
+        raise BadInput(f"{root}: results directory not found; run 'python -m bench run' first")
+    paths = [root] if root.is_file() else sorted(root.rglob("*.json"))
+    for path in paths:
+        try:
+            yield path, load_result(path)
+        except BadInput as exc:
+            log.warning("skipping %s", exc)

@@ -1,0 +1,332 @@
+"""The benchmark runner: datasets x retriever configurations, with timing and versioned results.
+
+Indexing goes through the feature store (cached, resumable) so an interrupted run is cheap
+to rerun. A configuration that cannot load its weights or backend is recorded as
+``unavailable`` with the reason; one that crashes is ``failed``; the run goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import platform
+import subprocess
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from tqdm import tqdm
+
+from bench.errors import BadInput, BenchError, Unavailable
+from bench.eval import timing
+from bench.eval.results import ResultFile, find_random_init, save_result
+from bench.paths import repo_root
+from bench.retrievers import build_retriever, get_config, load_configs
+from bench.retrievers.base import Retriever, RetrieverConfig
+from bench.types import Moment, Prediction, Query, QueryInput, QuerySet, Video
+
+log = logging.getLogger("bench")
+
+Mode = Literal["grounding", "corpus"]
+PACKAGES = ("numpy", "torch", "transformers", "sentence-transformers", "faiss-cpu", "bm25s",
+            "faster-whisper", "rapidocr-onnxruntime", "decord", "av", "httpx")
+
+
+def local_videos(qs: QuerySet) -> list[Video]:
+    """The set's videos with absolute local paths (videos without a local file are skipped)."""
+    out = []
+    for video in qs.videos.values():
+        path = video.resolve(qs.root)
+        if path is None:
+            log.warning("%s: video %s has no local file; skipped", qs.name, video.vid)
+            continue
+        if not path.is_file():
+            raise BadInput(f"{qs.name}: video file not found for vid {video.vid!r}: {path}")
+        out.append(dataclasses.replace(video, path=str(path.resolve())))
+    return out
+
+
+def environment() -> dict[str, Any]:
+    """Machine and library versions for provenance (no paths, no user names)."""
+    from importlib import metadata
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    return {"python": platform.python_version(), "platform": platform.platform(terse=True),
+            "cpu": cpu, "cpu_count": os.cpu_count(), "packages": versions, "git_sha": git_sha()}
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True,
+                             text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float]:
+    import numpy as np
+
+    if not values:
+        return {}
+    arr = np.asarray(values, dtype=np.float64)
+    return {"p50_s": float(np.percentile(arr, 50)), "p95_s": float(np.percentile(arr, 95)),
+            "p99_s": float(np.percentile(arr, 99)), "mean_s": float(arr.mean()), "n": float(len(arr))}
+
+
+def search_queries(retriever: Retriever, qs: QuerySet, queries: Sequence[Query], mode: Mode,
+                   top_k: int, recorder: timing.TimingRecorder,
+                   errors: dict[str, str], progress: bool = True) -> list[Prediction]:
+    """One search call per query (so latency is per query), in grounding or corpus mode."""
+    preds = []
+    for q in tqdm(queries, desc=f"search {retriever.name} [{mode}]", unit="q", leave=False,
+                  disable=not progress):
+        qin = QueryInput.from_query(q, qs.root)
+        vids = [q.vid] if mode == "grounding" and q.vid is not None else None
+        t0 = time.perf_counter()
+        try:
+            with timing.stage("query_total"):
+                moments = retriever.search([qin], top_k=top_k, vids=vids)[0]
+        except Unavailable:
+            raise
+        except BenchError as exc:
+            errors[str(q.qid)] = str(exc)
+            moments = []
+        recorder.query_latencies_s.append(time.perf_counter() - t0)
+        last = getattr(retriever, "last_errors", None)
+        if isinstance(last, dict) and last:
+            for key, msg in last.items():
+                errors.setdefault(str(key if key is not None else q.qid), str(msg))
+        preds.append(to_prediction(q, moments, mode))
+    return preds
+
+
+def to_prediction(q: Query, moments: Sequence[Moment], mode: Mode) -> Prediction:
+    if mode == "corpus":
+        return Prediction.from_moments(dataclasses.replace(q, vid=None), moments)
+    return Prediction.from_moments(q, moments)
+
+
+def _metrics(qs: QuerySet, queries: Sequence[Query], preds: Sequence[Prediction]) -> dict[str, Any]:
+    from bench.eval.evaluate import evaluate_predictions
+
+    return evaluate_predictions(list(queries), list(preds))
+
+
+def _split_metrics(result: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
+    flat = {k: float(v) for k, v in result.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)}
+    by_tag = {t: {k: float(v) for k, v in m.items() if isinstance(v, int | float)}
+              for t, m in (result.get("by_tag") or {}).items()}
+    by_lang = {t: {k: float(v) for k, v in m.items() if isinstance(v, int | float)}
+               for t, m in (result.get("by_lang") or {}).items()}
+    return flat, by_tag, by_lang
+
+
+def run_one(cfg: RetrieverConfig, qs: QuerySet, modes: Sequence[Mode], *, device: str = "auto",
+            top_k: int = 10, out: Path | None = None, store: Any = None,
+            progress: bool = True) -> list[ResultFile]:
+    """Run one configuration on one query set in each mode; write results when ``out`` is set."""
+    from bench.store import FeatureStore
+
+    store = store or FeatureStore()
+    base = dict(retriever=cfg.name, family=cfg.family, config_revision=cfg.revision,
+                dataset=qs.name, split=qs.split)
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    env = environment()
+    results: list[ResultFile] = []
+    recorder = timing.TimingRecorder()
+    try:
+        with timing.recording(recorder):
+            retriever = build_retriever(cfg, device)
+            videos = local_videos(qs)
+            video_s = sum(v.duration or 0.0 for v in videos)
+            t0 = time.perf_counter()
+            with timing.stage("index_total", items=len(videos), video_s=video_s):
+                retriever.index(videos, store)
+            index_wall = time.perf_counter() - t0
+    except Unavailable as exc:
+        log.warning("%s unavailable: %s", cfg.name, exc)
+        return [_write(out, ResultFile(**base, mode=m, status="unavailable", reason=str(exc),
+                                       provenance={"environment": env}, created_at=now), None)
+                for m in modes]
+    except Exception as exc:  # a crashing retriever must not stop the run; record why
+        log.error("%s failed while indexing %s: %s", cfg.name, qs.name, exc)
+        log.debug("%s", traceback.format_exc())
+        return [_write(out, ResultFile(**base, mode=m, status="failed",
+                                       reason=f"index: {type(exc).__name__}: {exc}",
+                                       provenance={"environment": env}, created_at=now), None)
+                for m in modes]
+    index_timing = recorder.as_dict()
+    prov = {"environment": env, "device": getattr(retriever, "device", device),
+            "retriever": retriever.provenance(), "config": cfg.model_dump()}
+    prov["random_init"] = find_random_init(prov["retriever"])
+    for mode in modes:
+        queries = [q for q in qs.queries if mode == "corpus" or q.vid is not None]
+        if not queries:
+            continue
+        rec = timing.TimingRecorder()
+        errors: dict[str, str] = {}
+        try:
+            with timing.recording(rec):
+                preds = search_queries(retriever, qs, queries, mode, top_k, rec, errors, progress)
+            scored = _metrics(qs, queries, preds)
+        except Unavailable as exc:
+            results.append(_write(out, ResultFile(**base, mode=mode, status="unavailable",
+                                                  reason=str(exc), provenance=prov,
+                                                  created_at=now), None))
+            continue
+        except Exception as exc:  # recorded, run goes on
+            log.error("%s failed on %s [%s]: %s", cfg.name, qs.name, mode, exc)
+            log.debug("%s", traceback.format_exc())
+            results.append(_write(out, ResultFile(**base, mode=mode, status="failed",
+                                                  reason=f"search: {type(exc).__name__}: {exc}",
+                                                  provenance=prov, created_at=now), None))
+            continue
+        flat, by_tag, by_lang = _split_metrics(scored)
+        stats = getattr(retriever, "stats", None)
+        timing_doc = {"index": index_timing, "index_wall_s": index_wall,
+                      "video_s": video_s, "search": rec.as_dict(),
+                      "queries": percentiles(rec.query_latencies_s),
+                      "peak_rss_bytes": timing.peak_rss_bytes()}
+        if video_s and index_wall > 0:
+            timing_doc["video_s_per_wall_s"] = video_s / index_wall
+        if callable(stats):
+            timing_doc["backend"] = stats()
+        result = ResultFile(**base, mode=mode, status="ok", n_queries=len(queries), metrics=flat,
+                            metrics_by_tag=by_tag, metrics_by_lang=by_lang, timing=timing_doc,
+                            provenance=prov, query_errors=errors, created_at=now)
+        results.append(_write(out, result, [p.to_row() for p in preds]))
+    return results
+
+
+def _write(out: Path | None, result: ResultFile, preds: list[dict[str, Any]] | None) -> ResultFile:
+    if out is not None:
+        save_result(out, result, preds)
+    return result
+
+
+def run(datasets: Sequence[str], retrievers: Sequence[str], *, out: Path | None,
+        modes: Sequence[Mode] = ("grounding", "corpus"), device: str = "auto", top_k: int = 10,
+        limit: int | None = None, progress: bool = True) -> list[ResultFile]:
+    """Every dataset x every configuration (all of ``models/`` when ``retrievers`` is empty)."""
+    from bench.datasets import resolve_dataset
+
+    configs = [get_config(r) for r in retrievers] if retrievers else list(load_configs().values())
+    results = []
+    for spec in datasets or ["synthetic-v1"]:
+        qs = resolve_dataset(spec)
+        if limit is not None:
+            qs = dataclasses.replace(qs, queries=qs.queries[:limit])
+        for cfg in configs:
+            log.info("running %s on %s", cfg.name, qs.name)
+            results.extend(run_one(cfg, qs, modes, device=device, top_k=top_k, out=out,
+                                   progress=progress))
+    return results
+
+
+def index_dataset(dataset: str, retriever: str, *, device: str = "auto") -> dict[str, Any]:
+    """``python -m bench index``: index every video of a set into the feature store."""
+    from bench.datasets import resolve_dataset
+    from bench.store import FeatureStore
+
+    qs = resolve_dataset(dataset)
+    cfg = get_config(retriever)
+    rec = timing.TimingRecorder()
+    with timing.recording(rec):
+        r = build_retriever(cfg, device)
+        videos = local_videos(qs)
+        t0 = time.perf_counter()
+        r.index(videos, FeatureStore())
+        wall = time.perf_counter() - t0
+    return {"dataset": qs.name, "retriever": cfg.name, "videos": len(videos), "wall_s": wall,
+            "timing": rec.as_dict()}
+
+
+def search_files(paths: Sequence[Path], text: str | None, image: Path | None, retriever: str,
+                 *, top_k: int = 10, device: str = "auto") -> list[Moment]:
+    """``python -m bench search``: index the given files (cached) and search them."""
+    from bench.store import FeatureStore
+    from bench.video import probe
+
+    if not (text and text.strip()) and image is None:
+        raise BadInput("give a --query text or an --image to search for")
+    videos: list[Video] = []
+    seen: dict[str, int] = {}
+    for p in paths:
+        path = Path(p)
+        if not path.is_file():
+            raise BadInput(f"{path}: video file not found")
+        info = probe(path)
+        stem = path.stem
+        seen[stem] = seen.get(stem, 0) + 1
+        vid = stem if seen[stem] == 1 else f"{stem}-{seen[stem]}"
+        videos.append(Video(vid=vid, path=str(path.resolve()), duration=info.duration_s))
+    r = build_retriever(retriever, device)
+    r.index(videos, FeatureStore())
+    query = QueryInput(text=text, image=str(image) if image else None)
+    return r.search([query], top_k=top_k, vids=[v.vid for v in videos])[0]
+
+
+def mock_run(retriever: str, *, device: str = "cpu") -> dict[str, Any]:
+    """Sanity-check a configuration on the tiny built-in set in seconds.
+
+    Checks the protocol, not accuracy: one result list per query, at most ``top_k``
+    moments, windows inside the video, scores sorted descending, videos known.
+    """
+    from bench.datasets import resolve_dataset
+
+    qs = resolve_dataset("synthetic-mini")
+    cfg = get_config(retriever)
+    problems: list[str] = []
+    results = run_one(cfg, qs, ("grounding",), device=device, top_k=5, out=None, progress=False)
+    res = results[0] if results else None
+    if res is None or res.status != "ok":
+        return {"retriever": cfg.name, "status": res.status if res else "failed",
+                "reason": res.reason if res else "no result", "checks": []}
+    r = build_retriever(cfg, device)
+    from bench.store import FeatureStore
+
+    r.index(local_videos(qs), FeatureStore())
+    durations = {v.vid: v.duration for v in qs.videos.values()}
+    for q in qs.queries:
+        if q.vid is None:
+            continue
+        got = r.search([QueryInput.from_query(q, qs.root)], top_k=5, vids=[q.vid])
+        if len(got) != 1:
+            problems.append(f"{q.qid}: {len(got)} result lists for 1 query")
+            continue
+        moments = got[0]
+        if len(moments) > 5:
+            problems.append(f"{q.qid}: {len(moments)} moments > top_k=5")
+        scores = [m.score for m in moments]
+        if scores != sorted(scores, reverse=True):
+            problems.append(f"{q.qid}: moments not sorted by descending score")
+        for m in moments:
+            dur = durations.get(m.vid)
+            if m.vid != q.vid:
+                problems.append(f"{q.qid}: moment in {m.vid}, outside the requested video")
+            if not (0 <= m.start < m.end) or (dur is not None and m.end > dur + 1e-6):
+                problems.append(f"{q.qid}: window [{m.start}, {m.end}] outside [0, {dur}]")
+    return {"retriever": cfg.name, "status": "ok" if not problems else "failed",
+            "reason": "; ".join(problems[:5]) or None, "metrics": res.metrics,
+            "random_init": res.random_init or find_random_init(res.provenance),
+            "checks": problems}
