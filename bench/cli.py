@@ -119,7 +119,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.eval.runner import run
 
-    modes = ("grounding", "corpus") if args.mode == "both" else (args.mode,)
+    from bench.eval.runner import Mode
+
+    modes: tuple[Mode, ...] = ("grounding", "corpus") if args.mode == "both" else (args.mode,)
     results = run(args.dataset or [], args.retriever or [], out=Path(args.out), modes=modes,
                   device=args.device, top_k=args.top_k, limit=args.limit,
                   progress=not args.json)

@@ -148,7 +148,7 @@ def run_one(cfg: RetrieverConfig, qs: QuerySet, modes: Sequence[Mode], *, device
     from bench.store import FeatureStore
 
     store = store or FeatureStore()
-    base = dict(retriever=cfg.name, family=cfg.family, config_revision=cfg.revision,
+    base: dict[str, Any] = dict(retriever=cfg.name, family=cfg.family, config_revision=cfg.revision,
                 dataset=qs.name, split=qs.split)
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     env = environment()
