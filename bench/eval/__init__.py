@@ -1,0 +1,1 @@
+"""Evaluation: retrieval metrics, the ``evaluate`` engine, timing, runs, reports and regression checks."""
