@@ -1,0 +1,30 @@
+"""Video I/O: probing, frame sampling with true timestamps (decord, PyAV fallback), audio.
+
+Importing this package imports neither decord nor PyAV; they load on first use.
+"""
+
+from bench.video.audio import extract_audio, has_audio_stream
+from bench.video.decode import (
+    DecodeError,
+    FrameBatch,
+    FrameSelector,
+    choose_decoder,
+    output_size,
+    sample_frames,
+    select_indices,
+)
+from bench.video.probe import ProbeInfo, probe
+
+__all__ = [
+    "DecodeError",
+    "FrameBatch",
+    "FrameSelector",
+    "ProbeInfo",
+    "choose_decoder",
+    "extract_audio",
+    "has_audio_stream",
+    "output_size",
+    "probe",
+    "sample_frames",
+    "select_indices",
+]

@@ -1,0 +1,347 @@
+"""Sample frames at a fixed rate with their true timestamps, in bounded batches.
+
+decord is the default decoder; PyAV takes over for files decord cannot open or gets wrong
+(rotation, variable-frame-rate timestamps). Both pick the same frames by the same rule, and
+times are seconds on the player's timeline (from the container's start).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from bench.errors import BadInput
+from bench.video.probe import ProbeInfo, ffmpeg_reason, probe, video_stream
+
+if TYPE_CHECKING:
+    import av.container
+
+log = logging.getLogger("bench")
+
+Decoder = Literal["auto", "decord", "pyav"]
+DECODERS: tuple[str, ...] = ("auto", "decord", "pyav")
+
+TIME_EPS_S = 1e-3
+"""A frame within 1 ms before a target time counts as at it: container timestamps are
+rounded to their time base and decord reports float32 seconds."""
+
+_ROTATION_CHECK_MAX_DIFF = 24.0
+"""Mean absolute pixel difference (0-255) above which decord's first frame is judged to be
+turned differently from PyAV's; codec noise between two decoders stays far below it."""
+
+
+class DecodeError(BadInput):
+    """A file that probed fine but failed while decoding; the message names the file."""
+
+
+@dataclass
+class FrameBatch:
+    """Consecutive sampled frames of one video."""
+
+    frames: np.ndarray
+    """uint8 ``(n, H, W, 3)`` RGB, rotation applied."""
+    times_s: np.ndarray
+    """float64 ``(n,)`` presentation time of each frame, seconds from the container start."""
+    indices: np.ndarray
+    """int64 ``(n,)`` index of each frame in the stream, in presentation order."""
+
+    def __len__(self) -> int:
+        return int(self.frames.shape[0])
+
+
+class FrameSelector:
+    """Pick, for each target time ``k / fps`` below ``end_s``, the first frame whose time is
+    ``>= target`` (within :data:`TIME_EPS_S`); a frame serves every target it is first for,
+    so each frame is emitted at most once. Fed frame times in presentation order."""
+
+    def __init__(self, fps: float, end_s: float) -> None:
+        if not math.isfinite(fps) or fps <= 0:
+            raise BadInput(f"sampling rate must be a positive number of frames per second, got {fps!r}")
+        self.fps = fps
+        self.n_targets = max(1, math.ceil(end_s * fps - 1e-9))
+        self.next_k = 0
+
+    @property
+    def done(self) -> bool:
+        return self.next_k >= self.n_targets
+
+    def take(self, time_s: float) -> bool:
+        """True when the frame at ``time_s`` is the one for the next pending target(s)."""
+        if self.done or time_s < self.next_k / self.fps - TIME_EPS_S:
+            return False
+        self.next_k = max(self.next_k + 1, math.floor((time_s + TIME_EPS_S) * self.fps) + 1)
+        return True
+
+
+def select_indices(times_s: np.ndarray, fps: float, end_s: float) -> np.ndarray:
+    """Indices (int64, ascending) of the frames :class:`FrameSelector` picks from ``times_s``
+    (seconds, presentation order). A target past the last frame gets the last frame."""
+    selector = FrameSelector(fps, end_s)
+    picked = [i for i, t in enumerate(times_s.tolist()) if selector.take(t)]
+    n = len(times_s)
+    if n and not selector.done and (not picked or picked[-1] != n - 1):
+        picked.append(n - 1)  # targets past the last frame: the nearest frame is the last
+    return np.asarray(picked, dtype=np.int64)
+
+
+def output_size(info: ProbeInfo, short_side: int | None) -> tuple[int, int]:
+    """Display ``(width, height)`` of sampled frames: the video's own, or scaled so the
+    shorter side is ``short_side`` (aspect kept, never upscaled, at least 1 px)."""
+    width, height = info.width, info.height
+    if short_side is None:
+        return width, height
+    if short_side <= 0:
+        raise BadInput(f"short_side must be a positive number of pixels, got {short_side}")
+    short = min(width, height)
+    if short_side >= short:
+        return width, height
+    scale = short_side / short
+    if width <= height:
+        return short_side, max(1, round(height * scale))
+    return max(1, round(width * scale)), short_side
+
+
+def _decoder_errors() -> tuple[type[BaseException], ...]:
+    import av
+    from decord._ffi.base import DECORDError
+
+    return (av.error.FFmpegError, DECORDError)
+
+
+def _open_decord(path: Path, width: int = -1, height: int = -1) -> Any:
+    import decord
+
+    # decord applies the display rotation itself and takes the display size.
+    return decord.VideoReader(str(path), ctx=decord.cpu(0), width=width, height=height)
+
+
+def _timeline_offset_s(container: av.container.InputContainer, stream: Any) -> Fraction:
+    """Seconds from the container's start to the video stream's start (decord and PyAV
+    frame times are shifted by it onto the player's timeline)."""
+    cstart = Fraction(container.start_time or 0, 1_000_000)
+    if stream.start_time is None:
+        return Fraction(0)
+    return Fraction(stream.start_time) * stream.time_base - cstart
+
+
+def _pyav_times(path: Path, limit: int | None = None) -> np.ndarray:
+    """Sorted presentation times (seconds from container start) of the first ``limit`` video
+    packets, read without decoding."""
+    import av
+
+    with av.open(str(path), metadata_errors="ignore") as container:
+        vs = video_stream(container, path)
+        cstart = Fraction(container.start_time or 0, 1_000_000)
+        pts: list[int] = []
+        for packet in container.demux(vs):
+            if packet.pts is not None and packet.size:
+                pts.append(packet.pts)
+                if limit is not None and len(pts) >= limit:
+                    break
+        tb = vs.time_base
+        return np.asarray(sorted(float(p * tb - cstart) for p in pts), dtype=np.float64)
+
+
+def _decord_times(vr: Any, offset_s: float) -> np.ndarray:
+    n = len(vr)
+    if n == 0:
+        return np.zeros(0, dtype=np.float64)
+    return vr.get_frame_timestamp(np.arange(n))[:, 0].astype(np.float64) + offset_s
+
+
+def _first_frame_pyav(path: Path, width: int, height: int, rotation: int) -> np.ndarray:
+    import av
+
+    with av.open(str(path), metadata_errors="ignore") as container:
+        frame = next(container.decode(video_stream(container, path)))
+        return _to_rgb(frame, width, height, rotation)
+
+
+def _to_rgb(frame: Any, width: int, height: int, rotation: int) -> np.ndarray:
+    """Convert (and scale inside swscale) a PyAV frame to display-oriented RGB uint8."""
+    coded_w, coded_h = (height, width) if rotation in (90, 270) else (width, height)
+    rgb = frame.reformat(width=coded_w, height=coded_h, format="rgb24",
+                         interpolation="BICUBIC").to_ndarray()
+    if rotation:
+        rgb = np.ascontiguousarray(np.rot90(rgb, k=-rotation // 90))  # negative k: clockwise
+    return rgb
+
+
+@lru_cache(maxsize=256)
+def _choose_cached(path: str, size: int, mtime_ns: int) -> str:
+    return _choose(Path(path))
+
+
+def _choose(path: Path) -> str:
+    info = probe(path)
+    try:
+        vr = _open_decord(path)
+    except _decoder_errors() as exc:
+        log.info("%s: decord cannot open it (%s); using PyAV", path, ffmpeg_reason(exc))
+        return "pyav"
+    if len(vr) == 0:
+        return "pyav"
+    if info.rotation:
+        # Compare at a small size: decord turns frames itself and must agree with PyAV.
+        w, h = output_size(info, 32)
+        try:
+            small = _open_decord(path, w, h)[0].asnumpy()
+        except _decoder_errors() as exc:
+            log.info("%s: decord fails on the rotated stream (%s); using PyAV", path, ffmpeg_reason(exc))
+            return "pyav"
+        ref = _first_frame_pyav(path, w, h, info.rotation)
+        if small.shape != ref.shape or float(np.abs(small.astype(np.int16) - ref).mean()) > \
+                _ROTATION_CHECK_MAX_DIFF:
+            log.info("%s: decord turns this %d-degree rotation wrongly; using PyAV", path, info.rotation)
+            return "pyav"
+    if info.vfr:
+        import av
+
+        with av.open(str(path), metadata_errors="ignore") as container:
+            offset = float(_timeline_offset_s(container, video_stream(container, path)))
+        got = _decord_times(vr, offset)
+        want = _pyav_times(path)
+        if len(got) != len(want) or not np.allclose(got, want, rtol=0, atol=TIME_EPS_S):
+            log.info("%s: decord's frame times disagree with the container's (VFR); using PyAV", path)
+            return "pyav"
+    return "decord"
+
+
+def choose_decoder(path: Path) -> str:
+    """``"decord"`` when decord opens ``path`` and handles it right, else ``"pyav"``.
+
+    "Right" means: for a rotated video decord's first frame matches PyAV's turned one; for a
+    variable-frame-rate video decord's frame times match the container's packet times.
+    Memoised per (path, size, mtime). Raises BadInput for a file that is not a video.
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        raise BadInput(f"{path}: file not found") from None
+    return _choose_cached(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+def sample_frames(path: Path, fps: float = 1.0, *, short_side: int | None = None,
+                  batch_size: int = 32, decoder: str = "auto") -> Iterator[FrameBatch]:
+    """Yield frames of ``path`` sampled at about ``fps`` frames per second, in batches.
+
+    For each target time ``k / fps`` (k = 0, 1, ... below the duration) the first frame whose
+    presentation time is ``>= target`` is taken (the last frame for targets past it); a frame
+    is yielded once even if it is first for several targets (gaps in variable-frame-rate
+    video). ``times_s`` are the frames' true presentation times, seconds from the container
+    start. At most ``batch_size`` frames are held at a time. ``short_side`` scales inside
+    the decoder so the shorter display side is that many pixels (aspect kept, no upscaling).
+    ``decoder`` is ``"auto"`` (:func:`choose_decoder`), ``"decord"`` or ``"pyav"``.
+
+    Raises BadInput for a file that is not a readable video, DecodeError (a BadInput) when
+    decoding fails part-way.
+    """
+    path = Path(path)
+    if decoder not in DECODERS:
+        raise BadInput(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
+    if batch_size < 1:
+        raise BadInput(f"batch_size must be >= 1, got {batch_size}")
+    info = probe(path)
+    FrameSelector(fps, info.duration_s)  # validates fps before any decoding
+    chosen = choose_decoder(path) if decoder == "auto" else decoder
+    width, height = output_size(info, short_side)
+    if chosen == "decord":
+        return _sample_decord(path, info, fps, width, height, batch_size)
+    return _sample_pyav(path, info, fps, width, height, batch_size)
+
+
+def _sample_decord(path: Path, info: ProbeInfo, fps: float, width: int, height: int,
+                   batch_size: int) -> Iterator[FrameBatch]:
+    import av
+
+    errors = _decoder_errors()
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            offset = float(_timeline_offset_s(container, video_stream(container, path)))
+        vr = _open_decord(path, width, height)
+        times = _decord_times(vr, offset)
+    except errors as exc:
+        raise DecodeError(
+            f"{path}: decord cannot read it ({ffmpeg_reason(exc)}); try decoder='pyav'"
+        ) from None
+    indices = select_indices(times, fps, info.duration_s)
+    for start in range(0, len(indices), batch_size):
+        chunk = indices[start:start + batch_size]
+        try:
+            frames = vr.get_batch(chunk.tolist()).asnumpy()
+        except errors as exc:
+            raise DecodeError(
+                f"{path}: decord failed at frame {int(chunk[0])} ({ffmpeg_reason(exc)}); try decoder='pyav'"
+            ) from None
+        yield FrameBatch(frames=frames, times_s=times[chunk], indices=chunk.copy())
+
+
+def _sample_pyav(path: Path, info: ProbeInfo, fps: float, width: int, height: int,
+                 batch_size: int) -> Iterator[FrameBatch]:
+    import av
+
+    selector = FrameSelector(fps, info.duration_s)
+    frames: list[np.ndarray] = []
+    times: list[float] = []
+    indices: list[int] = []
+    last: tuple[Any, float, int] | None = None
+    emitted_last = False
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.error.FFmpegError as exc:
+        raise DecodeError(f"{path}: PyAV cannot open it ({ffmpeg_reason(exc)})") from None
+    with container:
+        vs = video_stream(container, path)
+        vs.thread_type = "AUTO"
+        tb = vs.time_base
+        cstart = Fraction(container.start_time or 0, 1_000_000)
+        step = Fraction(1) / Fraction(info.fps).limit_denominator(1_000_000)
+        prev_s: Fraction | None = None
+        index = -1
+        try:
+            for frame in container.decode(vs):
+                index += 1
+                if frame.pts is not None:
+                    t = Fraction(frame.pts) * tb - cstart
+                else:  # raw streams without timestamps: one average frame after the last
+                    t = Fraction(0) if prev_s is None else prev_s + step
+                prev_s = t
+                time_s = float(t)
+                if selector.take(time_s):
+                    frames.append(_to_rgb(frame, width, height, info.rotation))
+                    times.append(time_s)
+                    indices.append(index)
+                    emitted_last = True
+                    if len(frames) == batch_size:
+                        yield _batch(frames, times, indices)
+                        frames, times, indices = [], [], []
+                else:
+                    emitted_last = False
+                    last = (frame, time_s, index)
+                if selector.done:
+                    break
+        except av.error.FFmpegError as exc:
+            raise DecodeError(f"{path}: PyAV failed after frame {index} ({ffmpeg_reason(exc)})") from None
+        if index < 0:
+            raise DecodeError(f"{path}: no decodable video frame")
+        if not selector.done and not emitted_last and last is not None:
+            frame, time_s, idx = last  # targets past the last frame get the last frame
+            frames.append(_to_rgb(frame, width, height, info.rotation))
+            times.append(time_s)
+            indices.append(idx)
+    if frames:
+        yield _batch(frames, times, indices)
+
+
+def _batch(frames: list[np.ndarray], times: list[float], indices: list[int]) -> FrameBatch:
+    return FrameBatch(frames=np.stack(frames), times_s=np.asarray(times, dtype=np.float64),
+                      indices=np.asarray(indices, dtype=np.int64))

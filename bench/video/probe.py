@@ -1,0 +1,189 @@
+"""Probe a video file: duration, frame rate, display size, rotation, frame count, audio, VFR.
+
+PyAV reads the container in-process (no ffprobe subprocess); the first frame is decoded so
+that a file which opens but holds no decodable frame is rejected here, not mid-index.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BadInput
+
+VFR_SCAN_PACKETS = 2000
+"""Packets read from the start of the stream to detect variable frame rate (about a minute
+at 30 fps); the whole file is never read by :func:`probe`."""
+
+
+@dataclass(frozen=True)
+class ProbeInfo:
+    """What a decoder and a retriever need to know about one video file."""
+
+    path: str
+    duration_s: float
+    fps: float
+    """Average frame rate (frames per second over the whole stream)."""
+    width: int
+    """Display width in pixels, after rotation is applied."""
+    height: int
+    """Display height in pixels, after rotation is applied."""
+    rotation: int
+    """Degrees clockwise (0, 90, 180 or 270) the decoder must turn coded frames for display."""
+    n_frames: int
+    """Exact when the container records it (or the stream was short enough to count), else
+    ``round(duration_s * fps)``."""
+    has_audio: bool
+    video_codec: str
+    audio_codec: str | None
+    vfr: bool
+    """True when frame durations vary (screen recordings, phone video, concatenations)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> ProbeInfo:
+        """Inverse of :meth:`to_dict` (e.g. for a probe cached in the feature store)."""
+        return cls(
+            path=str(row["path"]), duration_s=float(row["duration_s"]), fps=float(row["fps"]),
+            width=int(row["width"]), height=int(row["height"]), rotation=int(row["rotation"]),
+            n_frames=int(row["n_frames"]), has_audio=bool(row["has_audio"]),
+            video_codec=str(row["video_codec"]),
+            audio_codec=None if row.get("audio_codec") is None else str(row["audio_codec"]),
+            vfr=bool(row["vfr"]),
+        )
+
+
+def unreadable(path: Path, why: str) -> BadInput:
+    """The one error for a file that is not a usable video."""
+    return BadInput(f"{path}: not a readable video ({why})")
+
+
+def ffmpeg_reason(exc: BaseException) -> str:
+    """A short reason from a PyAV/decord exception (first line, no file path repeated)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+def clockwise_rotation(ccw_degrees: float) -> int:
+    """Turn FFmpeg's display-matrix angle (counter-clockwise, -180..180) into 0/90/180/270
+    clockwise, the convention of ``ffmpeg -autorotate`` and every player."""
+    return int(round(-ccw_degrees / 90.0)) % 4 * 90
+
+
+def _rate(value: Fraction | None) -> float:
+    return float(value) if value else 0.0
+
+
+def is_vfr(pts: list[int], time_base: Fraction) -> bool:
+    """True when the gaps between consecutive presentation times vary by more than a tick
+    and 1 % (timestamp rounding in containers makes exact equality too strict)."""
+    ordered = sorted(set(pts))
+    if len(ordered) < 3:
+        return False
+    gaps = [b - a for a, b in zip(ordered, ordered[1:], strict=False)]
+    lo, hi = min(gaps), max(gaps)
+    tolerance = max(1, int(0.01 * hi))
+    return hi - lo > tolerance and float((hi - lo) * time_base) > 1e-3
+
+
+def video_stream(container: Any, path: Path) -> Any:
+    """The first video stream of an open PyAV container that is not cover art."""
+    import av
+
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    raise unreadable(path, "no video stream")
+
+
+def probe(path: Path) -> ProbeInfo:
+    """Read ``path``'s container and first frame.
+
+    Raises :class:`~bench.errors.BadInput` ``"<path>: not a readable video (...)"`` for a
+    missing, empty, truncated or non-video file, or one with no decodable frame or no
+    duration.
+    """
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise unreadable(path, "empty file")
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise unreadable(path, ffmpeg_reason(exc)) from None
+    with container:
+        vs = video_stream(container, path)
+        audio = container.streams.audio[0] if container.streams.audio else None
+        cc = vs.codec_context
+        tb = vs.time_base or Fraction(1, 1)
+
+        pts: list[int] = []
+        first = None
+        scanned_all = True
+        try:
+            for packet in container.demux(vs):
+                if packet.size == 0:  # flush packet at end of stream
+                    continue
+                if packet.pts is not None:
+                    pts.append(packet.pts)
+                if first is None:
+                    frames = packet.decode()
+                    if frames:
+                        first = frames[0]
+                if len(pts) >= VFR_SCAN_PACKETS and first is not None:
+                    scanned_all = False
+                    break
+            if first is None:  # frames held back by the decoder (B-frames, threads)
+                for frame in vs.codec_context.decode(None):
+                    first = frame
+                    break
+        except av.error.FFmpegError as exc:
+            if first is None:
+                raise unreadable(path, ffmpeg_reason(exc)) from None
+        if first is None:
+            raise unreadable(path, "no decodable video frame")
+
+        # The container's duration is what players show (it also spans an audio track
+        # longer than the video); a stream's own duration is the fallback.
+        duration = 0.0
+        if container.duration:
+            duration = container.duration / 1e6  # AV_TIME_BASE microseconds
+        elif vs.duration:
+            duration = float(vs.duration * tb)
+        if duration <= 0 and scanned_all and len(pts) >= 2:
+            duration = float((max(pts) - min(pts)) * tb)
+        if not math.isfinite(duration) or duration <= 0:
+            raise unreadable(path, "zero duration")
+
+        fps = _rate(vs.average_rate) or _rate(vs.guessed_rate)
+        if vs.frames > 0:
+            n_frames = int(vs.frames)
+        elif scanned_all and pts:
+            n_frames = len(pts)
+        else:
+            n_frames = max(1, round(duration * fps))
+        if fps <= 0:
+            fps = n_frames / duration
+
+        rotation = clockwise_rotation(float(getattr(first, "rotation", 0) or 0))
+        width, height = int(cc.width or first.width), int(cc.height or first.height)
+        if rotation in (90, 270):
+            width, height = height, width
+        # A real frame rate (r_frame_rate) far from the average one also betrays VFR in
+        # files whose irregular part starts after the scanned packets.
+        base = _rate(vs.base_rate)
+        vfr = is_vfr(pts, tb) or (base > 0 and abs(base - fps) > 0.01 * base and not scanned_all)
+        return ProbeInfo(
+            path=str(path), duration_s=duration, fps=fps, width=width, height=height,
+            rotation=rotation, n_frames=n_frames, has_audio=audio is not None,
+            video_codec=str(cc.name), audio_codec=None if audio is None else str(audio.codec_context.name),
+            vfr=vfr,
+        )
