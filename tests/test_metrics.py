@@ -86,6 +86,8 @@ def test_saliency_average_precision_by_hand() -> None:
     assert m.saliency_average_precision([1, 0, 0, 1], [0.5, 0.5, 0.1, 0.0]) == pytest.approx(0.5)
     # Short score lists are zero-padded, long ones cut: [0.2] + [0, 0] ranks clip 0 first.
     assert m.saliency_average_precision([1, 0, 0], [0.2]) == pytest.approx(1.0)
+    # Interpolated: recall 1/2 is first reached at precision 1/2, but 2/3 is reachable at recall 1.
+    assert m.saliency_average_precision([0, 1, 1], [0.9, 0.8, 0.7]) == pytest.approx(2 / 3)
     assert m.saliency_average_precision([0, 0], [1, 2]) == 0.0
     assert m.saliency_average_precision([1, 1], [1, 2]) == 1.0
 
@@ -249,6 +251,17 @@ def test_qvhighlights_dict_layout_buckets_and_brief() -> None:
     assert result["HL-min-Fair-mAP"] == 58.33
     assert result["R1@0.7"] == 0.5
     assert result["mAP"] == 0.5
+
+
+def test_length_buckets_are_open_below_closed_above() -> None:
+    # 10 s is short, 30 s middle, 30.5 s long; a query keeps only its windows in the bucket.
+    queries = [q(1, [[0, 10], [20, 60]]), q(2, [[0, 30]]), q(3, [[0, 30.5]])]
+    preds = {1: p(1, [[20, 60, 1.0]]), 2: p(2, [[0, 30, 1.0]]), 3: p(3, [[0, 10, 1.0]])}
+    qvh = m.qvhighlights_metrics(queries, preds, highlights=False)
+    assert qvh["short"]["MR-R1"]["0.5"] == 0.0     # query 1 against [0, 10] only
+    assert qvh["middle"]["MR-R1"]["0.5"] == 100.0  # query 2
+    assert qvh["long"]["MR-R1"]["0.5"] == 50.0     # query 1 against [20, 60], query 3 misses
+    assert qvh["full"]["MR-R1"]["0.5"] == pytest.approx(66.67)
 
 
 def test_highlight_keys_omitted_without_predicted_saliency() -> None:
