@@ -80,7 +80,7 @@ def _evaluate(queries: Sequence[Query], predictions: Sequence[Prediction], *, re
         raise BadInput(
             f"{pred_name}: no prediction for {len(missing)} of {len(queries)} queries in {gt_name} "
             f"(qid {shown}); predict every query, or score only the predicted ones with "
-            "require_all=False (the official script's match_number=False)"
+            "'evaluate --allow-missing' (require_all=False, the official script's match_number=False)"
         )
     evaluated = [q for q in queries if q.qid in by_qid]
     try:
