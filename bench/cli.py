@@ -159,11 +159,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from bench.eval.evaluate import evaluate_files, format_table
 
-    result = evaluate_files(Path(args.gt), Path(args.pred))
+    result = evaluate_files(Path(args.gt), Path(args.pred), require_all=not args.allow_missing)
     if args.json:
         _emit_json(result)
     else:
-        print(format_table(result))
+        print(format_table(result), end="")
     return 0
 
 
@@ -267,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("evaluate", cmd_evaluate, "score a prediction file against ground truth")
     sp.add_argument("--gt", required=True, help="queries.jsonl (ground truth)")
     sp.add_argument("--pred", required=True, help="predictions.jsonl")
+    sp.add_argument("--allow-missing", action="store_true",
+                    help="score only the predicted queries (default: a missing one is an error)")
 
     sp = add("report", cmd_report, "leaderboard (Markdown, CSV, HTML with plots) from results")
     sp.add_argument("--results", default="results")

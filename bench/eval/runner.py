@@ -132,8 +132,12 @@ def _metrics(qs: QuerySet, queries: Sequence[Query], preds: Sequence[Prediction]
 
 
 def _split_metrics(result: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
+    from bench.eval.evaluate import QVH_BRIEF_ORDER
+
+    # Fractions only: the QVHighlights brief keys are percent (as the official script prints).
     flat = {k: float(v) for k, v in result.items()
-            if isinstance(v, int | float) and not isinstance(v, bool)}
+            if isinstance(v, int | float) and not isinstance(v, bool)
+            and k not in QVH_BRIEF_ORDER and not k.startswith("n_")}
     by_tag = {t: {k: float(v) for k, v in m.items() if isinstance(v, int | float)}
               for t, m in (result.get("by_tag") or {}).items()}
     by_lang = {t: {k: float(v) for k, v in m.items() if isinstance(v, int | float)}
