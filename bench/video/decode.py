@@ -132,22 +132,33 @@ def _timeline_offset_s(container: av.container.InputContainer, stream: Any) -> F
     return Fraction(stream.start_time) * stream.time_base - cstart
 
 
-def _pyav_times(path: Path, limit: int | None = None) -> np.ndarray:
-    """Sorted presentation times (seconds from container start) of the first ``limit`` video
-    packets, read without decoding."""
+def frame_times(path: Path) -> np.ndarray:
+    """float64 ``(n_frames,)`` presentation times of every video frame, seconds from the
+    container start, ascending; read from packet timestamps without decoding (about a
+    second for two hours of video)."""
+    import av
+
+    path = Path(path)
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            vs = video_stream(container, path)
+            cstart = Fraction(container.start_time or 0, 1_000_000)
+            pts = [packet.pts for packet in container.demux(vs) if packet.pts is not None and packet.size]
+            tb = vs.time_base
+    except av.error.FFmpegError as exc:
+        raise DecodeError(f"{path}: cannot read packet timestamps ({ffmpeg_reason(exc)})") from None
+    pts.sort()
+    return np.asarray([float(p * tb - cstart) for p in pts], dtype=np.float64)
+
+
+def _decord_agrees(vr: Any, times: np.ndarray, path: Path) -> bool:
+    """decord's frame count and (float32) times match the container's packet times."""
     import av
 
     with av.open(str(path), metadata_errors="ignore") as container:
-        vs = video_stream(container, path)
-        cstart = Fraction(container.start_time or 0, 1_000_000)
-        pts: list[int] = []
-        for packet in container.demux(vs):
-            if packet.pts is not None and packet.size:
-                pts.append(packet.pts)
-                if limit is not None and len(pts) >= limit:
-                    break
-        tb = vs.time_base
-        return np.asarray(sorted(float(p * tb - cstart) for p in pts), dtype=np.float64)
+        offset = float(_timeline_offset_s(container, video_stream(container, path)))
+    got = _decord_times(vr, offset)
+    return len(got) == len(times) and bool(np.allclose(got, times, rtol=0, atol=TIME_EPS_S))
 
 
 def _decord_times(vr: Any, offset_s: float) -> np.ndarray:
@@ -202,25 +213,19 @@ def _choose(path: Path) -> str:
                 _ROTATION_CHECK_MAX_DIFF:
             log.info("%s: decord turns this %d-degree rotation wrongly; using PyAV", path, info.rotation)
             return "pyav"
-    if info.vfr:
-        import av
-
-        with av.open(str(path), metadata_errors="ignore") as container:
-            offset = float(_timeline_offset_s(container, video_stream(container, path)))
-        got = _decord_times(vr, offset)
-        want = _pyav_times(path)
-        if len(got) != len(want) or not np.allclose(got, want, rtol=0, atol=TIME_EPS_S):
-            log.info("%s: decord's frame times disagree with the container's (VFR); using PyAV", path)
-            return "pyav"
+    if not _decord_agrees(vr, frame_times(path), path):
+        log.info("%s: decord's frame count or times disagree with the container's; using PyAV", path)
+        return "pyav"
     return "decord"
 
 
 def choose_decoder(path: Path) -> str:
     """``"decord"`` when decord opens ``path`` and handles it right, else ``"pyav"``.
 
-    "Right" means: for a rotated video decord's first frame matches PyAV's turned one; for a
-    variable-frame-rate video decord's frame times match the container's packet times.
-    Memoised per (path, size, mtime). Raises BadInput for a file that is not a video.
+    "Right" means: decord's frame count and times match the container's packet times (this
+    catches variable-frame-rate and broken-index files), and for a rotated video decord's
+    first frame matches PyAV's turned one. Memoised per (path, size, mtime). Raises
+    BadInput for a file that is not a video.
     """
     path = Path(path)
     try:
@@ -261,18 +266,19 @@ def sample_frames(path: Path, fps: float = 1.0, *, short_side: int | None = None
 
 def _sample_decord(path: Path, info: ProbeInfo, fps: float, width: int, height: int,
                    batch_size: int) -> Iterator[FrameBatch]:
-    import av
-
     errors = _decoder_errors()
+    # Reported times are the container's exact packet times; decord's own are float32.
+    times = frame_times(path)
     try:
-        with av.open(str(path), metadata_errors="ignore") as container:
-            offset = float(_timeline_offset_s(container, video_stream(container, path)))
         vr = _open_decord(path, width, height)
-        times = _decord_times(vr, offset)
+        agrees = _decord_agrees(vr, times, path)
     except errors as exc:
         raise DecodeError(
             f"{path}: decord cannot read it ({ffmpeg_reason(exc)}); try decoder='pyav'"
         ) from None
+    if not agrees:
+        raise DecodeError(f"{path}: decord's frame times disagree with the container's; "
+                          "use decoder='pyav' (or 'auto')")
     indices = select_indices(times, fps, info.duration_s)
     for start in range(0, len(indices), batch_size):
         chunk = indices[start:start + batch_size]

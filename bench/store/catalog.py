@@ -1,0 +1,490 @@
+"""The feature store: a SQLite catalog (WAL) of videos, extractors and artefacts, plus one
+array (``.npz``) or JSON file per (video, extractor), written atomically.
+
+A row is marked done only after its file is fsynced and renamed into place, and a done
+row whose file is missing or does not match its recorded checksum is reset, never served.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import sqlite3
+import tempfile
+import threading
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import numpy as np
+
+from bench.errors import BadInput
+from bench.paths import cache_home
+from bench.video.probe import ProbeInfo
+
+log = logging.getLogger("bench")
+
+Status = Literal["done", "failed", "missing"]
+
+CATALOG_VERSION = 1
+HASH_CHUNK_BYTES = 1 << 20
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# A machine path in extractor parameters would make the cache key differ between machines.
+_MACHINE_PATH_RE = re.compile(r"^(/|~|[A-Za-z]:[\\/]|\\\\|local-dir:)")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    video_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS videos (
+    video_id TEXT PRIMARY KEY, size INTEGER, probe TEXT, last_path TEXT);
+CREATE TABLE IF NOT EXISTS extractors (
+    key TEXT PRIMARY KEY, name TEXT NOT NULL, version TEXT NOT NULL, params TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS artefacts (
+    video_id TEXT NOT NULL, extractor TEXT NOT NULL, status TEXT NOT NULL,
+    kind TEXT, relpath TEXT, arrays TEXT, nbytes INTEGER, sha256 TEXT, meta TEXT,
+    reason TEXT,
+    PRIMARY KEY (video_id, extractor));
+"""
+
+
+def canonical_json(obj: Any) -> str:
+    """Deterministic JSON (sorted keys, no spaces, NaN refused) used for hashing."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _check_no_machine_paths(value: Any, where: str) -> None:
+    if isinstance(value, str) and _MACHINE_PATH_RE.match(value):
+        raise BadInput(
+            f"extractor parameter {where} = {value!r} is a machine path; cache keys must be the "
+            "same on every machine: use a model id, revision or weights checksum instead")
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_no_machine_paths(v, f"{where}.{k}")
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_no_machine_paths(v, f"{where}[{i}]")
+
+
+@dataclass(frozen=True)
+class Extractor:
+    """What produced an artefact: a name, its JSON-able parameters and a code version.
+
+    ``params`` should pin everything that changes the output (model id and revision or
+    weights checksum, fps, size, dtype, ...), never wall-clock times or machine paths.
+    """
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    version: str = "1"
+
+    def __post_init__(self) -> None:
+        if not _NAME_RE.match(self.name):
+            raise BadInput(f"extractor name {self.name!r} must be letters, digits, '.', '_' or '-'")
+        try:
+            canonical_json(dict(self.params))
+        except (TypeError, ValueError) as exc:
+            raise BadInput(f"extractor {self.name!r}: params must be JSON-able ({exc})") from None
+        _check_no_machine_paths(dict(self.params), "params")
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": self.name, "params": json.loads(canonical_json(dict(self.params))),
+                "version": str(self.version)}
+
+    @property
+    def key(self) -> str:
+        """``"<name>-<16 hex of sha256(canonical JSON of name, params, version)>"``."""
+        digest = hashlib.sha256(canonical_json(self.spec()).encode("utf-8")).hexdigest()
+        return f"{self.name}-{digest[:16]}"
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Extractor) and self.key == other.key
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (memory stays flat for any size)."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(HASH_CHUNK_BYTES), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The rename itself is durable only once the directory entry is flushed.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_atomic(directory: Path, stem: str, suffix: str,
+                  write: Callable[[BinaryIO], None]) -> tuple[Path, int, str]:
+    """Write through ``write`` into a temp file in ``directory``, fsync it, hash it, and
+    rename it to ``<stem>.<sha12>.<suffix>``; return (path, bytes, sha256 hex).
+
+    The name carries the content hash so concurrent writers of the same artefact never
+    replace a file another process's catalog row points to.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w+b") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        digest = sha256_file(Path(tmp))
+        target = directory / f"{stem}.{digest[:12]}.{suffix}"
+        Path(tmp).replace(target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(directory)
+    return target, target.stat().st_size, digest
+
+
+def _write_npz(fh: BinaryIO, arrays: Mapping[str, np.ndarray]) -> None:
+    """An uncompressed ``.npz`` with fixed zip timestamps, so equal arrays give equal bytes
+    (``np.savez`` stamps the current time into every member)."""
+    with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arr in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)
+
+
+def _array_spec(arrays: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    return {k: {"shape": list(a.shape), "dtype": a.dtype.str} for k, a in arrays.items()}
+
+
+class FeatureStore:
+    """Cached, resumable per-video features.
+
+    Layout under ``root``: ``catalog.sqlite`` (WAL), ``features/<extractor key>/<video id>.npz``
+    (or ``.json``), ``artifacts/<name>/`` for corpus-level artefacts. Safe to share between
+    processes (SQLite locking) and threads (one connection behind a lock per process).
+    """
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root is not None else cache_home() / "store"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.catalog_path = self.root / "catalog.sqlite"
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('catalog_version', ?)", (str(CATALOG_VERSION),))
+
+    # -- catalog plumbing -------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        # A connection must not cross fork(); reopen in a child process.
+        if self._conn is None or self._pid != os.getpid():
+            conn = sqlite3.connect(self.catalog_path, timeout=60.0, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=60000")
+            conn.executescript(_SCHEMA)
+            self._conn, self._pid = conn, os.getpid()
+        return self._conn
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE takes the write lock up front, so two
+        processes never deadlock upgrading read locks)."""
+        with self._lock:
+            db = self._connect()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._connect().execute(sql, args).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- videos -----------------------------------------------------------------------------
+
+    def video_id(self, path: Path) -> str:
+        """Content id of a video file: the first 32 hex digits of the sha256 of its bytes.
+
+        Memoised by (resolved path, size, mtime_ns), so a re-run does not re-hash; the same
+        bytes under another path get the same id. BadInput when the file does not exist.
+        """
+        path = Path(path)
+        try:
+            resolved = path.resolve(strict=True)
+            st = resolved.stat()
+        except OSError:
+            raise BadInput(f"{path}: file not found") from None
+        if not resolved.is_file():
+            raise BadInput(f"{path}: not a file")
+        rows = self._query("SELECT video_id FROM files WHERE path=? AND size=? AND mtime_ns=?",
+                           (str(resolved), st.st_size, st.st_mtime_ns))
+        if rows:
+            return str(rows[0]["video_id"])
+        vid = sha256_file(resolved)[:32]
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
+                       (str(resolved), st.st_size, st.st_mtime_ns, vid))
+            db.execute("INSERT OR IGNORE INTO videos (video_id, size) VALUES (?, ?)", (vid, st.st_size))
+            db.execute("UPDATE videos SET last_path=? WHERE video_id=?", (str(resolved), vid))
+        return vid
+
+    def record_probe(self, video_id: str, info: ProbeInfo) -> None:
+        """Store ``info`` for ``video_id`` (the latest probe wins)."""
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO videos (video_id) VALUES (?)", (video_id,))
+            db.execute("UPDATE videos SET probe=? WHERE video_id=?",
+                       (canonical_json(info.to_dict()), video_id))
+
+    def get_probe(self, video_id: str) -> dict[str, Any] | None:
+        """The recorded :meth:`ProbeInfo.to_dict`, or None if never probed."""
+        rows = self._query("SELECT probe FROM videos WHERE video_id=?", (video_id,))
+        if not rows or rows[0]["probe"] is None:
+            return None
+        return dict(json.loads(rows[0]["probe"]))
+
+    def videos(self) -> list[dict[str, Any]]:
+        """One dict per known video: ``video_id``, ``size``, ``last_path``, ``paths``,
+        ``probe`` (dict or None), ``done`` and ``failed`` (artefact counts)."""
+        rows = self._query(
+            "SELECT v.video_id, v.size, v.probe, v.last_path, "
+            "SUM(a.status='done') AS done, SUM(a.status='failed') AS failed "
+            "FROM videos v LEFT JOIN artefacts a ON a.video_id = v.video_id "
+            "GROUP BY v.video_id ORDER BY v.video_id")
+        paths: dict[str, list[str]] = {}
+        for r in self._query("SELECT video_id, path FROM files ORDER BY path"):
+            paths.setdefault(r["video_id"], []).append(r["path"])
+        return [{"video_id": r["video_id"], "size": r["size"], "last_path": r["last_path"],
+                 "paths": paths.get(r["video_id"], []),
+                 "probe": json.loads(r["probe"]) if r["probe"] else None,
+                 "done": int(r["done"] or 0), "failed": int(r["failed"] or 0)} for r in rows]
+
+    # -- artefacts --------------------------------------------------------------------------
+
+    def _dir(self, video_id: str, ex: Extractor) -> Path:
+        if not _NAME_RE.match(video_id):
+            raise BadInput(f"video id {video_id!r} is not an id made by FeatureStore.video_id")
+        return self.root / "features" / ex.key
+
+    def _row(self, video_id: str, ex: Extractor) -> sqlite3.Row | None:
+        rows = self._query("SELECT * FROM artefacts WHERE video_id=? AND extractor=?", (video_id, ex.key))
+        return rows[0] if rows else None
+
+    def status(self, video_id: str, ex: Extractor) -> Status:
+        """``"done"`` (file present with its recorded size), ``"failed"`` or ``"missing"``.
+
+        A done row whose file has gone or changed size is reset to missing here; the full
+        checksum is checked by :meth:`load` / :meth:`load_json`.
+        """
+        row = self._row(video_id, ex)
+        if row is None:
+            return "missing"
+        if row["status"] == "failed":
+            return "failed"
+        if row["status"] != "done":
+            return "missing"
+        target = self.root / row["relpath"]
+        try:
+            size = target.stat().st_size
+        except OSError:
+            self._reset(video_id, ex, f"{target} is missing")
+            return "missing"
+        if size != row["nbytes"]:
+            self._reset(video_id, ex, f"{target} has {size} bytes, expected {row['nbytes']}")
+            return "missing"
+        return "done"
+
+    def _reset(self, video_id: str, ex: Extractor, why: str) -> None:
+        log.warning("feature store: discarding %s for video %s: %s; it will be recomputed",
+                    ex.key, video_id, why)
+        with self._tx() as db:
+            db.execute("DELETE FROM artefacts WHERE video_id=? AND extractor=?", (video_id, ex.key))
+
+    def _commit(self, video_id: str, ex: Extractor, kind: str, write: Callable[[BinaryIO], None],
+                arrays: dict[str, Any] | None, meta: Mapping[str, Any] | None) -> None:
+        try:
+            meta_text = canonical_json(dict(meta or {}))
+        except (TypeError, ValueError) as exc:
+            raise BadInput(f"extractor {ex.key}: meta must be JSON-able ({exc})") from None
+        target, nbytes, digest = _write_atomic(self._dir(video_id, ex), video_id, kind, write)
+        relpath = target.relative_to(self.root).as_posix()
+        with self._tx() as db:
+            old = db.execute("SELECT relpath FROM artefacts WHERE video_id=? AND extractor=?",
+                             (video_id, ex.key)).fetchone()
+            self._register(db, video_id, ex)
+            db.execute(
+                "INSERT OR REPLACE INTO artefacts VALUES (?, ?, 'done', ?, ?, ?, ?, ?, ?, NULL)",
+                (video_id, ex.key, kind, relpath,
+                 None if arrays is None else canonical_json(arrays), nbytes, digest, meta_text))
+        if old is not None and old["relpath"] and old["relpath"] != relpath:
+            (self.root / old["relpath"]).unlink(missing_ok=True)
+
+    @staticmethod
+    def _register(db: sqlite3.Connection, video_id: str, ex: Extractor) -> None:
+        db.execute("INSERT OR IGNORE INTO extractors VALUES (?, ?, ?, ?)",
+                   (ex.key, ex.name, str(ex.version), canonical_json(ex.spec()["params"])))
+        db.execute("INSERT OR IGNORE INTO videos (video_id) VALUES (?)", (video_id,))
+
+    def save(self, video_id: str, ex: Extractor, arrays: Mapping[str, np.ndarray],
+             meta: Mapping[str, Any] | None = None) -> None:
+        """Store named arrays (numeric, bool or fixed-width string dtypes, any shape) and
+        JSON-able ``meta`` for (video, extractor), replacing what was there.
+
+        The ``.npz`` goes to a temp file in the same directory, is fsynced and renamed; only
+        then is the row marked done, in one transaction, with each array's shape and dtype,
+        the byte count and the file's sha256. Memory stays at the arrays themselves.
+        """
+        if not arrays:
+            raise BadInput(f"extractor {ex.key}: save() needs at least one array")
+        clean: dict[str, np.ndarray] = {}
+        for name, value in arrays.items():
+            arr = np.asarray(value)
+            if arr.dtype.hasobject:
+                raise BadInput(f"extractor {ex.key}: array {name!r} has dtype object; store numbers "
+                               "or strings, or use save_json")
+            if not name or "/" in name:
+                raise BadInput(f"extractor {ex.key}: array name {name!r} must be non-empty, without '/'")
+            clean[str(name)] = arr
+        self._commit(video_id, ex, "npz", lambda fh: _write_npz(fh, clean), _array_spec(clean), meta)
+
+    def save_json(self, video_id: str, ex: Extractor, obj: Any,
+                  meta: Mapping[str, Any] | None = None) -> None:
+        """Store a JSON-able object (e.g. timestamped text segments) with the same atomicity
+        and checksum as :meth:`save`."""
+        try:
+            data = json.dumps(obj, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise BadInput(f"extractor {ex.key}: object is not JSON-able ({exc})") from None
+
+        def write(fh: BinaryIO) -> None:
+            fh.write(data)
+
+        self._commit(video_id, ex, "json", write, None, meta)
+
+    def _verified_path(self, video_id: str, ex: Extractor, kind: str) -> tuple[Path, sqlite3.Row] | None:
+        """The file of a done artefact after checking its size and sha256, else None (a
+        damaged file is deleted and its row reset so it is recomputed)."""
+        row = self._row(video_id, ex)
+        if row is None or row["status"] != "done":
+            return None
+        if row["kind"] != kind:
+            other = "load_json" if row["kind"] == "json" else "load"
+            raise BadInput(f"{ex.key} for video {video_id} was stored as {row['kind']}; use {other}()")
+        target = self.root / row["relpath"]
+        try:
+            size = target.stat().st_size
+            ok = size == row["nbytes"] and sha256_file(target) == row["sha256"]
+        except OSError:
+            self._reset(video_id, ex, f"{target} is missing")
+            return None
+        if not ok:
+            self._reset(video_id, ex, f"{target} does not match its checksum (truncated or changed)")
+            target.unlink(missing_ok=True)
+            return None
+        return target, row
+
+    def load(self, video_id: str, ex: Extractor) -> dict[str, np.ndarray] | None:
+        """The arrays saved for (video, extractor), or None when not computed (missing or
+        failed: :meth:`status` and :meth:`failure` tell which). A damaged file is reset to
+        missing and logged, never served."""
+        found = self._verified_path(video_id, ex, "npz")
+        if found is None:
+            return None
+        target, row = found
+        expected = json.loads(row["arrays"]) if row["arrays"] else {}
+        try:
+            with np.load(target, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except OSError:
+            current = self._row(video_id, ex)
+            if current is not None and current["relpath"] != row["relpath"]:
+                return self.load(video_id, ex)  # a concurrent writer replaced it meanwhile
+            self._reset(video_id, ex, f"{target} vanished while being read")
+            return None
+        except (ValueError, zipfile.BadZipFile) as exc:
+            self._reset(video_id, ex, f"{target} cannot be read ({exc})")
+            return None
+        if _array_spec(arrays) != expected:
+            self._reset(video_id, ex, "stored arrays do not match their recorded shapes/dtypes")
+            return None
+        return arrays
+
+    def load_json(self, video_id: str, ex: Extractor) -> Any | None:
+        """The object saved with :meth:`save_json`, or None when not computed."""
+        found = self._verified_path(video_id, ex, "json")
+        if found is None:
+            return None
+        try:
+            return json.loads(found[0].read_bytes().decode("utf-8"))
+        except OSError:
+            current = self._row(video_id, ex)
+            if current is not None and current["relpath"] != found[1]["relpath"]:
+                return self.load_json(video_id, ex)  # a concurrent writer replaced it meanwhile
+            self._reset(video_id, ex, f"{found[0]} vanished while being read")
+            return None
+
+    def load_meta(self, video_id: str, ex: Extractor) -> dict[str, Any] | None:
+        """The ``meta`` saved with a done artefact, or None when not computed."""
+        row = self._row(video_id, ex)
+        if row is None or row["status"] != "done":
+            return None
+        return dict(json.loads(row["meta"] or "{}"))
+
+    def mark_failed(self, video_id: str, ex: Extractor, reason: str) -> None:
+        """Record that ``ex`` cannot be computed for the video, and why (one line)."""
+        line = " ".join(str(reason).split())[:500] or "unknown reason"
+        with self._tx() as db:
+            old = db.execute("SELECT relpath FROM artefacts WHERE video_id=? AND extractor=?",
+                             (video_id, ex.key)).fetchone()
+            self._register(db, video_id, ex)
+            db.execute("INSERT OR REPLACE INTO artefacts (video_id, extractor, status, reason) "
+                       "VALUES (?, ?, 'failed', ?)", (video_id, ex.key, line))
+        if old is not None and old["relpath"]:
+            (self.root / old["relpath"]).unlink(missing_ok=True)
+
+    def failure(self, video_id: str, ex: Extractor) -> str | None:
+        """The recorded reason if (video, extractor) failed, else None."""
+        row = self._row(video_id, ex)
+        return str(row["reason"]) if row is not None and row["status"] == "failed" else None
+
+    def artifact_dir(self, name: str) -> Path:
+        """``root/artifacts/<name>`` (created) for corpus-level artefacts such as a vector
+        index; ``name`` is one or more safe path segments (``"clip/ivf-abc"``)."""
+        parts = name.split("/")
+        if not name or not all(_NAME_RE.match(p) for p in parts):
+            raise BadInput(f"artifact name {name!r} must be '/'-separated segments of letters, "
+                           "digits, '.', '_' or '-' (no '..')")
+        path = self.root.joinpath("artifacts", *parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
