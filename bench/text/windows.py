@@ -1,0 +1,139 @@
+"""Timestamped segments -> overlapping time windows, the documents of text retrieval.
+
+A window keeps the segments that overlap it, so a hit can show which lines matched and when.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bench.text.segments import Segment, sort_segments
+
+
+class WindowConfig(BaseModel):
+    """Window length and hop in seconds; one document per window, or per window and source."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window_s: float = Field(default=10.0, gt=0)
+    stride_s: float = Field(default=5.0, gt=0)
+    per_source: bool = False
+    """``True``: speech, OCR, captions and subtitles of a window are separate documents."""
+
+    @model_validator(mode="after")
+    def _no_gaps(self) -> WindowConfig:
+        if self.stride_s > self.window_s:
+            raise ValueError(f"stride_s ({self.stride_s:g}) > window_s ({self.window_s:g}) "
+                             "would leave text between windows unsearchable")
+        return self
+
+
+@dataclass(frozen=True)
+class TextWindow:
+    """One document: the text of ``segments`` overlapping ``[start, end]`` s of video ``vid``."""
+
+    vid: str
+    start: float
+    end: float
+    text: str
+    sources: tuple[str, ...]
+    segments: tuple[Segment, ...]
+    lang: str | None = None
+    """The segments' most common declared language, else the video's, else ``None`` (detect)."""
+
+    def digest(self) -> str:
+        """sha256 of what the window's vector or terms depend on (text and language)."""
+        return hashlib.sha256(f"{self.lang or ''}\x00{self.text}".encode()).hexdigest()
+
+
+def _overlaps(seg: Segment, start: float, end: float) -> bool:
+    # An instantaneous segment (OCR reading at one frame) counts where it falls.
+    return seg.start < end and max(seg.end, seg.start + 1e-9) > start
+
+
+def _window_lang(segments: Sequence[Segment], default: str | None) -> str | None:
+    langs = Counter(s.lang for s in segments if s.lang)
+    return langs.most_common(1)[0][0] if langs else default
+
+
+def _video_windows(vid: str, segments: list[Segment], cfg: WindowConfig,
+                   duration_s: float | None, lang: str | None) -> list[TextWindow]:
+    last = max(s.end for s in segments)
+    horizon = duration_s if duration_s is not None else last
+    horizon = max(horizon, min(s.start for s in segments) + 1e-6)
+    # Enough windows that the last one reaches the last text (or the video's end).
+    n = max(1, math.ceil(max(min(last, horizon) - cfg.window_s, 0.0) / cfg.stride_s - 1e-9) + 1)
+    out: list[TextWindow] = []
+    for i in range(n):
+        start = round(i * cfg.stride_s, 6)
+        end = min(start + cfg.window_s, horizon)
+        if end <= start:
+            break
+        inside = [s for s in segments if _overlaps(s, start, end)]
+        if not inside:
+            continue
+        groups: Iterable[list[Segment]]
+        if cfg.per_source:
+            by_source: dict[str, list[Segment]] = defaultdict(list)
+            for s in inside:
+                by_source[s.source].append(s)
+            groups = [by_source[k] for k in sorted(by_source)]
+        else:
+            groups = [inside]
+        for group in groups:
+            text = "\n".join(s.text.strip() for s in group if s.text.strip())
+            if not text:
+                continue
+            sources = tuple(sorted({s.source for s in group}))
+            out.append(TextWindow(vid=vid, start=start, end=end, text=text, sources=sources,
+                                  segments=tuple(group), lang=_window_lang(group, lang)))
+    return out
+
+
+def build_windows(segments: Iterable[Segment], config: WindowConfig | None = None, *,
+                  durations_s: Mapping[str, float | None] | None = None,
+                  langs: Mapping[str, str | None] | None = None) -> list[TextWindow]:
+    """Group segments into windows ``[k * stride_s, k * stride_s + window_s]`` per video.
+
+    ``durations_s`` (vid -> seconds) clips the last window to the video; without it windows
+    stop at the last segment's end. ``langs`` (vid -> language) is the fallback language of
+    a window whose segments declare none. Windows with no text are left out. The result is
+    sorted by (vid, start, sources) and each video's windows are contiguous.
+    """
+    cfg = config or WindowConfig()
+    by_vid: dict[str, list[Segment]] = defaultdict(list)
+    for seg in sort_segments(segments):
+        if seg.end < seg.start:
+            raise ValueError(f"segment of {seg.vid} ends before it starts: [{seg.start}, {seg.end}]")
+        by_vid[seg.vid].append(seg)
+    out: list[TextWindow] = []
+    for vid in sorted(by_vid):
+        dur = (durations_s or {}).get(vid)
+        out += _video_windows(vid, by_vid[vid], cfg, dur, (langs or {}).get(vid))
+    return out
+
+
+def vid_ranges(windows: Sequence[TextWindow]) -> dict[str, tuple[int, int]]:
+    """vid -> ``(first, last + 1)`` index range into ``windows`` (contiguous per video)."""
+    ranges: dict[str, tuple[int, int]] = {}
+    for i, w in enumerate(windows):
+        lo, _ = ranges.get(w.vid, (i, i))
+        if w.vid in ranges and ranges[w.vid][1] != i:
+            raise ValueError(f"windows of {w.vid} are not contiguous; build them with build_windows")
+        ranges[w.vid] = (lo, i + 1)
+    return ranges
+
+
+def corpus_digest(windows: Sequence[TextWindow]) -> str:
+    """sha256 over every window's vid, times, sources, language and text (an index key)."""
+    h = hashlib.sha256()
+    for w in windows:
+        h.update(f"{w.vid}\x00{w.start:.6f}\x00{w.end:.6f}\x00{','.join(w.sources)}\x00"
+                 f"{w.lang or ''}\x00{w.text}\x01".encode())
+    return h.hexdigest()
