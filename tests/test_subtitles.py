@@ -108,6 +108,11 @@ def test_vtt_skips_header_notes_styles_and_merges_rolling_repeats(tmp_path: Path
     assert cues == [Cue(1.0, 3.0, "Hi there friend"), Cue(4.0, 4.5, "漢kan")]
 
 
+def test_vtt_header_without_blank_line(tmp_path: Path) -> None:
+    text = "WEBVTT\nKind: captions\n00:00:01.000 --> 00:00:02.000\nstraight in\n"
+    assert read_subtitles(write(tmp_path, "h.vtt", text)) == [Cue(1.0, 2.0, "straight in")]
+
+
 def test_vtt_content_wins_over_srt_suffix(tmp_path: Path) -> None:
     assert read_subtitles(write(tmp_path, "a.srt", VTT))[0] == Cue(1.0, 3.0, "Hi there friend")
 

@@ -121,11 +121,15 @@ def parse_vtt(text: str, path: Path) -> list[Cue]:
             current = []
     if current:
         blocks.append(current)
+    if blocks and blocks[0][0][1].strip().startswith("WEBVTT"):
+        # the header ends at the first blank line; files that omit it start a cue right away
+        start = next((i for i, (_, t) in enumerate(blocks[0]) if "-->" in t), None)
+        blocks[0] = [] if start is None else blocks[0][start:]
     cues: list[Cue] = []
-    for index, block in enumerate(blocks):
-        first = block[0][1].strip()
-        if index == 0 and first.startswith("WEBVTT"):
+    for block in blocks:
+        if not block:
             continue
+        first = block[0][1].strip()
         if "-->" not in first and first.split(" ", 1)[0] in ("NOTE", "STYLE", "REGION"):
             continue
         if "-->" in first:
