@@ -143,7 +143,9 @@ def frame_times(path: Path) -> np.ndarray:
         with av.open(str(path), metadata_errors="ignore") as container:
             vs = video_stream(container, path)
             cstart = Fraction(container.start_time or 0, 1_000_000)
-            pts = [packet.pts for packet in container.demux(vs) if packet.pts is not None and packet.size]
+            # Packets flagged discard (trimmed by an edit list) are never shown by players.
+            pts = [packet.pts for packet in container.demux(vs)
+                   if packet.pts is not None and packet.size and not packet.is_discard]
             tb = vs.time_base
     except av.error.FFmpegError as exc:
         raise DecodeError(f"{path}: cannot read packet timestamps ({ffmpeg_reason(exc)})") from None
@@ -151,14 +153,21 @@ def frame_times(path: Path) -> np.ndarray:
     return np.asarray([float(p * tb - cstart) for p in pts], dtype=np.float64)
 
 
-def _decord_agrees(vr: Any, times: np.ndarray, path: Path) -> bool:
-    """decord's frame count and (float32) times match the container's packet times."""
+def _decord_index(vr: Any, times: np.ndarray, path: Path) -> np.ndarray | None:
+    """For each true frame time, decord's index of that frame; None when decord's (float32)
+    frame times do not contain every true time. decord also lists frames an edit list
+    trims, so its count may be larger."""
     import av
 
     with av.open(str(path), metadata_errors="ignore") as container:
         offset = float(_timeline_offset_s(container, video_stream(container, path)))
     got = _decord_times(vr, offset)
-    return len(got) == len(times) and bool(np.allclose(got, times, rtol=0, atol=TIME_EPS_S))
+    if len(got) < len(times) or len(times) == 0:
+        return None
+    where = np.clip(np.searchsorted(got, times - TIME_EPS_S), 0, len(got) - 1)
+    if not np.all(np.abs(got[where] - times) <= TIME_EPS_S) or np.any(np.diff(where) <= 0):
+        return None
+    return where.astype(np.int64)
 
 
 def _decord_times(vr: Any, offset_s: float) -> np.ndarray:
@@ -213,7 +222,7 @@ def _choose(path: Path) -> str:
                 _ROTATION_CHECK_MAX_DIFF:
             log.info("%s: decord turns this %d-degree rotation wrongly; using PyAV", path, info.rotation)
             return "pyav"
-    if not _decord_agrees(vr, frame_times(path), path):
+    if _decord_index(vr, frame_times(path), path) is None:
         log.info("%s: decord's frame count or times disagree with the container's; using PyAV", path)
         return "pyav"
     return "decord"
@@ -271,19 +280,19 @@ def _sample_decord(path: Path, info: ProbeInfo, fps: float, width: int, height: 
     times = frame_times(path)
     try:
         vr = _open_decord(path, width, height)
-        agrees = _decord_agrees(vr, times, path)
+        to_decord = _decord_index(vr, times, path)
     except errors as exc:
         raise DecodeError(
             f"{path}: decord cannot read it ({ffmpeg_reason(exc)}); try decoder='pyav'"
         ) from None
-    if not agrees:
+    if to_decord is None:
         raise DecodeError(f"{path}: decord's frame times disagree with the container's; "
                           "use decoder='pyav' (or 'auto')")
     indices = select_indices(times, fps, info.duration_s)
     for start in range(0, len(indices), batch_size):
         chunk = indices[start:start + batch_size]
         try:
-            frames = vr.get_batch(chunk.tolist()).asnumpy()
+            frames = vr.get_batch(to_decord[chunk].tolist()).asnumpy()
         except errors as exc:
             raise DecodeError(
                 f"{path}: decord failed at frame {int(chunk[0])} ({ffmpeg_reason(exc)}); try decoder='pyav'"

@@ -132,7 +132,7 @@ def probe(path: Path) -> ProbeInfo:
             for packet in container.demux(vs):
                 if packet.size == 0:  # flush packet at end of stream
                     continue
-                if packet.pts is not None:
+                if packet.pts is not None and not packet.is_discard:  # edit-list trimmed
                     pts.append(packet.pts)
                 if first is None:
                     frames = packet.decode()
@@ -164,10 +164,10 @@ def probe(path: Path) -> ProbeInfo:
             raise unreadable(path, "zero duration")
 
         fps = _rate(vs.average_rate) or _rate(vs.guessed_rate)
-        if vs.frames > 0:
+        if scanned_all and pts:
+            n_frames = len(pts)  # counted: the container's count includes trimmed frames
+        elif vs.frames > 0:
             n_frames = int(vs.frames)
-        elif scanned_all and pts:
-            n_frames = len(pts)
         else:
             n_frames = max(1, round(duration * fps))
         if fps <= 0:

@@ -1,0 +1,331 @@
+"""Video I/O against ffmpeg as the oracle: rotation, VFR timestamps, odd sizes, bad files, audio."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.errors import BadInput
+from bench.video import (
+    FrameSelector,
+    choose_decoder,
+    extract_audio,
+    output_size,
+    probe,
+    sample_frames,
+    select_indices,
+)
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
+                                reason="ffmpeg/ffprobe not installed")
+
+DECODERS = ("decord", "pyav")
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
+
+
+def ffprobe_json(path: Path, *args: str) -> dict:
+    out = subprocess.run(["ffprobe", "-v", "error", "-of", "json", *args, str(path)], check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def ffmpeg_frames(path: Path, width: int, height: int) -> np.ndarray:
+    """Every frame as ffmpeg itself decodes it (autorotated, no frame dropped or duplicated)."""
+    raw = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-fps_mode", "passthrough",
+         "-vf", f"scale={width}:{height}:flags=bicubic", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        check=True, capture_output=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, height, width, 3)
+
+
+def sample_all(path: Path, **kwargs: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    batches = list(sample_frames(path, **kwargs))  # type: ignore[arg-type]
+    return (np.concatenate([b.frames for b in batches]), np.concatenate([b.times_s for b in batches]),
+            np.concatenate([b.indices for b in batches]))
+
+
+def expected_selection(pts: list[float], fps: float, duration: float) -> list[int]:
+    """The sampling rule, written out plainly: per target k/fps, the first frame at or after it."""
+    picked: list[int] = []
+    for k in range(math.ceil(duration * fps)):
+        target = k / fps
+        later = [i for i, t in enumerate(pts) if t >= target - 1e-3]
+        i = later[0] if later else len(pts) - 1
+        if i not in picked:
+            picked.append(i)
+    return picked
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("media")
+    m = {name: d / name for name in ("quad.mp4", "vfr.mp4", "vfr.ts", "odd.mp4", "sine.mp4",
+                                      "late_audio.mov", "audio_only.m4a")}
+    # Red top-left quadrant on blue: any rotation or mirror shows in where the red lands.
+    ffmpeg("-f", "lavfi", "-i", "color=c=blue:size=320x240:rate=10:duration=1[bg];"
+           "color=c=red:size=160x120:rate=10:duration=1[r];[bg][r]overlay=0:0",
+           "-c:v", "libx264", "-pix_fmt", "yuv420p", str(m["quad.mp4"]))
+    for deg in (90, 180, 270):
+        m[f"rot{deg}.mp4"] = d / f"rot{deg}.mp4"
+        ffmpeg("-i", str(m["quad.mp4"]), "-c", "copy", "-metadata:s:v:0", f"rotate={deg}",
+               str(m[f"rot{deg}.mp4"]))
+    # Variable frame rate: 1 s at 10 fps, 2 s at 2 fps, 1 s at 25 fps; each frame's
+    # brightness grows with its index so a wrong frame shows in its pixels.
+    ffmpeg("-filter_complex",
+           "color=c=black:size=160x120:rate=10:duration=1[a];color=c=black:size=160x120:rate=2:duration=2[b];"
+           "color=c=black:size=160x120:rate=25:duration=1[c];[a][b][c]concat=n=3:v=1:a=0,"
+           "format=yuv420p,geq=lum='16+N*5':cb=128:cr=128[v]",
+           "-map", "[v]", "-fps_mode", "vfr", "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv420p",
+           "-video_track_timescale", "1000", str(m["vfr.mp4"]))
+    ffmpeg("-i", str(m["vfr.mp4"]), "-c", "copy", "-output_ts_offset", "5", str(m["vfr.ts"]))
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=321x241:rate=15:duration=2", "-c:v", "libx264",
+           "-pix_fmt", "yuv444p", str(m["odd.mp4"]))
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=1", "-f", "lavfi",
+           "-i", "sine=frequency=440:sample_rate=44100:duration=1", "-c:v", "libx264",
+           "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(m["sine.mp4"]))
+    # Audio starting 0.5 s after the container start.
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=2", "-f", "lavfi",
+           "-i", "sine=frequency=440:sample_rate=16000:duration=1.5", "-af", "adelay=500:all=1",
+           "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le", str(m["late_audio.mov"]))
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", str(m["audio_only.m4a"]))
+    return m
+
+
+# -- sampling rule ----------------------------------------------------------------------
+
+
+def test_selector_takes_first_frame_at_or_after_each_target() -> None:
+    times = np.array([0.0, 0.04, 0.5, 0.98, 1.0, 1.9, 2.6])
+    # targets 0, 0.5, 1.0, 1.5, 2.0, 2.5 (duration 2.7 at 2 fps -> 6 targets)
+    assert select_indices(times, 2.0, 2.7).tolist() == [0, 2, 4, 5, 6]
+
+
+def test_selector_dedupes_gaps_and_uses_last_frame_past_the_end() -> None:
+    times = np.array([0.0, 2.0])  # one frame covers targets 0.5 .. 2.0
+    assert select_indices(times, 2.0, 3.0).tolist() == [0, 1]
+    # targets 0..3 at 1 fps, frames stop at 1.5: the last frame answers the late targets
+    assert select_indices(np.array([0.0, 0.5, 1.5]), 1.0, 4.0).tolist() == [0, 2]
+
+
+def test_selector_tolerates_timestamp_rounding() -> None:
+    # 0.9999 is within 1 ms of target 1.0, so it is taken for it (not the frame at 1.04).
+    assert select_indices(np.array([0.0, 0.9999, 1.04]), 1.0, 2.0).tolist() == [0, 1]
+
+
+def test_selector_rejects_bad_rate() -> None:
+    for fps in (0.0, -1.0, float("nan")):
+        with pytest.raises(BadInput, match="frames per second"):
+            FrameSelector(fps, 10.0)
+
+
+def test_output_size_keeps_aspect_and_never_upscales(media: dict[str, Path]) -> None:
+    info = probe(media["odd.mp4"])
+    assert output_size(info, None) == (321, 241)
+    assert output_size(info, 100) == (133, 100)
+    assert output_size(info, 500) == (321, 241)
+    portrait = probe(media["rot90.mp4"])
+    assert output_size(portrait, 60) == (60, 80)
+    with pytest.raises(BadInput):
+        output_size(info, 0)
+
+
+# -- probe --------------------------------------------------------------------------------
+
+
+def test_probe_plain_clip(media: dict[str, Path]) -> None:
+    info = probe(media["odd.mp4"])
+    assert (info.width, info.height, info.rotation) == (321, 241, 0)
+    assert info.fps == pytest.approx(15.0)
+    assert info.n_frames == 30
+    assert info.duration_s == pytest.approx(2.0, abs=0.01)
+    assert (info.has_audio, info.audio_codec, info.video_codec, info.vfr) == (False, None, "h264", False)
+    assert info.to_dict()["width"] == 321
+    assert type(info).from_dict(info.to_dict()) == info
+
+
+@pytest.mark.parametrize("deg", [90, 180, 270])
+def test_probe_reports_rotation_as_players_apply_it(media: dict[str, Path], deg: int) -> None:
+    path = media[f"rot{deg}.mp4"]
+    side = ffprobe_json(path, "-select_streams", "v:0", "-show_streams")["streams"][0]["side_data_list"]
+    ccw = next(s["rotation"] for s in side if "rotation" in s)  # display matrix: counter-clockwise
+    info = probe(path)
+    assert info.rotation == (-ccw) % 360
+    assert info.rotation != 0
+    assert (info.width, info.height) == ((240, 320) if info.rotation in (90, 270) else (320, 240))
+
+
+def test_probe_vfr_matches_ffprobe(media: dict[str, Path]) -> None:
+    info = probe(media["vfr.mp4"])
+    fmt = ffprobe_json(media["vfr.mp4"], "-show_format")["format"]
+    pts = ffprobe_json(media["vfr.mp4"], "-select_streams", "v:0", "-show_entries", "frame=pts_time")
+    assert info.vfr is True
+    assert info.n_frames == len(pts["frames"]) >= 37  # about 10 + 4 + 25
+    assert info.duration_s == pytest.approx(float(fmt["duration"]), abs=1e-3)
+    assert probe(media["odd.mp4"]).vfr is False
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a video\n" * 50, "truncated", "audio_only"])
+def test_probe_rejects_non_videos(media: dict[str, Path], tmp_path: Path, content: object) -> None:
+    if content == "truncated":
+        data = media["odd.mp4"].read_bytes()
+        path = tmp_path / "truncated.mp4"
+        path.write_bytes(data[: len(data) // 3])  # the index (moov) sits at the end: lost
+    elif content == "audio_only":
+        path = media["audio_only.m4a"]
+    else:
+        path = tmp_path / "bad.mp4"
+        path.write_bytes(content)  # type: ignore[arg-type]
+    with pytest.raises(BadInput, match=r"not a readable video \(.+\)") as err:
+        probe(path)
+    assert str(path) in str(err.value)
+    with pytest.raises(BadInput):
+        list(sample_frames(path))
+
+
+def test_probe_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="file not found"):
+        probe(tmp_path / "nope.mp4")
+
+
+def test_faststart_file_cut_after_the_first_frames_is_still_readable(media: dict[str, Path],
+                                                                      tmp_path: Path) -> None:
+    whole = tmp_path / "fast.mp4"
+    ffmpeg("-i", str(media["odd.mp4"]), "-c", "copy", "-movflags", "+faststart", str(whole))
+    cut = tmp_path / "cut.mp4"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    # The index promises frames the file no longer holds: those that are there are served,
+    # or the decoder error is a BadInput naming the file; never a crash or a hang.
+    try:
+        _, times, _ = sample_all(cut, fps=5.0, decoder="pyav")
+    except BadInput as exc:
+        assert str(cut) in str(exc)
+    else:
+        assert len(times) >= 1 and np.all(np.diff(times) > 0)
+
+
+# -- sampling -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_vfr_times_are_the_true_pts(media: dict[str, Path], decoder: str) -> None:
+    path = media["vfr.mp4"]
+    pts = [float(f["pts_time"]) for f in ffprobe_json(
+        path, "-select_streams", "v:0", "-show_entries", "frame=pts_time")["frames"]]
+    assert pts[9:13] == [0.9, 1.0, 1.5, 2.0]  # the clip really is variable-rate
+    truth = ffmpeg_frames(path, 160, 120)
+    info = probe(path)
+    for fps in (4.0, 1.0, 0.5):
+        frames, times, indices = sample_all(path, fps=fps, decoder=decoder)
+        want = expected_selection(pts, fps, info.duration_s)
+        assert indices.tolist() == want
+        np.testing.assert_allclose(times, [pts[i] for i in want], rtol=0, atol=1e-9)
+        assert times.dtype == np.float64 and indices.dtype == np.int64 and frames.dtype == np.uint8
+        # each returned frame is that frame: its brightness is the oracle's for that index
+        np.testing.assert_allclose(frames.reshape(len(frames), -1).mean(1),
+                                   truth[indices].reshape(len(indices), -1).mean(1), atol=1.5)
+
+
+def test_decord_is_kept_for_vfr_mp4_and_pyav_takes_files_decord_cannot_open(media: dict[str, Path]) -> None:
+    assert choose_decoder(media["vfr.mp4"]) == "decord"
+    assert choose_decoder(media["vfr.ts"]) == "pyav"  # decord rejects this MPEG-TS
+    _, want_t, want_i = sample_all(media["vfr.mp4"], fps=4.0)
+    _, got_t, got_i = sample_all(media["vfr.ts"], fps=4.0)  # auto -> PyAV; times from its start
+    assert got_i.tolist() == want_i.tolist()
+    np.testing.assert_allclose(got_t, want_t, atol=1e-9)
+    with pytest.raises(BadInput, match="decord cannot read it"):
+        list(sample_frames(media["vfr.ts"], decoder="decord"))
+
+
+@pytest.mark.parametrize("deg", [90, 180, 270])
+@pytest.mark.parametrize("decoder", ["auto", *DECODERS])
+def test_rotation_is_applied(media: dict[str, Path], deg: int, decoder: str) -> None:
+    path = media[f"rot{deg}.mp4"]
+    info = probe(path)
+    truth = ffmpeg_frames(path, info.width, info.height)[0]  # ffmpeg autorotates
+    frames, _, _ = sample_all(path, fps=1.0, decoder=decoder)
+    assert frames.shape[1:] == (info.height, info.width, 3)
+    assert np.abs(frames[0].astype(int) - truth).mean() < 4
+    red = frames[0][..., 0] > 128
+    ys, xs = np.nonzero(red)
+    # the red quadrant moved with the rotation: its centre is in the oracle's quadrant
+    tys, txs = np.nonzero(truth[..., 0] > 128)
+    assert (ys.mean() > info.height / 2) == (tys.mean() > info.height / 2)
+    assert (xs.mean() > info.width / 2) == (txs.mean() > info.width / 2)
+    small, _, _ = sample_all(path, fps=1.0, short_side=60, decoder=decoder)
+    assert small.shape[1:] == ((80, 60, 3) if deg in (90, 270) else (60, 80, 3))
+    small_truth = ffmpeg_frames(path, small.shape[2], small.shape[1])[0]
+    assert np.abs(small[0].astype(int) - small_truth).mean() < 6
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_odd_resolution_full_and_scaled(media: dict[str, Path], decoder: str) -> None:
+    path = media["odd.mp4"]
+    frames, times, indices = sample_all(path, fps=2.0, decoder=decoder)
+    assert frames.shape == (4, 241, 321, 3)
+    np.testing.assert_allclose(times, [0.0, 8 / 15, 1.0, 23 / 15], atol=1e-9)  # 15 fps grid
+    assert indices.tolist() == [0, 8, 15, 23]
+    truth = ffmpeg_frames(path, 321, 241)
+    assert np.abs(frames.astype(int) - truth[indices]).mean() < 3
+    small, _, _ = sample_all(path, fps=2.0, short_side=100, decoder=decoder)
+    assert small.shape == (4, 100, 133, 3)
+    assert np.abs(small.astype(int) - ffmpeg_frames(path, 133, 100)[indices]).mean() < 6
+
+
+def test_batches_are_bounded_and_concatenate_to_the_whole(media: dict[str, Path]) -> None:
+    for decoder in DECODERS:
+        batches = list(sample_frames(media["vfr.mp4"], fps=8.0, batch_size=3, decoder=decoder))
+        assert all(1 <= len(b) <= 3 for b in batches)
+        assert all(len(b) == 3 for b in batches[:-1])
+        _, _, whole = sample_all(media["vfr.mp4"], fps=8.0, batch_size=100, decoder=decoder)
+        assert np.concatenate([b.indices for b in batches]).tolist() == whole.tolist()
+
+
+def test_bad_arguments_fail_before_decoding(media: dict[str, Path]) -> None:
+    with pytest.raises(BadInput, match="unknown decoder"):
+        sample_frames(media["odd.mp4"], decoder="opencv")
+    with pytest.raises(BadInput, match="frames per second"):
+        sample_frames(media["odd.mp4"], fps=0)
+    with pytest.raises(BadInput, match="batch_size"):
+        sample_frames(media["odd.mp4"], batch_size=0)
+
+
+# -- audio --------------------------------------------------------------------------------
+
+
+def test_extract_audio_sine(media: dict[str, Path]) -> None:
+    audio = extract_audio(media["sine.mp4"], sample_rate=16000)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert abs(len(audio) - 16000) <= 800
+    spectrum = np.abs(np.fft.rfft(audio[2000:14000]))
+    peak_hz = np.argmax(spectrum) * 16000 / 12000
+    assert abs(peak_hz - 440) < 5
+    assert 0.05 < float(np.abs(audio).max()) <= 1.0
+
+
+def test_extract_audio_is_on_the_container_clock(media: dict[str, Path]) -> None:
+    audio = extract_audio(media["late_audio.mov"], sample_rate=8000)
+    assert abs(len(audio) - 16000) <= 400  # 2 s at 8 kHz
+    assert float(np.abs(audio[:3600]).max()) < 0.01  # silent until 0.5 s
+    assert float(np.abs(audio[4400:12000]).max()) > 0.1
+
+
+def test_extract_audio_empty_without_audio(media: dict[str, Path]) -> None:
+    audio = extract_audio(media["odd.mp4"])
+    assert audio.dtype == np.float32 and audio.shape == (0,)
+
+
+def test_extract_audio_bad_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"garbage" * 100)
+    with pytest.raises(BadInput, match="bad.mp4"):
+        extract_audio(bad)
