@@ -123,8 +123,8 @@ def parse_vtt(text: str, path: Path) -> list[Cue]:
         blocks.append(current)
     if blocks and blocks[0][0][1].strip().startswith("WEBVTT"):
         # the header ends at the first blank line; files that omit it start a cue right away
-        start = next((i for i, (_, t) in enumerate(blocks[0]) if "-->" in t), None)
-        blocks[0] = [] if start is None else blocks[0][start:]
+        first_cue = next((i for i, (_, t) in enumerate(blocks[0]) if "-->" in t), None)
+        blocks[0] = [] if first_cue is None else blocks[0][first_cue:]
     cues: list[Cue] = []
     for block in blocks:
         if not block:
