@@ -210,7 +210,7 @@ def make_card(title: str, source: Path, qs: QuerySet, about: str) -> str:
     return (f"# {title} ({qs.split})\n\n{about}\n\n"
             f"- converted from: `{source.name}`\n"
             f"- queries: {len(qs.queries)}, videos: {len(qs.videos)}, task: {kind}\n"
-            "- times are seconds; windows are clipped to each video's duration\n")
+            "- times are seconds; windows are clipped to each video's duration where known\n")
 
 
 def finish(collector: SetCollector, out: Path, options: BuildOptions, *, source: Path,
@@ -246,7 +246,7 @@ def _check_columns(columns: Mapping[str, str]) -> dict[str, str]:
     unknown = sorted(set(columns) - set(FIELDS))
     if unknown:
         raise BadInput(f"unknown field(s) in the column mapping: {', '.join(unknown)}; "
-                       f"map any of {', '.join(FIELDS)} to an input column")
+                       f"map any of {', '.join(FIELDS)} with --map FIELD=COLUMN")
     if ("start" in columns) != ("end" in columns):
         raise BadInput("the column mapping names only one of start/end; map both, or map 'windows'")
     return {**FIELDS, **columns}
@@ -304,11 +304,11 @@ def convert_rows(rows: Iterable[tuple[int, Any]], source: Path, columns: Mapping
         query_text = cell("query")
         if query_text is None:
             raise RowError(where, cols["query"],
-                           "is missing; map the query text with columns query=COLUMN")
+                           "is missing; map the query text with --map query=COLUMN")
         vid, truth_vid = cell("vid"), cell("truth_vid")
         if vid is None and truth_vid is None:
-            raise RowError(where, cols["vid"], "is missing; map the video id with columns vid=COLUMN "
-                                               "(or truth_vid=COLUMN for corpus queries)")
+            raise RowError(where, cols["vid"], "is missing; map the video id with --map vid=COLUMN "
+                                               "(or --map truth_vid=COLUMN for corpus queries)")
         vid_s = str(vid) if vid is not None else None
         truth_s = str(truth_vid) if truth_vid is not None else None
         key = vid_s or truth_s
@@ -338,8 +338,8 @@ def convert_rows(rows: Iterable[tuple[int, Any]], source: Path, columns: Mapping
         elif windows is not None:
             windows = _json_cell(windows, where, cols["windows"])
         else:
-            raise RowError(where, None, f"no time window: map columns start=COL and end=COL, or "
-                                        f"windows=COL (now {cols['start']!r}/{cols['end']!r}/"
+            raise RowError(where, None, f"no time window: --map start=COL --map end=COL, or "
+                                        f"--map windows=COL (now {cols['start']!r}/{cols['end']!r}/"
                                         f"{cols['windows']!r})")
         canonical: dict[str, Any] = {
             "qid": cell("qid") if cell("qid") is not None else ordinal,
