@@ -1,0 +1,359 @@
+"""Feature store: keys, content ids, atomic round trips, damaged files, failures, the index loop."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import bench.store.catalog as catalog
+from bench.errors import BadInput
+from bench.store import Extractor, FeatureStore, index_videos, index_videos_json
+from bench.types import Video
+from bench.video import ProbeInfo, sample_frames
+
+EX = Extractor("clip-image", {"model": "openai/clip-vit-base-patch32", "revision": "3d74acf", "fps": 1.0})
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FeatureStore:
+    return FeatureStore(tmp_path / "store")
+
+
+def video_file(path: Path, payload: bytes = b"\x00fake video bytes") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(payload)
+    return path
+
+
+# -- extractor keys -----------------------------------------------------------------------
+
+
+def test_extractor_key_is_stable_and_order_free() -> None:
+    same = Extractor("clip-image",
+                     {"fps": 1.0, "revision": "3d74acf", "model": "openai/clip-vit-base-patch32"})
+    assert EX.key == same.key and same == EX and hash(EX) == hash(same)
+    # pinned: a change here silently invalidates every cache in the wild
+    assert EX.key == "clip-image-dbc4b3710e6fb28e"
+    assert EX.key == "clip-image-" + catalog.hashlib.sha256(
+        b'{"name":"clip-image","params":{"fps":1.0,"model":"openai/clip-vit-base-patch32",'
+        b'"revision":"3d74acf"},"version":"1"}').hexdigest()[:16]
+    assert len(EX.key) == len("clip-image-") + 16
+    assert Extractor("clip-image", {**EX.params, "fps": 2.0}).key != EX.key
+    assert Extractor("clip-image", EX.params, version="2").key != EX.key
+    assert Extractor("asr", EX.params).key.startswith("asr-")
+
+
+def test_extractor_rejects_machine_paths_and_non_json() -> None:
+    for bad in ("/home/me/models/clip", "local-dir:/models/x", "C:\\models", "~/models"):
+        with pytest.raises(BadInput, match="machine path"):
+            Extractor("clip-image", {"model": {"id": bad}})
+    with pytest.raises(BadInput, match="JSON-able"):
+        Extractor("clip-image", {"model": Path("x")})
+    with pytest.raises(BadInput, match="JSON-able"):
+        Extractor("clip-image", {"fps": float("nan")})
+    with pytest.raises(BadInput, match="extractor name"):
+        Extractor("../evil", {})
+
+
+# -- video ids ----------------------------------------------------------------------------
+
+
+def test_same_bytes_under_two_paths_is_one_video(store: FeatureStore, tmp_path: Path) -> None:
+    a = video_file(tmp_path / "a" / "clip.mp4")
+    b = tmp_path / "b" / "renamed.mkv"
+    b.parent.mkdir()
+    shutil.copyfile(a, b)
+    c = video_file(tmp_path / "c.mp4", b"other bytes")
+    vid = store.video_id(a)
+    assert vid == store.video_id(b) != store.video_id(c)
+    assert vid == catalog.hashlib.sha256(a.read_bytes()).hexdigest()[:32]
+    rows = {r["video_id"]: r for r in store.videos()}
+    assert sorted(rows[vid]["paths"]) == sorted([str(a.resolve()), str(b.resolve())])
+
+
+def test_video_id_is_memoised_until_the_file_changes(store: FeatureStore, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    a = video_file(tmp_path / "clip.mp4")
+    calls: list[Path] = []
+    real = catalog.sha256_file
+    monkeypatch.setattr(catalog, "sha256_file", lambda p: calls.append(p) or real(p))
+    first = store.video_id(a)
+    assert store.video_id(a) == first
+    assert FeatureStore(store.root).video_id(a) == first  # memo lives in the catalog
+    assert len(calls) == 1
+    a.write_bytes(b"new content")
+    os.utime(a, ns=(1, 1))
+    assert store.video_id(a) != first
+    assert len(calls) == 2
+
+
+def test_video_id_missing_file(store: FeatureStore, tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="file not found"):
+        store.video_id(tmp_path / "gone.mp4")
+
+
+# -- save / load --------------------------------------------------------------------------
+
+
+def test_round_trip_arrays_and_meta(store: FeatureStore) -> None:
+    arrays = {
+        "emb": np.arange(12, dtype=np.float32).reshape(3, 4) / 7,
+        "half": np.ones((2, 2), dtype=np.float16),
+        "times_s": np.array([0.0, 1.0, 2.5]),
+        "idx": np.array([0, 25, 62], dtype=np.int64),
+        "keep": np.array([True, False, True]),
+        "labels": np.array(["a", "données", "日本"]),
+        "empty": np.zeros((0, 512), dtype=np.float32),
+    }
+    assert store.status("v1", EX) == "missing"
+    assert store.load("v1", EX) is None and store.load_meta("v1", EX) is None
+    store.save("v1", EX, arrays, {"decoder": "decord", "n_frames": 3})
+    assert store.status("v1", EX) == "done"
+    got = store.load("v1", EX)
+    assert got is not None and set(got) == set(arrays)
+    for k, v in arrays.items():
+        assert got[k].dtype == v.dtype and got[k].shape == v.shape
+        np.testing.assert_array_equal(got[k], v)
+    assert store.load_meta("v1", EX) == {"decoder": "decord", "n_frames": 3}
+    files = list((store.root / "features" / EX.key).iterdir())
+    assert [f.suffix for f in files] == [".npz"] and files[0].name.startswith("v1.")
+    # fresh process view: everything comes from the catalog and the file
+    again = FeatureStore(store.root)
+    np.testing.assert_array_equal(again.load("v1", EX)["emb"], arrays["emb"])  # type: ignore[index]
+
+
+def test_equal_arrays_give_equal_bytes(store: FeatureStore) -> None:
+    store.save("v1", EX, {"x": np.arange(5)})
+    first = next((store.root / "features" / EX.key).iterdir()).read_bytes()
+    store.save("v1", EX, {"x": np.arange(5)})
+    files = list((store.root / "features" / EX.key).iterdir())
+    assert len(files) == 1 and files[0].read_bytes() == first
+
+
+def test_resave_replaces_and_removes_the_old_file(store: FeatureStore) -> None:
+    store.save("v1", EX, {"x": np.zeros(3)})
+    store.save("v1", EX, {"x": np.ones(4)})
+    assert store.load("v1", EX)["x"].tolist() == [1.0] * 4  # type: ignore[index]
+    assert len(list((store.root / "features" / EX.key).iterdir())) == 1
+
+
+def test_save_rejects_what_cannot_round_trip(store: FeatureStore) -> None:
+    with pytest.raises(BadInput, match="dtype object"):
+        store.save("v1", EX, {"x": np.array([{"a": 1}], dtype=object)})
+    with pytest.raises(BadInput, match="at least one array"):
+        store.save("v1", EX, {})
+    with pytest.raises(BadInput, match="meta must be JSON-able"):
+        store.save("v1", EX, {"x": np.zeros(1)}, {"when": object()})
+    assert store.status("v1", EX) == "missing"
+
+
+def test_interrupted_write_leaves_nothing_and_keeps_the_old_value(store: FeatureStore,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    store.save("v1", EX, {"x": np.arange(3)})
+
+    def boom(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt  # e.g. Ctrl-C half-way through writing
+
+    monkeypatch.setattr(np.lib.format, "write_array", boom)
+    with pytest.raises(KeyboardInterrupt):
+        store.save("v1", EX, {"x": np.arange(1000)})
+    monkeypatch.undo()
+    assert store.load("v1", EX)["x"].tolist() == [0, 1, 2]  # type: ignore[index]
+    leftovers = [p.name for p in (store.root / "features" / EX.key).iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+def _artefact(store: FeatureStore) -> Path:
+    (path,) = (store.root / "features" / EX.key).iterdir()
+    return path
+
+
+def test_truncated_file_is_never_served(store: FeatureStore, caplog: pytest.LogCaptureFixture) -> None:
+    store.save("v1", EX, {"x": np.arange(1000, dtype=np.float32)})
+    path = _artefact(store)
+    path.write_bytes(path.read_bytes()[:-100])
+    with caplog.at_level(logging.WARNING, logger="bench"):
+        assert store.load("v1", EX) is None
+    assert store.status("v1", EX) == "missing"
+    assert any("v1" in r.getMessage() and "recomputed" in r.getMessage() for r in caplog.records)
+
+
+def test_same_size_corruption_fails_the_checksum(store: FeatureStore) -> None:
+    store.save("v1", EX, {"x": np.arange(1000, dtype=np.float32)})
+    path = _artefact(store)
+    data = bytearray(path.read_bytes())
+    data[-200] ^= 0xFF  # inside the array payload: np.load alone would not notice
+    path.write_bytes(bytes(data))
+    assert store.status("v1", EX) == "done"  # cheap check: size still matches
+    assert store.load("v1", EX) is None
+    assert store.status("v1", EX) == "missing" and not path.exists()
+
+
+def test_missing_file_resets_status(store: FeatureStore) -> None:
+    store.save("v1", EX, {"x": np.arange(3)})
+    _artefact(store).unlink()
+    assert store.status("v1", EX) == "missing"
+    assert store.load("v1", EX) is None
+
+
+def test_shape_mismatch_with_the_catalog_is_not_served(store: FeatureStore) -> None:
+    store.save("v1", EX, {"x": np.arange(3)})
+    with sqlite3.connect(store.catalog_path) as db:
+        db.execute("UPDATE artefacts SET arrays=? WHERE video_id='v1'",
+                   ('{"x":{"dtype":"<i8","shape":[4]}}',))
+    assert store.load("v1", EX) is None
+    assert store.status("v1", EX) == "missing"
+
+
+def test_json_round_trip(store: FeatureStore) -> None:
+    segments = [{"start": 0.5, "end": 1.25, "text": "¿dónde está? 東京", "source": "speech"}]
+    store.save_json("v1", EX, segments, {"lang": "es"})
+    assert store.load_json("v1", EX) == segments
+    assert store.load_meta("v1", EX) == {"lang": "es"}
+    assert store.status("v1", EX) == "done"
+    with pytest.raises(BadInput, match="load_json"):
+        store.load("v1", EX)
+    with pytest.raises(BadInput, match="not JSON-able"):
+        store.save_json("v2", EX, {"x": float("inf")})
+    path = _artefact(store)
+    path.write_text("[]", encoding="utf-8")
+    assert store.load_json("v1", EX) is None
+
+
+def test_failures_are_recorded_and_cleared_by_a_later_save(store: FeatureStore) -> None:
+    store.save("v1", EX, {"x": np.arange(3)})
+    store.mark_failed("v1", EX, "clip.mp4: not a readable video\n(moov atom not found)")
+    assert store.status("v1", EX) == "failed"
+    assert store.failure("v1", EX) == "clip.mp4: not a readable video (moov atom not found)"
+    assert store.load("v1", EX) is None
+    assert list((store.root / "features" / EX.key).iterdir()) == []
+    store.save("v1", EX, {"x": np.arange(2)})
+    assert store.status("v1", EX) == "done" and store.failure("v1", EX) is None
+
+
+def test_probe_record_and_listing(store: FeatureStore, tmp_path: Path) -> None:
+    path = video_file(tmp_path / "clip.mp4")
+    vid = store.video_id(path)
+    assert store.get_probe(vid) is None
+    info = ProbeInfo(path=str(path), duration_s=12.5, fps=29.97, width=640, height=360, rotation=0,
+                     n_frames=375, has_audio=True, video_codec="h264", audio_codec="aac", vfr=False)
+    store.record_probe(vid, info)
+    assert store.get_probe(vid) == info.to_dict()
+    store.save(vid, EX, {"x": np.zeros(1)})
+    store.mark_failed(vid, Extractor("ocr", {}), "no text model")
+    (row,) = store.videos()
+    assert row["video_id"] == vid and row["probe"]["duration_s"] == 12.5
+    assert (row["done"], row["failed"], row["size"]) == (1, 1, path.stat().st_size)
+
+
+def test_catalog_is_wal_and_artifact_dirs_are_safe(store: FeatureStore) -> None:
+    with sqlite3.connect(store.catalog_path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    d = store.artifact_dir("clip/ivf-abc")
+    assert d == store.root / "artifacts" / "clip" / "ivf-abc" and d.is_dir()
+    for bad in ("../x", "/abs", "a//b", ""):
+        with pytest.raises(BadInput):
+            store.artifact_dir(bad)
+
+
+def test_default_root_is_under_the_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SCENEBENCH_CACHE", str(tmp_path / "cache"))
+    assert FeatureStore().root == tmp_path / "cache" / "store"
+
+
+def test_two_stores_on_one_root_see_each_other(tmp_path: Path) -> None:
+    a, b = FeatureStore(tmp_path), FeatureStore(tmp_path)
+    a.save("v1", EX, {"x": np.arange(3)})
+    assert b.status("v1", EX) == "done"
+    b.mark_failed("v2", EX, "bad")
+    assert a.failure("v2", EX) == "bad"
+
+
+# -- index loop ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    d = tmp_path_factory.mktemp("clips")
+    out = []
+    for i, color in enumerate(("red", "green", "blue")):
+        path = d / f"c{i}.mp4"
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i",
+                        f"color=c={color}:size=64x48:rate=10:duration={i + 1}", "-c:v", "libx264",
+                        "-pix_fmt", "yuv420p", str(path)], check=True)
+        out.append(path)
+    bad = d / "broken.mp4"
+    bad.write_bytes(b"not a video at all" * 10)
+    out.append(bad)
+    return out
+
+
+def mean_colour(path: Path, info: ProbeInfo) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    frames, times = [], []
+    for batch in sample_frames(path, 1.0, short_side=16):
+        frames.append(batch.frames.reshape(len(batch), -1, 3).mean(1))
+        times.append(batch.times_s)
+    return {"rgb": np.concatenate(frames), "times_s": np.concatenate(times)}, {"n_frames": len(times)}
+
+
+def test_index_videos_computes_skips_and_records_failures(
+        store: FeatureStore, clips: list[Path], caplog: pytest.LogCaptureFixture) -> None:
+    videos = [Video(vid=p.stem, path=str(p)) for p in clips]
+    videos.append(Video(vid="gone", path=str(clips[0].parent / "gone.mp4")))
+    calls: list[str] = []
+
+    def compute(path: Path, info: ProbeInfo) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        calls.append(path.stem)
+        return mean_colour(path, info)
+
+    with caplog.at_level(logging.INFO, logger="bench"):
+        done = index_videos(store, videos, EX, compute, desc="colour")
+    assert sorted(done) == ["c0", "c1", "c2"]
+    assert calls == ["c0", "c1", "c2"]  # the broken file fails in probe, before compute
+    bad_lines = [r for r in caplog.records if "broken" in r.getMessage()]
+    assert len(bad_lines) == 1 and "not a readable video" in bad_lines[0].getMessage()
+    assert len([r for r in caplog.records if "gone" in r.getMessage()]) == 1
+    broken_id = store.video_id(clips[3])
+    assert store.status(broken_id, EX) == "failed"
+    assert "not a readable video" in (store.failure(broken_id, EX) or "")
+
+    c1 = store.load(done["c1"], EX)
+    assert c1 is not None and c1["times_s"].tolist() == [0.0, 1.0]
+    assert c1["rgb"][0, 1] > 100 and c1["rgb"][0, 0] < 50  # green
+    assert store.get_probe(done["c2"])["duration_s"] == pytest.approx(3.0, abs=0.05)  # type: ignore[index]
+
+    calls.clear()
+    assert index_videos(store, videos, EX, compute, desc="colour") == done
+    assert calls == []  # done videos are not recomputed; the broken one fails in probe again
+
+
+def test_index_videos_json_variant(store: FeatureStore, clips: list[Path]) -> None:
+    videos = [Video(vid=p.stem, path=str(p)) for p in clips[:2]]
+    ex = Extractor("frames-json", {"fps": 1.0})
+
+    def compute(path: Path, info: ProbeInfo) -> tuple[Any, dict[str, Any]]:
+        return [{"t": float(t)} for b in sample_frames(path, 1.0) for t in b.times_s], {"n_frames": 1}
+
+    done = index_videos_json(store, videos, ex, compute, desc="json")
+    assert store.load_json(done["c1"], ex) == [{"t": 0.0}, {"t": 1.0}]
+    with pytest.raises(BadInput, match="kind"):
+        index_videos(store, videos, ex, compute, desc="x", kind="npy")  # type: ignore[arg-type]
+
+
+def test_index_videos_lets_bugs_through(store: FeatureStore, clips: list[Path]) -> None:
+    def buggy(path: Path, info: ProbeInfo) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        raise ZeroDivisionError("bug")
+
+    with pytest.raises(ZeroDivisionError):
+        index_videos(store, [Video(vid="c0", path=str(clips[0]))], EX, buggy, desc="x")
+    assert store.status(store.video_id(clips[0]), EX) == "missing"
