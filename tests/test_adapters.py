@@ -380,6 +380,24 @@ def test_hf_build_and_json_import(tmp_path: Path) -> None:
         hf.import_hf(FIXTURES / "generic_mini.jsonl", columns={**cols, "query": "sentence"})
 
 
+def test_hf_foreign_dataset_dict_picks_a_split(tmp_path: Path) -> None:
+    from datasets import Dataset, DatasetDict
+
+    def table(prefix: str) -> Dataset:
+        return Dataset.from_list([{"id": f"{prefix}1", "sentence": "a dog barks", "video": "v1",
+                                   "t0": 1.0, "t1": 2.5, "length": 9.0}])
+
+    path = tmp_path / "foreign"
+    DatasetDict({"train": table("tr"), "test": table("te")}).save_to_disk(str(path))
+    cols = {"qid": "id", "query": "sentence", "vid": "video", "start": "t0", "end": "t1",
+            "duration": "length"}
+    qs = hf.import_hf(path, split="test", columns=cols)
+    assert qs.split == "test"
+    assert [(q.qid, q.relevant_windows, q.duration) for q in qs.queries] == [("te1", [(1.0, 2.5)], 9.0)]
+    with pytest.raises(BadInput, match="holds splits train, test; choose one with --split"):
+        hf.import_hf(path, columns=cols)
+
+
 def test_hf_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import datasets.config
     import huggingface_hub.constants

@@ -27,7 +27,7 @@ def collect(path: Path, videos: Path | None = None) -> SetCollector:
         query = Query.from_row(row, path, line)
         where = f"{path}:{line}"
         if query.vid is None:
-            raise RowError(where, "vid", "is required in QVHighlights rows")
+            raise RowError(where, "vid", "is required: each row grounds its query in one video")
         collector.add_query(query, where)
         collector.add_video(query.vid, query.duration, where)
     return collector
