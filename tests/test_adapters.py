@@ -117,6 +117,16 @@ def test_bad_rows_name_file_line_and_field(tmp_path: Path) -> None:
         qvhighlights.convert(path)
 
 
+def test_non_utf8_files_name_the_line(tmp_path: Path) -> None:
+    json_bytes = b'{\n "v_a": {"duration": 5, "timestamps": [[1, 2]],\n "sentences": ["caf\xe9"]}}'
+    with pytest.raises(BadInput, match=r"a\.json:3: not valid UTF-8"):
+        activitynet.convert(write(tmp_path, "a.json", json_bytes))
+    with pytest.raises(BadInput, match=r"b\.csv:3: not valid UTF-8"):
+        jsonl.parse_csv(write(tmp_path, "b.csv", b"video,sentence,t0,t1\nv,ok,1,2\nv,caf\xe9,1,2\n"), CSV_MAP)
+    with pytest.raises(BadInput, match=r"c\.txt:2: not valid UTF-8"):
+        charades_sta.convert(write(tmp_path, "c.txt", b"AB12C 0 1##ok\nAB12C 0 1##caf\xe9\n"))
+
+
 def test_missing_input_is_actionable(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match=r"builder 'tvr' needs .*: pass --input PATH"):
         tvr.build(tmp_path / "o", BuildOptions())

@@ -280,7 +280,8 @@ def convert_rows(rows: Iterable[tuple[int, Any]], source: Path, columns: Mapping
 
     ``rows`` are ``(line_number, mapping)``. Columns named in ``explicit`` (the user's
     mapping) must be present on every row; others are used when present. A row needs a
-    query, a vid (or ``truth_vid`` for a corpus query) and either start/end or windows.
+    query, a vid (or ``truth_vid`` for a corpus query) and either start/end or windows; with
+    no qid column the qid is the row's 1-based ordinal.
     Durations missing from the rows are probed from the video files when ``videos`` is given.
     """
     cols = dict(columns)
