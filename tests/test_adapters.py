@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -174,6 +176,22 @@ def test_charades_text_without_durations_keeps_windows_unclipped() -> None:
     assert all(q.duration is None for q in qs.queries)
     assert qs.queries[2].relevant_windows == [(11.0, 35.5)]
     assert qs.videos["XY34Z"].duration is None
+
+
+def test_charades_text_durations_by_probing_videos(tmp_path: Path) -> None:
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=red:s=32x32:d=3",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", str(videos / "AB12C.mp4")], check=True)
+    text = write(tmp_path, "sta.txt", "AB12C 0.5 2.0##a person waves.\nAB12C 1.0 4.0##a person sits.\n"
+                                      "QQ000 1.0 4.0##no video for this one.\n")
+    qs = charades_sta.convert(text, videos=videos)
+    assert qs.queries[0].duration == pytest.approx(3.0, abs=0.05)
+    assert qs.queries[1].relevant_windows[0] == pytest.approx((1.0, 3.0), abs=0.05)
+    assert qs.videos["AB12C"].path == str((videos / "AB12C.mp4").resolve())
+    assert qs.queries[2].duration is None and qs.queries[2].relevant_windows == [(1.0, 4.0)]
 
 
 def test_charades_text_errors(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Generic JSONL/CSV adapter with a column mapping, and the helpers every adapter shares.
 
-Shared: locating ``<videos>/<vid>.<ext>``, probing durations with ffprobe, strict reading
+Shared: locating ``<videos>/<vid>.<ext>``, probing durations, strict reading
 of JSON/text files, a collector that rejects duplicate qids and conflicting durations with
 the file and line, and the common finish (``--limit``, card, atomic save).
 """
@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import re
-import subprocess
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -112,21 +111,18 @@ def index_videos(videos_dir: Path | None) -> dict[str, Path]:
 
 
 def probe_duration(path: Path) -> float:
-    """Container duration of a media file in seconds, read with ffprobe."""
-    cmd = ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", str(path)]
+    """Duration of a video file in seconds, as players show it (the container's duration).
+
+    Delegates to :func:`bench.video.probe.probe`, the one place videos are probed, so a set's
+    durations agree with what the decoders later see.
+    """
+    from bench.video.probe import probe
+
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
-    except FileNotFoundError:
-        raise BadInput("ffprobe not found: install ffmpeg, or give durations in the annotations") from None
-    try:
-        duration = float(json.loads(proc.stdout)["format"]["duration"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-        reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no duration reported"
-        raise BadInput(f"{path}: cannot read the duration with ffprobe ({reason}); "
-                       "check that the file is a complete video") from None
-    if not duration > 0:
-        raise BadInput(f"{path}: ffprobe reports duration {duration:g}s; check the file")
-    return duration
+        return probe(Path(path)).duration_s
+    except ModuleNotFoundError as exc:
+        raise BadInput(f"reading video durations needs {exc.name!r}: pip install 'scenebench[video]', "
+                       "or give durations in the annotations") from None
 
 
 class SetCollector:
@@ -152,7 +148,7 @@ class SetCollector:
         return None
 
     def probed_duration(self, vid: str, alternatives: Iterable[str] = ()) -> float | None:
-        """Duration of the video file of ``vid`` by ffprobe (cached), or ``None`` if no file."""
+        """Probed duration of the video file of ``vid`` (cached), or ``None`` if there is no file."""
         if vid not in self._probed:
             file = self.video_file(vid, alternatives)
             if file is None:

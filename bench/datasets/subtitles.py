@@ -5,7 +5,7 @@ Sidecars share the video's stem (``talk.mp4`` + ``talk.srt``, or ``talk.en.vtt``
 ``None``). Each query is one subtitle line, or a run of ``lines_per_query`` consecutive
 lines, and its truth is that run's time span; the same text said several times in a video
 is one query with every span as truth. Lines that are only sound cues (``[Music]``,
-``(laughs)``, ``♪``) are skipped. Duration is ffprobe's, else the last cue's end.
+``(laughs)``, ``♪``) are skipped. Duration is the video's, else the last cue's end.
 
 With ``hold_out_wording`` the query is a deterministic rewording, so exact string match
 is not enough: lowercase; keep word tokens (letters/digits, inner apostrophes), dropping
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,21 +147,18 @@ def collect(folder: Path, *, videos: Path | None = None, lines_per_query: int = 
 
 def _durations(sidecars: list[Sidecar], cues_of: dict[Path, list[Cue]],
                collector: SetCollector) -> dict[str, float]:
-    """Seconds per vid: ffprobe on the video, else the latest cue end over all its sidecars."""
-    can_probe = shutil.which("ffprobe") is not None
+    """Seconds per vid: the video's probed duration, else the latest cue end over its sidecars."""
     out: dict[str, float] = {}
     for sidecar in sidecars:
         vid = sidecar.vid
         if vid in out:
             continue
         video_file = collector.video_file(vid)
-        if video_file is not None and can_probe:
+        if video_file is not None:
             out[vid] = probe_duration(video_file)
             continue
         ends = [c.end for s in sidecars if s.vid == vid for c in cues_of[s.path]]
         if ends:
-            if video_file is not None:
-                log.warning("ffprobe not found: duration of %s taken from its last subtitle", video_file)
             out[vid] = max(ends)
     return out
 
