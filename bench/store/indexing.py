@@ -73,8 +73,8 @@ def index_videos(store: FeatureStore, videos: Sequence[Video], ex: Extractor,
     ``compute(path, info)`` returns ``(arrays, meta)`` (``kind="arrays"``, saved with
     :meth:`FeatureStore.save`) or ``(obj, meta)`` (``kind="json"``, saved with
     :meth:`FeatureStore.save_json`); ``meta`` may carry ``n_frames`` for the progress bar.
-    ``Video.path`` must be a local file. A video whose file is missing is logged and left
-    out. A probe or decode failure (BadInput, DecodeError, PyAV or decord errors) marks the
+    ``Video.path`` must be a local file. A video whose file is missing or unreadable is
+    logged and left out. A probe or decode failure (BadInput, DecodeError, PyAV or decord errors) marks the
     row failed with the reason, logs one line, and the loop goes on; failed rows are retried
     on the next call (the cause may have been fixed). Any other exception stops the loop:
     it is a bug or an environment problem, and everything finished so far is kept.
@@ -99,7 +99,12 @@ def index_videos(store: FeatureStore, videos: Sequence[Video], ex: Extractor,
                 log.error("%s: %s: video file not found (%s); skipped", desc, video.vid, video.path)
                 bar.update(1)
                 continue
-            video_id = store.video_id(path)
+            try:
+                video_id = store.video_id(path)
+            except (BadInput, OSError) as exc:  # e.g. no read permission: nothing to record
+                log.error("%s: %s: cannot read the file (%s); skipped", desc, video.vid, exc)
+                bar.update(1)
+                continue
             if store.status(video_id, ex) == "done":
                 done[video.vid] = video_id
                 bar.update(1)

@@ -109,16 +109,30 @@ def output_size(info: ProbeInfo, short_side: int | None) -> tuple[int, int]:
     return max(1, round(width * scale)), short_side
 
 
+def decord_available() -> bool:
+    """decord has no wheels for some platforms (e.g. aarch64); PyAV then does all decoding."""
+    import importlib.util
+
+    return importlib.util.find_spec("decord") is not None
+
+
 def _decoder_errors() -> tuple[type[BaseException], ...]:
     import av
-    from decord._ffi.base import DECORDError
 
-    return (av.error.FFmpegError, DECORDError)
+    errors: list[type[BaseException]] = [av.error.FFmpegError]
+    if decord_available():
+        from decord._ffi.base import DECORDError
+
+        errors.append(DECORDError)
+    return tuple(errors)
 
 
 def _open_decord(path: Path, width: int = -1, height: int = -1) -> Any:
-    import decord
-
+    try:
+        import decord
+    except ImportError:
+        raise BadInput("decord is not installed (pip install decord, x86_64 only); use decoder='pyav'") \
+            from None
     # decord applies the display rotation itself and takes the display size.
     return decord.VideoReader(str(path), ctx=decord.cpu(0), width=width, height=height)
 
@@ -135,10 +149,25 @@ def _timeline_offset_s(container: av.container.InputContainer, stream: Any) -> F
 def frame_times(path: Path) -> np.ndarray:
     """float64 ``(n_frames,)`` presentation times of every video frame, seconds from the
     container start, ascending; read from packet timestamps without decoding (about a
-    second for two hours of video)."""
+    second for two hours of video). Memoised per (path, size, mtime); do not modify."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        raise BadInput(f"{path}: file not found") from None
+    return _frame_times_cached(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=4)
+def _frame_times_cached(path_text: str, size: int, mtime_ns: int) -> np.ndarray:
+    times = _read_frame_times(Path(path_text))
+    times.setflags(write=False)  # shared between callers through the cache
+    return times
+
+
+def _read_frame_times(path: Path) -> np.ndarray:
     import av
 
-    path = Path(path)
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
             vs = video_stream(container, path)
@@ -202,6 +231,8 @@ def _choose_cached(path: str, size: int, mtime_ns: int) -> str:
 
 def _choose(path: Path) -> str:
     info = probe(path)
+    if not decord_available():
+        return "pyav"
     try:
         vr = _open_decord(path)
     except _decoder_errors() as exc:
