@@ -394,7 +394,11 @@ def test_hf_round_trip_of_real_qvhighlights(tmp_path: Path) -> None:
     assert isinstance(back.queries[0].qid, int)
 
 
-def test_hf_build_and_json_import(tmp_path: Path) -> None:
+def test_hf_build_and_json_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets.config
+
+    # load_dataset caches what it converts; keep that inside the test's folder
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
     export = hf.export_hf(mixed_set(), tmp_path / "export")
     built = hf.build(tmp_path / "set", BuildOptions(input=export))
     assert built.split == "dev"
