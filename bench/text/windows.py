@@ -9,11 +9,18 @@ import hashlib
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bench.errors import BadInput
 from bench.text.segments import Segment, sort_segments
+from bench.types import Video
+
+if TYPE_CHECKING:
+    from bench.store import FeatureStore
 
 
 class WindowConfig(BaseModel):
@@ -137,3 +144,92 @@ def corpus_digest(windows: Sequence[TextWindow]) -> str:
         h.update(f"{w.vid}\x00{w.start:.6f}\x00{w.end:.6f}\x00{','.join(w.sources)}\x00"
                  f"{w.lang or ''}\x00{w.text}\x01".encode())
     return h.hexdigest()
+
+
+@dataclass
+class TextCorpus:
+    """The window documents of every indexed video, with per-video index ranges.
+
+    ``vids`` holds every indexed video, including those with no text at all (searching
+    them finds nothing, which is an answer, not an error).
+    """
+
+    windows: list[TextWindow]
+    durations_s: dict[str, float]
+    vids: frozenset[str]
+    ranges: dict[str, tuple[int, int]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ranges = vid_ranges(self.windows)
+
+    @classmethod
+    def build(cls, segments: Mapping[str, Sequence[Segment]], config: WindowConfig, *,
+              videos: Sequence[Video] = ()) -> TextCorpus:
+        """Windows over ``segments`` (vid -> segments); ``videos`` give durations and languages."""
+        durations = {v.vid: v.duration for v in videos if v.duration}
+        langs = {v.vid: v.lang for v in videos if v.lang}
+        flat = [s for segs in segments.values() for s in segs]
+        windows = build_windows(flat, config, durations_s=durations, langs=langs)
+        ends: dict[str, float] = {}
+        for s in flat:
+            ends[s.vid] = max(ends.get(s.vid, 0.0), s.end)
+        horizon = {vid: float(durations.get(vid) or ends.get(vid, 0.0))
+                   for vid in {*segments, *(v.vid for v in videos)}}
+        return cls(windows=windows, durations_s=horizon,
+                   vids=frozenset(horizon))
+
+    def window_ids(self, vids: Sequence[str] | None) -> np.ndarray:
+        """int64 indices of the windows of ``vids`` (all windows when ``None``), in order.
+
+        A vid that was never indexed is a :class:`BadInput`; one with no text gives none.
+        """
+        if vids is None:
+            return np.arange(len(self.windows), dtype=np.int64)
+        unknown = [v for v in vids if v not in self.vids]
+        if unknown:
+            raise BadInput(f"video {unknown[0]!r} was not indexed; index it before searching it")
+        parts = [np.arange(*self.ranges[v], dtype=np.int64) for v in vids if v in self.ranges]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def load_corpus(videos: Sequence[Video], store: FeatureStore, sources: Any, config: WindowConfig,
+                *, device: str) -> TextCorpus:
+    """Extract (cached) the configured text of ``videos`` and cut it into windows."""
+    from bench.text.extract import extract_segments
+
+    segments = extract_segments(videos, store, sources, device=device)
+    return TextCorpus.build(segments, config, videos=videos)
+
+
+def paint_curve(duration_s: float, fps: float, spans: Iterable[tuple[float, float, float]],
+                floor: float = 0.0, falloff: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """A score curve sampled at ``fps`` over ``[0, duration_s]`` from scored time spans.
+
+    Sample ``i`` at ``t_i = i / fps`` covers ``[t_i, t_i + 1/fps)`` and takes the highest
+    value of the spans ``(start_s, end_s, value)`` touching it. A zero-length span paints the
+    sample it falls in. Unpainted samples get ``floor - falloff * d``, ``d`` being the distance
+    in samples to the nearest painted one: a small ``falloff`` makes stretches without text
+    slope away from it, so they hold no local maximum for a peak finder to grow a window
+    from. Returns ``(times_s, values)``, float64 ``(n,)``.
+    """
+    if not (fps > 0 and math.isfinite(fps)):
+        raise BadInput(f"curve fps must be a positive number, got {fps!r}")
+    n = max(1, math.ceil(duration_s * fps - 1e-9))
+    times = np.arange(n, dtype=np.float64) / fps
+    values = np.full(n, -np.inf, dtype=np.float64)
+    for start, end, value in spans:
+        lo = min(n - 1, max(0, math.floor(start * fps + 1e-9)))
+        hi = min(n, max(lo + 1, math.ceil(end * fps - 1e-9)))
+        np.maximum(values[lo:hi], value, out=values[lo:hi])
+    painted = np.flatnonzero(np.isfinite(values))
+    empty = ~np.isfinite(values)
+    if painted.size == 0:
+        values[:] = floor
+    elif empty.any():
+        idx = np.flatnonzero(empty)
+        pos = np.searchsorted(painted, idx)
+        left = painted[np.clip(pos - 1, 0, painted.size - 1)]
+        right = painted[np.clip(pos, 0, painted.size - 1)]
+        dist = np.minimum(np.abs(idx - left), np.abs(right - idx))
+        values[idx] = floor - falloff * dist
+    return times, values
