@@ -357,3 +357,22 @@ def test_index_videos_lets_bugs_through(store: FeatureStore, clips: list[Path]) 
     with pytest.raises(ZeroDivisionError):
         index_videos(store, [Video(vid="c0", path=str(clips[0]))], EX, buggy, desc="x")
     assert store.status(store.video_id(clips[0]), EX) == "missing"
+
+
+def test_index_videos_records_decoder_errors_and_goes_on(store: FeatureStore, clips: list[Path],
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    import av
+
+    def compute(path: Path, info: ProbeInfo) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        if path.stem == "c0":
+            raise av.error.InvalidDataError(1094995529, "Invalid data found when processing input")
+        return mean_colour(path, info)
+
+    videos = [Video(vid=p.stem, path=str(p)) for p in clips[:3]]
+    with caplog.at_level(logging.WARNING, logger="bench"):
+        done = index_videos(store, videos, EX, compute, desc="colour")
+    assert sorted(done) == ["c1", "c2"]
+    c0 = store.video_id(clips[0])
+    assert store.status(c0, EX) == "failed"
+    assert "Invalid data found" in (store.failure(c0, EX) or "")
+    assert len([r for r in caplog.records if "c0 failed" in r.getMessage()]) == 1

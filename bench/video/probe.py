@@ -161,7 +161,7 @@ def probe(path: Path) -> ProbeInfo:
         if duration <= 0 and scanned_all and len(pts) >= 2:
             duration = float((max(pts) - min(pts)) * tb)
         if not math.isfinite(duration) or duration <= 0:
-            raise unreadable(path, "zero duration")
+            raise unreadable(path, "zero duration" + (", a still image?" if len(pts) <= 1 else ""))
 
         fps = _rate(vs.average_rate) or _rate(vs.guessed_rate)
         if scanned_all and pts:
