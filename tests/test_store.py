@@ -228,6 +228,21 @@ def test_json_round_trip(store: FeatureStore) -> None:
     assert store.load_json("v1", EX) is None
 
 
+def test_prune_removes_only_old_unreferenced_files(store: FeatureStore) -> None:
+    store.save("v1", EX, {"x": np.arange(3)})
+    kept = _artefact(store)
+    orphan = kept.with_name("v2.0123456789ab.npz")
+    orphan.write_bytes(b"left by a killed run")
+    temp = kept.with_name(".v3.abc.tmp")
+    temp.write_bytes(b"half written")
+    assert store.prune() == 0  # too recent: may belong to a writer about to commit
+    for path in (orphan, temp, kept):
+        os.utime(path, (1, 1))
+    assert store.prune() == 2
+    assert sorted(p.name for p in kept.parent.iterdir()) == [kept.name]
+    assert store.load("v1", EX) is not None
+
+
 def test_failures_are_recorded_and_cleared_by_a_later_save(store: FeatureStore) -> None:
     store.save("v1", EX, {"x": np.arange(3)})
     store.mark_failed("v1", EX, "clip.mp4: not a readable video\n(moov atom not found)")

@@ -16,6 +16,7 @@ import re
 import sqlite3
 import tempfile
 import threading
+import time
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -477,6 +478,26 @@ class FeatureStore:
         """The recorded reason if (video, extractor) failed, else None."""
         row = self._row(video_id, ex)
         return str(row["reason"]) if row is not None and row["status"] == "failed" else None
+
+    def prune(self, older_than_s: float = 3600.0) -> int:
+        """Delete artefact files no done row points to (left by a run killed between the
+        rename and the catalog commit, or by a replaced artefact) and stale temp files;
+        return how many. Only files older than ``older_than_s`` go, so a concurrent
+        writer's file that is about to be committed is left alone."""
+        features = self.root / "features"
+        if not features.is_dir():
+            return 0
+        referenced = {r["relpath"] for r in self._query(
+            "SELECT relpath FROM artefacts WHERE status='done' AND relpath IS NOT NULL")}
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for path in features.glob("*/*"):
+            rel = path.relative_to(self.root).as_posix()
+            with contextlib.suppress(OSError):
+                if rel not in referenced and path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
 
     def artifact_dir(self, name: str) -> Path:
         """``root/artifacts/<name>`` (created) for corpus-level artefacts such as a vector
