@@ -73,9 +73,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from bench.datasets import BuildOptions, build
 
-    opts = BuildOptions(input=args.input, videos=args.videos, split=args.split, limit=args.limit,
+    opts = BuildOptions(input=args.input, videos=args.videos, limit=args.limit,
                         columns=_parse_columns(args.map), lines_per_query=args.lines_per_query,
-                        hold_out_wording=args.hold_out_wording, force=args.force)
+                        hold_out_wording=args.hold_out_wording, force=args.force,
+                        **({"split": args.split} if args.split else {}))
     qs = build(args.name, Path(args.out), opts)
     doc = {"dataset": qs.name, "out": str(args.out), "videos": len(qs.videos),
            "queries": len(qs.queries)}
@@ -230,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="output directory")
     sp.add_argument("--input", type=Path, help="annotation file, or folder of videos (subtitles)")
     sp.add_argument("--videos", type=Path, help="folder holding the videos")
-    sp.add_argument("--split", default="test")
+    sp.add_argument("--split", help="split name (default: guessed from the file name, else test)")
     sp.add_argument("--limit", type=int, help="keep the first N queries")
     sp.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
                     help="generic jsonl/csv: canonical field -> input column (repeatable)")
