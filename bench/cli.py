@@ -118,9 +118,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.eval.runner import run
-
-    from bench.eval.runner import Mode
+    from bench.eval.runner import Mode, run
 
     modes: tuple[Mode, ...] = ("grounding", "corpus") if args.mode == "both" else (args.mode,)
     results = run(args.dataset or [], args.retriever or [], out=Path(args.out), modes=modes,
