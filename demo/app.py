@@ -1,0 +1,634 @@
+"""SceneBench Space: search videos by natural language, compare every method, browse results.
+
+Start with ``python demo/app.py`` (``--port``, ``--results``, ``--dataset``); on a Hugging
+Face Space this file is the entry (README front matter ``app_file``). Importing it builds
+nothing and loads no model: the embedded set and the retrievers load on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import gradio as gr
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # a Space runs this file directly from the checkout
+    sys.path.insert(0, str(ROOT))
+
+from bench import serving  # noqa: E402
+from bench.errors import BadInput, BenchError  # noqa: E402
+from bench.types import Moment, Query, QuerySet, Video  # noqa: E402
+
+if TYPE_CHECKING:
+    from bench.eval.results import ResultFile
+
+log = logging.getLogger("bench")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+RESULTS_ENV = "SCENEBENCH_RESULTS"
+INTRO = """# 🎬 SceneBench
+Find the moment in a video by describing it — in any language — or with an example image.
+Each video is indexed once and cached; searching indexed videos takes well under a second.
+"""
+EMPTY_RESULTS = ("No benchmark results here yet: run `python -m bench run` (it writes "
+                 "`results/`), or start the app with `--results DIR`.")
+
+
+class App:
+    """What requests share: built once at start-up; its caches fill lazily under locks."""
+
+    def __init__(self, results_dir: Path, dataset: str | None = None, device: str = "auto",
+                 sessions: Path | None = None, pool: serving.ModelPool | None = None) -> None:
+        self.results_dir = Path(results_dir)
+        self.dataset = dataset or serving.demo_dataset()
+        self.sessions = sessions or serving.sessions_root()
+        self.pool = pool or serving.ModelPool(device)
+        self.limits = serving.UploadLimits()
+        self._lock = threading.Lock()
+        self._plot_lock = threading.Lock()
+        self._sets: dict[str, QuerySet] = {}
+
+    # -- the embedded set (built on first use: about a minute, then cached on disk) --------
+
+    def dataset_name(self) -> str:
+        """The embedded set's name as result files spell it (a directory's name)."""
+        return Path(self.dataset).name if Path(self.dataset).is_dir() else self.dataset
+
+    def query_set(self, name: str | None = None) -> QuerySet:
+        """A query set by name: the embedded one, or another self-contained set."""
+        from bench.datasets import SELF_CONTAINED, resolve_dataset
+
+        name = name or self.dataset_name()
+        with self._lock:
+            qs = self._sets.get(name)
+            if qs is None:
+                if name == self.dataset_name():
+                    qs = resolve_dataset(self.dataset)
+                elif name in SELF_CONTAINED:
+                    qs = resolve_dataset(name)
+                else:
+                    raise BadInput(f"the query set of {name!r} is not available in this app")
+                self._sets[name] = qs
+            return qs
+
+    def embedded(self) -> dict[str, Video]:
+        return serving.embedded_videos(self.query_set())
+
+    def configurations(self) -> list[str]:
+        from bench.retrievers import load_configs
+
+        return sorted(load_configs())
+
+    def best(self) -> tuple[str, str]:
+        """The configuration to use by default and a line saying why."""
+        from bench.eval import report
+
+        names = self.configurations()
+        if not names:
+            raise BadInput("no retriever configurations found in models/")
+        dataset = self.dataset_name()
+        found = report.best_configuration(self.results_dir, dataset, self.query_set().split)
+        if found in names:
+            return str(found), f"Best on the {dataset} leaderboard: **{found}** (you can change it)."
+        fallback = serving.DEFAULT_RETRIEVER if serving.DEFAULT_RETRIEVER in names else names[0]
+        return fallback, f"No {dataset} leaderboard yet; using **{fallback}**."
+
+    def results(self) -> list[ResultFile]:
+        from bench.eval import report
+
+        try:
+            return report.load_all(self.results_dir)
+        except BadInput:  # no results directory yet is a normal state
+            return []
+
+    def groups(self) -> dict[tuple[str, str], list[ResultFile]]:
+        from bench.eval import report
+
+        return report.group(self.results())
+
+    def plots(self, rows: Sequence[ResultFile]) -> dict[str, str]:
+        from bench.eval import report
+
+        with self._plot_lock:  # report.plots draws with pyplot, which is not thread-safe
+            return report.plots(rows)
+
+    def session(self, sess: serving.Session | None) -> serving.Session:
+        return sess if sess is not None else serving.Session.open(self.sessions)
+
+
+def guarded(fn: F) -> F:
+    """Show an unexpected error as a one-line message in the page, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except BenchError as exc:
+            raise gr.Error(serving.one_line(exc), print_exception=False) from None
+        except Exception as exc:
+            log.exception("demo handler %s failed", fn.__name__)
+            raise gr.Error(f"Something went wrong: {type(exc).__name__}: {serving.one_line(exc)}",
+                           print_exception=False) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+# --- rendering ---------------------------------------------------------------------------
+
+def card_caption(rank: int, m: Moment) -> str:
+    return f"#{rank} · {m.vid} · {serving.fmt_window(m.start, m.end)} · score {m.score:.3f}"
+
+
+def cards(session: serving.Session, videos: dict[str, Video],
+          moments: Sequence[Moment]) -> list[tuple[str, str]]:
+    """(thumbnail path, caption) per moment; the thumbnail is the moment's middle frame."""
+    out = []
+    for i, m in enumerate(moments, start=1):
+        v = videos.get(m.vid)
+        if v is None:
+            continue
+        thumb = serving.thumbnail(v, (m.start + m.end) / 2, session.root / "thumbs")
+        out.append((str(thumb), card_caption(i, m)))
+    return out
+
+
+def results_markdown(outcome: serving.SearchOutcome) -> str:
+    if outcome.error:
+        return f"⚠️ **{outcome.retriever}** {outcome.error}"
+    if not outcome.moments:
+        return f"No moment found by **{outcome.retriever}** for this query."
+    lines = [f"**{outcome.retriever}** found {len(outcome.moments)} moments in "
+             f"{outcome.latency_s * 1000:.0f} ms. Click a card to play from there.", ""]
+    for i, m in enumerate(outcome.moments, start=1):
+        ev = serving.describe_evidence(m.evidence)
+        lines.append(f"{i}. `{m.vid}` **{serving.fmt_window(m.start, m.end)}** · "
+                     f"score {m.score:.3f}" + (f" · {ev}" if ev else ""))
+    return "\n".join(lines)
+
+
+def video_choices(app: App, session: serving.Session | None) -> list[tuple[str, str]]:
+    out = [(f"{vid} · {serving.fmt_ts(v.duration or 0)}", vid)
+           for vid, v in sorted(app.embedded().items())]
+    if session is not None:
+        out += [(f"{vid} · {serving.fmt_ts(v.duration or 0)} (yours)", vid)
+                for vid, v in session.uploads.items()]
+    return out
+
+
+def all_videos(app: App, session: serving.Session | None) -> dict[str, Video]:
+    return {**app.embedded(), **(session.uploads if session is not None else {})}
+
+
+# --- handlers (plain functions of (app, inputs) so tests can call them directly) ----------
+
+def on_load(app: App, request: gr.Request | None) -> tuple[Any, ...]:
+    key = getattr(request, "session_hash", None) if request is not None else None
+    sess = serving.Session.open(app.sessions, key)
+    names = app.configurations()
+    groups = [serving.group_label(d, s) for d, s in app.groups()]
+    lb_default = next((g for g in groups if g.startswith(f"{app.dataset_name()} · ")),
+                      groups[0] if groups else None)
+    return (sess, gr.update(choices=names), gr.update(choices=groups, value=lb_default),
+            gr.update(choices=groups, value=lb_default))
+
+
+def on_load_videos(app: App, sess: serving.Session | None) -> tuple[Any, ...]:
+    """Second step of loading: may build the embedded set on a fresh machine."""
+    sess = app.session(sess)
+    choices = video_choices(app, sess)
+    vids = [v for _, v in choices]
+    best, why = app.best()
+    queries = [serving.query_label(q) for q in app.query_set().queries if q.vid is not None]
+    return (sess, gr.update(choices=choices, value=vids[:3]), gr.update(value=best), why,
+            gr.update(choices=queries, value=None),
+            gr.update(choices=choices, value=vids[0] if vids else None))
+
+
+def on_upload(app: App, sess: serving.Session | None, files: Sequence[Any] | None,
+              selected: Sequence[str] | None) -> tuple[Any, ...]:
+    sess = app.session(sess)
+    notes = []
+    reserved = list(app.embedded())
+    for f in files or []:
+        path = Path(getattr(f, "path", None) or getattr(f, "name", None) or str(f))
+        original = getattr(f, "orig_name", None) or path.name
+        try:
+            v = serving.accept_upload(sess, path, original, reserved=reserved, limits=app.limits)
+            notes.append(f"✅ **{v.vid}** accepted ({serving.fmt_ts(v.duration or 0)}); "
+                         "it is indexed on your first search.")
+        except BadInput as exc:
+            notes.append(f"⛔ {exc}")
+    choices = video_choices(app, sess)
+    value = list(dict.fromkeys([*(selected or []), *sess.uploads]))
+    # The file box is cleared: accepted files now live in the session folder and the list.
+    return (sess, "\n\n".join(notes), gr.update(choices=choices, value=value), None,
+            gr.update(choices=choices))
+
+
+def on_search(app: App, sess: serving.Session | None, selected: Sequence[str] | None,
+              text: str | None, image: str | None, name: str | None, top_k: float,
+              progress: Callable[..., Any] | None = None) -> tuple[Any, ...]:
+    """-> (session, status, cards, moments, player, timeline, details)."""
+    sess = app.session(sess)
+    try:
+        q = serving.check_query(text, image)
+    except BadInput as exc:
+        return sess, f"💡 {exc}", [], [], None, None, ""
+    if not name:
+        return sess, "💡 Choose a method.", [], [], None, None, ""
+    videos = all_videos(app, sess)
+    picked = [videos[v] for v in selected or [] if v in videos]
+    if not picked:
+        return sess, "💡 Choose at least one video, or upload one.", [], [], None, None, ""
+    if progress is not None:
+        progress(0.05, desc=f"{name}: indexing new videos (cached after the first time)")
+    outcome = serving.search(app.pool, name, picked, q, top_k=int(top_k),
+                             corpus=list(app.embedded().values()))
+    if outcome.error:
+        return sess, f"⚠️ **{name}** {outcome.error}", [], [], None, None, ""
+    if progress is not None:
+        progress(0.9, desc="thumbnails")
+    shown = cards(sess, videos, outcome.moments)
+    fig = serving.score_timeline(outcome.moments, {v.vid: v.duration for v in picked})
+    status = (f"**{len(outcome.moments)}** moments from **{name}** in "
+              f"{outcome.latency_s * 1000:.0f} ms" if outcome.moments
+              else f"No moment found by **{name}**; try other words or another method.")
+    return sess, status, shown, outcome.moments, None, fig, results_markdown(outcome)
+
+
+def on_card(app: App, sess: serving.Session | None, moments: Sequence[Moment],
+            index: Any) -> str | None:
+    """The clip that starts at the clicked card's moment."""
+    if not isinstance(index, int) or not 0 <= index < len(moments):
+        return None
+    sess = app.session(sess)
+    m = moments[index]
+    v = all_videos(app, sess).get(m.vid)
+    if v is None:
+        raise BadInput(f"{m.vid}: this video is no longer available")
+    return str(serving.clip_from(v, m.start, m.end, sess.root / "clips"))
+
+
+def on_bench_query(app: App, label: str | None) -> tuple[Any, Any]:
+    if not label:
+        return gr.update(), gr.update()
+    q = serving.find_query(app.query_set(), label)
+    return q.query, q.vid
+
+
+def on_compare(app: App, sess: serving.Session | None, label: str | None, text: str | None,
+               vid: str | None, progress: Callable[..., Any] | None = None) -> tuple[Any, ...]:
+    """-> (plot, table, status): every configuration on one query and video."""
+    empty = {"headers": COMPARE_HEADERS, "data": []}
+    try:
+        q = serving.check_query(text, None)
+    except BadInput as exc:
+        return None, empty, f"💡 {exc}"
+    videos = all_videos(app, sess)
+    if not vid or vid not in videos:
+        return None, empty, "💡 Choose a video."
+    truth: list[tuple[float, float]] = []
+    if label:
+        bq = serving.find_query(app.query_set(), label)
+        if bq.vid == vid and " ".join(bq.query.split()) == q.text:
+            truth = list(bq.relevant_windows)
+    names = app.configurations()
+    corpus = list(app.embedded().values())
+    rows: list[tuple[str, list[Moment]]] = []
+    table = []
+    for i, name in enumerate(names):
+        if progress is not None:
+            progress(i / max(1, len(names)), desc=f"{name} ({i + 1}/{len(names)})")
+        outcome = serving.search(app.pool, name, [videos[vid]], q, top_k=5, corpus=corpus)
+        top = outcome.moments[0] if outcome.moments else None
+        if not outcome.error:
+            rows.append((name, outcome.moments))
+        table.append([
+            name,
+            serving.fmt_window(top.start, top.end) if top else "–",
+            f"{top.score:.3f}" if top else "–",
+            f"{serving.best_iou((top.start, top.end), truth):.2f}" if top and truth else "–",
+            "–" if outcome.unavailable else f"{outcome.latency_s * 1000:.0f}",
+            outcome.error or ("" if top else "no moment found"),
+        ])
+    fig = serving.timeline_figure(rows, videos[vid].duration or 60.0, truth,
+                                  title=f"{vid}: “{(q.text or '')[:60]}”")
+    ok = sum(1 for r in table if not r[5])
+    status = (f"{ok} of {len(names)} methods answered" +
+              (" · ground truth in green, IoU against it" if truth else
+               " · pick a benchmark query to see its ground truth"))
+    return fig, {"headers": COMPARE_HEADERS, "data": table}, status
+
+
+COMPARE_HEADERS = ["method", "top window", "score", "IoU", "latency ms", "note"]
+
+
+def on_leaderboard(app: App, label: str | None, tag: str | None, lang: str | None
+                   ) -> tuple[Any, ...]:
+    """-> (table, note, plots, tag choices, lang choices)."""
+    groups = app.groups()
+    if not groups or not label:
+        return {"headers": ["retriever"], "data": []}, EMPTY_RESULTS, [], gr.update(), gr.update()
+    dataset, split = serving.parse_group_label(label)
+    rows = groups.get((dataset, split), [])
+    tags = sorted({t for r in rows for t in r.metrics_by_tag})
+    langs = sorted({t for r in rows for t in r.metrics_by_lang})
+    tag = tag if tag in tags else "all"
+    lang = lang if lang in langs else "all"
+    note = ("Unranked rows are unavailable on this machine, failed, or ran random-init test "
+            "models whose numbers only exercise the code.")
+    if tag != "all" and lang != "all":
+        note = "Results break down by tag or by language, not both: showing the language. " + note
+        tag = "all"
+    headers, data = serving.leaderboard_table(rows, tag, lang)
+    images = [(_image(data_b64), title) for title, data_b64 in app.plots(rows).items()]
+    return ({"headers": headers, "data": data}, note, images,
+            gr.update(choices=["all", *tags], value=tag),
+            gr.update(choices=["all", *langs], value=lang))
+
+
+def _image(data: str) -> Any:
+    import base64
+    import io
+
+    from PIL import Image
+
+    return Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB")
+
+
+def on_browser_dataset(app: App, label: str | None, sort: str) -> tuple[Any, str]:
+    if not label:
+        return gr.update(choices=[], value=None), EMPTY_RESULTS
+    dataset, split = serving.parse_group_label(label)
+    try:
+        qs = app.query_set(dataset)
+    except BadInput as exc:
+        return gr.update(choices=[], value=None), f"💡 {exc}"
+    preds = serving.load_predictions(app.results_dir, app.results(), dataset, split)
+    if not preds:
+        return gr.update(choices=[], value=None), f"No predictions saved for {label}."
+    items = serving.browser_queries(qs, preds, sort)
+    choices = [(f"{lbl} · spread {d:.2f}" if sort == "disagreement" else lbl, lbl)
+               for lbl, d in items]
+    return (gr.update(choices=choices, value=items[0][0] if items else None),
+            f"{len(items)} queries, {len(preds)} methods with predictions.")
+
+
+def on_browser_query(app: App, label: str | None, item: str | None) -> tuple[Any, ...]:
+    """-> (truth markdown, video, plot, table)."""
+    if not label or not item:
+        return "", None, None, {"headers": BROWSER_HEADERS, "data": []}
+    dataset, split = serving.parse_group_label(label)
+    qs = app.query_set(dataset)
+    q = serving.find_query(qs, item)
+    video = serving.embedded_videos(qs).get(q.vid or "")
+    preds = serving.load_predictions(app.results_dir, app.results(), dataset, split)
+    rows = serving.prediction_rows(q, preds)
+    table = []
+    for name, moments in rows:
+        top = moments[0] if moments else None
+        table.append([name, serving.fmt_window(top.start, top.end) if top else "–",
+                      f"{top.score:.3f}" if top else "–",
+                      f"{serving.best_iou((top.start, top.end), q.relevant_windows):.2f}"
+                      if top else "–"])
+    table.sort(key=lambda r: (r[3] == "–", -float(r[3]) if r[3] != "–" else 0.0, r[0]))
+    duration = (video.duration if video else None) or q.duration or max(
+        [e for _, e in q.relevant_windows] + [m.end for _, ms in rows for m in ms] + [1.0])
+    fig = serving.timeline_figure(rows, duration, q.relevant_windows,
+                                  title=" ".join(q.query.split())[:80])
+    return (truth_markdown(q), video.path if video else None, fig,
+            {"headers": BROWSER_HEADERS, "data": table})
+
+
+BROWSER_HEADERS = ["method", "top window", "score", "IoU"]
+
+
+def truth_markdown(q: Query) -> str:
+    windows = ", ".join(serving.fmt_window(s, e) for s, e in q.relevant_windows) or "none"
+    meta = " · ".join(x for x in (q.lang or "", ", ".join(q.tags)) if x)
+    return f"**{q.query}** in `{q.vid}` — truth: **{windows}**" + (f" · {meta}" if meta else "")
+
+
+def on_unload(app: App, request: gr.Request | None) -> None:
+    key = getattr(request, "session_hash", None) if request is not None else None
+    if key and serving.remove_session(app.sessions, key):
+        log.info("removed the folder of a closed session")
+
+
+def cleanup_session(sess: serving.Session | None) -> None:
+    """gr.State's delete callback: the backstop when unload did not run (state expiry)."""
+    if isinstance(sess, serving.Session):
+        sess.cleanup()
+
+
+# --- layout and wiring ---------------------------------------------------------------------
+
+CSS = """
+#cards .caption-label { white-space: normal; font-size: 12px; }
+"""
+
+
+def build(app: App) -> gr.Blocks:
+    """The Blocks UI over ``app``; building it loads no model and builds no dataset."""
+    with gr.Blocks(title="SceneBench", delete_cache=(1800, 3600)) as demo:
+        session = gr.State(None, delete_callback=cleanup_session)
+        last_moments = gr.State([])
+        gr.Markdown(INTRO)
+
+        with gr.Tab("Search", id="search"):
+            with gr.Row():
+                with gr.Column(scale=2):
+                    chosen = gr.CheckboxGroup(label=f"Videos of the embedded set ({app.dataset_name()})",
+                                              choices=[], elem_id="videos")
+                    upload = gr.File(label="…or upload your own videos", file_count="multiple",
+                                     elem_id="upload", height=120)
+                    gr.Markdown(f"Upload {app.limits.describe()}. Uploads stay in a private "
+                                "folder for this browser session and are deleted when you leave.",
+                                elem_id="upload-note")
+                    upload_status = gr.Markdown(elem_id="upload-status")
+                with gr.Column(scale=3):
+                    query = gr.Textbox(label="What are you looking for?", lines=1, max_lines=3,
+                                       placeholder="the slide where the budget is discussed · "
+                                                   "ホワイトボードに数式を書いている場面",
+                                       elem_id="query")
+                    image = gr.Image(label="…or an example image (clip-frames methods)",
+                                     type="filepath", height=140, elem_id="query-image")
+                    with gr.Row():
+                        retriever = gr.Dropdown(label="Method", choices=[], elem_id="retriever")
+                        top_k = gr.Slider(1, 10, value=5, step=1, label="Moments to show")
+                    best_note = gr.Markdown(elem_id="best-note")
+                    go = gr.Button("Search", variant="primary", elem_id="search-btn")
+            status = gr.Markdown(elem_id="search-status")
+            gallery = gr.Gallery(label="Moments (click one to play from there)", columns=5,
+                                 height="auto", elem_id="cards", allow_preview=False,
+                                 object_fit="contain")
+            with gr.Row():
+                player = gr.Video(label="Playing from the selected moment", elem_id="player",
+                                  autoplay=True, interactive=False)
+                timeline = gr.Plot(label="Score over time, per video", elem_id="timeline")
+            details = gr.Markdown(elem_id="details")
+
+        with gr.Tab("Compare", id="compare"):
+            gr.Markdown("The same query through every method, side by side. Pick a benchmark "
+                        "query to see its ground truth and each method's IoU.")
+            with gr.Row():
+                bench_query = gr.Dropdown(label="Benchmark query (optional)", choices=[],
+                                          elem_id="bench-query")
+                cmp_query = gr.Textbox(label="Query", elem_id="cmp-query")
+                cmp_video = gr.Dropdown(label="Video", choices=[], elem_id="cmp-video")
+            cmp_go = gr.Button("Compare all methods", variant="primary", elem_id="compare-btn")
+            cmp_status = gr.Markdown(elem_id="cmp-status")
+            cmp_plot = gr.Plot(label="Top-5 windows of each method on a shared timeline")
+            cmp_table = gr.Dataframe(headers=COMPARE_HEADERS, interactive=False,
+                                     elem_id="cmp-table", wrap=True)
+
+        with gr.Tab("Leaderboard", id="leaderboard"):
+            with gr.Row():
+                lb_dataset = gr.Dropdown(label="Dataset · split", choices=[], elem_id="lb-dataset")
+                lb_tag = gr.Dropdown(label="Tag", choices=["all"], value="all", elem_id="lb-tag")
+                lb_lang = gr.Dropdown(label="Language", choices=["all"], value="all",
+                                      elem_id="lb-lang")
+            lb_table = gr.Dataframe(interactive=False, elem_id="lb-table", wrap=True)
+            lb_note = gr.Markdown(EMPTY_RESULTS, elem_id="lb-note")
+            lb_gallery = gr.Gallery(label="Plots", columns=2, height="auto", elem_id="lb-plots")
+
+        with gr.Tab("Benchmark browser", id="browser"):
+            with gr.Row():
+                br_dataset = gr.Dropdown(label="Results of dataset · split", choices=[],
+                                         elem_id="br-dataset")
+                br_sort = gr.Radio(["disagreement", "query id"], value="disagreement",
+                                   label="Sort queries by", elem_id="br-sort")
+            br_query = gr.Dropdown(label="Query", choices=[], elem_id="br-query")
+            br_note = gr.Markdown(elem_id="br-note")
+            br_truth = gr.Markdown(elem_id="br-truth")
+            with gr.Row():
+                br_video = gr.Video(label="Video", elem_id="br-video", interactive=False)
+                br_plot = gr.Plot(label="Truth (green) and every method's predictions")
+            br_table = gr.Dataframe(headers=BROWSER_HEADERS, interactive=False,
+                                    elem_id="br-table")
+
+        # Thin closures: gradio injects Request/SelectData/Progress by signature.
+        def load(request: gr.Request) -> tuple[Any, ...]:
+            return on_load(app, request)
+
+        def load_videos(sess: serving.Session | None) -> tuple[Any, ...]:
+            return on_load_videos(app, sess)
+
+        def upload_fn(sess: serving.Session | None, files: list[Any] | None,
+                      selected: list[str] | None) -> tuple[Any, ...]:
+            return on_upload(app, sess, files, selected)
+
+        def search_fn(sess: serving.Session | None, selected: list[str] | None, text: str | None,
+                      img: str | None, name: str | None, k: float,
+                      progress: gr.Progress = gr.Progress(track_tqdm=True),  # noqa: B008 (gradio injects it)
+                      ) -> tuple[Any, ...]:
+            return on_search(app, sess, selected, text, img, name, k, progress)
+
+        def card_fn(sess: serving.Session | None, moments: list[Moment],
+                    evt: gr.SelectData) -> str | None:
+            return on_card(app, sess, moments, evt.index)
+
+        def bench_query_fn(label: str | None) -> tuple[Any, Any]:
+            return on_bench_query(app, label)
+
+        def compare_fn(sess: serving.Session | None, label: str | None, text: str | None,
+                       vid: str | None,
+                       progress: gr.Progress = gr.Progress(track_tqdm=True),  # noqa: B008 (gradio injects it)
+                       ) -> tuple[Any, ...]:
+            return on_compare(app, sess, label, text, vid, progress)
+
+        def leaderboard_fn(label: str | None, tag: str | None, lang: str | None
+                           ) -> tuple[Any, ...]:
+            return on_leaderboard(app, label, tag, lang)
+
+        def browser_dataset_fn(label: str | None, sort: str) -> tuple[Any, str]:
+            return on_browser_dataset(app, label, sort)
+
+        def browser_query_fn(label: str | None, item: str | None) -> tuple[Any, ...]:
+            return on_browser_query(app, label, item)
+
+        def unload(request: gr.Request) -> None:
+            on_unload(app, request)
+
+        demo.load(guarded(load), outputs=[session, retriever, lb_dataset, br_dataset],
+                  show_progress="hidden").then(
+            guarded(load_videos), inputs=[session],
+            outputs=[session, chosen, retriever, best_note, bench_query, cmp_video])
+        upload.upload(guarded(upload_fn), inputs=[session, upload, chosen],
+                      outputs=[session, upload_status, chosen, upload, cmp_video])
+        search_out = [session, status, gallery, last_moments, player, timeline, details]
+        for trigger in (go.click, query.submit):
+            trigger(guarded(search_fn), inputs=[session, chosen, query, image, retriever, top_k],
+                    outputs=search_out)
+        gallery.select(guarded(card_fn), inputs=[session, last_moments], outputs=[player])
+        bench_query.change(guarded(bench_query_fn), inputs=[bench_query],
+                           outputs=[cmp_query, cmp_video])
+        cmp_go.click(guarded(compare_fn), inputs=[session, bench_query, cmp_query, cmp_video],
+                     outputs=[cmp_plot, cmp_table, cmp_status], concurrency_limit=1)
+        # The handler updates the tag and language choices, so only user input on those
+        # two re-runs it (a .change there would loop).
+        lb_dataset.change(guarded(leaderboard_fn), inputs=[lb_dataset, lb_tag, lb_lang],
+                          outputs=[lb_table, lb_note, lb_gallery, lb_tag, lb_lang])
+        for lb_filter in (lb_tag, lb_lang):
+            lb_filter.input(guarded(leaderboard_fn), inputs=[lb_dataset, lb_tag, lb_lang],
+                       outputs=[lb_table, lb_note, lb_gallery, lb_tag, lb_lang])
+        for br_input in (br_dataset, br_sort):
+            br_input.change(guarded(browser_dataset_fn), inputs=[br_dataset, br_sort],
+                        outputs=[br_query, br_note])
+        br_query.change(guarded(browser_query_fn), inputs=[br_dataset, br_query],
+                        outputs=[br_truth, br_video, br_plot, br_table])
+        demo.unload(unload)
+    return demo
+
+
+def warm_up(app: App) -> None:
+    """Build the embedded set and index it with the default method, so the first visitor
+    does not wait for it. Runs in a background thread; failures are logged, not raised."""
+    try:
+        name, _ = app.best()
+        app.pool.prepare(name, list(app.embedded().values()))
+        log.info("warm-up done: %s indexed %s", name, app.dataset)
+    except Exception as exc:  # the page still works; the first search will report it
+        log.warning("warm-up failed: %s: %s", type(exc).__name__, serving.one_line(exc))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--results", type=Path,
+                        default=Path(os.environ.get(RESULTS_ENV, ROOT / "results")))
+    parser.add_argument("--dataset", default=None,
+                        help=f"embedded set (default: ${serving.DATASET_ENV} or "
+                             f"{serving.DEFAULT_DATASET})")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--no-warm-up", action="store_true",
+                        help="do not index the embedded set in the background at start")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
+    from bench.paths import cache_home
+
+    app = App(args.results, args.dataset, args.device)
+    demo = build(app)
+    # Two workers on a small CPU box; extra visitors wait in a bounded queue.
+    demo.queue(default_concurrency_limit=2, max_size=32)
+    if not args.no_warm_up:
+        threading.Thread(target=warm_up, args=(app,), name="warm-up", daemon=True).start()
+    demo.launch(server_name=args.host, server_port=args.port, show_error=False,
+                allowed_paths=[str(cache_home() / "datasets"), str(app.sessions)],
+                max_file_size=app.limits.max_bytes, footer_links=["api", "settings"], css=CSS)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,614 @@
+"""The Space's library logic (bench.serving) and its Gradio handlers, called directly.
+
+Retrievers are stand-ins here (the real ones have their own tests); videos are tiny
+files made with ffmpeg, so these tests take seconds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import pytest
+
+from bench import serving
+from bench.errors import BadInput, Unavailable
+from bench.eval.results import ResultFile, save_result
+from bench.types import Moment, Query, QueryInput, QuerySet, Video
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_video(path: Path, seconds: float = 3.0, size: str = "96x64") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
+           f"testsrc=duration={seconds}:size={size}:rate=10", "-pix_fmt", "yuv420p",
+           "-c:v", "libx264", "-preset", "ultrafast", str(path)]
+    subprocess.run(cmd, check=True, timeout=60)
+    return path
+
+
+@pytest.fixture(scope="module")
+def video_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_video(tmp_path_factory.mktemp("media") / "clip.mp4")
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> serving.Session:
+    return serving.Session.open(tmp_path / "sessions", "abc123")
+
+
+def files_under(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+# --- names, sessions, uploads --------------------------------------------------------------
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("../../etc/passwd", "passwd"),
+    ("..\\..\\windows\\evil.mp4", "evil.mp4"),
+    ("/abs/path/My Video (1).mp4", "My_Video_1.mp4"),
+    (".hidden.mp4", "hidden.mp4"),
+    ("..", "upload"),
+    ("", "upload"),
+    ("会議の録画.mp4", "会議の録画.mp4"),
+    ("a\x00b.mp4", "a_b.mp4"),
+    ("ｆｕｌｌｗｉｄｔｈ.mp4", "fullwidth.mp4"),
+])
+def test_safe_name(raw: str, expected: str) -> None:
+    assert serving.safe_name(raw) == expected
+
+
+def test_safe_name_keeps_the_suffix_of_a_long_name() -> None:
+    name = serving.safe_name("x" * 500 + ".webm")
+    assert name.endswith(".webm")
+    assert len(name) == 120
+
+
+def test_session_folder_is_named_by_key_and_refuses_odd_keys(tmp_path: Path) -> None:
+    base = tmp_path / "sessions"
+    s = serving.Session.open(base, "k_1-A")
+    assert s.root == (base / "k_1-A").resolve() and s.root.is_dir()
+    for bad in ("../escape", "a/b", "", ".", "x" * 65, "ü"):
+        with pytest.raises(BadInput, match="refused session id"):
+            serving.session_dir(base, bad)
+    assert not (tmp_path / "escape").exists()
+    assert serving.remove_session(base, "k_1-A") is True
+    assert not s.root.exists()
+    assert serving.remove_session(base, "k_1-A") is False
+    assert serving.remove_session(base, "../sessions") is False
+    assert base.is_dir()
+
+
+def test_session_without_key_gets_a_fresh_folder(tmp_path: Path) -> None:
+    a = serving.Session.open(tmp_path)
+    b = serving.Session.open(tmp_path)
+    assert a.root != b.root and a.root.parent == b.root.parent == tmp_path
+    a.cleanup()
+    assert not a.root.exists() and b.root.exists()
+
+
+def test_upload_of_a_video_is_copied_into_the_session(session: serving.Session,
+                                                      video_file: Path) -> None:
+    v = serving.accept_upload(session, video_file, "../../holiday.mp4")
+    assert v.vid == "holiday"
+    assert v.path == str(session.root / "uploads" / "holiday.mp4")
+    assert v.duration == pytest.approx(3.0, abs=0.15)
+    assert Path(v.path).read_bytes() == video_file.read_bytes()
+    assert session.uploads == {"holiday": v}
+
+
+def test_upload_names_never_collide(session: serving.Session, video_file: Path) -> None:
+    a = serving.accept_upload(session, video_file, "clip.mp4", reserved=["clip"])
+    b = serving.accept_upload(session, video_file, "clip.mp4", reserved=["clip"])
+    c = serving.accept_upload(session, video_file, "sub/clip.MP4", reserved=["clip"])
+    assert [a.vid, b.vid, c.vid] == ["clip-2", "clip-3", "clip-4"]
+    assert files_under(session.root) == ["uploads/clip-2.mp4", "uploads/clip-3.mp4",
+                                         "uploads/clip-4.mp4"]
+
+
+def test_upload_refusals_write_nothing(tmp_path: Path, session: serving.Session,
+                                       video_file: Path) -> None:
+    text = tmp_path / "in" / "passwd"
+    text.parent.mkdir()
+    text.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    fake_mp4 = tmp_path / "in" / "fake.mp4"
+    fake_mp4.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+    before = files_under(tmp_path)
+    cases: list[tuple[Path, str, dict[str, Any], str]] = [
+        (text, "../../etc/passwd", {}, r"^\.\./\.\./etc/passwd: not a video file; upload one of "
+                                       r"\.mp4, \.mkv"),
+        (fake_mp4, "fake.mp4", {}, "^fake.mp4: not a readable video; upload an mp4"),
+        (video_file, "big.mp4", {"limits": serving.UploadLimits(max_bytes=1000)},
+         r"^big.mp4: 0 MiB is over the 0 MiB limit$"),
+        (video_file, "long.mp4", {"limits": serving.UploadLimits(max_seconds=2.0)},
+         r"^long.mp4: 00:03 is longer than the 00:02 limit$"),
+        (tmp_path / "in" / "gone.mp4", "gone.mp4", {}, "did not arrive"),
+    ]
+    for src, name, kwargs, message in cases:
+        with pytest.raises(BadInput, match=message):
+            serving.accept_upload(session, src, name, **kwargs)
+    assert files_under(tmp_path) == before
+    assert session.uploads == {}
+
+
+def test_upload_count_is_limited(session: serving.Session, video_file: Path) -> None:
+    limits = serving.UploadLimits(max_files=1)
+    serving.accept_upload(session, video_file, "a.mp4", limits=limits)
+    with pytest.raises(BadInput, match="already has 1 uploads, the limit"):
+        serving.accept_upload(session, video_file, "b.mp4", limits=limits)
+    assert list(session.uploads) == ["a"]
+
+
+def test_limits_are_described_for_the_page() -> None:
+    text = serving.UploadLimits().describe()
+    assert text.startswith("up to 5 videos of at most 200 MiB and 15:00 each (.mp4, ")
+
+
+# --- queries ---------------------------------------------------------------------------------
+
+def test_empty_query_is_a_friendly_prompt() -> None:
+    for text in (None, "", "   \n\t "):
+        with pytest.raises(BadInput, match="^Type what you are looking for"):
+            serving.check_query(text, None)
+
+
+def test_query_is_cleaned_and_bounded() -> None:
+    q = serving.check_query("  the\x07 budget\n slide  ", None)
+    assert q == QueryInput(text="the budget slide")
+    assert serving.check_query("x" * 2000).text == "x" * serving.MAX_QUERY_CHARS
+    assert serving.check_query("", "/tmp/example.png") == QueryInput(image="/tmp/example.png")
+    assert serving.check_query("ホワイトボード").text == "ホワイトボード"
+
+
+def test_time_formatting() -> None:
+    assert serving.fmt_ts(0) == "00:00"
+    assert serving.fmt_ts(59.6) == "01:00"
+    assert serving.fmt_ts(-3) == "00:00"
+    assert serving.fmt_ts(3725) == "1:02:05"
+    assert serving.fmt_window(12.2, 18.9) == "00:12-00:19"
+
+
+# --- evidence, IoU, plots --------------------------------------------------------------------
+
+def test_evidence_of_text_methods_shows_snippets_with_times() -> None:
+    ev = {"segments": [{"start": 12.0, "end": 15.0, "source": "ocr", "text": "Budget 2025"},
+                       {"start": 14.0, "end": 16.0, "source": "speech", "text": "the  budget\nslide"},
+                       {"start": 30.0, "source": "speech", "text": "x"},
+                       {"start": 40.0, "source": "speech", "text": "y"}],
+          "bm25": 7.25, "empty": [], "none": None}
+    assert serving.describe_evidence(ev) == (
+        "segments: [00:12] ocr Budget 2025; [00:14] speech the budget slide; [00:30] speech x (+1)"
+        " · bm25: 7.25")
+
+
+def test_evidence_of_frame_llm_and_fusion_methods() -> None:
+    assert serving.describe_evidence({"frame_times": [1.5, 2.0], "peak": 0.31234}) == (
+        "frame times: 1.5; 2 · peak: 0.312")
+    assert serving.describe_evidence({"description": "a chef  cuts a pizza", "window": [3, 9]}) == (
+        "description: a chef cuts a pizza · window: 00:03-00:09")
+    assert serving.describe_evidence({"ranks": {"bm25-text": 1, "clip-frames-tiny": 4}}) == (
+        "ranks: bm25-text 1, clip-frames-tiny 4")
+
+
+def test_evidence_is_cut_to_the_limit() -> None:
+    text = serving.describe_evidence({"description": "word " * 100}, limit=40)
+    assert len(text) == 40 and text.endswith("…")
+
+
+def test_iou() -> None:
+    assert serving.iou((0, 10), (5, 15)) == pytest.approx(5 / 15)
+    assert serving.iou((0, 1), (2, 3)) == 0.0
+    assert serving.best_iou((10, 20), [(0, 5), (12, 20)]) == pytest.approx(0.8)
+    assert serving.best_iou((10, 20), []) == 0.0
+
+
+def test_timeline_figure_puts_truth_first_and_every_method_on_one_axis() -> None:
+    rows = [("bm25-text", [Moment("v", 10, 20, 3.0), Moment("v", 40, 45, 1.0)]),
+            ("clip", [Moment("v", 12, 18, 0.3)]),
+            ("broken", [])]
+    fig = serving.timeline_figure(rows, 60.0, [(11.0, 19.0)], title="q")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["ground truth", "bm25-text", "clip",
+                                                            "broken"]
+    assert ax.get_xlim() == (0.0, 60.0)
+    bars = ax.collections
+    assert len(bars) == 4  # truth + 2 + 1
+    truth = bars[0].get_paths()[0].vertices
+    assert truth[:, 0].min() == pytest.approx(11.0) and truth[:, 0].max() == pytest.approx(19.0)
+    # the best window of a method is the most opaque
+    alphas = {tuple(b.get_paths()[0].vertices[:, 0].round(1)): b.get_alpha() for b in bars[1:3]}
+    assert max(alphas.values()) == pytest.approx(0.9)
+
+
+def test_score_timeline_has_one_panel_per_video_best_first() -> None:
+    ms = [Moment("b", 5, 8, 0.9), Moment("a", 1, 2, 0.5), Moment("b", 20, 25, 0.2)]
+    fig = serving.score_timeline(ms, {"a": 10.0, "b": 30.0})
+    assert fig is not None
+    assert [ax.get_title(loc="left") for ax in fig.axes] == ["b", "a"]
+    assert fig.axes[0].get_xlim() == (0.0, 30.0)
+    heights = sorted(round(p.get_height() + p.get_y(), 3) for p in fig.axes[0].patches)
+    assert heights == [0.2, 0.9]
+    assert serving.score_timeline([], {}) is None
+
+
+# --- the model pool and search ---------------------------------------------------------------
+
+class FakeRetriever:
+    """Moments at fixed places in every indexed video the query may search."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.index_calls: list[list[str]] = []
+        self.indexed: list[str] = []
+
+    def index(self, videos: Sequence[Video], store: Any) -> None:
+        self.index_calls.append([v.vid for v in videos])
+        self.indexed = [v.vid for v in videos]
+
+    def search(self, queries: Sequence[QueryInput], *, top_k: int = 10,
+               vids: Sequence[str] | None = None) -> list[list[Moment]]:
+        if queries[0].text == "crash":
+            raise RuntimeError("boom\nsecond line")
+        if queries[0].text == "bad":
+            raise BadInput("this method takes text queries")
+        out = []
+        for i, vid in enumerate(v for v in self.indexed if vids is None or v in vids):
+            out.append(Moment(vid, 1.0 + i, 2.0 + i, 1.0 / (i + 1), {"text": "hit"}))
+        return [out[:top_k]]
+
+    def provenance(self) -> dict[str, Any]:
+        return {}
+
+
+class FakeBuilder:
+    def __init__(self) -> None:
+        self.built: list[str] = []
+        self.made: dict[str, FakeRetriever] = {}
+
+    def __call__(self, name: str, device: str) -> FakeRetriever:
+        self.built.append(name)
+        if name.startswith("missing"):
+            raise Unavailable(f"{name}: weights not found; see models/README.md")
+        self.made[name] = FakeRetriever(name)
+        return self.made[name]
+
+
+def videos(*vids: str) -> list[Video]:
+    return [Video(vid=v, path=f"/videos/{v}.mp4", duration=30.0) for v in vids]
+
+
+def test_pool_builds_once_and_reindexes_only_when_the_corpus_changes() -> None:
+    build = FakeBuilder()
+    pool = serving.ModelPool("cpu", store=object(), build=build)  # type: ignore[arg-type]
+    corpus = videos("a", "b")
+    q = QueryInput(text="x")
+    out = serving.search(pool, "bm25", videos("b"), q, top_k=5, corpus=corpus)
+    assert out.error is None and [m.vid for m in out.moments] == ["b"]
+    serving.search(pool, "bm25", videos("a"), q, corpus=corpus)
+    assert build.built == ["bm25"] and build.made["bm25"].index_calls == [["a", "b"]]
+    # an upload joins the corpus for that search only
+    serving.search(pool, "bm25", videos("up"), q, corpus=corpus)
+    serving.search(pool, "bm25", videos("a"), q, corpus=corpus)
+    assert build.made["bm25"].index_calls == [["a", "b"], ["a", "b", "up"], ["a", "b"]]
+    assert pool.loaded() == ["bm25"]
+
+
+def test_search_reports_problems_as_one_line() -> None:
+    build = FakeBuilder()
+    pool = serving.ModelPool("cpu", store=object(), build=build)  # type: ignore[arg-type]
+    vs = videos("a")
+    out = serving.search(pool, "missing-llm", vs, QueryInput(text="x"))
+    assert out.unavailable and out.moments == []
+    assert out.error == "unavailable: missing-llm: weights not found; see models/README.md"
+    serving.search(pool, "missing-llm", vs, QueryInput(text="x"))
+    assert build.built == ["missing-llm"]  # the reason is remembered, not retried
+    out = serving.search(pool, "bm25", vs, QueryInput(text="crash"))
+    assert out.error == "failed: RuntimeError: boom second line" and not out.unavailable
+    out = serving.search(pool, "bm25", vs, QueryInput(text="bad"))
+    assert out.error == "this method takes text queries"
+    with pytest.raises(BadInput, match="^Choose at least one video"):
+        serving.search(pool, "bm25", [], QueryInput(text="x"))
+
+
+def test_search_keeps_only_the_chosen_videos_best_first() -> None:
+    pool = serving.ModelPool("cpu", store=object(), build=FakeBuilder())  # type: ignore[arg-type]
+    out = serving.search(pool, "r", videos("b", "c"), QueryInput(text="x"), top_k=1,
+                         corpus=videos("a", "b", "c"))
+    assert [(m.vid, m.score) for m in out.moments] == [("b", 1.0)]
+
+
+# --- media -----------------------------------------------------------------------------------
+
+def test_thumbnail_and_clip(tmp_path: Path, video_file: Path) -> None:
+    from bench.video import probe
+
+    v = Video(vid="clip", path=str(video_file), duration=3.0)
+    thumb = serving.thumbnail(v, 1.5, tmp_path / "thumbs", width=64)
+    assert thumb.name == "clip-00000015.jpg" and thumb.read_bytes()[:2] == b"\xff\xd8"
+    assert serving.thumbnail(v, 1.5, tmp_path / "thumbs") == thumb  # cached
+    clip = serving.clip_from(v, 1.0, 1.5, tmp_path / "clips")
+    info = probe(clip)
+    assert info.duration_s == pytest.approx(2.0, abs=0.25)  # to the end of the video
+    assert info.video_codec == "h264"
+    with pytest.raises(BadInput, match="ffmpeg produced nothing"):
+        serving.thumbnail(Video("gone", str(tmp_path / "gone.mp4")), 1.0, tmp_path / "thumbs")
+    assert sorted(p.name for p in (tmp_path / "thumbs").iterdir()) == ["clip-00000015.jpg"]
+
+
+# --- leaderboard and benchmark browser data ---------------------------------------------------
+
+def result(retriever: str, r1: float, *, status: str = "ok", by_tag: dict[str, Any] | None = None,
+           random_init: bool = False) -> ResultFile:
+    return ResultFile(retriever=retriever, family=retriever.split("-")[0], config_revision="1",
+                      dataset="toy", split="test", status=status,  # type: ignore[arg-type]
+                      reason=None if status == "ok" else "no weights", n_queries=2,
+                      metrics={"R1@0.5": r1, "R1@0.3": r1, "R1@0.7": r1 / 2, "R5@0.5": 1.0,
+                               "mIoU": r1 / 3} if status == "ok" else {},
+                      metrics_by_tag=by_tag or {},
+                      metrics_by_lang={"ja": {"R1@0.5": 0.25, "n_queries": 1.0}} if status == "ok"
+                      else {},
+                      timing={"queries": {"p50_s": 0.0123}},
+                      provenance={"retriever": {"random_init": random_init}})
+
+
+def toy_set(root: Path, video: Path) -> QuerySet:
+    from bench.datasets.io import save_query_set
+
+    qs = QuerySet(name="toy", root=root,
+                  videos={"v1": Video("v1", str(video), 3.0), "v2": Video("v2", str(video), 3.0)},
+                  queries=[Query(1, "the red sign", "v1", 3.0, [(1.0, 2.0)], lang="en",
+                                 tags=["onscreen-text"]),
+                           Query(2, "会議", "v2", 3.0, [(0.0, 1.0)], lang="ja", tags=["speech"]),
+                           Query(10, "clock", "v1", 3.0, [(2.0, 3.0)], lang="en")])
+    save_query_set(qs, root)
+    return qs
+
+
+@pytest.fixture
+def results_dir(tmp_path: Path) -> Path:
+    out = tmp_path / "results"
+    preds = {"bm25-text": {1: [[1.0, 2.0, 5.0]], 2: [[0.0, 1.0, 4.0]], 10: [[2.0, 3.0, 1.0]]},
+             "clip-frames": {1: [[1.0, 2.0, 0.3]], 2: [[2.0, 3.0, 0.2]], 10: [[2.0, 3.0, 0.5]]}}
+    for name, r1 in (("bm25-text", 1.0), ("clip-frames", 0.67)):
+        rows = [{"qid": qid, "query": "", "vid": "v1", "pred_relevant_windows": w}
+                for qid, w in preds[name].items()]
+        save_result(out, result(name, r1, by_tag={"speech": {"R1@0.5": r1 / 2, "n_queries": 1.0}}),
+                    rows)
+    save_result(out, result("llm-tiny", 0.0, status="unavailable"))
+    return out
+
+
+def test_leaderboard_table_filters_by_tag_and_language(results_dir: Path) -> None:
+    from bench.eval import report
+
+    rows = report.group(report.load_all(results_dir))[("toy", "test")]
+    headers, data = serving.leaderboard_table(rows)
+    assert headers == ["#", "retriever", "family", "R1@0.5", "R1@0.3", "R1@0.7", "R5@0.5", "mIoU",
+                       "queries", "p50 ms", "note"]
+    assert [r[:4] for r in data] == [[1, "bm25-text", "bm25", "1.000"],
+                                     [2, "clip-frames", "clip", "0.670"],
+                                     ["–", "llm-tiny", "llm", "–"]]
+    assert data[0][8:10] == [2, "12.3"] and data[2][10] == "unavailable: no weights"
+    _, by_tag = serving.leaderboard_table(rows, tag="speech")
+    assert [r[3] for r in by_tag] == ["0.500", "0.335", "–"] and by_tag[0][8] == 1
+    _, by_lang = serving.leaderboard_table(rows, lang="ja")
+    assert [r[3] for r in by_lang] == ["0.250", "0.250", "–"]
+    assert serving.leaderboard_table([]) == ([], [])
+
+
+def test_predictions_and_disagreement(tmp_path: Path, results_dir: Path, video_file: Path) -> None:
+    from bench.eval import report
+
+    qs = toy_set(tmp_path / "toy", video_file)
+    preds = serving.load_predictions(results_dir, report.load_all(results_dir), "toy")
+    assert sorted(preds) == ["bm25-text", "clip-frames"]  # the unavailable run has none
+    assert preds["bm25-text"]["1"] == [[1.0, 2.0, 5.0]]
+    q1, q2, q10 = qs.queries
+    assert serving.disagreement(q2, preds) == 1.0   # bm25 exact, clip misses
+    assert serving.disagreement(q1, preds) == 0.0
+    ranked = serving.browser_queries(qs, preds, "disagreement")
+    assert [label for label, _ in ranked] == ["2 · 会議", "1 · the red sign", "10 · clock"]
+    by_id = serving.browser_queries(qs, preds, "query id")
+    assert [label for label, _ in by_id] == ["1 · the red sign", "2 · 会議", "10 · clock"]
+    rows = serving.prediction_rows(q2, preds)
+    assert [(n, [(m.start, m.end) for m in ms]) for n, ms in rows] == [
+        ("bm25-text", [(0.0, 1.0)]), ("clip-frames", [(2.0, 3.0)])]
+    assert serving.find_query(qs, "10 · anything").query == "clock"
+    with pytest.raises(BadInput, match="unknown benchmark query '99'"):
+        serving.find_query(qs, "99 · x")
+
+
+def test_damaged_prediction_lines_are_skipped(results_dir: Path) -> None:
+    from bench.eval import report
+
+    results = report.load_all(results_dir)
+    path = serving.predictions_path(results_dir, next(r for r in results if r.retriever == "bm25-text"))
+    path.write_text('{"qid": 1, "pred_relevant_windows": [[1, 2, 3]]}\nnot json\n{"qid": 2}\n')
+    preds = serving.load_predictions(results_dir, results, "toy")
+    assert preds["bm25-text"] == {"1": [[1.0, 2.0, 3.0]], "2": []}
+
+
+# --- the Gradio handlers, called directly ------------------------------------------------------
+
+def load_app_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("scenebench_demo_app", REPO / "demo" / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def app_module() -> ModuleType:
+    return load_app_module()
+
+
+@pytest.fixture
+def app(app_module: ModuleType, tmp_path: Path, results_dir: Path, video_file: Path,
+        monkeypatch: pytest.MonkeyPatch) -> Any:
+    toy_set(tmp_path / "toy", video_file)
+    build = FakeBuilder()
+    pool = serving.ModelPool("cpu", store=object(), build=build)  # type: ignore[arg-type]
+    a = app_module.App(results_dir, str(tmp_path / "toy"), sessions=tmp_path / "sessions", pool=pool)
+    monkeypatch.setattr(a, "configurations", lambda: ["bm25-text", "clip-frames", "missing-llm"])
+    return a
+
+
+def upload_obj(path: Path, name: str) -> SimpleNamespace:
+    return SimpleNamespace(path=str(path), orig_name=name)
+
+
+def test_load_opens_a_session_named_by_the_browser_session(app: Any, app_module: ModuleType) -> None:
+    sess, retr, lb, br = app_module.on_load(app, SimpleNamespace(session_hash="h1"))
+    assert sess.root == (app.sessions / "h1").resolve() and sess.root.is_dir()
+    assert retr["choices"] == [("bm25-text", "bm25-text"), ("clip-frames", "clip-frames"),
+                               ("missing-llm", "missing-llm")] or retr["choices"] == [
+        "bm25-text", "clip-frames", "missing-llm"]
+    assert lb["value"] == br["value"] == "toy · test"
+    sess, videos_upd, retr2, why, bq, cmp_video = app_module.on_load_videos(app, sess)
+    assert videos_upd["value"] == ["v1", "v2"]
+    assert retr2["value"] == "bm25-text"
+    assert why == "Best on the toy leaderboard: **bm25-text** (you can change it)."
+    assert [c for c in bq["choices"]] == ["1 · the red sign", "2 · 会議", "10 · clock"]
+
+
+def test_upload_handler_accepts_and_refuses(app: Any, app_module: ModuleType, tmp_path: Path,
+                                            video_file: Path) -> None:
+    junk = tmp_path / "notes.txt"
+    junk.write_text("hello")
+    sess = serving.Session.open(app.sessions, "h2")
+    files = [upload_obj(video_file, "v1.mp4"), upload_obj(junk, "../../etc/passwd"),
+             upload_obj(junk, "notes.mp4")]
+    sess, note, chosen, cleared, cmp_video = app_module.on_upload(app, sess, files, ["v2"])
+    assert note.split("\n\n") == [
+        "✅ **v1-2** accepted (00:03); it is indexed on your first search.",
+        "⛔ ../../etc/passwd: not a video file; upload one of .mp4, .mkv, .webm, .mov, .avi, .m4v",
+        "⛔ notes.mp4: not a readable video; upload an mp4, webm or mkv file"]
+    assert chosen["value"] == ["v2", "v1-2"]
+    assert ("v1-2 · 00:03 (yours)", "v1-2") in chosen["choices"]
+    assert cleared is None
+    assert files_under(app.sessions) == ["h2/uploads/v1-2.mp4"]
+    assert not (tmp_path / "etc").exists()
+
+
+def test_search_handler(app: Any, app_module: ModuleType) -> None:
+    sess = serving.Session.open(app.sessions, "h3")
+    out = app_module.on_search(app, sess, ["v1"], "  ", None, "bm25-text", 5)
+    assert out[1] == "💡 Type what you are looking for (any language), or give an example image."
+    out = app_module.on_search(app, sess, [], "sign", None, "bm25-text", 5)
+    assert out[1] == "💡 Choose at least one video, or upload one."
+    calls: list[tuple[float, str]] = []
+    sess, status, cards, moments, player, fig, details = app_module.on_search(
+        app, sess, ["v2"], "sign", None, "bm25-text", 3, lambda p, desc="": calls.append((p, desc)))
+    assert status.startswith("**1** moments from **bm25-text** in ")
+    assert [(m.vid, m.start, m.end, m.score) for m in moments] == [("v2", 1.0, 2.0, 1.0)]
+    assert len(cards) == 1 and cards[0][1] == "#1 · v2 · 00:01-00:02 · score 1.000"
+    assert Path(cards[0][0]).parent == sess.root / "thumbs"
+    assert fig is not None and [ax.get_title(loc="left") for ax in fig.axes] == ["v2"]
+    assert "1. `v2` **00:01-00:02** · score 1.000 · text: hit" in details
+    assert calls and calls[0][0] == 0.05
+    out = app_module.on_search(app, sess, ["v1"], "sign", None, "missing-llm", 3)
+    assert out[1] == ("⚠️ **missing-llm** unavailable: missing-llm: weights not found; "
+                      "see models/README.md")
+    clip = app_module.on_card(app, sess, moments, 0)
+    assert Path(clip).parent == sess.root / "clips" and Path(clip).stat().st_size > 0
+    assert app_module.on_card(app, sess, moments, 5) is None
+
+
+def test_compare_handler_shows_truth_iou_and_reasons(app: Any, app_module: ModuleType) -> None:
+    query, vid = app_module.on_bench_query(app, "1 · the red sign")
+    assert (query, vid) == ("the red sign", "v1")
+    fig, table, status = app_module.on_compare(app, None, "1 · the red sign", query, vid)
+    data = table["data"]
+    assert [r[0] for r in data] == ["bm25-text", "clip-frames", "missing-llm"]
+    assert data[0][1:4] == ["00:01-00:02", "1.000", "1.00"]  # fake hit [1, 2] vs truth [1, 2]
+    assert data[2][4] == "–" and data[2][5].startswith("unavailable: missing-llm")
+    assert status == "2 of 3 methods answered · ground truth in green, IoU against it"
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["ground truth", "bm25-text", "clip-frames"]
+    # an edited query is no longer the benchmark query: no truth, no IoU
+    _, table, status = app_module.on_compare(app, None, "1 · the red sign", "red", "v1")
+    assert table["data"][0][3] == "–" and "pick a benchmark query" in status
+    _, _, status = app_module.on_compare(app, None, None, "", "v1")
+    assert status.startswith("💡 Type what you are looking for")
+
+
+def test_leaderboard_and_browser_handlers(app: Any, app_module: ModuleType) -> None:
+    table, note, images, tags, langs = app_module.on_leaderboard(app, "toy · test", "all", "all")
+    assert [r[1] for r in table["data"]] == ["bm25-text", "clip-frames", "llm-tiny"]
+    assert tags["choices"] == ["all", "speech"] and langs["choices"] == ["all", "ja"]
+    assert len(images) >= 3 and all(title.startswith("toy · test") for _, title in images)
+    table, note, *_ = app_module.on_leaderboard(app, "toy · test", "speech", "ja")
+    assert note.startswith("Results break down by tag or by language, not both")
+    assert table["data"][0][3] == "0.250"
+    upd, note = app_module.on_browser_dataset(app, "toy · test", "disagreement")
+    assert upd["value"] == "2 · 会議" and note == "3 queries, 2 methods with predictions."
+    truth, video, fig, table = app_module.on_browser_query(app, "toy · test", "2 · 会議")
+    assert truth == "**会議** in `v2` — truth: **00:00-00:01** · ja · speech"
+    assert video is not None and Path(video).name == "clip.mp4"
+    assert table["data"] == [["bm25-text", "00:00-00:01", "4.000", "1.00"],
+                             ["clip-frames", "00:02-00:03", "0.200", "0.00"]]
+    upd, note = app_module.on_browser_dataset(app, "other · test", "disagreement")
+    assert note == "💡 the query set of 'other' is not available in this app"
+
+
+def test_no_results_is_a_hint_not_an_error(app_module: ModuleType, tmp_path: Path) -> None:
+    a = app_module.App(tmp_path / "nothing", str(tmp_path), sessions=tmp_path / "s")
+    table, note, images, *_ = app_module.on_leaderboard(a, None, "all", "all")
+    assert note.startswith("No benchmark results here yet") and images == []
+
+
+def test_unload_and_state_expiry_delete_the_session_folder(app: Any, app_module: ModuleType,
+                                                           video_file: Path) -> None:
+    sess = serving.Session.open(app.sessions, "h4")
+    serving.accept_upload(sess, video_file, "mine.mp4")
+    app_module.on_unload(app, SimpleNamespace(session_hash="h4"))
+    assert not sess.root.exists()
+    other = serving.Session.open(app.sessions, "h5")
+    app_module.cleanup_session(other)
+    app_module.cleanup_session(None)
+    assert not other.root.exists() and app.sessions.is_dir()
+    app_module.on_unload(app, SimpleNamespace(session_hash="../.."))
+    assert app.sessions.is_dir()
+
+
+def test_guarded_turns_errors_into_one_line_messages(app_module: ModuleType) -> None:
+    import gradio as gr
+
+    def boom() -> None:
+        raise RuntimeError("missing\nthing")
+
+    def bad() -> None:
+        raise BadInput("a clear reason")
+
+    with pytest.raises(gr.Error) as info:
+        app_module.guarded(boom)()
+    assert info.value.message == "Something went wrong: RuntimeError: missing thing"
+    with pytest.raises(gr.Error) as info:
+        app_module.guarded(bad)()
+    assert info.value.message == "a clear reason"
+
+
+def test_importing_and_building_the_app_loads_no_model(tmp_path: Path) -> None:
+    code = (
+        "import importlib.util, sys, json\n"
+        f"spec = importlib.util.spec_from_file_location('app', {str(REPO / 'demo' / 'app.py')!r})\n"
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        f"m.build(m.App({str(tmp_path / 'results')!r}, 'synthetic-v1', sessions={str(tmp_path)!r}))\n"
+        "heavy = ['torch', 'transformers', 'sentence_transformers', 'faster_whisper', 'bm25s',\n"
+        "         'bench.datasets.synthetic', 'bench.retrievers.bm25_text', 'bench.store']\n"
+        "print(json.dumps([h for h in heavy if h in sys.modules]))\n"
+    )
+    env = {**os.environ, "SCENEBENCH_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    assert not (tmp_path / "cache").exists()
