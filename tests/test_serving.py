@@ -16,6 +16,7 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 
 from bench import serving
@@ -221,11 +222,16 @@ def test_timeline_figure_puts_truth_first_and_every_method_on_one_axis() -> None
     assert ax.get_xlim() == (0.0, 60.0)
     bars = ax.collections
     assert len(bars) == 4  # truth + 2 + 1
-    truth = bars[0].get_paths()[0].vertices
-    assert truth[:, 0].min() == pytest.approx(11.0) and truth[:, 0].max() == pytest.approx(19.0)
-    # the best window of a method is the most opaque
-    alphas = {tuple(b.get_paths()[0].vertices[:, 0].round(1)): b.get_alpha() for b in bars[1:3]}
-    assert max(alphas.values()) == pytest.approx(0.9)
+
+    def span(i: int) -> tuple[float, float]:
+        xs = np.asarray(bars[i].get_paths()[0].vertices)[:, 0]
+        return float(xs.min()), float(xs.max())
+
+    assert span(0) == (11.0, 19.0)
+    # a method's windows are drawn weakest first; the best is the most opaque
+    assert [(span(i), bars[i].get_alpha()) for i in (1, 2, 3)] == [
+        ((40.0, 45.0), pytest.approx(0.2)), ((10.0, 20.0), pytest.approx(0.9)),
+        ((12.0, 18.0), pytest.approx(0.9))]
 
 
 def test_score_timeline_has_one_panel_per_video_best_first() -> None:
@@ -234,8 +240,9 @@ def test_score_timeline_has_one_panel_per_video_best_first() -> None:
     assert fig is not None
     assert [ax.get_title(loc="left") for ax in fig.axes] == ["b", "a"]
     assert fig.axes[0].get_xlim() == (0.0, 30.0)
-    heights = sorted(round(p.get_height() + p.get_y(), 3) for p in fig.axes[0].patches)
-    assert heights == [0.2, 0.9]
+    tops = sorted(round(p.get_height() + p.get_y(), 3)  # type: ignore[attr-defined]
+                  for p in fig.axes[0].patches)
+    assert tops == [0.2, 0.9]
     assert serving.score_timeline([], {}) is None
 
 
