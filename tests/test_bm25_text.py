@@ -1,0 +1,281 @@
+"""Text windows, BM25 backends (bm25s vs rank_bm25 parity) and the bm25-text retriever on
+hand-built segments; one integration test on synthetic-mini with real extraction."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bench.errors import BadInput
+from bench.retrievers.base import RetrieverConfig
+from bench.retrievers.bm25_text import BM25Formula, BM25Text, make_bm25
+from bench.retrievers.proposals import temporal_iou
+from bench.text.segments import Segment
+from bench.text.windows import TextCorpus, WindowConfig, build_windows, paint_curve
+from bench.types import QueryInput, Video
+
+
+def seg(vid: str, start: float, end: float, text: str, source: str = "speech",
+        lang: str | None = None) -> Segment:
+    return Segment(vid=vid, start=start, end=end, source=source, text=text, lang=lang)  # type: ignore[arg-type]
+
+
+SEGMENTS = [
+    seg("cook", 0, 4, "welcome to the kitchen, today we bake bread"),
+    seg("cook", 5, 9, "first mix the flour and the sugar in a bowl"),
+    seg("cook", 12, 15, "now knead the dough for ten minutes"),
+    seg("cook", 20, 24, "preheat the oven to two hundred degrees"),
+    seg("cook", 30, 40, "RECIPE: sourdough bread", "ocr"),
+    seg("cook", 45, 50, "slice the bread and serve it with butter"),
+    seg("lecture", 2, 6, "today we talk about linear algebra"),
+    seg("lecture", 10, 14, "the teacher writes the equation on the whiteboard"),
+    seg("lecture", 20, 30, "Eigenvalues and eigenvectors", "ocr"),
+    seg("lecture", 40, 44, "matrix multiplication is not commutative"),
+    seg("lecture", 50, 55, "Chapter 3: eigenvalues", "subtitle"),
+    seg("jp", 5, 9, "先生がホワイトボードに数式を書いている", lang="ja"),
+    seg("jp", 15, 18, "今日は天気がいいですね", lang="ja"),
+    seg("zh", 10, 13, "厨师正在切披萨", lang="zh"),
+    seg("zh", 20, 24, "客人在喝咖啡", lang="zh"),
+]
+VIDEOS = [Video(vid="cook", path="/x/cook.mp4", duration=60.0),
+          Video(vid="lecture", path="/x/lecture.mp4", duration=60.0),
+          Video(vid="jp", path="/x/jp.mp4", duration=30.0, lang="ja"),
+          Video(vid="zh", path="/x/zh.mp4", duration=30.0, lang="zh"),
+          Video(vid="silent", path="/x/silent.mp4", duration=20.0)]
+
+
+def make(params: dict[str, Any] | None = None) -> BM25Text:
+    return BM25Text(RetrieverConfig(name="bm25-test", family="bm25-text", params=params or {}), "cpu")
+
+
+@pytest.fixture(scope="module")
+def bm25() -> BM25Text:
+    r = make()
+    r.index_segments(SEGMENTS, videos=VIDEOS)
+    return r
+
+
+def q(text: str | None, lang: str | None = None, qid: str = "q") -> QueryInput:
+    return QueryInput(text=text, lang=lang, qid=qid)
+
+
+# -- windows ----------------------------------------------------------------------------------
+
+def test_windows_overlap_and_keep_their_segments() -> None:
+    wins = build_windows(SEGMENTS, WindowConfig(window_s=10, stride_s=5), durations_s={"cook": 60.0})
+    cook = [w for w in wins if w.vid == "cook"]
+    assert [(w.start, w.end) for w in cook] == [
+        (0, 10), (5, 15), (10, 20), (15, 25), (20, 30), (25, 35), (30, 40), (35, 45), (40, 50)]
+    w = cook[1]
+    assert [s.start for s in w.segments] == [5, 12]
+    assert w.text == "first mix the flour and the sugar in a bowl\nnow knead the dough for ten minutes"
+    assert w.sources == ("speech",)
+    # The OCR line (30-40 s) is in every window overlapping it, and nowhere else.
+    assert [(x.start, x.end) for x in cook if "RECIPE" in x.text] == [(25, 35), (30, 40), (35, 45)]
+
+
+def test_windows_per_source_and_languages() -> None:
+    segs = [seg("v", 0, 3, "hello"), seg("v", 1, 2, "EXIT", "ocr"), seg("w", 0, 1, "ciao", lang="it")]
+    wins = build_windows(segs, WindowConfig(window_s=4, stride_s=2, per_source=True), langs={"v": "en"})
+    assert [(w.vid, w.start, w.sources, w.text, w.lang) for w in wins] == [
+        ("v", 0, ("ocr",), "EXIT", "en"), ("v", 0, ("speech",), "hello", "en"),
+        ("w", 0, ("speech",), "ciao", "it")]
+    with pytest.raises(ValueError, match="stride_s"):
+        WindowConfig(window_s=5, stride_s=6)
+
+
+def test_corpus_window_ids_and_unknown_video() -> None:
+    corpus = TextCorpus.build({"a": [seg("a", 0, 2, "x")], "b": []}, WindowConfig(),
+                              videos=[Video(vid="c", duration=5.0)])
+    assert corpus.vids == {"a", "b", "c"}
+    assert corpus.window_ids(["a"]).tolist() == [0]
+    assert corpus.window_ids(["b", "c"]).tolist() == []
+    with pytest.raises(BadInput, match="'zzz' was not indexed"):
+        corpus.window_ids(["zzz"])
+
+
+def test_paint_curve_takes_the_max_and_paints_instants() -> None:
+    times, vals = paint_curve(5.0, 2.0, [(1.0, 2.0, 1.0), (1.5, 3.0, 2.0), (4.2, 4.2, 3.0)])
+    assert times.tolist() == [0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5]
+    assert vals.tolist() == [0, 0, 1, 2, 2, 2, 0, 0, 3, 0]
+    # Unpainted samples slope down away from the painted ones.
+    _, vals = paint_curve(5.0, 2.0, [(1.0, 2.0, 1.0), (4.2, 4.2, 3.0)], floor=0.0, falloff=0.5)
+    assert vals.tolist() == [-1.0, -0.5, 1, 1, -0.5, -1.0, -1.0, -0.5, 3, -0.5]
+
+
+# -- BM25 backends ----------------------------------------------------------------------------
+
+def _random_corpus(n_docs: int, seed: int) -> tuple[list[list[str]], list[list[str]]]:
+    rng = np.random.default_rng(seed)
+    vocab = [f"w{i}" for i in range(400)]
+    p = 1.0 / np.arange(1, len(vocab) + 1)  # Zipf-like, so some terms are in most documents
+    p /= p.sum()
+    docs = [list(rng.choice(vocab, size=int(rng.integers(3, 40)), p=p)) for _ in range(n_docs)]
+    queries = [list(rng.choice(vocab[:150], size=int(rng.integers(1, 5)))) for _ in range(30)]
+    return docs, queries
+
+
+def _top10(scores: np.ndarray) -> list[int]:
+    # Ties (same tf and length) are broken by document order on both sides.
+    return sorted(range(len(scores)), key=lambda i: (-round(float(scores[i]), 4), i))[:10]
+
+
+@pytest.mark.parametrize("method", ["robertson", "lucene", "bm25+"])
+def test_bm25s_and_rank_bm25_agree(method: str) -> None:
+    docs, queries = _random_corpus(500, seed=1)
+    formula = BM25Formula(k1=1.2, b=0.75, method=method)  # type: ignore[arg-type]
+    fast, ref = make_bm25("bm25s", docs, formula), make_bm25("rank_bm25", docs, formula)
+    for terms in queries:
+        a, b = fast.scores(terms), ref.scores(terms)
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-5)
+        assert _top10(a) == _top10(b)
+        assert (fast.matching(terms) == ref.matching(terms)).all()
+
+
+def test_bm25_robertson_idf_is_floored_at_zero() -> None:
+    docs = [["a", "b"], ["a"], ["a", "c"]]  # "a" is in every document: idf would be negative
+    for backend in ("bm25s", "rank_bm25"):
+        scorer = make_bm25(backend, docs, BM25Formula(method="robertson"))  # type: ignore[arg-type]
+        assert scorer.scores(["a"]).tolist() == [0.0, 0.0, 0.0]
+        assert scorer.scores(["zzz"]).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_bm25_needs_some_terms() -> None:
+    with pytest.raises(BadInput, match="no document has any term"):
+        make_bm25("bm25s", [[], []])
+
+
+# -- the retriever ----------------------------------------------------------------------------
+
+def test_grounding_finds_the_spoken_line(bm25: BM25Text) -> None:
+    (moments,) = bm25.search([q("knead the dough")], top_k=5, vids=["cook"])
+    top = moments[0]
+    assert top.vid == "cook"
+    assert temporal_iou((top.start, top.end), (12.0, 15.0)) >= 0.9
+    assert top.evidence["terms"] == ["dough", "knead"]
+    (snip,) = top.evidence["snippets"]
+    assert snip == {"start": 12.0, "end": 15.0, "source": "speech",
+                    "text": "now knead the dough for ten minutes", "terms": ["dough", "knead"]}
+    assert all(m.vid == "cook" for m in moments)
+    assert [m.score for m in moments] == sorted((m.score for m in moments), reverse=True)
+
+
+def test_corpus_search_finds_video_and_time(bm25: BM25Text) -> None:
+    (moments,) = bm25.search([q("teacher writing an equation on the whiteboard")], top_k=3)
+    assert moments[0].vid == "lecture"
+    assert temporal_iou((moments[0].start, moments[0].end), (10.0, 14.0)) >= 0.9
+
+
+def test_onscreen_text_and_subtitles(bm25: BM25Text) -> None:
+    (moments,) = bm25.search([q("eigenvalues")], top_k=5)
+    assert [m.vid for m in moments] == ["lecture", "lecture"]
+    spans = sorted((m.start, m.end) for m in moments)
+    assert spans == [(20.0, 30.0), (50.0, 55.0)]
+    sources = {s["source"] for m in moments for s in m.evidence["snippets"]}
+    assert sources == {"ocr", "subtitle"}
+
+
+def test_bread_ranks_the_stronger_window_first(bm25: BM25Text) -> None:
+    (moments,) = bm25.search([q("sourdough bread")], top_k=10, vids=["cook"])
+    # Both terms in the OCR line beat "bread" alone in speech.
+    assert (moments[0].start, moments[0].end) == (30.0, 40.0)
+    assert len(moments) >= 3 and moments[0].score > moments[1].score
+
+
+@pytest.mark.parametrize(("text", "lang", "vid", "span"), [
+    ("ホワイトボードに数式を書く", "ja", "jp", (5.0, 9.0)),
+    ("ホワイトボードに数式を書く", None, "jp", (5.0, 9.0)),
+    ("切披萨", "zh", "zh", (10.0, 13.0)),
+    ("切披萨", None, "zh", (10.0, 13.0)),
+])
+def test_japanese_and_chinese_queries(bm25: BM25Text, text: str, lang: str | None, vid: str,
+                                      span: tuple[float, float]) -> None:
+    (moments,) = bm25.search([q(text, lang)], top_k=3)
+    assert moments[0].vid == vid
+    assert temporal_iou((moments[0].start, moments[0].end), span) >= 0.9
+
+
+def test_queries_without_terms_return_nothing_with_a_reason(bm25: BM25Text) -> None:
+    out = bm25.search([q("the and of", "en", "stop"), q(None, qid="img"), q("zebra", qid="miss")])
+    assert out == [[], [], []]
+    assert "no searchable terms" in bm25.last_errors["stop"]
+    assert "needs a text query" in bm25.last_errors["img"]
+    assert "miss" not in bm25.last_errors  # a plain miss is an answer, not an error
+
+
+def test_videos_without_text(bm25: BM25Text) -> None:
+    assert bm25.search([q("bread", qid="s")], vids=["silent"]) == [[]]
+    assert "no extracted text" in bm25.last_errors["s"]
+    with pytest.raises(BadInput, match="not indexed"):
+        bm25.search([q("bread")], vids=["nope"])
+    empty = make()
+    empty.index_segments([], videos=[Video(vid="silent", duration=5.0)])
+    assert empty.search([q("bread", qid="e")]) == [[]]
+    assert "no searchable text" in empty.last_errors["e"]
+
+
+def test_top_k_and_windows_inside_videos(bm25: BM25Text) -> None:
+    (moments,) = bm25.search([q("the bread today")], top_k=2)
+    assert len(moments) == 2
+    durations = {v.vid: v.duration for v in VIDEOS}
+    for results in bm25.search([q("bread"), q("eigenvalues")], top_k=10):
+        for m in results:
+            assert 0 <= m.start < m.end <= (durations[m.vid] or 0)
+    with pytest.raises(BadInput, match="index"):
+        make().search([q("bread")])
+
+
+def test_rank_bm25_backend_gives_the_same_moments(bm25: BM25Text) -> None:
+    ref = make({"backend": "rank_bm25"})
+    ref.index_segments(SEGMENTS, videos=VIDEOS)
+    for text in ("knead the dough", "sourdough bread", "eigenvalues", "today"):
+        a, b = bm25.search([q(text)], top_k=5)[0], ref.search([q(text)], top_k=5)[0]
+        assert [(m.vid, m.start, m.end) for m in a] == [(m.vid, m.start, m.end) for m in b]
+        np.testing.assert_allclose([m.score for m in a], [m.score for m in b], rtol=1e-5)
+
+
+def test_index_is_cached_in_the_store(tmp_path: Path) -> None:
+    from bench.store import FeatureStore
+
+    store = FeatureStore(tmp_path / "store")
+    first = make()
+    first.index_segments(SEGMENTS, videos=VIDEOS, store=store)
+    assert first.stats()["cache_hit"] is False
+    again = make()
+    again.index_segments(SEGMENTS, videos=VIDEOS, store=store)
+    assert again.stats()["cache_hit"] is True
+    assert len(list((tmp_path / "store" / "artifacts" / "bm25-text").iterdir())) == 1
+    a = first.search([q("knead the dough")])[0]
+    b = again.search([q("knead the dough")])[0]
+    assert [(m.vid, m.start, m.end, m.score, m.evidence) for m in a] == [
+        (m.vid, m.start, m.end, m.score, m.evidence) for m in b]
+    # Other parameters are another index.
+    other = make({"k1": 0.9})
+    other.index_segments(SEGMENTS, videos=VIDEOS, store=store)
+    assert other.stats()["cache_hit"] is False
+
+
+def test_params_are_validated() -> None:
+    with pytest.raises(BadInput, match="params.k1_typo"):
+        make({"k1_typo": 1})
+    with pytest.raises(BadInput, match="params.method"):
+        make({"method": "okapi"})
+
+
+def test_provenance_names_backend_and_tokenizer(bm25: BM25Text) -> None:
+    prov = bm25.provenance()
+    assert prov["backend"] == "bm25s" and prov["formula"]["method"] == "lucene"
+    assert prov["random_init"] is False and prov["tokenizer"]["config"]["stem"] is True
+
+
+# -- integration ------------------------------------------------------------------------------
+
+def _have(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
