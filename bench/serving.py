@@ -412,9 +412,8 @@ def _item(value: Any) -> str:
         text = next((_scalar(value[k]) for k in _TEXT_KEYS if value.get(k)), "")
         t = next((value[k] for k in _TIME_KEYS if isinstance(value.get(k), int | float)), None)
         src = value.get("source")
-        head = f"[{fmt_ts(float(t))}]" if t is not None else ""
-        if src:
-            head = f"{head} {src}".strip()
+        stamp = " ".join(x for x in (fmt_ts(float(t)) if t is not None else "", str(src or "")) if x)
+        head = f"[{stamp}]" if stamp else ""
         if not text:
             text = ", ".join(f"{k}={_scalar(v)}" for k, v in value.items()
                              if isinstance(v, str | int | float) and k not in _TIME_KEYS)
@@ -430,11 +429,28 @@ def _scalar(value: Any) -> str:
     return " ".join(str(value).split())
 
 
+_QUIET_KEYS = frozenset({"method", "model", "fusion", "rank", "timestamp"})
+"""Evidence keys that say which code ran, not why the moment matched."""
+
+
 def describe_evidence(evidence: Mapping[str, Any], limit: int = 240, per_list: int = 3) -> str:
     """One readable line of why a moment matched: text snippets with their times, matched
-    frame times, an LLM's description, the methods a fusion combined."""
+    frame times, an LLM's description, and for a fusion the members that agreed (with the
+    best-ranked member's own evidence)."""
     parts = []
+    members = evidence.get("members")
+    if isinstance(members, Mapping) and members:
+        ranked = sorted(members.items(), key=lambda kv: _rank_of(kv[1]))
+        parts.append("agreed: " + ", ".join(
+            f"{name} #{_rank_of(m)}" if _rank_of(m) < 10**6 else name for name, m in ranked))
+        for _, m in ranked:
+            inner = m.get("evidence") if isinstance(m, Mapping) else None
+            if isinstance(inner, Mapping) and (text := describe_evidence(inner, limit, per_list)):
+                parts.append(text)
+                break
     for key, value in evidence.items():
+        if key in _QUIET_KEYS or key == "members":
+            continue
         if value is None or value == "" or value == [] or value == {}:
             continue
         label = key.replace("_", " ")
@@ -442,16 +458,22 @@ def describe_evidence(evidence: Mapping[str, Any], limit: int = 240, per_list: i
             parts.append(f"{label}: {fmt_window(float(value[0]), float(value[1]))}")
         elif isinstance(value, list | tuple):
             shown = [_item(v) for v in value[:per_list]]
+            sep = "; " if any(isinstance(v, Mapping) for v in value) else ", "
             more = f" (+{len(value) - per_list})" if len(value) > per_list else ""
-            parts.append(f"{label}: " + "; ".join(s for s in shown if s) + more)
+            parts.append(f"{label}: " + sep.join(x for x in shown if x) + more)
         elif isinstance(value, Mapping):
-            inner = ", ".join(f"{k} {_scalar(v)}" if isinstance(v, int | float | str) else str(k)
-                              for k, v in list(value.items())[:4])
-            parts.append(f"{label}: {inner}")
+            inner_text = ", ".join(f"{k} {_scalar(v)}" if isinstance(v, int | float | str) else str(k)
+                                   for k, v in list(value.items())[:4])
+            parts.append(f"{label}: {inner_text}")
         else:
             parts.append(f"{label}: {_item(value)}")
     text = " · ".join(parts)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _rank_of(member: Any) -> int:
+    rank = member.get("rank") if isinstance(member, Mapping) else None
+    return int(rank) if isinstance(rank, int | float) and not isinstance(rank, bool) else 10**6
 
 
 def iou(a: tuple[float, float], b: tuple[float, float]) -> float:

@@ -35,7 +35,7 @@ log = logging.getLogger("bench")
 F = TypeVar("F", bound=Callable[..., Any])
 
 RESULTS_ENV = "SCENEBENCH_RESULTS"
-INTRO = """# 🎬 SceneBench
+INTRO = """# SceneBench
 Find the moment in a video by describing it — in any language — or with an example image.
 Each video is indexed once and cached; searching indexed videos takes well under a second.
 """
@@ -96,7 +96,9 @@ class App:
         if not names:
             raise BadInput("no retriever configurations found in models/")
         dataset = self.dataset_name()
-        found = report.best_configuration(self.results_dir, dataset, self.query_set().split)
+        loaded = self._sets.get(dataset)
+        found = report.best_configuration(self.results_dir, dataset,
+                                          loaded.split if loaded is not None else "test")
         if found in names:
             return str(found), f"Best on the {dataset} leaderboard: **{found}** (you can change it)."
         fallback = serving.DEFAULT_RETRIEVER if serving.DEFAULT_RETRIEVER in names else names[0]
@@ -165,7 +167,7 @@ def cards(session: serving.Session, videos: dict[str, Video],
 
 def results_markdown(outcome: serving.SearchOutcome) -> str:
     if outcome.error:
-        return f"⚠️ **{outcome.retriever}** {outcome.error}"
+        return f"⚠ **{outcome.retriever}** {outcome.error}"
     if not outcome.moments:
         return f"No moment found by **{outcome.retriever}** for this query."
     lines = [f"**{outcome.retriever}** found {len(outcome.moments)} moments in "
@@ -204,13 +206,25 @@ def on_load(app: App, request: gr.Request | None) -> tuple[Any, ...]:
 
 
 def on_load_videos(app: App, sess: serving.Session | None) -> tuple[Any, ...]:
-    """Second step of loading: may build the embedded set on a fresh machine."""
+    """Second step of loading: may build the embedded set on a fresh machine. A part that
+    fails says so in the page and the rest still loads."""
     sess = app.session(sess)
-    choices = video_choices(app, sess)
+    notes = []
+    try:
+        choices = video_choices(app, sess)
+        queries = [serving.query_label(q) for q in app.query_set().queries if q.vid is not None]
+    except BadInput as exc:
+        choices, queries = [], []
+        notes.append(f"⚠ The embedded set {app.dataset_name()} is not available: {exc}")
+    try:
+        best, why = app.best()
+        method = gr.update(value=best)
+        notes.append(why)
+    except BadInput as exc:
+        method = gr.update()
+        notes.append(f"⚠ {exc}")
     vids = [v for _, v in choices]
-    best, why = app.best()
-    queries = [serving.query_label(q) for q in app.query_set().queries if q.vid is not None]
-    return (sess, gr.update(choices=choices, value=vids[:3]), gr.update(value=best), why,
+    return (sess, gr.update(choices=choices, value=vids[:3]), method, "\n\n".join(notes),
             gr.update(choices=queries, value=None),
             gr.update(choices=choices, value=vids[0] if vids else None))
 
@@ -225,10 +239,10 @@ def on_upload(app: App, sess: serving.Session | None, files: Sequence[Any] | Non
         original = getattr(f, "orig_name", None) or path.name
         try:
             v = serving.accept_upload(sess, path, original, reserved=reserved, limits=app.limits)
-            notes.append(f"✅ **{v.vid}** accepted ({serving.fmt_ts(v.duration or 0)}); "
+            notes.append(f"✓ **{v.vid}** accepted ({serving.fmt_ts(v.duration or 0)}); "
                          "it is indexed on your first search.")
         except BadInput as exc:
-            notes.append(f"⛔ {exc}")
+            notes.append(f"✗ {exc}")
     choices = video_choices(app, sess)
     value = list(dict.fromkeys([*(selected or []), *sess.uploads]))
     # The file box is cleared: accepted files now live in the session folder and the list.
@@ -244,19 +258,19 @@ def on_search(app: App, sess: serving.Session | None, selected: Sequence[str] | 
     try:
         q = serving.check_query(text, image)
     except BadInput as exc:
-        return sess, f"💡 {exc}", [], [], None, None, ""
+        return sess, f"→ {exc}", [], [], None, None, ""
     if not name:
-        return sess, "💡 Choose a method.", [], [], None, None, ""
+        return sess, "→ Choose a method.", [], [], None, None, ""
     videos = all_videos(app, sess)
     picked = [videos[v] for v in selected or [] if v in videos]
     if not picked:
-        return sess, "💡 Choose at least one video, or upload one.", [], [], None, None, ""
+        return sess, "→ Choose at least one video, or upload one.", [], [], None, None, ""
     if progress is not None:
         progress(0.05, desc=f"{name}: indexing new videos (cached after the first time)")
     outcome = serving.search(app.pool, name, picked, q, top_k=int(top_k),
                              corpus=list(app.embedded().values()))
     if outcome.error:
-        return sess, f"⚠️ **{name}** {outcome.error}", [], [], None, None, ""
+        return sess, f"⚠ **{name}** {outcome.error}", [], [], None, None, ""
     if progress is not None:
         progress(0.9, desc="thumbnails")
     shown = cards(sess, videos, outcome.moments)
@@ -294,10 +308,10 @@ def on_compare(app: App, sess: serving.Session | None, label: str | None, text: 
     try:
         q = serving.check_query(text, None)
     except BadInput as exc:
-        return None, empty, f"💡 {exc}"
+        return None, empty, f"→ {exc}"
     videos = all_videos(app, sess)
     if not vid or vid not in videos:
-        return None, empty, "💡 Choose a video."
+        return None, empty, "→ Choose a video."
     truth: list[tuple[float, float]] = []
     if label:
         bq = serving.find_query(app.query_set(), label)
@@ -374,7 +388,7 @@ def on_browser_dataset(app: App, label: str | None, sort: str) -> tuple[Any, str
     try:
         qs = app.query_set(dataset)
     except BadInput as exc:
-        return gr.update(choices=[], value=None), f"💡 {exc}"
+        return gr.update(choices=[], value=None), f"→ {exc}"
     preds = serving.load_predictions(app.results_dir, app.results(), dataset, split)
     if not preds:
         return gr.update(choices=[], value=None), f"No predictions saved for {label}."

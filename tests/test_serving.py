@@ -179,24 +179,43 @@ def test_time_formatting() -> None:
 
 # --- evidence, IoU, plots --------------------------------------------------------------------
 
+BM25_EVIDENCE = {
+    "method": "bm25", "terms": ["budget", "slide"],
+    "snippets": [{"start": 12.0, "end": 15.0, "source": "ocr", "text": "Budget 2025",
+                  "terms": ["budget"]},
+                 {"start": 14.0, "end": 16.0, "source": "speech", "text": "the  budget\nslide",
+                  "terms": ["budget", "slide"]},
+                 {"start": 30.0, "source": "speech", "text": "x"},
+                 {"start": 40.0, "source": "speech", "text": "y"}]}
+
+
 def test_evidence_of_text_methods_shows_snippets_with_times() -> None:
-    ev = {"segments": [{"start": 12.0, "end": 15.0, "source": "ocr", "text": "Budget 2025"},
-                       {"start": 14.0, "end": 16.0, "source": "speech", "text": "the  budget\nslide"},
-                       {"start": 30.0, "source": "speech", "text": "x"},
-                       {"start": 40.0, "source": "speech", "text": "y"}],
-          "bm25": 7.25, "empty": [], "none": None}
-    assert serving.describe_evidence(ev) == (
-        "segments: [00:12] ocr Budget 2025; [00:14] speech the budget slide; [00:30] speech x (+1)"
-        " · bm25: 7.25")
+    assert serving.describe_evidence(BM25_EVIDENCE) == (
+        "terms: budget, slide · snippets: [00:12 ocr] Budget 2025; [00:14 speech] the budget "
+        "slide; [00:30 speech] x (+1)")
+    dense = {"method": "dense", "model": "minilm", "snippets": [
+        {"start": 3.0, "end": 4.0, "source": "subtitle", "text": "hello", "similarity": 0.71}]}
+    assert serving.describe_evidence(dense) == "snippets: [00:03 subtitle] hello"
 
 
 def test_evidence_of_frame_llm_and_fusion_methods() -> None:
     assert serving.describe_evidence({"frame_times": [1.5, 2.0], "peak": 0.31234}) == (
-        "frame times: 1.5; 2 · peak: 0.312")
-    assert serving.describe_evidence({"description": "a chef  cuts a pizza", "window": [3, 9]}) == (
-        "description: a chef cuts a pizza · window: 00:03-00:09")
-    assert serving.describe_evidence({"ranks": {"bm25-text": 1, "clip-frames-tiny": 4}}) == (
-        "ranks: bm25-text 1, clip-frames-tiny 4")
+        "frame times: 1.5, 2 · peak: 0.312")
+    llm = {"method": "llm-metadata", "description": "a chef  cuts a pizza",
+           "evidence": ["[00:03] narration: cutting"], "confidence": 0.8, "timestamp": "00:03",
+           "rank": 1, "model": "tiny", "window": [3, 9]}
+    assert serving.describe_evidence(llm) == (
+        "description: a chef cuts a pizza · evidence: [00:03] narration: cutting · confidence: 0.8"
+        " · window: 00:03-00:09")
+    fused = {"method": "fusion", "fusion": "rrf", "members": {
+        "clip-frames-tiny": {"rank": 4, "score": 0.2, "start": 1, "end": 2,
+                             "evidence": {"method": "clip"}},
+        "bm25-text": {"rank": 1, "score": 7.0, "start": 12, "end": 16, "evidence": BM25_EVIDENCE}}}
+    assert serving.describe_evidence(fused, limit=1000) == (
+        "agreed: bm25-text #1, clip-frames-tiny #4 · terms: budget, slide · snippets: [00:12 ocr] "
+        "Budget 2025; [00:14 speech] the budget slide; [00:30 speech] x (+1)")
+    assert serving.describe_evidence({"ranks": {"bm25-text": 1, "clip": 4}}) == (
+        "ranks: bm25-text 1, clip 4")
 
 
 def test_evidence_is_cut_to_the_limit() -> None:
@@ -496,9 +515,9 @@ def test_upload_handler_accepts_and_refuses(app: Any, app_module: ModuleType, tm
              upload_obj(junk, "notes.mp4")]
     sess, note, chosen, cleared, cmp_video = app_module.on_upload(app, sess, files, ["v2"])
     assert note.split("\n\n") == [
-        "✅ **v1-2** accepted (00:03); it is indexed on your first search.",
-        "⛔ ../../etc/passwd: not a video file; upload one of .mp4, .mkv, .webm, .mov, .avi, .m4v",
-        "⛔ notes.mp4: not a readable video; upload an mp4, webm or mkv file"]
+        "✓ **v1-2** accepted (00:03); it is indexed on your first search.",
+        "✗ ../../etc/passwd: not a video file; upload one of .mp4, .mkv, .webm, .mov, .avi, .m4v",
+        "✗ notes.mp4: not a readable video; upload an mp4, webm or mkv file"]
     assert chosen["value"] == ["v2", "v1-2"]
     assert ("v1-2 · 00:03 (yours)", "v1-2") in chosen["choices"]
     assert cleared is None
@@ -509,9 +528,9 @@ def test_upload_handler_accepts_and_refuses(app: Any, app_module: ModuleType, tm
 def test_search_handler(app: Any, app_module: ModuleType) -> None:
     sess = serving.Session.open(app.sessions, "h3")
     out = app_module.on_search(app, sess, ["v1"], "  ", None, "bm25-text", 5)
-    assert out[1] == "💡 Type what you are looking for (any language), or give an example image."
+    assert out[1] == "→ Type what you are looking for (any language), or give an example image."
     out = app_module.on_search(app, sess, [], "sign", None, "bm25-text", 5)
-    assert out[1] == "💡 Choose at least one video, or upload one."
+    assert out[1] == "→ Choose at least one video, or upload one."
     calls: list[tuple[float, str]] = []
     sess, status, cards, moments, player, fig, details = app_module.on_search(
         app, sess, ["v2"], "sign", None, "bm25-text", 3, lambda p, desc="": calls.append((p, desc)))
@@ -523,7 +542,7 @@ def test_search_handler(app: Any, app_module: ModuleType) -> None:
     assert "1. `v2` **00:01-00:02** · score 1.000 · text: hit" in details
     assert calls and calls[0][0] == 0.05
     out = app_module.on_search(app, sess, ["v1"], "sign", None, "missing-llm", 3)
-    assert out[1] == ("⚠️ **missing-llm** unavailable: missing-llm: weights not found; "
+    assert out[1] == ("⚠ **missing-llm** unavailable: missing-llm: weights not found; "
                       "see models/README.md")
     clip = app_module.on_card(app, sess, moments, 0)
     assert Path(clip).parent == sess.root / "clips" and Path(clip).stat().st_size > 0
@@ -545,7 +564,7 @@ def test_compare_handler_shows_truth_iou_and_reasons(app: Any, app_module: Modul
     _, table, status = app_module.on_compare(app, None, "1 · the red sign", "red", "v1")
     assert table["data"][0][3] == "–" and "pick a benchmark query" in status
     _, _, status = app_module.on_compare(app, None, None, "", "v1")
-    assert status.startswith("💡 Type what you are looking for")
+    assert status.startswith("→ Type what you are looking for")
 
 
 def test_leaderboard_and_browser_handlers(app: Any, app_module: ModuleType) -> None:
@@ -564,7 +583,7 @@ def test_leaderboard_and_browser_handlers(app: Any, app_module: ModuleType) -> N
     assert table["data"] == [["bm25-text", "00:00-00:01", "4.000", "1.00"],
                              ["clip-frames", "00:02-00:03", "0.200", "0.00"]]
     upd, note = app_module.on_browser_dataset(app, "other · test", "disagreement")
-    assert note == "💡 the query set of 'other' is not available in this app"
+    assert note == "→ the query set of 'other' is not available in this app"
 
 
 def test_no_results_is_a_hint_not_an_error(app_module: ModuleType, tmp_path: Path) -> None:
