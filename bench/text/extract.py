@@ -1,0 +1,216 @@
+"""The one entry point to timestamped text: speech, on-screen text, captions and subtitles.
+
+Model-made text is cached per video and per source in the feature store (resumable); subtitle
+sidecars are read on each call. BM25, dense retrieval and the LLM metadata all call
+:func:`extract_segments`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bench.errors import BadInput
+from bench.eval.timing import stage
+from bench.modelref import ResolvedModel, weights_checksum
+from bench.text.asr import AsrConfig, Transcriber, asr_revision
+from bench.text.captions import CaptionConfig, Captioner, caption_video
+from bench.text.ocr import OCR_MODEL_ID, OcrConfig, OcrEngine, ocr_revision, read_video
+from bench.text.segments import SOURCES, Segment, Source, sort_segments
+from bench.types import Video
+
+if TYPE_CHECKING:
+    from bench.store import Extractor, FeatureStore
+    from bench.video import ProbeInfo
+
+log = logging.getLogger(__name__)
+
+EXTRACT_VERSION = "1"
+"""Bumped when the stored JSON layout or the merging code changes (invalidates the cache)."""
+
+
+DEFAULT_SOURCES: tuple[Source, ...] = ("speech", "ocr", "subtitle")
+
+
+class TextSources(BaseModel):
+    """Which text sources are extracted, and how (one block of a text retriever's params).
+
+    YAML example: ``{use: [speech, ocr, caption], asr: whisper-small, caption: blip-base}``;
+    ``asr`` and ``caption`` take a preset name or a full mapping.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    use: list[Source] = Field(default_factory=lambda: list(DEFAULT_SOURCES))
+    """Sources to extract. Captions are not on by default: their default model needs a hub
+    download, while speech (bundled Whisper tiny.en) and OCR (bundled PP-OCR) run offline."""
+    asr: AsrConfig = Field(default_factory=AsrConfig)
+    ocr: OcrConfig = Field(default_factory=OcrConfig)
+    caption: CaptionConfig = Field(default_factory=CaptionConfig)
+
+    @field_validator("use")
+    @classmethod
+    def _use(cls, value: list[Source]) -> list[Source]:
+        if not value:
+            raise ValueError(f"name at least one source of {', '.join(SOURCES)}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"lists a source twice: {value}")
+        return value
+
+
+def _model_key(resolved: ResolvedModel) -> str:
+    """The model's part of a cache key: its id, or for a local directory (a machine path,
+    which must not enter a key) the checksum of its weights."""
+    if resolved.source == "local":
+        return f"sha256:{weights_checksum(resolved.location)}"
+    return resolved.ref_id
+
+
+def _speech_extractor(asr: Transcriber) -> Extractor:
+    from bench.store import Extractor
+
+    params = asr.config.model_dump(mode="json", exclude={"model", "cpu_threads"})
+    params.update(model=_model_key(asr.resolved), revision=asr_revision(asr.config))
+    return Extractor("text.speech", params, EXTRACT_VERSION)
+
+
+def _ocr_extractor(config: OcrConfig) -> Extractor:
+    from bench.store import Extractor
+
+    params = config.model_dump(mode="json", exclude={"threads", "batch_size"})
+    params.update(model=OCR_MODEL_ID, revision=ocr_revision())
+    return Extractor("text.ocr", params, EXTRACT_VERSION)
+
+
+def _caption_extractor(captioner: Captioner) -> Extractor:
+    from bench.store import Extractor
+
+    params = captioner.config.model_dump(mode="json", exclude={"model", "batch_size"})
+    params.update(model=_model_key(captioner.resolved), revision=captioner.revision())
+    return Extractor("text.caption", params, EXTRACT_VERSION)
+
+
+def _rows(segments: Sequence[Segment]) -> list[dict[str, Any]]:
+    # Stored without the vid: the cache is keyed by content, and the same file may be
+    # another vid in another query set.
+    return [{"start": s.start, "end": s.end, "text": s.text, "lang": s.lang, "meta": s.meta}
+            for s in segments]
+
+
+def _segments(vid: str, source: Source, obj: Any) -> list[Segment]:
+    return [Segment(vid=vid, start=float(r["start"]), end=float(r["end"]), source=source,
+                    text=r["text"], lang=r.get("lang"), meta=dict(r.get("meta") or {}))
+            for r in obj["segments"]]
+
+
+def extract_segments(videos: Sequence[Video], store: FeatureStore, sources: TextSources, *,
+                     device: str = "cpu") -> dict[str, list[Segment]]:
+    """Timestamped text of every video: ``{vid: segments sorted by (start, end, source)}``.
+
+    ``Video.path`` must be a local file. Speech, OCR and caption segments are computed once
+    per (video content, source settings) and cached in ``store`` as JSON, each source under
+    its own extractor (model id and revision, parameters); a re-run computes only what is
+    missing, with a progress bar per source. Work is timed as stages ``decode``, ``asr``,
+    ``ocr`` and ``caption``. Subtitle cues come from ``Video.subtitles`` sidecars (source
+    ``subtitle``, language ``Video.lang``). A video that cannot be read is logged and
+    recorded failed by the indexing loop and gets no model-made text; a model that cannot be
+    loaded raises :class:`~bench.errors.Unavailable`. Every input vid is a key of the result.
+    ``device`` is ``cpu``, ``cuda`` or ``auto`` (OCR always runs on the CPU).
+    """
+    from bench.store import index_videos_json
+    from bench.video import extract_audio
+
+    out: dict[str, list[Segment]] = {v.vid: [] for v in videos}
+    if len(out) != len(videos):
+        raise BadInput("extract_segments: the same vid is given twice")
+    by_path = {str(p): v.vid for v in videos if (p := v.resolve(None)) is not None}
+
+    def vid_of(path: Path) -> str:
+        return by_path.get(str(path), path.name)
+
+    def collect(ex: Extractor, source: Source, done: dict[str, str]) -> None:
+        for vid, video_id in done.items():
+            obj = store.load_json(video_id, ex)
+            if obj is None:  # damaged and reset by the store since the loop finished
+                raise BadInput(f"{vid}: cached {source} text vanished from the feature store; run again")
+            out[vid].extend(_segments(vid, source, obj))
+
+    if "speech" in sources.use:
+        asr = Transcriber(sources.asr, device=device)
+        ex = _speech_extractor(asr)
+
+        def speech(path: Path, info: ProbeInfo) -> tuple[Any, dict[str, Any]]:
+            with stage("decode", video_s=info.duration_s):
+                audio = extract_audio(path)
+            with stage("asr", items=1, video_s=audio.shape[0] / 16000):
+                tr = asr.transcribe(audio, vid_of(path))
+            return {"segments": _rows(tr.segments), "info": tr.info}, {"audio_s": tr.info["audio_s"]}
+
+        collect(ex, "speech", index_videos_json(store, videos, ex, speech, desc="text: speech"))
+
+    if "ocr" in sources.use:
+        engine = OcrEngine(sources.ocr)
+        ex = _ocr_extractor(sources.ocr)
+
+        def ocr(path: Path, info: ProbeInfo) -> tuple[Any, dict[str, Any]]:
+            segs = read_video(path, vid_of(path), engine, duration_s=info.duration_s)
+            # frames sampled, for the progress bar's frames/s
+            return {"segments": _rows(segs)}, {"n_frames": math.ceil(info.duration_s * sources.ocr.fps)}
+
+        collect(ex, "ocr", index_videos_json(store, videos, ex, ocr, desc="text: ocr"))
+
+    if "caption" in sources.use:
+        captioner = Captioner(sources.caption, device=device)
+        ex = _caption_extractor(captioner)
+
+        def caption(path: Path, info: ProbeInfo) -> tuple[Any, dict[str, Any]]:
+            segs = caption_video(path, vid_of(path), captioner, duration_s=info.duration_s)
+            return {"segments": _rows(segs)}, {"n_frames": sum(int(s.meta["frames"]) for s in segs)}
+
+        collect(ex, "caption", index_videos_json(store, videos, ex, caption, desc="text: caption"))
+
+    if "subtitle" in sources.use:
+        for video in videos:
+            out[video.vid].extend(subtitle_segments(video))
+
+    return {vid: sort_segments(segs) for vid, segs in out.items()}
+
+
+def subtitle_segments(video: Video) -> list[Segment]:
+    """The cues of ``video``'s subtitle sidecar as ``subtitle`` segments (none without one).
+
+    Not cached: parsing is cheap, and the sidecar may be edited without the video changing.
+    """
+    from bench.text.subtitles import read_subtitles
+
+    path = video.resolve_subtitles(None)
+    if path is None:
+        return []
+    return [Segment(vid=video.vid, start=c.start, end=c.end, source="subtitle", text=c.text,
+                    lang=video.lang, meta={"file": Path(path).name})
+            for c in read_subtitles(path) if c.text]
+
+
+def sources_provenance(sources: TextSources, *, device: str = "cpu") -> dict[str, Any]:
+    """What made the text: per enabled source, model id, revision, checksum, ``random_init``.
+
+    Loads no model (a tiny random-init one is built into the cache if needed)."""
+    out: dict[str, Any] = {"use": list(sources.use), "version": EXTRACT_VERSION}
+    if "speech" in sources.use:
+        out["speech"] = {**Transcriber(sources.asr, device=device).provenance(),
+                         "settings": sources.asr.model_dump(mode="json", exclude={"model"})}
+    if "ocr" in sources.use:
+        out["ocr"] = {**OcrEngine(sources.ocr).provenance(),
+                      "settings": sources.ocr.model_dump(mode="json")}
+    if "caption" in sources.use:
+        out["caption"] = {**Captioner(sources.caption, device=device).provenance(),
+                          "settings": sources.caption.model_dump(mode="json", exclude={"model"})}
+    if "subtitle" in sources.use:
+        out["subtitle"] = {"id": "sidecar files", "random_init": False}
+    out["random_init"] = any(bool(v.get("random_init")) for v in out.values() if isinstance(v, dict))
+    return out
