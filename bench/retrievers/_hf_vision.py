@@ -1,0 +1,563 @@
+"""Shared pieces of the CLIP-style retrievers: model loading, batched torch preprocessing,
+a bounded decode prefetcher, image queries, query tokenization, and tiny random-init builders.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import logging
+import os
+import queue
+import shutil
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from bench.errors import BadInput, Unavailable
+from bench.modelref import ModelRef, ResolvedModel, hub_unavailable_reason, resolve
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger("bench")
+
+T = TypeVar("T")
+
+BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
+"""PIL resampling codes of ``preprocessor_config.json`` -> torch interpolation modes."""
+
+
+# -- devices, dtypes, loading -------------------------------------------------------------
+
+
+def torch_dtype(name: str, device: str) -> torch.dtype:
+    """``auto`` -> float16 on CUDA, float32 on CPU (CPU half matmuls are slow and lossy)."""
+    import torch
+
+    if name == "auto":
+        return torch.float16 if device == "cuda" else torch.float32
+    table = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if name not in table:
+        raise BadInput(f"dtype must be auto, float32, float16 or bfloat16, got {name!r}")
+    if device == "cpu" and name == "float16":
+        raise BadInput("dtype float16 is not supported on the CPU; use float32 or bfloat16")
+    return table[name]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def load_kwargs(resolved: ResolvedModel) -> dict[str, Any]:
+    """``from_pretrained`` keywords: the pinned revision for hub ids, local files only when
+    offline or for local directories."""
+    hub = resolved.source == "hub"
+    kwargs: dict[str, Any] = {"local_files_only": os.environ.get("HF_HUB_OFFLINE") == "1" or not hub}
+    if hub and resolved.revision:
+        kwargs["revision"] = resolved.revision
+    return kwargs
+
+
+def weights_tag(resolved: ResolvedModel) -> str:
+    """What pins the weights in a cache key: the hub revision, or the tiny recipe's digest
+    directory, or the local directory's weights checksum (never a machine path)."""
+    if resolved.source == "tiny":
+        return Path(resolved.location).name
+    if resolved.source == "hub":
+        return resolved.revision or "main"
+    return resolved.provenance()["checksum"] or "unknown"
+
+
+def resolve_or_unavailable(ref: ModelRef) -> ResolvedModel:
+    try:
+        return resolve(ref)
+    except Unavailable:
+        raise
+    except BadInput as exc:
+        raise Unavailable(f"cannot build {ref.id}: {exc}") from exc
+
+
+def load_pretrained(loader: Callable[..., T], ref: ModelRef, resolved: ResolvedModel, **extra: Any) -> T:
+    """``loader(location, **load_kwargs, **extra)``; any failure -> :class:`Unavailable`."""
+    try:
+        return loader(resolved.location, **load_kwargs(resolved), **extra)
+    except Exception as exc:  # hub, file and config errors come in many types
+        raise Unavailable(hub_unavailable_reason(ref, exc)) from exc
+
+
+def image_processor_config(ref: ModelRef, resolved: ResolvedModel) -> dict[str, Any]:
+    """The raw ``preprocessor_config.json`` of a model (no processor object is built)."""
+    from transformers.image_processing_utils import ImageProcessingMixin
+
+    def get(location: str, **kwargs: Any) -> dict[str, Any]:
+        return dict(ImageProcessingMixin.get_image_processor_dict(location, **kwargs)[0])
+
+    return load_pretrained(get, ref, resolved)
+
+
+def pooled(output: Any) -> torch.Tensor:
+    """Projected features from ``get_*_features``: a tensor (transformers 4) or the
+    ``pooler_output`` of a model output (transformers 5)."""
+    import torch
+
+    if isinstance(output, torch.Tensor):
+        return output
+    return output.pooler_output  # type: ignore[no-any-return]
+
+
+# -- preprocessing ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageTransform:
+    """Resize + center-crop + normalize of uint8 RGB batches, in torch, matching a model's
+    ``preprocessor_config.json`` (CLIP: short side -> size, crop; SigLIP: squash to size)."""
+
+    crop: tuple[int, int]
+    """Output (height, width) in pixels."""
+    shortest_edge: int | None
+    """Resize the short side to this (aspect kept) then crop; ``None`` resizes straight to ``crop``."""
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bicubic"
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> ImageTransform:
+        size = cfg.get("size", {"shortest_edge": 224})
+        if isinstance(size, int):
+            size = {"shortest_edge": size}
+        crop = cfg.get("crop_size") or {}
+        if isinstance(crop, int):
+            crop = {"height": crop, "width": crop}
+        center = bool(cfg.get("do_center_crop", "shortest_edge" in size))
+        if "shortest_edge" in size:
+            short = int(size["shortest_edge"])
+            hw = (int(crop.get("height", short)), int(crop.get("width", short))) if center else (short, short)
+            shortest: int | None = short
+        else:
+            hw = (int(size["height"]), int(size["width"]))
+            shortest = None
+        mean = tuple(float(x) for x in cfg.get("image_mean", CLIP_MEAN))
+        std = tuple(float(x) for x in cfg.get("image_std", CLIP_STD))
+        if len(mean) != 3 or len(std) != 3:
+            raise BadInput(f"preprocessor config: image_mean and image_std need 3 values, got {mean}, {std}")
+        mode = _RESAMPLE.get(int(cfg.get("resample", 3)), "bicubic")
+        return cls(crop=hw, shortest_edge=shortest, mean=mean, std=std,  # type: ignore[arg-type]
+                   interpolation=mode)
+
+    @property
+    def decode_short_side(self) -> int:
+        """Short side to ask the decoder for: the resize target (scaling inside the decoder
+        is cheaper than decoding full size and resizing in torch)."""
+        return self.shortest_edge or max(self.crop)
+
+    def signature(self) -> dict[str, Any]:
+        return {"crop": list(self.crop), "shortest_edge": self.shortest_edge, "mean": list(self.mean),
+                "std": list(self.std), "interpolation": self.interpolation}
+
+    def __call__(self, frames: np.ndarray | torch.Tensor, device: str = "cpu",
+                 dtype: torch.dtype | None = None) -> torch.Tensor:
+        """uint8 ``(n, H, W, 3)`` RGB -> normalized float ``(n, 3, crop_h, crop_w)`` on ``device``."""
+        import torch
+        import torch.nn.functional as F
+
+        if isinstance(frames, np.ndarray):
+            # Read-only arrays (PIL views) are copied: torch will not wrap them safely.
+            x = torch.from_numpy(frames if frames.flags.writeable else frames.copy())
+        else:
+            x = frames
+        if x.ndim != 4 or x.shape[-1] != 3:
+            raise BadInput(f"frames must be (n, H, W, 3) RGB, got shape {tuple(x.shape)}")
+        x = x.to(device).permute(0, 3, 1, 2).float()
+        h, w = int(x.shape[2]), int(x.shape[3])
+        if self.shortest_edge is not None:
+            scale = self.shortest_edge / min(h, w)
+            size = (max(self.crop[0], round(h * scale)), max(self.crop[1], round(w * scale)))
+        else:
+            size = self.crop
+        if size != (h, w):
+            antialias = self.interpolation != "nearest"
+            x = F.interpolate(x, size=size, mode=self.interpolation, antialias=antialias,
+                              align_corners=False if self.interpolation != "nearest" else None)
+            x = x.clamp_(0.0, 255.0).round_()  # PIL resizes to uint8; keep the same values
+        top = (x.shape[2] - self.crop[0]) // 2
+        left = (x.shape[3] - self.crop[1]) // 2
+        x = x[:, :, top:top + self.crop[0], left:left + self.crop[1]]
+        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1) * 255.0
+        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1) * 255.0
+        x = (x - mean) / std
+        return x.to(dtype) if dtype is not None else x.contiguous()
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """An image file as uint8 ``(H, W, 3)`` RGB; :class:`BadInput` if it is not an image."""
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.is_file():
+        raise BadInput(f"query image {p}: file not found")
+    try:
+        with Image.open(p) as im:
+            return np.array(im.convert("RGB"))  # a writable copy (torch refuses read-only arrays)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise BadInput(f"query image {p}: not a readable image ({exc})") from None
+
+
+# -- overlap decoding with encoding ----------------------------------------------------------
+
+_DONE = object()
+
+
+def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """Iterate ``items`` in a background thread, at most ``depth`` items ahead.
+
+    Decoding and preprocessing release the GIL (ffmpeg, torch), so they overlap with the
+    encoder running in the caller's thread. An exception in the producer is raised here;
+    stopping early (break, error) stops the producer at its next item.
+    """
+    if depth < 1:
+        raise BadInput(f"prefetch depth must be >= 1, got {depth}")
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            put(_Failure(exc))
+
+    thread = threading.Thread(target=run, name="bench-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failure):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5.0)
+
+
+@dataclass
+class _Failure:
+    exc: BaseException
+
+
+# -- queries ---------------------------------------------------------------------------------
+
+
+class QueryTokenizer:
+    """Tokenize text queries for a CLIP-style text tower: truncate to ``max_length`` tokens,
+    logging one warning (per tokenizer) the first time a query is cut."""
+
+    def __init__(self, tokenizer: Any, max_length: int, padding: str | bool = True) -> None:
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.padding = padding
+        self.warned = False
+
+    def clip_text(self, text: str) -> str:
+        """Whitespace-collapsed text cut to what can survive truncation.
+
+        Every token holds at least one byte of non-space text, so once whitespace is
+        collapsed nothing past ``2 * max_length`` characters survives truncation; cutting at
+        ``8 * max_length`` makes a 100,000-character query as cheap to tokenize as a short one.
+        """
+        if not text or not text.strip():
+            raise BadInput("empty text query; give some words or an image")
+        return " ".join(text.split())[:8 * self.max_length]
+
+    def check_truncation(self, texts: list[str], clipped: list[str]) -> None:
+        if self.warned:
+            return
+        for orig, cut in zip(texts, clipped, strict=True):
+            n_tokens = len(self.tokenizer(cut, truncation=False)["input_ids"])
+            if n_tokens > self.max_length or len(" ".join(orig.split())) > len(cut):
+                self.warned = True
+                log.warning("a %d-character query was truncated to the text tower's %d tokens "
+                            "(logged once)", len(orig), self.max_length)
+                return
+
+    def __call__(self, texts: list[str], device: str) -> dict[str, Any]:
+        """``input_ids`` / ``attention_mask`` int64 ``(n, L)`` on ``device``, ``L <= max_length``."""
+        clipped = [self.clip_text(t) for t in texts]
+        self.check_truncation(texts, clipped)
+        enc = self.tokenizer(clipped, padding=self.padding, truncation=True, max_length=self.max_length,
+                             return_tensors="pt")
+        return {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+
+
+# -- tiny random-init models for offline tests -----------------------------------------------
+
+
+def clip_bpe_path() -> Path:
+    """open_clip's bundled BPE merge list, found without importing open_clip."""
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        raise Unavailable("the CLIP BPE vocabulary ships with open_clip_torch; pip install open_clip_torch")
+    path = Path(next(iter(spec.submodule_search_locations))) / BPE_FILE
+    if not path.is_file():
+        raise Unavailable(f"{path} is missing from the installed open_clip_torch")
+    return path
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP byte -> printable character table (the BPE works on these characters)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    extra = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + extra)
+            extra += 1
+    return dict(zip(bs, [chr(c) for c in cs], strict=True))
+
+
+def build_clip_tokenizer(out_dir: Path, merges: int, max_length: int) -> Any:
+    """A CLIPTokenizer over the first ``merges`` BPE merges of open_clip's vocabulary (the
+    full list has 48,894), saved into ``out_dir``; vocabulary size is ``512 + merges + 2``."""
+    from transformers import CLIPTokenizer
+
+    with gzip.open(clip_bpe_path()) as fh:
+        lines = fh.read().decode("utf-8").split("\n")
+    # Line 0 is a header; the reference tokenizer uses lines 1 .. 48894.
+    chosen = [m for m in lines[1:49152 - 256 - 2 + 1] if m.strip()][:merges]
+    base = list(_bytes_to_unicode().values())
+    vocab = base + [v + "</w>" for v in base] + ["".join(m.split()) for m in chosen]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    src = out_dir / "bpe"
+    src.mkdir(parents=True, exist_ok=True)
+    (src / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False),
+                                    encoding="utf-8")
+    (src / "merges.txt").write_text("#version: 0.2\n" + "\n".join(chosen) + "\n", encoding="utf-8")
+    tokenizer = CLIPTokenizer(vocab=str(src / "vocab.json"), merges=str(src / "merges.txt"),
+                              model_max_length=max_length)
+    tokenizer.save_pretrained(out_dir)  # tokenizer.json holds vocabulary and merges
+    shutil.rmtree(src)
+    return tokenizer
+
+
+def _split_recipe(config: dict[str, Any], known: set[str]) -> tuple[dict[str, Any], int, int]:
+    cfg = dict(config)
+    merges = int(cfg.pop("merges", 4000))
+    image_size = int(cfg.get("vision_config", {}).get("image_size", 32))
+    unknown = set(cfg) - known
+    if unknown:
+        raise BadInput(f"tiny model recipe: unknown config key(s) {sorted(unknown)}; known: {sorted(known)}")
+    return cfg, merges, image_size
+
+
+def build_tiny_clip(config: dict[str, Any], out_dir: Path, seed: int) -> None:
+    """Random-init CLIPModel + CLIPTokenizer (open_clip BPE) + image processor into ``out_dir``.
+
+    ``config``: CLIPConfig keywords (``text_config``, ``vision_config``, ``projection_dim``)
+    plus ``merges`` (BPE merges kept; the text vocabulary size follows from it).
+    """
+    import torch
+    from transformers import CLIPConfig, CLIPModel
+
+    cfg, merges, image_size = _split_recipe(config, {"text_config", "vision_config", "projection_dim",
+                                                     "logit_scale_init_value"})
+    text = dict(cfg.pop("text_config", {}))
+    max_length = int(text.get("max_position_embeddings", 77))
+    tokenizer = build_clip_tokenizer(out_dir, merges, max_length)
+    text.update(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    _save_image_processor(out_dir, image_size, "CLIPImageProcessor")
+    torch.manual_seed(seed)
+    model = CLIPModel(CLIPConfig(text_config=text, vision_config=dict(cfg.pop("vision_config", {})), **cfg))
+    model.save_pretrained(out_dir)
+
+
+def build_tiny_xclip(config: dict[str, Any], out_dir: Path, seed: int) -> None:
+    """Random-init XCLIPModel + CLIPTokenizer (open_clip BPE) + image processor into ``out_dir``.
+
+    ``config``: XCLIPConfig keywords (``text_config``, ``vision_config`` with ``num_frames``,
+    ``projection_dim``, ``prompt_layers``, ``mit_hidden_size``, ...) plus ``merges``.
+    """
+    import torch
+    from transformers import XCLIPConfig, XCLIPModel
+
+    known = {"text_config", "vision_config", "projection_dim", "prompt_layers", "prompt_alpha",
+             "prompt_hidden_act", "prompt_num_attention_heads", "prompt_attention_dropout",
+             "prompt_projection_dropout", "mit_hidden_size", "mit_intermediate_size", "mit_num_hidden_layers",
+             "mit_num_attention_heads", "logit_scale_init_value"}
+    cfg, merges, image_size = _split_recipe(config, known)
+    text = dict(cfg.pop("text_config", {}))
+    max_length = int(text.get("max_position_embeddings", 77))
+    tokenizer = build_clip_tokenizer(out_dir, merges, max_length)
+    text.update(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    _save_image_processor(out_dir, image_size, "VideoMAEImageProcessor")
+    torch.manual_seed(seed)
+    model = XCLIPModel(XCLIPConfig(text_config=text, vision_config=dict(cfg.pop("vision_config", {})), **cfg))
+    model.save_pretrained(out_dir)
+
+
+def _save_image_processor(out_dir: Path, image_size: int, kind: str) -> None:
+    """The ``preprocessor_config.json`` a real checkpoint of this family carries."""
+    cfg = {"image_processor_type": kind, "do_resize": True, "size": {"shortest_edge": image_size},
+           "do_center_crop": True, "crop_size": {"height": image_size, "width": image_size},
+           "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+           "image_mean": list(CLIP_MEAN), "image_std": list(CLIP_STD), "resample": 3,
+           "do_convert_rgb": True}
+    (out_dir / "preprocessor_config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+
+
+# -- decoded, preprocessed frame batches -----------------------------------------------------
+
+
+def preprocessed_batches(path: Path, *, fps: float, transform: ImageTransform, batch_size: int,
+                         decoder: str = "auto", depth: int = 2, video_s: float = 0.0,
+                         pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
+    """Frames of ``path`` sampled at ``fps``, decoded and preprocessed in a background thread
+    up to ``depth`` batches ahead: yields (float32 ``(n, 3, H, W)`` CPU tensor, float64 ``(n,)``
+    times in seconds). Decode and preprocess times are recorded as stages ``decode`` and
+    ``preprocess`` (wall time of the prefetch thread, which overlaps ``encode``)."""
+    import time
+
+    from bench.eval import timing
+    from bench.video import sample_frames
+
+    rec = timing.current()
+    totals = {"decode": [0.0, 0.0, 0], "preprocess": [0.0, 0.0, 0]}
+
+    def timed(name: str, t0: float, c0: float, items: int) -> None:
+        tot = totals[name]
+        tot[0] += time.perf_counter() - t0
+        tot[1] += time.thread_time() - c0
+        tot[2] += items
+
+    def produce() -> Iterator[tuple[torch.Tensor, np.ndarray]]:
+        frames = iter(sample_frames(path, fps, short_side=transform.decode_short_side,
+                                    batch_size=batch_size, decoder=decoder))
+        while True:
+            t0, c0 = time.perf_counter(), time.thread_time()
+            batch = next(frames, None)
+            timed("decode", t0, c0, 0 if batch is None else len(batch))
+            if batch is None:
+                return
+            t0, c0 = time.perf_counter(), time.thread_time()
+            pixels = transform(batch.frames)
+            if pin_memory:
+                pixels = pixels.pin_memory()
+            timed("preprocess", t0, c0, len(batch))
+            yield pixels, batch.times_s
+
+    try:
+        yield from prefetch(produce(), depth)
+    finally:
+        if rec is not None:
+            # Recorded from here, not with stage() in the thread: stage() synchronizes CUDA,
+            # which would make the decoder wait for the encoder and undo the overlap.
+            for name, (wall, cpu, items) in totals.items():
+                rec.add(name, float(wall), float(cpu), int(items), video_s if name == "decode" else 0.0)
+
+
+# -- per-video vectors and the corpus index over them ----------------------------------------
+
+
+@dataclass
+class VideoVectors:
+    """One video's L2-normalized vectors at sample times (frames or clip windows)."""
+
+    vid: str
+    video_id: str
+    times_s: np.ndarray
+    """float64 ``(n,)`` seconds: the frame time, or a clip window's first frame time."""
+    vectors: np.ndarray
+    """float32 ``(n, d)``, unit rows."""
+    duration_s: float
+
+
+class EmbeddingCorpus:
+    """Vectors of every indexed video, with a lazily built :class:`~bench.index.VectorIndex`
+    over all of them for corpus search (rows map back to (vid, row))."""
+
+    def __init__(self, dim: int, *, index_kind: str = "auto", device: str = "cpu") -> None:
+        self.dim = dim
+        self.index_kind = index_kind
+        self.device = device
+        self.videos: dict[str, VideoVectors] = {}
+        self._index: Any = None
+        self._owners: list[str] = []
+        self._starts = np.zeros(0, dtype=np.int64)
+
+    def add(self, item: VideoVectors) -> None:
+        if item.vectors.ndim != 2 or item.vectors.shape[1] != self.dim:
+            raise BadInput(f"{item.vid}: vectors of shape {item.vectors.shape}, expected (n, {self.dim})")
+        self.videos[item.vid] = item
+        self._index = None  # rebuilt on the next corpus search
+
+    def get(self, vid: str) -> VideoVectors:
+        if vid not in self.videos:
+            known = ", ".join(sorted(self.videos)[:10]) or "none"
+            raise BadInput(f"video {vid!r} is not indexed (indexed: {known}); index it first")
+        return self.videos[vid]
+
+    def __len__(self) -> int:
+        return sum(v.vectors.shape[0] for v in self.videos.values())
+
+    def vector_index(self) -> Any:
+        """The corpus index (built on first use, timed as stage ``index_build``)."""
+        from bench.eval.timing import stage
+        from bench.index import VectorIndex
+
+        if self._index is not None:
+            return self._index
+        owners = [v for v in self.videos if self.videos[v].vectors.shape[0]]
+        sizes = np.array([self.videos[v].vectors.shape[0] for v in owners], dtype=np.int64)
+        with stage("index_build", items=int(sizes.sum())):
+            index = VectorIndex(self.dim, kind=self.index_kind, device=self.device)  # type: ignore[arg-type]
+            start = 0
+            for vid, n in zip(owners, sizes.tolist(), strict=True):
+                index.add(self.videos[vid].vectors, np.arange(start, start + n, dtype=np.int64))
+                start += n
+            index.build()
+        self._index, self._owners = index, owners
+        self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        return index
+
+    def top_videos(self, query: np.ndarray, rows: int, max_videos: int) -> list[str]:
+        """Videos holding the ``rows`` best-matching vectors for one unit ``(d,)`` query,
+        ordered by their best match; at most ``max_videos``."""
+        index = self.vector_index()
+        if len(index) == 0:
+            return []
+        _, ids = index.search(query[None, :].astype(np.float32), min(rows, len(index)))
+        found = ids[0][ids[0] >= 0]
+        owner = np.searchsorted(self._starts, found, side="right") - 1
+        order: list[str] = []
+        for o in owner.tolist():
+            vid = self._owners[o]
+            if vid not in order:
+                order.append(vid)
+                if len(order) >= max_videos:
+                    break
+        return order

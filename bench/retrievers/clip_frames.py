@@ -1,0 +1,332 @@
+"""``clip-frames``: a CLIP-style image tower on frames sampled at a fixed rate, matched to a
+text (or image) query; the per-frame similarity curve becomes moments via proposals.
+
+Frames are decoded and preprocessed in a background thread while the encoder runs, embedded
+in batches, L2-normalized and cached per video in the feature store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from bench.errors import BadInput, Unavailable
+from bench.eval.timing import stage
+from bench.modelref import ModelRef, ResolvedModel
+from bench.retrievers._hf_vision import (
+    EmbeddingCorpus,
+    ImageTransform,
+    QueryTokenizer,
+    VideoVectors,
+    dtype_name,
+    image_processor_config,
+    load_image,
+    load_pretrained,
+    pooled,
+    preprocessed_batches,
+    resolve_or_unavailable,
+    torch_dtype,
+    weights_tag,
+)
+from bench.retrievers.base import RetrieverConfig, parse_params
+from bench.retrievers.proposals import ProposalConfig, propose
+from bench.types import Moment, QueryInput, Video
+
+if TYPE_CHECKING:
+    import torch
+
+    from bench.store import FeatureStore
+    from bench.video import ProbeInfo
+
+log = logging.getLogger("bench")
+
+DEFAULT_MODEL = ModelRef(id="openai/clip-vit-base-patch32",
+                         revision="3d74acf9a28c67741b2f4f2ea7635f0aaf6f0268")
+FEATURES_VERSION = "1"
+"""Bumped when the stored frame features change for the same parameters."""
+
+
+def _frame_proposals() -> ProposalConfig:
+    # Frame similarities are noisy at 1 fps; 2 s of smoothing finds the peak of a scene
+    # rather than a single lucky frame, and a moment is at least 2 s long.
+    return ProposalConfig(strategy="peak", smooth_s=2.0, rel_threshold=0.5, min_len_s=2.0, nms_iou=0.5)
+
+
+class Params(BaseModel):
+    """``params`` of a ``clip-frames`` configuration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fps: float = Field(default=1.0, gt=0, le=30)
+    """Frames sampled per second of video."""
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    """Frames per encoder call."""
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    """Encoder precision; ``auto`` is float16 on CUDA and float32 on the CPU."""
+    decoder: Literal["auto", "decord", "pyav"] = "auto"
+    prefetch: int = Field(default=2, ge=1, le=16)
+    """Batches decoded and preprocessed ahead of the encoder."""
+    prompt: str = "{}"
+    """Template for text queries, e.g. ``"a photo of {}"``; ``{}`` is the query."""
+    proposals: ProposalConfig = Field(default_factory=_frame_proposals)
+    corpus_frames: int = Field(default=256, ge=1)
+    """Corpus search: frames fetched from the vector index to pick candidate videos."""
+    index_kind: Literal["auto", "flat", "ivf", "hnsw", "pq"] = "auto"
+    """Vector index over all frames (corpus search); see :class:`bench.index.VectorIndex`."""
+
+
+class _TextTower:
+    """Text queries -> unit vectors in the image tower's space."""
+
+    def __init__(self, encode: Any, describe: dict[str, Any]) -> None:
+        self.encode = encode
+        self.describe = describe
+
+
+class ClipFrames:
+    """The ``clip-frames`` family (CLIP, SigLIP, multilingual CLIP text tower).
+
+    ``config.model`` is the image-text model (default ``openai/clip-vit-base-patch32``);
+    ``config.models["text"]``, when set, is a sentence-transformers text tower trained into
+    the image tower's space (``clip-ViT-B-32-multilingual-v1``). Raises
+    :class:`~bench.errors.Unavailable` when weights cannot be loaded.
+
+    Scores are cosine similarities (comparable across videos of one model). Grounding
+    (``vids`` given) runs proposals on each video's frame curve; corpus search fetches the
+    ``corpus_frames`` best frames from the vector index, then runs proposals on the videos
+    they belong to.
+    """
+
+    family = "clip-frames"
+
+    def __init__(self, config: RetrieverConfig, device: str = "cpu") -> None:
+        try:
+            import torch
+            from transformers import AutoModel, AutoTokenizer
+        except ImportError as exc:
+            raise Unavailable(f"{config.name}: clip-frames needs torch and transformers ({exc})") from None
+        self._torch = torch
+        self.name = config.name
+        self.config = config
+        self.device = device
+        self.params: Params = parse_params(Params, config)
+        if "{}" not in self.params.prompt:
+            raise BadInput(f"retriever {config.name!r}: params.prompt must contain '{{}}' for the query")
+        self.model_ref = config.model or DEFAULT_MODEL
+        self.resolved: ResolvedModel = resolve_or_unavailable(self.model_ref)
+        self.dtype = torch_dtype(self.params.dtype, device)
+        model = load_pretrained(AutoModel.from_pretrained, self.model_ref, self.resolved, dtype=self.dtype)
+        if not hasattr(model, "get_image_features"):
+            raise BadInput(f"{self.model_ref.id} ({type(model).__name__}) has no image tower; "
+                           "clip-frames needs a CLIP-style model")
+        self.model = model.to(device).eval()
+        self.transform = ImageTransform.from_config(image_processor_config(self.model_ref, self.resolved))
+        self.dim = int(self.model.config.projection_dim if hasattr(self.model.config, "projection_dim")
+                       else self.model.config.vision_config.hidden_size)
+        self.text_ref: ModelRef | None = config.models.get("text")
+        self.text_resolved: ResolvedModel | None = None
+        self.text = self._load_text_tower(AutoTokenizer)
+        self.corpus = EmbeddingCorpus(self.dim, index_kind=self.params.index_kind, device=device)
+        self.encoder_calls = 0
+        """Image-tower forward passes so far (tests use it to prove the cache is used)."""
+        self.extractor = self._extractor()
+
+    # -- models ------------------------------------------------------------------------------
+
+    def _load_text_tower(self, auto_tokenizer: Any) -> _TextTower:
+        if self.text_ref is not None:
+            return self._load_sentence_transformer(self.text_ref)
+        tokenizer = load_pretrained(auto_tokenizer.from_pretrained, self.model_ref, self.resolved)
+        text_cfg = self.model.config.text_config
+        max_len = int(getattr(text_cfg, "max_position_embeddings", 77))
+        # SigLIP was trained on text padded to its full length; CLIP pads to the longest.
+        padding: str | bool = "max_length" if self.model.config.model_type == "siglip" else True
+        qtok = QueryTokenizer(tokenizer, max_len, padding)
+
+        def encode(texts: list[str]) -> np.ndarray:
+            inputs = qtok(texts, self.device)
+            with self._torch.inference_mode():
+                feats = pooled(self.model.get_text_features(**inputs)).float()
+            return _unit(feats.cpu().numpy())
+
+        return _TextTower(encode, {"tower": "model", "max_tokens": max_len})
+
+    def _load_sentence_transformer(self, ref: ModelRef) -> _TextTower:
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise Unavailable(f"{self.name}: the text tower {ref.id} needs sentence-transformers "
+                              f"({exc})") from None
+        self.text_resolved = resolve_or_unavailable(ref)
+        st = load_pretrained(SentenceTransformer, ref, self.text_resolved, device=self.device)
+        dim = st.get_sentence_embedding_dimension()
+        if dim != self.dim:
+            raise BadInput(f"text tower {ref.id} gives {dim}-d vectors but the image tower gives "
+                           f"{self.dim}-d; pair it with the image model it was trained against")
+        max_len = int(st.max_seq_length or 128)
+        qtok = QueryTokenizer(st.tokenizer, max_len)
+
+        def encode(texts: list[str]) -> np.ndarray:
+            clipped = [qtok.clip_text(t) for t in texts]
+            qtok.check_truncation(texts, clipped)
+            vecs = st.encode(clipped, convert_to_numpy=True, normalize_embeddings=True,
+                             show_progress_bar=False)
+            return _unit(np.asarray(vecs, dtype=np.float32))
+
+        return _TextTower(encode, {"tower": "sentence-transformers", "max_tokens": max_len})
+
+    def _extractor(self) -> Any:
+        from bench.store import Extractor
+
+        p = self.params
+        return Extractor("clip-frames", {
+            "model": self.model_ref.id, "weights": weights_tag(self.resolved), "fps": p.fps,
+            "transform": self.transform.signature(), "dtype": dtype_name(self.dtype),
+        }, version=FEATURES_VERSION)
+
+    # -- indexing ----------------------------------------------------------------------------
+
+    def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+        """Preprocessed float ``(n, 3, H, W)`` -> float32 ``(n, d)`` unit vectors."""
+        self.encoder_calls += 1
+        x = pixels.to(self.device, self.dtype, non_blocking=True)
+        with self._torch.inference_mode():
+            feats = pooled(self.model.get_image_features(pixel_values=x)).float()
+        return _unit(feats.cpu().numpy())
+
+    def encode_video(self, path: Path, info: ProbeInfo) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """All sampled frames of one video -> ``{"emb": float32 (n, d), "times_s": float64 (n,)}``."""
+        p = self.params
+        embs: list[np.ndarray] = []
+        times: list[np.ndarray] = []
+        for pixels, t in preprocessed_batches(path, fps=p.fps, transform=self.transform,
+                                              batch_size=p.batch_size, decoder=p.decoder, depth=p.prefetch,
+                                              video_s=info.duration_s, pin_memory=self.device == "cuda"):
+            with stage("encode", items=len(t)):
+                embs.append(self.encode_pixels(pixels))
+            times.append(t)
+        if not embs:
+            raise BadInput(f"{path}: no frames could be sampled")
+        arrays = {"emb": np.concatenate(embs), "times_s": np.concatenate(times)}
+        return arrays, {"n_frames": int(arrays["times_s"].shape[0]), "duration_s": info.duration_s}
+
+    def index(self, videos: Sequence[Video], store: FeatureStore) -> None:
+        """Embed (cached, resumable) the sampled frames of ``videos`` and make them searchable.
+
+        Videos that fail to decode are recorded in the store and left out (logged)."""
+        from bench.store import index_videos
+
+        done = index_videos(store, videos, self.extractor, self.encode_video, desc=f"index {self.name}")
+        for video in videos:
+            video_id = done.get(video.vid)
+            if video_id is None:
+                continue
+            arrays = store.load(video_id, self.extractor)
+            meta = store.load_meta(video_id, self.extractor) or {}
+            if arrays is None:
+                raise BadInput(f"{video.vid}: frame features vanished from the store; index again")
+            duration = float(meta.get("duration_s") or video.duration or
+                             float(arrays["times_s"][-1]) + 1.0 / self.params.fps)
+            self.corpus.add(VideoVectors(video.vid, video_id, arrays["times_s"].astype(np.float64),
+                                         arrays["emb"].astype(np.float32), duration))
+
+    # -- search ------------------------------------------------------------------------------
+
+    def encode_queries(self, queries: Sequence[QueryInput]) -> np.ndarray:
+        """float32 ``(q, d)`` unit vectors: the text, the image, or the normalized sum of both.
+
+        BadInput for a query with neither text nor image, or an image file that is not one."""
+        texts: list[tuple[int, str]] = []
+        images: list[tuple[int, np.ndarray]] = []
+        for i, q in enumerate(queries):
+            has_text = bool(q.text and q.text.strip())
+            if not has_text and q.image is None:
+                raise BadInput(f"query {q.qid if q.qid is not None else i}: empty; give text or an image")
+            if has_text:
+                texts.append((i, self.params.prompt.replace("{}", str(q.text))))
+            if q.image is not None:
+                images.append((i, load_image(q.image)))
+        out = np.zeros((len(queries), self.dim), dtype=np.float32)
+        with stage("query_encode", items=len(queries)):
+            if texts:
+                out[[i for i, _ in texts]] += self.text.encode([t for _, t in texts])
+            for i, image in images:
+                out[i] += self.encode_pixels(self.transform(image[None]))[0]
+        return _unit(out)
+
+    def search(self, queries: Sequence[QueryInput], *, top_k: int = 10,
+               vids: Sequence[str] | None = None) -> list[list[Moment]]:
+        """Per query, at most ``top_k`` moments by descending cosine similarity.
+
+        ``vids`` grounds each query in those videos; ``None`` searches every indexed video.
+        """
+        if not self.corpus.videos:
+            raise BadInput(f"{self.name}: nothing indexed; call index() before search()")
+        if top_k < 1:
+            raise BadInput(f"top_k must be >= 1, got {top_k}")
+        targets = [self.corpus.get(v).vid for v in vids] if vids is not None else None
+        qvecs = self.encode_queries(queries)
+        results = []
+        for qv in qvecs:
+            with stage("search", items=1):
+                if targets is None:
+                    chosen = self.corpus.top_videos(qv, self.params.corpus_frames, top_k)
+                else:
+                    chosen = targets
+                moments = [m for vid in chosen for m in self._video_moments(vid, qv, top_k)]
+                moments.sort(key=lambda m: (-m.score, m.vid, m.start))
+            results.append(moments[:top_k])
+        return results
+
+    def _video_moments(self, vid: str, qv: np.ndarray, top_k: int) -> list[Moment]:
+        item = self.corpus.get(vid)
+        curve = item.vectors @ qv
+        cfg = self.params.proposals.model_copy(update={"max_windows": top_k})
+        out = []
+        for w in propose(item.times_s, curve, duration_s=item.duration_s, fps=self.params.fps, config=cfg):
+            out.append(Moment(vid=vid, start=w.start, end=w.end, score=w.score,
+                              evidence=frame_evidence(item.times_s, curve, w.start, w.end)))
+        return out
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        index = self.corpus._index
+        return {"videos": len(self.corpus.videos), "frames": len(self.corpus),
+                "encoder_calls": self.encoder_calls, "vector_index": index.stats() if index else None}
+
+    def provenance(self) -> dict[str, Any]:
+        prov: dict[str, Any] = {
+            "family": self.family,
+            "model": {**self.resolved.provenance(), "weights": weights_tag(self.resolved)},
+            "device": self.device, "dtype": dtype_name(self.dtype), "fps": self.params.fps,
+            "decoder": self.params.decoder, "transform": self.transform.signature(),
+            "text_tower": self.text.describe, "extractor": self.extractor.key,
+            "random_init": self.resolved.random_init,
+        }
+        if self.text_resolved is not None:
+            prov["text_model"] = self.text_resolved.provenance()
+            prov["random_init"] = prov["random_init"] or self.text_resolved.random_init
+        return prov
+
+
+def frame_evidence(times_s: np.ndarray, curve: np.ndarray, start: float, end: float,
+                   max_frames: int = 5) -> dict[str, Any]:
+    """The best frames inside ``[start, end)``: ``{"method", "frames": [{"t", "score"}], "peak_s"}``,
+    frames in time order."""
+    inside = np.flatnonzero((times_s >= start - 1e-6) & (times_s < end))
+    if inside.size == 0:
+        return {"method": "clip-frames", "frames": [], "peak_s": None}
+    best = inside[np.argsort(-curve[inside], kind="stable")[:max_frames]]
+    frames = [{"t": float(times_s[i]), "score": float(curve[i])} for i in sorted(best.tolist())]
+    return {"method": "clip-frames", "frames": frames, "peak_s": float(times_s[best[0]])}
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)

@@ -1,0 +1,201 @@
+"""clip-frames end to end with the tiny random-init CLIP on short ffmpeg-made videos.
+
+The tiny model's similarities are noise; these tests check shapes, timestamps, caching,
+modes and errors, and use colour-only videos where equal pixels must give equal vectors.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.errors import BadInput, Unavailable
+from bench.retrievers import build_retriever
+from bench.retrievers._hf_vision import ImageTransform, prefetch
+from bench.retrievers.base import RetrieverConfig
+from bench.retrievers.clip_frames import ClipFrames
+from bench.store import FeatureStore
+from bench.types import QueryInput, Video
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+
+
+def make_video(path: Path, colours: list[str], seconds_each: float, size: str = "64x48",
+               rate: int = 10) -> Path:
+    """An H.264 file of solid colour segments (e.g. red for 4 s, then blue for 4 s)."""
+    args = ["ffmpeg", "-v", "error", "-y"]
+    for c in colours:
+        args += ["-f", "lavfi", "-i", f"color=c={c}:s={size}:d={seconds_each}:r={rate}"]
+    chain = "".join(f"[{i}:v]" for i in range(len(colours)))
+    args += ["-filter_complex", f"{chain}concat=n={len(colours)}:v=1:a=0[v]", "-map", "[v]",
+             "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "10", str(path)]
+    subprocess.run(args, check=True, timeout=60)
+    return path
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> list[Video]:
+    root = tmp_path_factory.mktemp("clipvid")
+    a = make_video(root / "redblue.mp4", ["red", "blue"], 4.0)
+    b = make_video(root / "greenwhite.mp4", ["green", "white", "green"], 2.0)
+    return [Video(vid="redblue", path=str(a), duration=8.0), Video(vid="greenwhite", path=str(b), duration=6.0)]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> FeatureStore:
+    return FeatureStore(tmp_path_factory.mktemp("store"))
+
+
+@pytest.fixture(scope="module")
+def retriever(videos: list[Video], store: FeatureStore) -> ClipFrames:
+    r = build_retriever("clip-frames-tiny", "cpu")
+    assert isinstance(r, ClipFrames)
+    r.index(videos, store)
+    return r
+
+
+def test_index_stores_one_unit_vector_per_sampled_frame(retriever: ClipFrames, store: FeatureStore,
+                                                        videos: list[Video]) -> None:
+    video_id = store.video_id(Path(videos[0].path or ""))
+    arrays = store.load(video_id, retriever.extractor)
+    assert arrays is not None
+    emb, times = arrays["emb"], arrays["times_s"]
+    assert emb.dtype == np.float32 and emb.shape == (8, retriever.dim) == (8, 32)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(times, np.arange(8.0), atol=0.051)  # 10 fps source, 1 fps sampling
+    # Solid colours: frames of one segment embed (nearly) identically, the segments differ.
+    assert float(emb[0] @ emb[2]) > 0.99 and float(emb[5] @ emb[7]) > 0.99
+    assert float(emb[1] @ emb[6]) < float(emb[0] @ emb[2]) - 1e-3
+    assert retriever.encoder_calls >= 2  # one batch per video at least
+    assert retriever.stats()["frames"] == 14
+
+
+def test_second_index_computes_nothing(videos: list[Video], store: FeatureStore,
+                                       retriever: ClipFrames) -> None:
+    again = build_retriever("clip-frames-tiny", "cpu")
+    assert isinstance(again, ClipFrames)
+    again.index(videos, store)
+    assert again.encoder_calls == 0
+    assert all(store.status(store.video_id(Path(v.path or "")), again.extractor) == "done" for v in videos)
+    q = [QueryInput(text="a red square")]
+    assert [(m.vid, m.start, m.end) for m in again.search(q, top_k=3)[0]] == \
+        [(m.vid, m.start, m.end) for m in retriever.search(q, top_k=3)[0]]
+
+
+def test_grounding_returns_windows_inside_the_video(retriever: ClipFrames) -> None:
+    (moments,) = retriever.search([QueryInput(text="a person opens a door", qid="q1")], top_k=3,
+                                  vids=["greenwhite"])
+    assert 1 <= len(moments) <= 3
+    assert all(m.vid == "greenwhite" and 0.0 <= m.start < m.end <= 6.0 for m in moments)
+    assert [m.score for m in moments] == sorted((m.score for m in moments), reverse=True)
+    for m in moments:
+        frames = m.evidence["frames"]
+        assert frames and all(m.start - 1e-6 <= f["t"] < m.end for f in frames)
+        assert m.evidence["method"] == "clip-frames" and m.score <= 1.0 + 1e-6
+
+
+def test_corpus_search_ranks_across_videos(retriever: ClipFrames) -> None:
+    (moments,) = retriever.search([QueryInput(text="something")], top_k=10)
+    assert {m.vid for m in moments} <= {"redblue", "greenwhite"}
+    assert [m.score for m in moments] == sorted((m.score for m in moments), reverse=True)
+    # Corpus scores are the same cosine scores grounding gives for that video.
+    best = moments[0]
+    (grounded,) = retriever.search([QueryInput(text="something")], top_k=10, vids=[best.vid])
+    assert grounded[0].score == pytest.approx(best.score)
+    assert retriever.stats()["vector_index"]["kind"] == "flat"
+
+
+def test_image_query_finds_the_frames_of_that_colour(retriever: ClipFrames, tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (64, 48), (0, 0, 255)).save(tmp_path / "blue.png")
+    (moments,) = retriever.search([QueryInput(image=str(tmp_path / "blue.png"))], top_k=1, vids=["redblue"])
+    assert moments[0].start >= 3.0 and moments[0].end <= 8.0  # the blue half (4-8 s), not the red
+    assert moments[0].score > 0.9
+
+
+def test_query_errors(retriever: ClipFrames, tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="empty"):
+        retriever.search([QueryInput(text="   ")])
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(BadInput, match="not a readable image"):
+        retriever.search([QueryInput(image=str(tmp_path / "notes.png"))])
+    with pytest.raises(BadInput, match="not found"):
+        retriever.search([QueryInput(image=str(tmp_path / "missing.png"))])
+    with pytest.raises(BadInput, match="not indexed"):
+        retriever.search([QueryInput(text="x")], vids=["nope"])
+    with pytest.raises(BadInput, match="top_k"):
+        retriever.search([QueryInput(text="x")], top_k=0)
+    fresh = build_retriever("clip-frames-tiny", "cpu")
+    with pytest.raises(BadInput, match="index"):
+        fresh.search([QueryInput(text="x")])
+
+
+def test_very_long_query_is_truncated_with_one_warning(retriever: ClipFrames,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    fresh = ClipFrames(retriever.config, "cpu")
+    fresh.corpus = retriever.corpus
+    long = "word " * 20_000  # 100,000 characters
+    with caplog.at_level(logging.WARNING, logger="bench"):
+        first = fresh.search([QueryInput(text=long)], top_k=2, vids=["redblue"])[0]
+        fresh.search([QueryInput(text=long)], top_k=2, vids=["redblue"])
+    warnings = [r for r in caplog.records if "truncated" in r.getMessage()]
+    assert len(warnings) == 1 and "100000-character" in warnings[0].getMessage()
+    short = fresh.search([QueryInput(text="word " * 76)], top_k=2, vids=["redblue"])[0]
+    assert first[0].score == pytest.approx(short[0].score, abs=1e-5)  # same 77 tokens
+
+
+def test_params_and_model_errors() -> None:
+    cfg = RetrieverConfig(name="x", family="clip-frames", model={"id": "tiny:clip"}, params={"fpss": 2})
+    with pytest.raises(BadInput, match="fpss"):
+        ClipFrames(cfg, "cpu")
+    hub = RetrieverConfig(name="hub", family="clip-frames",
+                          model={"id": "openai/clip-vit-base-patch32",
+                                 "revision": "3d74acf9a28c67741b2f4f2ea7635f0aaf6f0268"})
+    try:
+        ClipFrames(hub, "cpu")
+    except Unavailable as exc:
+        assert "openai/clip-vit-base-patch32" in str(exc)
+    else:
+        pytest.skip("real CLIP weights are in the local cache; nothing to check offline")
+
+
+def test_torch_preprocessing_matches_the_reference_processor() -> None:
+    from transformers import CLIPImageProcessorPil
+
+    rng = np.random.default_rng(0)
+    # Smooth content: resampling kernels differ slightly (PIL vs torch) on high frequencies.
+    base = rng.integers(0, 256, (12, 16, 3)).astype(np.uint8)
+    from PIL import Image
+
+    frame = np.asarray(Image.fromarray(base).resize((160, 120), Image.Resampling.BILINEAR))
+    ref = CLIPImageProcessorPil(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64})
+    expected = ref(images=[frame], return_tensors="np")["pixel_values"][0]
+    ours = ImageTransform.from_config(ref.to_dict())(frame[None])[0].numpy()
+    assert ours.shape == expected.shape == (3, 64, 64)
+    assert float(np.abs(ours - expected).mean()) < 0.02
+
+
+def test_prefetch_propagates_errors_and_stops_early() -> None:
+    def boom():
+        yield 1
+        raise RuntimeError("decoder broke")
+
+    with pytest.raises(RuntimeError, match="decoder broke"):
+        list(prefetch(boom()))
+    produced: list[int] = []
+
+    def many():
+        for i in range(1000):
+            produced.append(i)
+            yield i
+
+    for i in prefetch(many(), depth=2):
+        if i == 3:
+            break
+    assert len(produced) < 10
