@@ -113,24 +113,25 @@ def test_point_becomes_two_second_window() -> None:
     assert (scene.start_s, scene.end_s) == (0.0, 1.0)
 
 
-def test_overlapping_scenes_merge_and_duplicates_collapse() -> None:
+def test_same_moment_merges_and_duplicates_collapse() -> None:
     answer = json.dumps([
         {"Timestamp": "00:10-00:20", "Description": "first", "Evidence": ["e1"], "Confidence": 0.4},
         {"Timestamp": "00:40-00:45", "Description": "second"},
-        {"Timestamp": "00:15-00:25", "Description": "overlaps first", "Evidence": ["e2"], "Confidence": 0.8},
+        {"Timestamp": "00:11-00:21", "Description": "same as first", "Evidence": ["e2"], "Confidence": 0.8},
         {"Timestamp": "00:40-00:45", "Description": "duplicate of second"},
     ])
     scenes = parse_scenes(answer, 60.0).scenes
     assert [(s.start_s, s.end_s, s.description, s.rank) for s in scenes] == [
-        (10.0, 25.0, "first", 0), (40.0, 45.0, "second", 1)]
+        (10.0, 20.0, "first", 0), (40.0, 45.0, "second", 1)]
     assert scenes[0].evidence == ("e1", "e2")
     assert scenes[0].confidence == pytest.approx(0.8)
 
 
-def test_merge_reaches_transitively() -> None:
-    scenes = [Scene(0.0, 10.0, "a", rank=0), Scene(20.0, 30.0, "b", rank=1), Scene(8.0, 22.0, "c", rank=2)]
-    merged = merge_overlapping(scenes)
-    assert [(s.start_s, s.end_s) for s in merged] == [(0.0, 30.0)]
+def test_a_long_vague_scene_does_not_swallow_a_short_one() -> None:
+    scenes = [Scene(10.0, 14.0, "precise", rank=0), Scene(0.0, 120.0, "vague", rank=1),
+              Scene(12.0, 30.0, "neighbour", rank=2)]
+    assert [(s.start_s, s.end_s) for s in merge_overlapping(scenes)] == [
+        (10.0, 14.0), (0.0, 120.0), (12.0, 30.0)]
 
 
 def test_output_is_bounded() -> None:

@@ -21,6 +21,8 @@ MAX_ANSWER_CHARS = 20_000
 """Longer answers are cut before parsing: the output is bounded whatever the model writes."""
 MAX_JSON_STARTS = 100
 """Brackets tried as the start of the JSON value; bounds the work on long garbage."""
+MERGE_IOU = 0.5
+"""Scenes overlapping at least this much (intersection over union) are one moment."""
 POINT_WINDOW_S = 2.0
 """A single time (or a zero-length range) becomes a window this long, centred on it."""
 
@@ -377,8 +379,9 @@ def parse_scenes(answer: str, duration_s: float, *, max_scenes: int = 3, allow_e
     - a reversed range (end before start) is swapped: the two times still name the moment;
     - a single time or zero-length range becomes a ``point_window_s`` window centred on it;
     - a scene that starts at or after the duration is dropped; an end past it is clipped;
-    - scenes that overlap are merged into their union (first-listed description and rank,
-      highest confidence, evidence of both), so exact duplicates collapse to one;
+    - scenes that are the same moment (IoU >= 0.5) merge into the first-listed one (its
+      window, description and rank; the highest confidence; the evidence of both), so
+      duplicates collapse to one; scenes that overlap less stay separate candidates;
     - at most ``max_scenes`` are kept, in the model's order; descriptions and evidence are
       cut to fixed sizes.
     Raises :class:`InvalidOutput` ("no valid scenes: <why>") when no scene survives, except
@@ -399,10 +402,23 @@ def parse_scenes(answer: str, duration_s: float, *, max_scenes: int = 3, allow_e
     return ParsedScenes(scenes=scenes, notes=notes)
 
 
-def merge_overlapping(scenes: list[Scene], notes: list[str] | None = None) -> list[Scene]:
-    """Merge scenes whose windows intersect (union window); order by the first-listed rank.
+def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Temporal intersection over union of two ``(start_s, end_s)`` windows."""
+    inter = min(a[1], b[1]) - max(a[0], b[0])
+    if inter <= 0:
+        return 0.0
+    union = max(a[1], b[1]) - min(a[0], b[0])
+    return inter / union if union > 0 else 0.0
 
-    Repeated until no two windows intersect, since a union can reach a third scene.
+
+def merge_overlapping(scenes: list[Scene], notes: list[str] | None = None, *,
+                      min_iou: float = MERGE_IOU) -> list[Scene]:
+    """Merge scenes that are the same moment (IoU >= ``min_iou``) into the first-listed one.
+
+    The merged scene keeps the first-listed window, description and rank (the model's best
+    guess is not widened), the highest confidence and the evidence of both. Scenes that only
+    touch or overlap a little stay apart: a long vague scene must not swallow a short
+    precise one.
     """
     out = sorted(scenes, key=lambda s: s.rank)
     changed = True
@@ -411,14 +427,13 @@ def merge_overlapping(scenes: list[Scene], notes: list[str] | None = None) -> li
         for i in range(len(out)):
             for j in range(i + 1, len(out)):
                 a, b = out[i], out[j]
-                if min(a.end_s, b.end_s) > max(a.start_s, b.start_s):
+                if iou((a.start_s, a.end_s), (b.start_s, b.end_s)) >= min_iou:
                     evidence = tuple(dict.fromkeys(a.evidence + b.evidence))[:MAX_EVIDENCE_ITEMS]
                     confs = [c for c in (a.confidence, b.confidence) if c is not None]
-                    out[i] = replace(a, start_s=min(a.start_s, b.start_s), end_s=max(a.end_s, b.end_s),
-                                     evidence=evidence, confidence=max(confs) if confs else None)
+                    out[i] = replace(a, evidence=evidence, confidence=max(confs) if confs else None)
                     del out[j]
                     if notes is not None:
-                        notes.append(f"scene {b.timestamp!r} overlaps {a.timestamp!r}: merged")
+                        notes.append(f"scene {b.timestamp!r} is the same moment as {a.timestamp!r}: merged")
                     changed = True
                     break
             if changed:
