@@ -230,6 +230,9 @@ class BM25Text:
         self.last_errors: dict[QID | None, str] = {}
         self._seg_terms: list[frozenset[str]] = []
         self._seg_index: dict[Segment, int] = {}
+        self._segments: list[Segment] = []
+        self._win_segs: list[list[int]] = []
+        """Per window, the indices (into ``_segments``) of its lines."""
         self._logged: set[str] = set()
         self._cache_hit = False
 
@@ -276,6 +279,8 @@ class BM25Text:
         self.corpus = corpus
         self.scorer = scorer
         self._seg_index = unique
+        self._segments = list(unique)
+        self._win_segs = [[unique[s] for s in w.segments] for w in corpus.windows]
         self._seg_terms = [frozenset(t) for t in seg_terms]
 
     def _tokenize_segments(self, segments: list[Segment], corpus: TextCorpus) -> list[list[str]]:
@@ -366,37 +371,50 @@ class BM25Text:
             return self._no_result(q, "the indexed videos have no searchable text")
         if candidates.size == 0:
             return self._no_result(q, "the requested videos have no extracted text")
+        p = self.params
         with stage("search", items=1):
             scores = self.scorer.scores(terms)
-            hit = candidates[self.scorer.matching(terms)[candidates]]
+            matching = self.scorer.matching(terms)
+            hit = candidates[matching[candidates]]
             if hit.size == 0:
                 return []
             # Visit videos by their best window; enough windows to fill top_k in most cases.
             n_best = min(hit.size, max(4 * top_k, 32))
             best = hit[np.argsort(-scores[hit], kind="stable")[:n_best]]
-            order = list(dict.fromkeys(self.corpus.windows[i].vid for i in best.tolist()))
+            peak: dict[str, float] = {}  # vid -> its best window score, best videos first
+            for i in best.tolist():
+                peak.setdefault(self.corpus.windows[i].vid, float(scores[i]))
             moments: list[Moment] = []
             qset = frozenset(terms)
-            for vid in order[:top_k]:
-                moments += self._video_moments(vid, scores, qset, top_k)
-            moments.sort(key=lambda m: (-m.score, m.vid, m.start))
+            for vid, vid_peak in list(peak.items())[:top_k]:
+                # A moment scores at most its video's best window (plus the length prior), so
+                # once top_k moments beat that, this and later videos cannot enter.
+                bound = vid_peak + p.proposals.length_prior * math.log(
+                    max(self.corpus.durations_s[vid], 1e-3))
+                if len(moments) >= top_k and moments[top_k - 1].score >= bound:
+                    break
+                lo, hi = self.corpus.ranges[vid]
+                rows = np.flatnonzero(matching[lo:hi]) + lo
+                moments += self._video_moments(vid, rows, scores, qset, top_k)
+                moments.sort(key=lambda m: (-m.score, m.vid, m.start))
             return moments[:top_k]
 
-    def _video_moments(self, vid: str, scores: np.ndarray, qset: frozenset[str],
+    def _video_moments(self, vid: str, rows: np.ndarray, scores: np.ndarray, qset: frozenset[str],
                        top_k: int) -> list[Moment]:
+        """Moments of ``vid`` from its windows ``rows`` (those containing a query term)."""
         assert self.corpus is not None
         p = self.params
-        lo, hi = self.corpus.ranges[vid]
         spans: list[tuple[float, float, float]] = []
-        matched: dict[Segment, float] = {}
-        for i in range(lo, hi):
+        matched: dict[int, float] = {}  # line index -> best score of a window holding it
+        for i in rows.tolist():
             w = self.corpus.windows[i]
-            for s in w.segments:
-                if qset.isdisjoint(self._seg_terms[self._seg_index[s]]):
+            score = float(scores[i])
+            for j in self._win_segs[i]:
+                if qset.isdisjoint(self._seg_terms[j]):
                     continue
-                score = float(scores[i])
+                s = self._segments[j]
                 spans.append((max(s.start, w.start), min(s.end, w.end), score))
-                matched[s] = max(matched.get(s, -math.inf), score)
+                matched[j] = max(matched.get(j, -math.inf), score)
         if not spans:
             return []
         duration = self.corpus.durations_s[vid]
@@ -410,13 +428,15 @@ class BM25Text:
                               evidence=self._evidence(win.start, win.end, matched, qset)))
         return out
 
-    def _evidence(self, start: float, end: float, matched: Mapping[Segment, float],
+    def _evidence(self, start: float, end: float, matched: Mapping[int, float],
                   qset: frozenset[str]) -> dict[str, Any]:
-        inside = [s for s in matched if s.start < end and max(s.end, s.start + 1e-9) > start]
-        inside.sort(key=lambda s: (-matched[s], s.start))
-        snippets = [{"start": s.start, "end": s.end, "source": s.source, "text": s.text,
-                     "terms": sorted(qset & self._seg_terms[self._seg_index[s]])}
-                    for s in sorted(inside[:self.params.max_snippets], key=lambda s: s.start)]
+        segs = self._segments
+        inside = [j for j in matched
+                  if segs[j].start < end and max(segs[j].end, segs[j].start + 1e-9) > start]
+        inside.sort(key=lambda j: (-matched[j], segs[j].start))
+        snippets = [{"start": segs[j].start, "end": segs[j].end, "source": segs[j].source,
+                     "text": segs[j].text, "terms": sorted(qset & self._seg_terms[j])}
+                    for j in sorted(inside[:self.params.max_snippets], key=lambda j: segs[j].start)]
         return {"method": "bm25", "terms": sorted(qset), "snippets": snippets}
 
     # -- reporting --------------------------------------------------------------------------

@@ -5,6 +5,7 @@ A window keeps the segments that overlap it, so a hit can show which lines match
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
 from collections import Counter, defaultdict
@@ -65,8 +66,12 @@ def _overlaps(seg: Segment, start: float, end: float) -> bool:
 
 
 def _window_lang(segments: Sequence[Segment], default: str | None) -> str | None:
-    langs = Counter(s.lang for s in segments if s.lang)
-    return langs.most_common(1)[0][0] if langs else default
+    langs = [s.lang for s in segments if s.lang]
+    if not langs:
+        return default
+    if all(x == langs[0] for x in langs):
+        return langs[0]
+    return Counter(langs).most_common(1)[0][0]
 
 
 def _video_windows(vid: str, segments: list[Segment], cfg: WindowConfig,
@@ -76,13 +81,19 @@ def _video_windows(vid: str, segments: list[Segment], cfg: WindowConfig,
     horizon = max(horizon, min(s.start for s in segments) + 1e-6)
     # Enough windows that the last one reaches the last text (or the video's end).
     n = max(1, math.ceil(max(min(last, horizon) - cfg.window_s, 0.0) / cfg.stride_s - 1e-9) + 1)
+    # Segments are sorted by start: only those starting within the longest segment's length
+    # before a window can overlap it, so each window looks at a few, not all.
+    starts = [s.start for s in segments]
+    longest = max(s.end - s.start for s in segments)
     out: list[TextWindow] = []
     for i in range(n):
         start = round(i * cfg.stride_s, 6)
         end = min(start + cfg.window_s, horizon)
         if end <= start:
             break
-        inside = [s for s in segments if _overlaps(s, start, end)]
+        lo = bisect.bisect_left(starts, start - longest - 1e-9)
+        hi = bisect.bisect_left(starts, end)
+        inside = [s for s in segments[lo:hi] if _overlaps(s, start, end)]
         if not inside:
             continue
         groups: Iterable[list[Segment]]
