@@ -226,8 +226,10 @@ def build_tiny_caption(config: dict[str, Any], out_dir: Path, seed: int) -> None
     """Build a random-init BLIP captioner (tokenizer, image processor, model) into ``out_dir``.
 
     The tokenizer is a BERT word-piece tokenizer over a small word list (no download);
-    ``config`` keys: ``hidden_size``, ``layers``, ``heads``, ``image_size``, ``patch_size``,
-    ``words`` (all optional).
+    ``config`` keys (all optional): ``hidden_size``, ``layers``, ``heads``,
+    ``intermediate_size``, ``image_size``, ``patch_size``, ``words``, and ``vocab_size`` (pad
+    the vocabulary to this many tokens). With BLIP base's sizes (768, 12, 12, 3072, 384, 16,
+    vocab 30524) it has the real model's cost, which is what speed benchmarks need.
     """
     import torch
     import transformers
@@ -238,7 +240,8 @@ def build_tiny_caption(config: dict[str, Any], out_dir: Path, seed: int) -> None
     image_processor_cls: Any = (getattr(transformers, "BlipImageProcessorPil", None)
                                 or transformers.BlipImageProcessor)
 
-    known = {"hidden_size", "layers", "heads", "image_size", "patch_size", "words"}
+    known = {"hidden_size", "layers", "heads", "intermediate_size", "image_size", "patch_size",
+             "words", "vocab_size"}
     unknown = set(config) - known
     if unknown:
         raise BadInput(f"tiny caption recipe: unknown config key(s) {sorted(unknown)}; "
@@ -248,18 +251,22 @@ def build_tiny_caption(config: dict[str, Any], out_dir: Path, seed: int) -> None
     heads = int(config.get("heads", 2))
     image_size = int(config.get("image_size", 32))
     patch = int(config.get("patch_size", 8))
+    intermediate = int(config.get("intermediate_size", 2 * hidden))
     words = list(config.get("words", DEFAULT_TINY_WORDS))
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
-    vocab = {w: i for i, w in enumerate(specials + [w for w in words if w not in specials])}
+    tokens = specials + [w for w in words if w not in specials]
+    # Padding to a real vocabulary size gives the real embedding and output-layer cost.
+    tokens += [f"[unused{i}]" for i in range(int(config.get("vocab_size", 0)) - len(tokens))]
+    vocab = {w: i for i, w in enumerate(tokens)}
     tokenizer = BertTokenizer(vocab=vocab, bos_token="[DEC]")
     size = {"height": image_size, "width": image_size}
     processor = BlipProcessor(image_processor=image_processor_cls(size=size), tokenizer=tokenizer)
     text = {"vocab_size": len(vocab), "hidden_size": hidden, "num_hidden_layers": layers,
-            "num_attention_heads": heads, "intermediate_size": 2 * hidden, "max_position_embeddings": 64,
+            "num_attention_heads": heads, "intermediate_size": intermediate, "max_position_embeddings": 64,
             "bos_token_id": vocab["[DEC]"], "sep_token_id": vocab["[SEP]"], "pad_token_id": vocab["[PAD]"],
             "eos_token_id": vocab["[SEP]"]}
     vision = {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
-              "intermediate_size": 2 * hidden, "image_size": image_size, "patch_size": patch}
+              "intermediate_size": intermediate, "image_size": image_size, "patch_size": patch}
     torch.manual_seed(seed)
     model = BlipForConditionalGeneration(BlipConfig(text_config=text, vision_config=vision,
                                                     projection_dim=hidden))
