@@ -114,6 +114,12 @@ def pooled(output: Any) -> torch.Tensor:
     return output.pooler_output  # type: ignore[no-any-return]
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows of ``x`` scaled to unit L2 norm (zero rows stay zero), as float32."""
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
 # -- preprocessing ---------------------------------------------------------------------------
 
 
@@ -398,16 +404,15 @@ def build_tiny_clip(config: dict[str, Any], out_dir: Path, seed: int) -> None:
 def build_tiny_xclip(config: dict[str, Any], out_dir: Path, seed: int) -> None:
     """Random-init XCLIPModel + CLIPTokenizer (open_clip BPE) + image processor into ``out_dir``.
 
-    ``config``: XCLIPConfig keywords (``text_config``, ``vision_config`` with ``num_frames``,
-    ``projection_dim``, ``prompt_layers``, ``mit_hidden_size``, ...) plus ``merges``.
+    ``config``: XCLIPConfig keywords (``text_config``, ``vision_config`` with ``num_frames``
+    and the ``mit_*`` sizes, ``projection_dim``, ``prompt_layers``, ...) plus ``merges``.
     """
     import torch
     from transformers import XCLIPConfig, XCLIPModel
 
     known = {"text_config", "vision_config", "projection_dim", "prompt_layers", "prompt_alpha",
              "prompt_hidden_act", "prompt_num_attention_heads", "prompt_attention_dropout",
-             "prompt_projection_dropout", "mit_hidden_size", "mit_intermediate_size", "mit_num_hidden_layers",
-             "mit_num_attention_heads", "logit_scale_init_value"}
+             "prompt_projection_dropout", "logit_scale_init_value"}
     cfg, merges, image_size = _split_recipe(config, known)
     text = dict(cfg.pop("text_config", {}))
     max_length = int(text.get("max_position_embeddings", 77))

@@ -31,6 +31,7 @@ from bench.retrievers._hf_vision import (
     preprocessed_batches,
     resolve_or_unavailable,
     torch_dtype,
+    unit_rows,
     weights_tag,
 )
 from bench.retrievers.base import RetrieverConfig, parse_params
@@ -152,7 +153,7 @@ class ClipFrames:
             inputs = qtok(texts, self.device)
             with self._torch.inference_mode():
                 feats = pooled(self.model.get_text_features(**inputs)).float()
-            return _unit(feats.cpu().numpy())
+            return unit_rows(feats.cpu().numpy())
 
         return _TextTower(encode, {"tower": "model", "max_tokens": max_len})
 
@@ -176,7 +177,7 @@ class ClipFrames:
             qtok.check_truncation(texts, clipped)
             vecs = st.encode(clipped, convert_to_numpy=True, normalize_embeddings=True,
                              show_progress_bar=False)
-            return _unit(np.asarray(vecs, dtype=np.float32))
+            return unit_rows(np.asarray(vecs, dtype=np.float32))
 
         return _TextTower(encode, {"tower": "sentence-transformers", "max_tokens": max_len})
 
@@ -197,7 +198,7 @@ class ClipFrames:
         x = pixels.to(self.device, self.dtype, non_blocking=True)
         with self._torch.inference_mode():
             feats = pooled(self.model.get_image_features(pixel_values=x)).float()
-        return _unit(feats.cpu().numpy())
+        return unit_rows(feats.cpu().numpy())
 
     def encode_video(self, path: Path, info: ProbeInfo) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """All sampled frames of one video -> ``{"emb": float32 (n, d), "times_s": float64 (n,)}``."""
@@ -257,7 +258,7 @@ class ClipFrames:
                 out[[i for i, _ in texts]] += self.text.encode([t for _, t in texts])
             for i, image in images:
                 out[i] += self.encode_pixels(self.transform(image[None]))[0]
-        return _unit(out)
+        return unit_rows(out)
 
     def search(self, queries: Sequence[QueryInput], *, top_k: int = 10,
                vids: Sequence[str] | None = None) -> list[list[Moment]]:
@@ -325,8 +326,3 @@ def frame_evidence(times_s: np.ndarray, curve: np.ndarray, start: float, end: fl
     best = inside[np.argsort(-curve[inside], kind="stable")[:max_frames]]
     frames = [{"t": float(times_s[i]), "score": float(curve[i])} for i in sorted(best.tolist())]
     return {"method": "clip-frames", "frames": frames, "peak_s": float(times_s[best[0]])}
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32)

@@ -1,0 +1,405 @@
+"""``xclip-clips``: X-CLIP video embeddings of sliding clips of sampled frames, matched to a
+text query, then the best candidates re-scored with X-CLIP's video-conditioned text prompt.
+
+X-CLIP's image tower exchanges messages between the frames of a clip, so frames are encoded
+clip by clip: with the default stride (half a clip) each sampled frame is encoded twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from bench.errors import BadInput, Unavailable
+from bench.eval.timing import stage
+from bench.modelref import ModelRef, ResolvedModel
+from bench.retrievers._hf_vision import (
+    EmbeddingCorpus,
+    ImageTransform,
+    QueryTokenizer,
+    VideoVectors,
+    dtype_name,
+    image_processor_config,
+    load_image,
+    load_pretrained,
+    pooled,
+    preprocessed_batches,
+    resolve_or_unavailable,
+    torch_dtype,
+    unit_rows,
+    weights_tag,
+)
+from bench.retrievers.base import RetrieverConfig, parse_params
+from bench.retrievers.proposals import ProposalConfig, Window, propose
+from bench.types import Moment, QueryInput, Video
+
+if TYPE_CHECKING:
+    import torch
+
+    from bench.store import FeatureStore
+    from bench.video import ProbeInfo
+
+log = logging.getLogger("bench")
+
+# No pinned revision could be looked up offline for this model; "main" until one is pinned.
+DEFAULT_MODEL = ModelRef(id="microsoft/xclip-base-patch32", revision="main")
+FEATURES_VERSION = "1"
+
+
+def _clip_proposals() -> ProposalConfig:
+    # The frame curve is already a max over 8-frame clips, so no smoothing; a moment is at
+    # least 2 s long.
+    return ProposalConfig(strategy="peak", rel_threshold=0.5, min_len_s=2.0, nms_iou=0.5)
+
+
+class Params(BaseModel):
+    """``params`` of an ``xclip-clips`` configuration. The clip length (frames) is the
+    model's ``vision_config.num_frames`` (8 for the released checkpoints)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fps: float = Field(default=1.0, gt=0, le=30)
+    """Frames sampled per second; a clip of 8 frames spans 8 s at 1 fps."""
+    stride_frames: int = Field(default=4, ge=1)
+    """Frames between the starts of consecutive clips."""
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    """Frames per image-tower call."""
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    decoder: Literal["auto", "decord", "pyav"] = "auto"
+    prefetch: int = Field(default=2, ge=1, le=16)
+    prompt: str = "{}"
+    rerank_top: int = Field(default=20, ge=0)
+    """Candidate moments re-scored with the video-conditioned text (0 turns it off); at
+    least ``top_k`` are always re-scored so returned scores are on one scale."""
+    proposals: ProposalConfig = Field(default_factory=_clip_proposals)
+    corpus_clips: int = Field(default=128, ge=1)
+    """Corpus search: clips fetched from the vector index to pick candidate videos."""
+    index_kind: Literal["auto", "flat", "ivf", "hnsw", "pq"] = "auto"
+
+
+@dataclass
+class _ClipSpans:
+    """Where one video's clips lie: frame times and each clip's first/last frame."""
+
+    frame_times_s: np.ndarray
+    """float64 ``(n_frames,)``."""
+    clip_frames: np.ndarray
+    """int64 ``(n_clips, 2)``: first and last frame index (inclusive) of each clip."""
+
+
+class XClipClips:
+    """The ``xclip-clips`` family (default ``microsoft/xclip-base-patch32``).
+
+    Retrieval scores every clip by cosine(text, clip video embedding); the per-frame curve
+    (max over the clips covering a frame) goes through proposals; then each candidate
+    moment is re-scored with X-CLIP's prompt generator, which conditions the text embedding
+    on the clip's visual tokens (the score X-CLIP was trained with). An image query is
+    embedded as a still clip (the image repeated) and is not re-scored.
+    """
+
+    family = "xclip-clips"
+
+    def __init__(self, config: RetrieverConfig, device: str = "cpu") -> None:
+        try:
+            import torch
+            from transformers import AutoModel, AutoTokenizer
+        except ImportError as exc:
+            raise Unavailable(f"{config.name}: xclip-clips needs torch and transformers ({exc})") from None
+        self._torch = torch
+        self.name = config.name
+        self.config = config
+        self.device = device
+        self.params: Params = parse_params(Params, config)
+        if "{}" not in self.params.prompt:
+            raise BadInput(f"retriever {config.name!r}: params.prompt must contain '{{}}' for the query")
+        self.model_ref = config.model or DEFAULT_MODEL
+        self.resolved: ResolvedModel = resolve_or_unavailable(self.model_ref)
+        self.dtype = torch_dtype(self.params.dtype, device)
+        model = load_pretrained(AutoModel.from_pretrained, self.model_ref, self.resolved, dtype=self.dtype)
+        if not hasattr(model, "prompts_generator") or not hasattr(model, "mit"):
+            raise BadInput(f"{self.model_ref.id} ({type(model).__name__}) is not an X-CLIP model")
+        self.model = model.to(device).eval()
+        self.transform = ImageTransform.from_config(image_processor_config(self.model_ref, self.resolved))
+        self.clip_len = int(self.model.config.vision_config.num_frames)
+        self.dim = int(self.model.config.projection_dim)
+        tokenizer = load_pretrained(AutoTokenizer.from_pretrained, self.model_ref, self.resolved)
+        max_len = int(getattr(self.model.config.text_config, "max_position_embeddings", 77))
+        self.tokenize = QueryTokenizer(tokenizer, max_len)
+        self.corpus = EmbeddingCorpus(self.dim, index_kind=self.params.index_kind, device=device)
+        self.spans: dict[str, _ClipSpans] = {}
+        self.encoder_calls = 0
+        """Encoder forward passes so far (tests use it to prove the cache is used)."""
+        self.extractor = self._extractor("xclip-clips")
+        self.prompt_extractor = self._extractor("xclip-prompt")
+        self._store: FeatureStore | None = None
+        self._prompt_cache: dict[str, np.ndarray] = {}
+
+    def _extractor(self, name: str) -> Any:
+        from bench.store import Extractor
+
+        p = self.params
+        return Extractor(name, {
+            "model": self.model_ref.id, "weights": weights_tag(self.resolved), "fps": p.fps,
+            "clip_frames": self.clip_len, "stride_frames": p.stride_frames,
+            "transform": self.transform.signature(), "dtype": dtype_name(self.dtype),
+        }, version=FEATURES_VERSION)
+
+    # -- encoding ----------------------------------------------------------------------------
+
+    def encode_clip_pixels(self, pixels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Preprocessed clips float ``(c, T, 3, H, W)`` -> unit video embeddings float32
+        ``(c, D)`` and prompt features (patch tokens averaged over the clip's frames) float16
+        ``(c, P, D)``: the two things X-CLIP's forward pass computes from the video."""
+        self.encoder_calls += 1
+        m = self.model
+        c, t = int(pixels.shape[0]), int(pixels.shape[1])
+        x = pixels.reshape(c * t, *pixels.shape[2:]).to(self.device, self.dtype, non_blocking=True)
+        with self._torch.inference_mode():
+            out = m.vision_model(pixel_values=x)
+            cls = m.visual_projection(out.pooler_output).view(c, t, -1)
+            video = pooled(m.mit(cls)).float()
+            tokens = m.prompts_visual_layernorm(out.last_hidden_state[:, 1:, :])
+            prompt = (tokens @ m.prompts_visual_projection).view(c, t, tokens.shape[1], -1).mean(dim=1)
+        return unit_rows(video.cpu().numpy()), prompt.to(self._torch.float16).cpu().numpy()
+
+    def encode_video(self, path: Path, info: ProbeInfo) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Sampled frames -> clip embeddings; returns ``{"emb": float32 (c, D), "frame_times_s":
+        float64 (n,), "clip_frames": int64 (c, 2)}``; the clips' prompt features are saved as
+        extractor ``xclip-prompt``. Only the frames of clips in flight are held in memory."""
+        torch = self._torch
+        p = self.params
+        t_len, stride = self.clip_len, p.stride_frames
+        per_call = max(1, p.batch_size // t_len)  # clips per encoder call
+        buf: Any = None  # preprocessed frames [buf_start, seen), float (n, 3, H, W)
+        buf_start = 0
+        next_start = 0  # first frame of the next regular clip
+        seen = 0
+        times: list[np.ndarray] = []
+        embs: list[np.ndarray] = []
+        prompts: list[np.ndarray] = []
+        starts_done: list[int] = []
+
+        def emit(starts: list[int]) -> None:
+            for i in range(0, len(starts), per_call):
+                chunk = starts[i:i + per_call]
+                # A clip past the last frame (video shorter than a clip) repeats the last one.
+                idx = torch.tensor([[min(s + j, seen - 1) - buf_start for j in range(t_len)] for s in chunk])
+                with stage("encode", items=len(chunk) * t_len):
+                    e, pr = self.encode_clip_pixels(buf[idx])
+                embs.append(e)
+                prompts.append(pr)
+                starts_done.extend(chunk)
+
+        for pixels, t in preprocessed_batches(path, fps=p.fps, transform=self.transform,
+                                              batch_size=p.batch_size, decoder=p.decoder, depth=p.prefetch,
+                                              video_s=info.duration_s, pin_memory=False):
+            buf = pixels if buf is None else torch.cat([buf, pixels])
+            times.append(t)
+            seen += len(t)
+            ready = list(range(next_start, seen - t_len + 1, stride))
+            emit(ready)
+            if ready:
+                next_start = ready[-1] + stride
+            # Drop frames no later clip needs (the last clip_len frames may serve the tail).
+            keep_from = min(next_start, max(0, seen - t_len))
+            if keep_from > buf_start:
+                buf = buf[keep_from - buf_start:]
+                buf_start = keep_from
+        if seen == 0:
+            raise BadInput(f"{path}: no frames could be sampled")
+        if not starts_done or starts_done[-1] + t_len < seen:
+            # The tail gets one clip ending at the last frame; a video shorter than one clip
+            # gets one clip with its last frame repeated.
+            emit([max(0, seen - t_len)])
+        frame_times = np.concatenate(times)
+        starts_arr = np.asarray(starts_done, dtype=np.int64)
+        clip_frames = np.stack([starts_arr, np.minimum(starts_arr + t_len - 1, seen - 1)], axis=1)
+        arrays = {"emb": np.concatenate(embs), "frame_times_s": frame_times, "clip_frames": clip_frames}
+        if self._store is not None:
+            self._store.save(self._store.video_id(path), self.prompt_extractor,
+                             {"prompt": np.concatenate(prompts)}, {"n_clips": len(starts_done)})
+        return arrays, {"n_frames": int(seen), "n_clips": len(starts_done), "duration_s": info.duration_s}
+
+    # -- indexing ----------------------------------------------------------------------------
+
+    def index(self, videos: Sequence[Video], store: FeatureStore) -> None:
+        """Embed (cached, resumable) the clips of ``videos`` and make them searchable."""
+        from bench.store import index_videos
+
+        self._store = store
+        # A clip row without its prompt features (deleted or damaged) is recomputed.
+        for video in videos:
+            path = video.resolve(None)
+            if path is not None and path.is_file():
+                vid_id = store.video_id(path)
+                if store.status(vid_id, self.extractor) == "done" and \
+                        store.status(vid_id, self.prompt_extractor) != "done":
+                    store.mark_failed(vid_id, self.extractor, "prompt features missing; recomputing")
+        done = index_videos(store, videos, self.extractor, self.encode_video, desc=f"index {self.name}")
+        for video in videos:
+            video_id = done.get(video.vid)
+            if video_id is None:
+                continue
+            arrays = store.load(video_id, self.extractor)
+            meta = store.load_meta(video_id, self.extractor) or {}
+            if arrays is None:
+                raise BadInput(f"{video.vid}: clip features vanished from the store; index again")
+            times = arrays["frame_times_s"].astype(np.float64)
+            clip_frames = arrays["clip_frames"].astype(np.int64)
+            duration = float(meta.get("duration_s") or video.duration or times[-1] + 1.0 / self.params.fps)
+            self.corpus.add(VideoVectors(video.vid, video_id, times[clip_frames[:, 0]],
+                                         arrays["emb"].astype(np.float32), duration))
+            self.spans[video.vid] = _ClipSpans(times, clip_frames)
+            self._prompt_cache.pop(video.vid, None)
+
+    # -- search ------------------------------------------------------------------------------
+
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        """Projected text features float32 ``(n, D)``, not normalized (the prompt generator
+        takes them raw)."""
+        inputs = self.tokenize([self.params.prompt.replace("{}", t) for t in texts], self.device)
+        with self._torch.inference_mode():
+            return pooled(self.model.get_text_features(**inputs)).float().cpu().numpy()  # type: ignore[no-any-return]
+
+    def encode_image_as_clip(self, path: str) -> np.ndarray:
+        """A still clip (the image repeated ``clip_len`` times) -> unit float32 ``(D,)``."""
+        pixels = self.transform(load_image(path)[None])
+        clip = pixels.unsqueeze(0).expand(1, self.clip_len, *pixels.shape[1:])
+        return self.encode_clip_pixels(clip)[0][0]
+
+    def search(self, queries: Sequence[QueryInput], *, top_k: int = 10,
+               vids: Sequence[str] | None = None) -> list[list[Moment]]:
+        """Per query, at most ``top_k`` moments by descending score (the video-conditioned
+        cosine when re-scored, else the plain clip cosine). ``vids=None`` is corpus search."""
+        if not self.corpus.videos:
+            raise BadInput(f"{self.name}: nothing indexed; call index() before search()")
+        if top_k < 1:
+            raise BadInput(f"top_k must be >= 1, got {top_k}")
+        targets = [self.corpus.get(v).vid for v in vids] if vids is not None else None
+        for i, q in enumerate(queries):
+            if not (q.text and q.text.strip()) and q.image is None:
+                raise BadInput(f"query {q.qid if q.qid is not None else i}: empty; give text or an image")
+        results = []
+        for q in queries:
+            with stage("query_encode", items=1):
+                raw = self.encode_text([str(q.text)])[0] if q.text and q.text.strip() else None
+                qv = unit_rows(raw[None])[0] if raw is not None else np.zeros(self.dim, np.float32)
+                if q.image is not None:
+                    qv = unit_rows((qv + self.encode_image_as_clip(q.image))[None])[0]
+            with stage("search", items=1):
+                pool = max(top_k, self.params.rerank_top)
+                chosen = targets if targets is not None else \
+                    self.corpus.top_videos(qv, self.params.corpus_clips, top_k)
+                candidates = [c for vid in chosen for c in self._video_candidates(vid, qv, pool)]
+                candidates.sort(key=lambda c: -c[1].score)
+                candidates = candidates[:pool]
+                rerank = q.image is None and self.params.rerank_top > 0
+                moments = self._rerank(candidates, raw) if rerank and raw is not None else \
+                    [self._moment(vid, w, w.score, clips, None) for vid, w, clips in candidates]
+                moments.sort(key=lambda m: (-m.score, m.vid, m.start))
+            results.append(moments[:top_k])
+        return results
+
+    def _clip_windows(self, vid: str) -> tuple[np.ndarray, np.ndarray]:
+        """Each clip's (start_s, end_s), float64 ``(c,)`` each."""
+        spans = self.spans[vid]
+        span = 1.0 / self.params.fps
+        item = self.corpus.get(vid)
+        starts = spans.frame_times_s[spans.clip_frames[:, 0]]
+        ends = np.minimum(spans.frame_times_s[spans.clip_frames[:, 1]] + span, item.duration_s)
+        return starts, ends
+
+    def _video_candidates(self, vid: str, qv: np.ndarray, pool: int) -> list[tuple[str, Window, np.ndarray]]:
+        """Proposals on the frame curve (max over covering clips); with each, the clips inside."""
+        item = self.corpus.get(vid)
+        spans = self.spans[vid]
+        clip_scores = item.vectors @ qv
+        n_frames = spans.frame_times_s.shape[0]
+        curve = np.full(n_frames, -np.inf)
+        for (lo, hi), s in zip(spans.clip_frames.tolist(), clip_scores.tolist(), strict=True):
+            np.maximum(curve[lo:hi + 1], s, out=curve[lo:hi + 1])
+        curve[~np.isfinite(curve)] = float(clip_scores.min())
+        cfg = self.params.proposals.model_copy(update={"max_windows": pool})
+        starts, ends = self._clip_windows(vid)
+        out = []
+        for w in propose(spans.frame_times_s, curve, duration_s=item.duration_s, fps=self.params.fps,
+                         config=cfg):
+            inside = np.flatnonzero((starts < w.end) & (ends > w.start))
+            inside = inside[np.argsort(-clip_scores[inside], kind="stable")]
+            scored = np.stack([inside, clip_scores[inside]], axis=1) if inside.size else np.zeros((0, 2))
+            out.append((vid, w, scored))
+        return out
+
+    def _prompt_features(self, vid: str) -> np.ndarray | None:
+        if vid in self._prompt_cache:
+            return self._prompt_cache[vid]
+        if self._store is None:
+            return None
+        arrays = self._store.load(self.corpus.get(vid).video_id, self.prompt_extractor)
+        if arrays is None:
+            log.warning("%s: prompt features of %s are missing; its moments are not re-scored "
+                        "(index again to recompute them)", self.name, vid)
+            return None
+        if len(self._prompt_cache) >= 8:  # a few videos' worth; they are large (clips x 49 x D)
+            self._prompt_cache.pop(next(iter(self._prompt_cache)))
+        self._prompt_cache[vid] = arrays["prompt"]
+        return arrays["prompt"]
+
+    def _rerank(self, candidates: list[tuple[str, Window, np.ndarray]], raw_text: np.ndarray) -> list[Moment]:
+        """Score each candidate by its best plain clip's video-conditioned cosine. If any
+        candidate's prompt features are missing, none is re-scored (one scale per list)."""
+        torch = self._torch
+        picks: list[tuple[int, int]] = []  # (candidate index, clip index)
+        feats: list[np.ndarray] = []
+        for ci, (vid, _, clips) in enumerate(candidates):
+            prompt = self._prompt_features(vid)
+            if prompt is None or clips.shape[0] == 0:
+                return [self._moment(v, w, w.score, c, None) for v, w, c in candidates]
+            k = int(clips[0, 0])
+            picks.append((ci, k))
+            feats.append(prompt[k])
+        conditioned: dict[int, float] = {}
+        if picks:
+            with torch.inference_mode():
+                visual = torch.from_numpy(np.stack(feats)).to(self.device, self.dtype)
+                text = torch.from_numpy(raw_text).to(self.device, self.dtype)
+                text = text.view(1, 1, -1).expand(len(picks), 1, -1)
+                text = text + self.model.prompts_generator(text, visual)
+                text_unit = torch.nn.functional.normalize(text.float()[:, 0, :], dim=-1).cpu().numpy()
+            for (ci, k), t in zip(picks, text_unit, strict=True):
+                vid = candidates[ci][0]
+                conditioned[ci] = float(self.corpus.get(vid).vectors[k] @ t)
+        return [self._moment(vid, w, conditioned[ci], clips, w.score)
+                for ci, (vid, w, clips) in enumerate(candidates)]
+
+    def _moment(self, vid: str, w: Window, score: float, clips: np.ndarray, plain: float | None) -> Moment:
+        starts, ends = self._clip_windows(vid)
+        best = [{"start": float(starts[int(k)]), "end": float(ends[int(k)]), "score": float(s)}
+                for k, s in clips[:3].tolist()]
+        evidence: dict[str, Any] = {"method": "xclip-clips", "clips": sorted(best, key=lambda c: c["start"]),
+                                    "reranked": plain is not None}
+        if plain is not None:
+            evidence["plain_score"] = plain
+        return Moment(vid=vid, start=w.start, end=w.end, score=score, evidence=evidence)
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        index = self.corpus._index
+        return {"videos": len(self.corpus.videos), "clips": len(self.corpus),
+                "encoder_calls": self.encoder_calls, "vector_index": index.stats() if index else None}
+
+    def provenance(self) -> dict[str, Any]:
+        return {"family": self.family,
+                "model": {**self.resolved.provenance(), "weights": weights_tag(self.resolved)},
+                "device": self.device, "dtype": dtype_name(self.dtype), "fps": self.params.fps,
+                "clip_frames": self.clip_len, "stride_frames": self.params.stride_frames,
+                "rerank_top": self.params.rerank_top, "decoder": self.params.decoder,
+                "transform": self.transform.signature(), "extractor": self.extractor.key,
+                "random_init": self.resolved.random_init}
