@@ -104,8 +104,8 @@ def main() -> None:
               "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                           "python": platform.python_version()},
               "versions": {"av": av.__version__, "decord": decord.__version__,
-                           "ffmpeg_in_av": ".".join(map(str, av.ffmpeg_version_info))
-                           if hasattr(av, "ffmpeg_version_info") else None},
+                           "ffmpeg_in_av": str(getattr(av, "ffmpeg_version_info", "unknown"))},
+              "load_average": os.getloadavg(),
               "runs": runs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
