@@ -15,6 +15,7 @@ from bench.errors import BadInput
 from bench.video import (
     FrameSelector,
     choose_decoder,
+    decord_available,
     extract_audio,
     output_size,
     probe,
@@ -25,7 +26,8 @@ from bench.video import (
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
                                 reason="ffmpeg/ffprobe not installed")
 
-DECODERS = ("decord", "pyav")
+DECODERS = ("decord", "pyav") if decord_available() else ("pyav",)
+needs_decord = pytest.mark.skipif(not decord_available(), reason="decord is not installed")
 
 
 def ffmpeg(*args: str) -> None:
@@ -235,6 +237,7 @@ def test_vfr_times_are_the_true_pts(media: dict[str, Path], decoder: str) -> Non
                                    truth[indices].reshape(len(indices), -1).mean(1), atol=1.5)
 
 
+@needs_decord
 def test_decord_is_kept_for_vfr_mp4_and_pyav_takes_files_decord_cannot_open(media: dict[str, Path]) -> None:
     assert choose_decoder(media["vfr.mp4"]) == "decord"
     assert choose_decoder(media["vfr.ts"]) == "pyav"  # decord rejects this MPEG-TS
