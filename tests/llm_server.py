@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 MAX_BODY_BYTES = 20 * 1024 * 1024
@@ -229,3 +230,26 @@ def handmade_segments(vid: str = "v1") -> list[Any]:
         Segment(vid, 50.0, 60.0, "ocr", "OPEN 24 HOURS", None,
                 {"box": [0.7, 0.4, 0.95, 0.6], "position": "middle"}),
     ]
+
+
+def scene_segments(root: Path, vids: set[str] | None = None) -> dict[str, list[Any]]:
+    """Segments from a built synthetic set's ground truth (``scenes.jsonl``): narration as
+    speech, telops (top left) and lower-third captions (bottom) as on-screen text."""
+    from bench.datasets.synthetic import load_scenes
+    from bench.text.segments import Segment
+
+    out: dict[str, list[Any]] = {}
+    for row in load_scenes(root):
+        vid = row["vid"]
+        if vids is not None and vid not in vids:
+            continue
+        segs = out.setdefault(vid, [])
+        n = row.get("narration")
+        if n:
+            segs.append(Segment(vid, float(n["start"]), float(n["end"]), "speech", n["text"], n["lang"]))
+        for kind, where in (("telop", "top-left"), ("caption", "bottom-center")):
+            t = row.get(kind)
+            if t:
+                segs.append(Segment(vid, float(row["start"]), float(row["end"]), "ocr", t["text"], t["lang"],
+                                    {"position": where}))
+    return out

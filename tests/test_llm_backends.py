@@ -305,3 +305,12 @@ def test_tiny_backend_counts_tokens_with_its_tokenizer() -> None:
     assert b.count_tokens("<|im_end|>") == 1
     with pytest.raises(BadInput, match="text messages only"):
         b.generate([{"role": "user", "content": [{"type": "text", "text": "x"}]}], max_new_tokens=4)
+
+
+def test_token_estimate_without_a_tokenizer() -> None:
+    from bench.llm.backends import estimate_tokens
+
+    assert estimate_tokens("") == 0
+    assert estimate_tokens("a" * 40) == 10  # English: 4 characters per token
+    assert estimate_tokens("ねこカフェ営業中") == 8  # CJK: one per character
+    assert estimate_tokens("Привет") == 3  # other scripts: one per two characters

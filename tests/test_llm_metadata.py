@@ -12,7 +12,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from llm_server import Reply, ScriptedLLMServer, handmade_segments, keyword_responder, scenes_json, user_text
+from llm_server import (
+    Reply,
+    ScriptedLLMServer,
+    handmade_segments,
+    keyword_responder,
+    scene_segments,
+    scenes_json,
+    user_text,
+)
 
 from bench.llm.backends import EndpointConfig, OpenAIBackend
 from bench.llm.cache import LLMCache, LLMClient
@@ -91,6 +99,16 @@ def test_localization_prompt_golden() -> None:
                                  lang="en")
     text = "\n".join(f"===== {m['role']}\n{m['content']}" for m in msgs)
     check_golden("llm_localize_prompt.txt", text + "\n")
+
+
+@pytest.mark.slow  # builds synthetic-v1 on a cold cache (minutes); no ASR: text from its scenes
+def test_synthetic_v1_metadata_golden(synthetic_v1: Any) -> None:
+    truth = scene_segments(synthetic_v1.root)
+    parts = []
+    for vid, video in sorted(synthetic_v1.videos.items()):
+        meta = metadata_from_segments(vid, float(video.duration), truth.get(vid, []))
+        parts.append(f"### {vid}\n{render_metadata(meta)}")
+    check_golden("llm_metadata_synthetic_v1.txt", "\n\n".join(parts) + "\n")
 
 
 def test_sections_hold_the_right_sources() -> None:

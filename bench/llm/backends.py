@@ -34,7 +34,7 @@ NOT_CONFIGURED = (f"set {ENV_BASE_URL} and {ENV_MODEL} (an OpenAI-compatible end
                   f"llama.cpp server, Ollama or a hosted API; {ENV_API_KEY} if it needs a key), "
                   "or configure a local model")
 CHARS_PER_TOKEN = 4.0
-"""Token estimate for text when the backend has no tokenizer here (endpoints)."""
+"""ASCII characters per token in the estimate used when the backend has no tokenizer here."""
 
 
 class BackendError(BenchError):
@@ -77,8 +77,14 @@ class LLMBackend(Protocol):
 
 
 def estimate_tokens(text: str) -> int:
-    """``ceil(len(text) / 4)``: the usual rule of thumb for English with BPE tokenizers."""
-    return int(math.ceil(len(text) / CHARS_PER_TOKEN))
+    """Tokens of ``text`` without a tokenizer: ASCII characters / 4 (the usual rule for English
+    with BPE vocabularies), one per CJK character, one per two other characters (Cyrillic,
+    accented Latin). Errs high on non-English text, so a context budget is not overrun."""
+    ascii_n = sum(1 for ch in text if ch < "\x80")
+    cjk_n = sum(1 for ch in text if "\u2e80" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af"
+                or "\uf900" <= ch <= "\ufaff" or "\U00020000" <= ch <= "\U0003134f")
+    other_n = len(text) - ascii_n - cjk_n
+    return int(math.ceil(ascii_n / CHARS_PER_TOKEN + cjk_n + other_n / 2.0))
 
 
 def _message_text(messages: list[Message]) -> str:
