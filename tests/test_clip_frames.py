@@ -43,7 +43,8 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> list[Video]:
     root = tmp_path_factory.mktemp("clipvid")
     a = make_video(root / "redblue.mp4", ["red", "blue"], 4.0)
     b = make_video(root / "greenwhite.mp4", ["green", "white", "green"], 2.0)
-    return [Video(vid="redblue", path=str(a), duration=8.0), Video(vid="greenwhite", path=str(b), duration=6.0)]
+    return [Video(vid="redblue", path=str(a), duration=8.0),
+            Video(vid="greenwhite", path=str(b), duration=6.0)]
 
 
 @pytest.fixture(scope="module")
@@ -199,3 +200,86 @@ def test_prefetch_propagates_errors_and_stops_early() -> None:
         if i == 3:
             break
     assert len(produced) < 10
+
+
+def build_tiny_siglip(out: Path) -> Path:
+    """A random-init SigLIP saved like a hub checkpoint (CLIP BPE tokenizer: SigLIP's own
+    needs sentencepiece); exercises the no-projection, squash-resize, max-length-padding path."""
+    import json
+
+    import torch
+    from transformers import SiglipConfig, SiglipModel
+
+    from bench.retrievers._hf_vision import build_clip_tokenizer
+
+    out.mkdir(parents=True, exist_ok=True)
+    tok = build_clip_tokenizer(out, 500, 16)
+    (out / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "SiglipImageProcessor", "do_resize": True,
+        "size": {"height": 32, "width": 32},
+        "resample": 2, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+        "image_mean": [0.5] * 3, "image_std": [0.5] * 3}))
+    torch.manual_seed(0)
+    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
+    text = {**small, "vocab_size": len(tok), "max_position_embeddings": 16, "pad_token_id": tok.pad_token_id}
+    SiglipModel(SiglipConfig(text_config=text, vision_config={**small, "image_size": 32, "patch_size": 8}))\
+        .save_pretrained(out)
+    return out
+
+
+def test_siglip_style_model_from_a_local_directory(tmp_path: Path, videos: list[Video]) -> None:
+    model_dir = build_tiny_siglip(tmp_path / "siglip")
+    cfg = RetrieverConfig(name="siglip-tiny", family="clip-frames", model={"id": f"local-dir:{model_dir}"})
+    r = ClipFrames(cfg, "cpu")
+    assert r.dim == 32 and r.transform.shortest_edge is None and r.transform.crop == (32, 32)
+    assert r.extractor.params["model"] == "local"  # no machine path in the cache key
+    r.index(videos[:1], FeatureStore(tmp_path / "store"))
+    (moments,) = r.search([QueryInput(text="a red square")], top_k=2, vids=["redblue"])
+    assert moments and all(0.0 <= m.start < m.end <= 8.0 for m in moments)
+    assert r.provenance()["random_init"] is False  # a local directory is taken at its word
+
+
+def build_tiny_multilingual_text_tower(out: Path, dim: int) -> Path:
+    """A random-init sentence-transformers text tower (BERT word pieces incl. CJK and
+    Cyrillic words, mean pooling, dense to ``dim``)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Pooling, Transformer
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    words = ["a", "the", "dog", "cat", "red", "blue", "square", "犬", "猫", "赤", "青", "собака", "кошка",
+             "красный"]
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])}
+    bert = out / "bert"
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=64)).save_pretrained(bert)
+    BertTokenizer(vocab=vocab).save_pretrained(bert)
+    transformer = Transformer(str(bert), max_seq_length=32)
+    st = SentenceTransformer(modules=[transformer, Pooling(16, pooling_mode="mean"), Dense(16, dim)])
+    st.save(str(out / "st"))
+    return out / "st"
+
+
+def test_multilingual_text_tower(tmp_path: Path, retriever: ClipFrames,
+                                 caplog: pytest.LogCaptureFixture) -> None:
+    tower = build_tiny_multilingual_text_tower(tmp_path, retriever.dim)
+    cfg = RetrieverConfig(name="clip-frames-ml-tiny", family="clip-frames", model={"id": "tiny:clip"},
+                          models={"text": {"id": f"local-dir:{tower}"}})
+    r = ClipFrames(cfg, "cpu")
+    assert r.extractor.key == retriever.extractor.key  # frame features shared with the plain model
+    r.corpus = retriever.corpus
+    q = [QueryInput(text="赤 犬", lang="ja"), QueryInput(text="красный квадрат", lang="ru")]
+    results = r.search(q, top_k=2, vids=["redblue"])
+    assert len(results) == 2 and all(results)
+    assert r.text.describe["tower"] == "sentence-transformers"
+    vec = r.encode_queries(q[:1])
+    np.testing.assert_allclose(np.linalg.norm(vec, axis=1), 1.0, atol=1e-5)
+    with caplog.at_level(logging.WARNING, logger="bench"):
+        r.search([QueryInput(text="犬 " * 500)], top_k=1, vids=["redblue"])
+    assert sum("truncated" in rec.getMessage() for rec in caplog.records) == 1
+    narrow = build_tiny_multilingual_text_tower(tmp_path / "narrow", 8)
+    wrong = RetrieverConfig(name="bad", family="clip-frames", model={"id": "tiny:clip"},
+                            models={"text": {"id": f"local-dir:{narrow}"}})
+    with pytest.raises(BadInput, match="8-d"):
+        ClipFrames(wrong, "cpu")

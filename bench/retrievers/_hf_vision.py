@@ -77,6 +77,12 @@ def weights_tag(resolved: ResolvedModel) -> str:
     return resolved.provenance()["checksum"] or "unknown"
 
 
+def model_key(resolved: ResolvedModel) -> str:
+    """The model's name in a cache key: the hub, tiny or package id; ``"local"`` for a local
+    directory (its path is machine-specific; :func:`weights_tag` pins its content)."""
+    return "local" if resolved.source == "local" else resolved.ref_id
+
+
 def resolve_or_unavailable(ref: ModelRef) -> ResolvedModel:
     try:
         return resolve(ref)

@@ -27,6 +27,7 @@ from bench.retrievers._hf_vision import (
     image_processor_config,
     load_image,
     load_pretrained,
+    model_key,
     pooled,
     preprocessed_batches,
     resolve_or_unavailable,
@@ -165,7 +166,9 @@ class ClipFrames:
                               f"({exc})") from None
         self.text_resolved = resolve_or_unavailable(ref)
         st = load_pretrained(SentenceTransformer, ref, self.text_resolved, device=self.device)
-        dim = st.get_sentence_embedding_dimension()
+        # sentence-transformers >= 6 renamed the method; older releases have only the first.
+        get_dim = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+        dim = get_dim()
         if dim != self.dim:
             raise BadInput(f"text tower {ref.id} gives {dim}-d vectors but the image tower gives "
                            f"{self.dim}-d; pair it with the image model it was trained against")
@@ -186,7 +189,7 @@ class ClipFrames:
 
         p = self.params
         return Extractor("clip-frames", {
-            "model": self.model_ref.id, "weights": weights_tag(self.resolved), "fps": p.fps,
+            "model": model_key(self.resolved), "weights": weights_tag(self.resolved), "fps": p.fps,
             "transform": self.transform.signature(), "dtype": dtype_name(self.dtype),
         }, version=FEATURES_VERSION)
 

@@ -28,6 +28,7 @@ from bench.retrievers._hf_vision import (
     image_processor_config,
     load_image,
     load_pretrained,
+    model_key,
     pooled,
     preprocessed_batches,
     resolve_or_unavailable,
@@ -145,7 +146,7 @@ class XClipClips:
 
         p = self.params
         return Extractor(name, {
-            "model": self.model_ref.id, "weights": weights_tag(self.resolved), "fps": p.fps,
+            "model": model_key(self.resolved), "weights": weights_tag(self.resolved), "fps": p.fps,
             "clip_frames": self.clip_len, "stride_frames": p.stride_frames,
             "transform": self.transform.signature(), "dtype": dtype_name(self.dtype),
         }, version=FEATURES_VERSION)
