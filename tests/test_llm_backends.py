@@ -314,3 +314,10 @@ def test_token_estimate_without_a_tokenizer() -> None:
     assert estimate_tokens("a" * 40) == 10  # English: 4 characters per token
     assert estimate_tokens("ねこカフェ営業中") == 8  # CJK: one per character
     assert estimate_tokens("Привет") == 3  # other scripts: one per two characters
+
+
+def test_hub_model_is_unavailable_offline_with_the_reason() -> None:
+    from bench.retrievers import build_retriever
+
+    with pytest.raises(Unavailable, match=r"Qwen/Qwen2.5-1.5B-Instruct@989aa79.*HF_HUB_OFFLINE=1"):
+        build_retriever("llm-qwen2.5-1.5b", "cpu")
