@@ -376,13 +376,18 @@ def _run(cmd: Sequence[str], what: str, **kw: Any) -> subprocess.CompletedProces
     return proc
 
 
+@cache
+def _tool_output(*cmd: str) -> str:
+    """Stdout of a capability query (encoders, voices, options); asked once per process."""
+    return _run(cmd, " ".join([Path(cmd[0]).name, *cmd[1:]])).stdout.decode("utf-8", "replace")
+
+
 def _check_tools(spec: SynthSpec) -> _Tools:
     ffmpeg, ffprobe = shutil.which("ffmpeg"), shutil.which("ffprobe")
     if not ffmpeg or not ffprobe:
         raise BadInput("ffmpeg/ffprobe not found on PATH; install the Debian package 'ffmpeg' "
                        "(apt-get install ffmpeg)")
-    encoders = _run([ffmpeg, "-hide_banner", "-encoders"], "ffmpeg -encoders").stdout.decode()
-    if "libx264" not in encoders:
+    if "libx264" not in _tool_output(ffmpeg, "-hide_banner", "-encoders"):
         raise BadInput(f"{ffmpeg} has no libx264 encoder; install the Debian package 'ffmpeg'")
     espeak = None
     langs = {s.narration.lang for v in spec.videos for s in v.scenes if s.narration is not None}
@@ -391,15 +396,14 @@ def _check_tools(spec: SynthSpec) -> _Tools:
         if not espeak:
             raise BadInput("espeak-ng not found on PATH; install the Debian package 'espeak-ng' "
                            "(apt-get install espeak-ng)")
-        listed = _run([espeak, "--voices"], "espeak-ng --voices").stdout.decode().split()
+        listed = _tool_output(espeak, "--voices").split()
         for lang in sorted(langs):
             if spec.voices[lang] not in listed:
                 raise BadInput(f"espeak-ng has no voice {spec.voices[lang]!r} (for {lang}); install the "
                                "Debian packages 'espeak-ng' and 'espeak-ng-data'")
     display_rotation = False
     if any(v.rotation for v in spec.videos):
-        opts = _run([ffmpeg, "-hide_banner", "-h", "full"], "ffmpeg -h full").stdout.decode()
-        display_rotation = "display_rotation" in opts
+        display_rotation = "display_rotation" in _tool_output(ffmpeg, "-hide_banner", "-h", "full")
     return _Tools(ffmpeg, ffprobe, espeak, display_rotation)
 
 
@@ -723,16 +727,15 @@ def build_from_spec(spec_file: Path, out: Path, options: BuildOptions | None = N
     """Render the set that ``spec_file`` describes into the directory ``out`` and load it.
 
     Writes ``videos/*.mp4``, ``videos.jsonl``, ``queries.jsonl``, ``scenes.jsonl``, ``meta.json``
-    and ``README.md``. A build with the same stamp (spec bytes, generator version, limit)
-    returns at once unless ``options.force``. Everything is made in a temporary directory
+    and ``README.md``. A build with the same :func:`build_stamp` returns at once unless
+    ``options.force``. Everything is made in a temporary directory
     beside ``out`` and renamed into place, so a killed build leaves ``out`` as it was.
     """
     options = options or BuildOptions()
     spec_file = Path(spec_file)
     out = Path(out)
     spec = load_spec(spec_file)
-    stamp = hashlib.sha256(b"\0".join([spec_file.read_bytes(), GENERATOR_VERSION.encode(),
-                                       str(options.limit).encode()])).hexdigest()
+    stamp = build_stamp(spec_file, options)
     out.parent.mkdir(parents=True, exist_ok=True)
     with _lock(out):
         if not options.force:
@@ -757,6 +760,14 @@ def build_from_spec(spec_file: Path, out: Path, options: BuildOptions | None = N
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return load_query_set(out, spec.name, check_files=True)
+
+
+def build_stamp(spec_file: Path, options: BuildOptions) -> str:
+    """Hash of what a build depends on: the spec's bytes, the generator version, the generator's
+    own source (so an edited renderer never serves a stale cache) and ``options.limit``."""
+    parts = [Path(spec_file).read_bytes(), GENERATOR_VERSION.encode(), Path(__file__).read_bytes(),
+             str(options.limit).encode()]
+    return hashlib.sha256(b"\0".join(hashlib.sha256(p).digest() for p in parts)).hexdigest()
 
 
 @contextlib.contextmanager
@@ -986,7 +997,8 @@ def render_card(spec: SynthSpec, spec_file: Path) -> str:
         "- `scenes.jsonl`: the ground truth: per scene `start`/`end`, `image`, Ken Burns `move`, "
         "`telop`/`caption` text and language, `narration` text, language, voice, rate and its "
         "measured `start`/`end` (always inside the scene)",
-        "- `meta.json`: build stamp (spec hash + generator version), size, fps, per-video audio/VFR/rotation",
+        "- `meta.json`: build stamp (hash of the spec and the generator), size, fps, "
+        "per-video audio/VFR/rotation",
         "",
         "## How it is built", "",
         f"`python -m bench build {spec.name} --out DIR` reads `datasets/{spec_file.parent.name}/spec.yaml` "
@@ -1000,7 +1012,8 @@ def render_card(spec: SynthSpec, spec_file: Path) -> str:
         "pattern with true timestamps; the rotated one stores frames turned 90° with a display matrix "
         "that turns them back. Each file is checked with ffprobe after encoding.",
         "",
-        "The same spec gives byte-identical `videos.jsonl`, `queries.jsonl` and `scenes.jsonl`. "
+        "The same spec gives byte-identical `videos.jsonl`, `queries.jsonl` and `scenes.jsonl` (and, "
+        "with the same ffmpeg, identical mp4 files). "
         "A second build with the same stamp returns at once (`--force` rebuilds); a build happens in a "
         "temporary folder beside the output and is renamed into place at the end.",
         "",
@@ -1012,7 +1025,8 @@ def render_card(spec: SynthSpec, spec_file: Path) -> str:
         "espeak-ng does not read kanji. Whisper tiny.en transcribes only the English narration; the "
         "other languages are there so that the benchmark shows that honestly. Several videos reuse "
         "a photograph, so a visual query names its own video in `vid` and lists the others in "
-        "`corpus_windows`.",
+        "`corpus_windows`. Some photographs (a motion-blurred clock, grey textures, a phase image "
+        "of a cell) are hard to name even for people; their visual queries are hard on purpose.",
         "",
         "## Licences of the source images", "",
         "The photographs ship with scikit-image (`skimage.data`) and scikit-learn "
@@ -1021,7 +1035,7 @@ def render_card(spec: SynthSpec, spec_file: Path) -> str:
     ]
     lines += [f"| {n} | `{IMAGES[n].call}` | {IMAGES[n].shows} | {IMAGES[n].license} | {IMAGES[n].credit} |"
               for n in used]
-    lines += ["", "The generated videos, narration, telops and annotations are released under the "
-              "project's Apache-2.0 licence; the CC BY 2.0 photographs keep their attribution "
-              "requirement in the derived videos.", ""]
+    lines += ["", "The spec, narration and telop texts and the annotations are Apache-2.0, like the project. "
+              "The videos are derived from the photographs above and carry their terms: credit the "
+              "CC BY 2.0 photographers and cite the Middlebury data set when you redistribute them.", ""]
     return "\n".join(lines)

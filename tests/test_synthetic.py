@@ -1,0 +1,367 @@
+"""The synthetic scene-suite generator: synthetic-mini end to end, a tiny VFR + rotated spec,
+spec checks, caching, atomic replacement, missing tools; synthetic-v1 in full behind ``slow``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from bench.datasets import BuildOptions
+from bench.datasets import synthetic as syn
+from bench.errors import BadInput
+from bench.types import QuerySet
+
+REAL_PATH = os.environ.get("PATH", "")
+
+pytestmark = pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("espeak-ng")),
+                                reason="needs ffmpeg and espeak-ng")
+
+
+def ffprobe(path: Path) -> dict[str, Any]:
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json",
+                          str(path)], capture_output=True, check=True).stdout
+    doc: dict[str, Any] = json.loads(out)
+    return doc
+
+
+def packet_times(path: Path) -> list[float]:
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                          "packet=pts_time", "-of", "csv=p=0", str(path)],
+                         capture_output=True, check=True, text=True).stdout
+    return sorted(float(t.strip(",")) for t in out.split() if t.strip(","))
+
+
+def rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+@pytest.fixture
+def mini(synthetic_mini: QuerySet) -> QuerySet:
+    """synthetic-mini as ``resolve_dataset`` builds it into the test cache (once per cache)."""
+    return synthetic_mini
+
+
+def test_mini_counts_and_fields(mini: QuerySet) -> None:
+    assert mini.name == "synthetic-mini"
+    assert sorted(mini.videos) == ["mini01-mission", "mini02-garden"]
+    assert len(mini.queries) == 8
+    assert [q.qid for q in mini.queries] == [f"syn-mini-{i:04d}" for i in range(1, 9)]
+    assert {t for q in mini.queries for t in q.tags} == {"speech", "onscreen-text", "visual"}
+    assert {q.lang for q in mini.queries} == {"en", "ja", "pt", "zh"}
+    assert all(v.duration == 12.0 and v.path == f"videos/{v.vid}.mp4" for v in mini.videos.values())
+    first = mini.queries[0]
+    assert (first.query, first.vid, first.relevant_windows) == (
+        "the astronaut waves from the tower", "mini01-mission", [(0.0, 6.0)])
+    assert first.extra == {"scenes": [0], "corpus_windows": [["mini01-mission", 0.0, 6.0]]}
+    assert mini.card is not None and "synthetic-mini" in mini.card and "CC BY 2.0" in mini.card
+    meta = json.loads((mini.root / "meta.json").read_text(encoding="utf-8"))  # type: ignore[operator]
+    assert meta["videos"]["mini02-garden"] == {"audio": False, "vfr": False, "rotation": 0, "scenes": 2}
+
+
+def test_mini_windows_are_the_scene_intervals(mini: QuerySet) -> None:
+    assert mini.root is not None
+    scenes = {(r["vid"], r["scene"]): r for r in syn.load_scenes(mini.root)}
+    assert len(scenes) == 4
+    for q in mini.queries:
+        assert q.vid is not None and q.duration is not None
+        assert q.duration == mini.videos[q.vid].duration
+        expected = [(scenes[(q.vid, i)]["start"], scenes[(q.vid, i)]["end"]) for i in q.extra["scenes"]]
+        assert q.relevant_windows == expected
+        assert all(0 <= s < e <= q.duration for s, e in q.relevant_windows)
+    for r in scenes.values():
+        n = r["narration"]
+        if n is not None:  # narration measured, and inside its scene with the margins
+            assert r["start"] + syn.NARRATION_LEAD_S == pytest.approx(n["start"])
+            assert n["start"] < n["end"] <= r["end"] - syn.NARRATION_TAIL_S
+            assert n["end"] - n["start"] > 1.0
+    assert scenes[("mini02-garden", 0)]["telop"] == {"text": "ねこカフェ 営業中", "lang": "ja"}
+    assert scenes[("mini02-garden", 0)]["narration"] is None
+
+
+def test_mini_files_are_h264_aac_and_the_silent_one_has_no_audio(mini: QuerySet) -> None:
+    assert mini.root is not None
+    for vid, video in mini.videos.items():
+        info = ffprobe(mini.root / str(video.path))
+        codecs = {s["codec_type"]: s["codec_name"] for s in info["streams"]}
+        expected = {"video": "h264", "audio": "aac"} if vid == "mini01-mission" else {"video": "h264"}
+        assert codecs == expected
+        v = next(s for s in info["streams"] if s["codec_type"] == "video")
+        assert (v["width"], v["height"], v["pix_fmt"]) == (640, 360, "yuv420p")
+        assert float(info["format"]["duration"]) == pytest.approx(12.0, abs=0.05)
+        assert info["format"]["format_name"].startswith("mov,mp4")
+
+
+def test_mini_narration_is_audible_where_the_scenes_say(mini: QuerySet) -> None:
+    assert mini.root is not None
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(mini.root / "videos/mini01-mission.mp4"),
+                          "-f", "s16le", "-ac", "1", "-ar", "8000", "pipe:1"],
+                         capture_output=True, check=True).stdout
+    pcm = np.frombuffer(raw, "<i2").astype(np.float64)
+    rms = [float(np.sqrt(np.mean(pcm[int(s * 8000):int(e * 8000)] ** 2)))
+           for s, e in ((0.0, 0.3), (0.5, 2.5), (9.5, 12.0))]
+    assert rms[1] > 500 and rms[0] < 50 and rms[2] < 50
+
+
+def test_same_spec_gives_identical_bytes(mini: QuerySet, tmp_path: Path) -> None:
+    assert mini.root is not None
+    again = syn.build_mini(tmp_path / "mini", BuildOptions())
+    assert again.root is not None
+    for name in ("videos.jsonl", "queries.jsonl", "scenes.jsonl", "meta.json", "README.md",
+                 "videos/mini01-mission.mp4", "videos/mini02-garden.mp4"):
+        assert (again.root / name).read_bytes() == (mini.root / name).read_bytes(), name
+
+
+def test_second_build_is_served_from_the_stamp(mini: QuerySet, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert mini.root is not None
+    before = {p.name: p.stat().st_mtime_ns for p in (mini.root / "videos").iterdir()}
+
+    def no_rebuild(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("rebuilt although the stamp matched")
+
+    monkeypatch.setattr(syn, "_build_into", no_rebuild)
+    again = syn.build_mini(mini.root, BuildOptions())
+    assert [q.to_row() for q in again.queries] == [q.to_row() for q in mini.queries]
+    assert {p.name: p.stat().st_mtime_ns for p in (mini.root / "videos").iterdir()} == before
+
+
+def test_refuses_to_replace_a_folder_it_did_not_make(tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me", encoding="utf-8")
+    with pytest.raises(BadInput, match="not made by this generator"):
+        syn.build_mini(out, BuildOptions())
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "keep me"
+
+
+TINY = {
+    "name": "tiny", "title": "t", "summary": "s", "qid_prefix": "tiny", "fps": 10,
+    "width": 160, "height": 96,
+    "voices": {"en": "en-us"}, "wpm": {"en": 150},
+    "videos": [{
+        "vid": "turned", "lang": "en", "vfr": True, "rotation": 90,
+        "scenes": [
+            {"image": "astronaut", "duration_s": 2, "telop": {"text": "UP", "lang": "en"},
+             "narration": {"text": "Hello.", "lang": "en"}},
+            {"image": "coffee", "duration_s": 2, "move": "pan-left"},
+        ],
+        "queries": [{"query": "hello", "lang": "en", "tag": "speech", "scenes": [0]},
+                    {"query": "a cup", "lang": "en", "tag": "visual", "image": "coffee"}],
+    }],
+}
+
+
+def write_spec(tmp_path: Path, doc: dict[str, Any]) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def test_vfr_and_rotated_video_are_real(tmp_path: Path) -> None:
+    qs = syn.build_from_spec(write_spec(tmp_path, TINY), tmp_path / "out")
+    assert qs.root is not None
+    path = qs.root / "videos/turned.mp4"
+    info = ffprobe(path)
+    video = next(s for s in info["streams"] if s["codec_type"] == "video")
+    assert (video["width"], video["height"]) == (96, 160)  # stored turned a quarter
+    assert [d.get("rotation") for d in video.get("side_data_list", []) if "rotation" in d] in ([90], [-90])
+    times = packet_times(path)
+    gaps = set(np.round(np.diff(times), 3).tolist())
+    assert len(gaps) >= 2 and min(gaps) == pytest.approx(0.1)  # irregular, on the 10 fps grid
+    assert {0.0, 1.0, 2.0} <= {round(t, 3) for t in times}  # cuts keep their frame
+    assert len(times) < 40
+    shown = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "rawvideo",
+                            "-pix_fmt", "rgb24", "pipe:1"], capture_output=True, check=True).stdout
+    assert len(shown) == 160 * 96 * 3  # a rotating decoder shows it landscape again
+    assert qs.queries[1].relevant_windows == [(2.0, 4.0)]
+    assert qs.videos["turned"].duration == pytest.approx(4.0, abs=0.05)
+
+
+def two_videos() -> dict[str, Any]:
+    doc = json.loads(json.dumps(TINY))
+    doc["videos"][0].update(vfr=False, rotation=0)
+    doc["videos"].append({"vid": "plain", "lang": "pt", "audio": False,
+                          "scenes": [{"image": "flower", "duration_s": 1}],
+                          "queries": [{"query": "uma flor", "lang": "pt", "tag": "visual",
+                                       "image": "flower"}]})
+    return doc
+
+
+def test_limit_is_part_of_the_stamp_and_keeps_the_first_queries(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, two_videos())
+    qs = syn.build_from_spec(spec, tmp_path / "out", BuildOptions(limit=1))
+    assert [(q.qid, q.query) for q in qs.queries] == [("tiny-0001", "hello")]
+    full = syn.build_from_spec(spec, tmp_path / "out", BuildOptions())
+    assert [q.qid for q in full.queries] == ["tiny-0001", "tiny-0002", "tiny-0003"]
+    assert full.queries[2].relevant_windows == [(0.0, 1.0)] and full.queries[2].vid == "plain"
+
+
+def test_a_killed_rebuild_leaves_the_old_set_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = write_spec(tmp_path, two_videos())
+    out = syn.build_from_spec(spec, tmp_path / "out").root
+    assert out is not None
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    real = syn._make_video
+    calls = []
+
+    def dies_on_second_video(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[3].vid)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as if the build were killed half-way
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(syn, "_make_video", dies_on_second_video)
+    monkeypatch.setattr(syn.os, "cpu_count", lambda: 1)  # one worker: a fixed order
+    with pytest.raises(KeyboardInterrupt):
+        syn.build_from_spec(spec, out, BuildOptions(force=True))
+    assert calls == ["turned", "plain"]
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not list(out.parent.glob(".out.build-*"))
+
+
+def test_telop_is_high_contrast_where_it_is_drawn(tmp_path: Path) -> None:
+    spec = syn.SynthSpec.model_validate(TINY)
+    layer = syn._overlay(spec, spec.videos[0].scenes[0], "here")
+    assert layer is not None
+    patch, (x, y) = layer
+    alpha = np.asarray(patch)[:, :, 3]
+    assert (x, y) == (5, 5) and alpha.max() == 255 and (alpha >= 200).mean() > 0.9
+    assert syn._overlay(spec, spec.videos[0].scenes[1], "here") is None
+
+
+def with_video(**changes: Any) -> dict[str, Any]:
+    doc = json.loads(json.dumps(TINY))
+    doc["videos"][0].update(changes)
+    return doc
+
+
+@pytest.mark.parametrize(("doc", "message"), [
+    (with_video(scenes=[{"image": "lena", "duration_s": 2}]), "unknown image 'lena'"),
+    (with_video(scenes=[{"image": "coffee", "duration_s": 2.05}]), "whole number of frames"),
+    (with_video(audio=False), "has narration but the video has audio: false"),
+    (with_video(queries=[{"query": "q", "lang": "en", "tag": "speech", "scenes": [1]}]),
+     "must point at narrated scenes"),
+    (with_video(queries=[{"query": "q", "lang": "en", "tag": "onscreen-text", "scenes": [5]}]),
+     r"indices in 0\.\.1"),
+    (with_video(queries=[{"query": "q", "lang": "en", "tag": "multi", "image": "coffee",
+                          "scenes": [1], "cues": ["visual", "speech"]}]), "strict subset"),
+    (with_video(queries=[{"query": "q", "lang": "xx", "tag": "visual", "image": "coffee"}]),
+     "field 'videos.0.queries.0.lang'"),
+])
+def test_bad_specs_name_the_file_and_the_rule(tmp_path: Path, doc: dict[str, Any], message: str) -> None:
+    path = write_spec(tmp_path, doc)
+    with pytest.raises(BadInput, match=message) as err:
+        syn.load_spec(path)
+    assert str(path) in str(err.value)
+
+
+def test_narration_that_cannot_fit_is_refused(tmp_path: Path) -> None:
+    doc = with_video(scenes=[{"image": "coffee", "duration_s": 1.5, "narration": {
+        "text": "This sentence is far too long to be spoken in one second and a half.", "lang": "en"}}],
+        queries=[], vfr=False, rotation=0)
+    with pytest.raises(BadInput, match="shorten the text or lengthen the scene"):
+        syn.build_from_spec(write_spec(tmp_path, doc), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def fake_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep: tuple[str, ...],
+              extra: dict[str, str] | None = None) -> None:
+    """PATH holding only ``keep`` (linked from the real PATH) and fake scripts ``extra``."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(parents=True)
+    for name in keep:
+        real = shutil.which(name, path=REAL_PATH)
+        assert real is not None
+        (bin_dir / name).symlink_to(real)
+    for name, body in (extra or {}).items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n", encoding="utf-8")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+
+
+def test_missing_tools_name_the_debian_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = syn.load_spec(syn.spec_path("synthetic-mini"))
+    fake_path(tmp_path, monkeypatch, ())
+    with pytest.raises(BadInput, match="Debian package 'ffmpeg'"):
+        syn._check_tools(spec)
+    fake_path(tmp_path / "with-ffmpeg", monkeypatch, ("ffmpeg", "ffprobe"))
+    with pytest.raises(BadInput, match="Debian package 'espeak-ng'"):
+        syn._check_tools(spec)
+
+
+def test_missing_cjk_font_names_fonts_noto_cjk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dejavu = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf|0|DejaVu Sans"
+    fake_path(tmp_path, monkeypatch, (), {"fc-match": f"printf '{dejavu}'"})
+    syn._font_path.cache_clear()
+    try:
+        with pytest.raises(BadInput, match="fonts-noto-cjk"):
+            syn._font_path("ja", True)
+    finally:
+        syn._font_path.cache_clear()
+
+
+def test_v1_spec_meets_the_brief_without_building() -> None:
+    spec = syn.load_spec(syn.spec_path("synthetic-v1"))
+    durations = [sum(s.duration_s for s in v.scenes) for v in spec.videos]
+    assert len(spec.videos) >= 12 and all(30 <= d <= 90 for d in durations)
+    counts = syn.spec_counts(spec)
+    n = sum(counts["tags"].values())
+    assert n >= 60 and set(counts["tags"]) == {"speech", "onscreen-text", "visual", "multi"}
+    assert n - counts["langs"]["en"] >= n / 3 and {"ja", "zh", "ru", "pt"} <= set(counts["langs"])
+    assert counts["features"]["variable frame rate"] == 1
+    assert counts["features"]["rotated (display matrix)"] == 1
+    assert counts["features"]["without audio"] >= 2
+    spoken = {s.narration.lang for v in spec.videos for s in v.scenes if s.narration}
+    shown = {t.lang for v in spec.videos for s in v.scenes for t in (s.telop, s.caption) if t}
+    assert spoken == shown == {"en", "ja", "zh", "ru", "pt"}
+    english = [v for v in spec.videos if v.audio and all(s.narration is None or s.narration.lang == "en"
+                                                           for s in v.scenes)]
+    assert len(english) >= 4  # enough clear English narration for Whisper tiny.en
+
+
+def test_committed_card_matches_the_generator() -> None:
+    path = syn.spec_path("synthetic-v1")
+    card = (path.parent / "README.md").read_text(encoding="utf-8")
+    assert card == syn.render_card(syn.load_spec(path), path), \
+        "regenerate datasets/synthetic-v1/README.md with bench.datasets.synthetic.render_card"
+
+
+@pytest.mark.slow
+def test_v1_builds_as_specified(synthetic_v1: QuerySet, tmp_path: Path) -> None:
+    qs = synthetic_v1
+    assert qs.root is not None
+    assert len(qs.videos) >= 12 and len(qs.queries) >= 60
+    assert sum(q.lang != "en" for q in qs.queries) >= len(qs.queries) / 3
+    assert {t for q in qs.queries for t in q.tags} == {"speech", "onscreen-text", "visual", "multi"}
+    vfr, turned, silent = [], [], []
+    for vid, video in qs.videos.items():
+        path = qs.root / str(video.path)
+        info = ffprobe(path)
+        assert 30 <= float(info["format"]["duration"]) <= 90
+        assert video.duration == pytest.approx(float(info["format"]["duration"]), abs=1e-3)
+        v = next(s for s in info["streams"] if s["codec_type"] == "video")
+        assert v["codec_name"] == "h264"
+        if not any(s["codec_type"] == "audio" for s in info["streams"]):
+            silent.append(vid)
+        if any("rotation" in d for d in v.get("side_data_list", [])):
+            turned.append(vid)
+        if len(set(np.round(np.diff(packet_times(path)), 3).tolist())) > 1:
+            vfr.append(vid)
+    assert len(vfr) == 1 and len(turned) == 1 and len(silent) >= 2
+    for q in qs.queries:
+        assert q.vid is not None and q.duration is not None
+        assert all(0 <= s < e <= q.duration for s, e in q.relevant_windows)
+    scenes = syn.load_scenes(qs.root)
+    assert all(r["narration"] is None or r["start"] < r["narration"]["start"] < r["narration"]["end"]
+               <= r["end"] for r in scenes)
+    again = syn.build(tmp_path / "v1", BuildOptions())
+    assert again.root is not None
+    for name in ("videos.jsonl", "queries.jsonl", "scenes.jsonl"):
+        assert (again.root / name).read_bytes() == (qs.root / name).read_bytes(), name
