@@ -1,0 +1,109 @@
+"""The benchmark runner on the tiny built-in set, with stand-in retrievers of known behaviour."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.cli import main
+from bench.errors import Unavailable
+from bench.eval.results import iter_results
+from bench.eval.runner import run_one
+from bench.retrievers import FAMILIES
+from bench.retrievers.base import Retriever, RetrieverConfig
+from bench.types import Moment
+
+
+class Oracle:
+    """Returns each query's ground truth (grounding) or its video first (corpus)."""
+
+    truth: dict[str, list[tuple[str, float, float]]] = {}
+
+    def __init__(self, config: RetrieverConfig, device: str) -> None:
+        self.name = config.name
+        self.device = device
+        self.mode = config.params.get("mode", "oracle")
+        if self.mode == "unavailable":
+            raise Unavailable("weights for test-oracle cannot be had here")
+        self.indexed: list[str] = []
+
+    def index(self, videos, store) -> None:
+        self.indexed = [v.vid for v in videos]
+
+    def search(self, queries, *, top_k=10, vids=None):
+        if self.mode == "crash":
+            raise RuntimeError("boom")
+        out = []
+        for q in queries:
+            moments = [Moment(v, s, e, 1.0 - 0.1 * i)
+                       for i, (v, s, e) in enumerate(self.truth[str(q.qid)])]
+            if vids is not None:
+                moments = [m for m in moments if m.vid in vids]
+            out.append(moments[:top_k])
+        return out
+
+    def provenance(self):
+        return {"models": [{"id": "oracle", "random_init": False}]}
+
+
+if "test-oracle" not in FAMILIES:
+    FAMILIES.register("test-oracle", f"{__name__}:Oracle")
+
+
+def cfg(mode: str = "oracle") -> RetrieverConfig:
+    return RetrieverConfig(name=f"oracle-{mode}", family="test-oracle", params={"mode": mode})
+
+
+@pytest.fixture
+def oracle_truth(synthetic_mini):
+    Oracle.truth = {str(q.qid): [(q.vid, s, e) for s, e in q.relevant_windows]
+                    for q in synthetic_mini.queries}
+    return synthetic_mini
+
+
+def test_protocol_is_runtime_checkable():
+    assert isinstance(Oracle(cfg(), "cpu"), Retriever)
+
+
+def test_oracle_scores_perfectly_and_results_are_written(oracle_truth, tmp_path):
+    qs = oracle_truth
+    results = run_one(cfg(), qs, ("grounding", "corpus"), device="cpu", out=tmp_path, progress=False)
+    assert [r.status for r in results] == ["ok", "ok"]
+    grounding, corpus = results
+    assert grounding.metrics["R1@0.5"] == 1.0
+    assert grounding.metrics["mIoU"] == pytest.approx(1.0)
+    assert corpus.metrics["video-R@1"] == 1.0
+    assert grounding.n_queries == len([q for q in qs.queries if q.vid])
+    assert grounding.timing["queries"]["n"] == grounding.n_queries
+    assert set(grounding.metrics_by_lang) == {q.lang for q in qs.queries if q.lang}
+    stored = {r.split_key: r for _, r in iter_results(tmp_path)}
+    assert set(stored) == {qs.split, f"{qs.split}-corpus"}
+    preds = (tmp_path / "oracle-oracle" / "1" / qs.name / f"{qs.split}.predictions.jsonl")
+    rows = [json.loads(x) for x in preds.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == grounding.n_queries
+    assert all(r["pred_relevant_windows"] for r in rows)
+
+
+def test_unavailable_and_failed_are_recorded_and_the_run_goes_on(oracle_truth, tmp_path):
+    qs = oracle_truth
+    unavailable = run_one(cfg("unavailable"), qs, ("grounding",), out=tmp_path, progress=False)
+    assert unavailable[0].status == "unavailable"
+    assert "cannot be had" in (unavailable[0].reason or "")
+    crashed = run_one(cfg("crash"), qs, ("grounding",), out=tmp_path, progress=False)
+    assert crashed[0].status == "failed"
+    assert "RuntimeError: boom" in (crashed[0].reason or "")
+    fine = run_one(cfg(), qs, ("grounding",), out=tmp_path, progress=False)
+    assert fine[0].status == "ok"
+
+
+def test_cli_list_and_bad_input_exit_codes(capsys, tmp_path):
+    assert main(["list", "datasets", "--json"]) == 0
+    names = {d["name"] for d in json.loads(capsys.readouterr().out)["datasets"]}
+    assert {"synthetic-v1", "qvhighlights", "charades-sta", "subtitles", "tvr"} <= names
+    assert main(["evaluate", "--gt", str(tmp_path / "missing.jsonl"), "--pred", "x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "missing.jsonl: file not found" in err
+    assert "\n" not in err
+    assert main(["run", "--dataset", "no-such-set"]) == 2
+    assert "no-such-set" in capsys.readouterr().err
