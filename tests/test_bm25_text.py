@@ -15,7 +15,7 @@ from bench.retrievers.base import RetrieverConfig
 from bench.retrievers.bm25_text import BM25Formula, BM25Text, make_bm25
 from bench.retrievers.proposals import temporal_iou
 from bench.text.segments import Segment
-from bench.text.windows import TextCorpus, WindowConfig, build_windows, paint_curve
+from bench.text.windows import TextCorpus, WindowConfig, build_windows, paint_curve, split_sentences
 from bench.types import QueryInput, Video
 
 
@@ -88,6 +88,27 @@ def test_windows_per_source_and_languages() -> None:
         WindowConfig(window_s=5, stride_s=6)
 
 
+def test_split_sentences_uses_word_timings() -> None:
+    words = [[0.0, 0.4, " The", 0.9], [0.4, 1.0, " astronaut", 0.9], [1.0, 1.6, " waves.", 0.9],
+             [6.5, 7.0, " Fresh", 0.9], [7.0, 7.4, " coffee!", 0.9]]
+    whole = Segment("v", 0.0, 7.5, "speech", "The astronaut waves. Fresh coffee!", "en",
+                    {"avg_logprob": -0.2, "words": words})
+    a, b = split_sentences(whole)
+    assert (a.start, a.end, a.text, b.start, b.end, b.text) == (
+        0.0, 1.6, "The astronaut waves.", 6.5, 7.4, "Fresh coffee!")
+    assert b.meta == {"avg_logprob": -0.2, "words": words[3:], "sentence_of": [0.0, 7.5]}
+    assert (a.source, a.lang) == ("speech", "en")
+    one = Segment("v", 0.0, 1.6, "speech", "The astronaut waves.", meta={"words": words[:3]})
+    assert split_sentences(one) == [one]
+    assert split_sentences(seg("v", 0, 1, "no words")) == [seg("v", 0, 1, "no words")]
+    # Windows are built from the sentences (on by default).
+    corpus = TextCorpus.build({"v": [whole]}, WindowConfig(window_s=4, stride_s=2))
+    assert [(w.start, w.end, w.text) for w in corpus.windows] == [
+        (0, 4, "The astronaut waves."), (4, 7.4, "Fresh coffee!")]  # [2, 6] holds no text
+    off = TextCorpus.build({"v": [whole]}, WindowConfig(window_s=4, stride_s=2, split_sentences=False))
+    assert {w.text for w in off.windows} == {"The astronaut waves. Fresh coffee!"}
+
+
 def test_corpus_window_ids_and_unknown_video() -> None:
     corpus = TextCorpus.build({"a": [seg("a", 0, 2, "x")], "b": []}, WindowConfig(),
                               videos=[Video(vid="c", duration=5.0)])
@@ -155,7 +176,8 @@ def test_grounding_finds_the_spoken_line(bm25: BM25Text) -> None:
     (moments,) = bm25.search([q("knead the dough")], top_k=5, vids=["cook"])
     top = moments[0]
     assert top.vid == "cook"
-    assert temporal_iou((top.start, top.end), (12.0, 15.0)) >= 0.9
+    # The 3 s line, widened to the 4 s minimum moment.
+    assert (top.start, top.end) == (11.5, 15.5)
     assert top.evidence["terms"] == ["dough", "knead"]
     (snip,) = top.evidence["snippets"]
     assert snip == {"start": 12.0, "end": 15.0, "source": "speech",
@@ -179,6 +201,14 @@ def test_onscreen_text_and_subtitles(bm25: BM25Text) -> None:
     assert sources == {"ocr", "subtitle"}
 
 
+def test_glued_onscreen_text_matches_a_spaced_query() -> None:
+    r = make()
+    r.index_segments([seg("t", 0, 6, "MISSIONBRIEFING", "ocr"), seg("t", 6, 12, "BREAK ROOM", "ocr")])
+    (moments,) = r.search([q("mission briefing")], top_k=2)
+    assert [(m.start, m.end) for m in moments] == [(0.0, 6.0)]
+    assert moments[0].evidence["terms"] == ["missionbrief"]
+
+
 def test_bread_ranks_the_stronger_window_first(bm25: BM25Text) -> None:
     (moments,) = bm25.search([q("sourdough bread")], top_k=10, vids=["cook"])
     # Both terms in the OCR line beat "bread" alone in speech.
@@ -196,7 +226,7 @@ def test_japanese_and_chinese_queries(bm25: BM25Text, text: str, lang: str | Non
                                       span: tuple[float, float]) -> None:
     (moments,) = bm25.search([q(text, lang)], top_k=3)
     assert moments[0].vid == vid
-    assert temporal_iou((moments[0].start, moments[0].end), span) >= 0.9
+    assert temporal_iou((moments[0].start, moments[0].end), span) >= 0.75
 
 
 def test_queries_without_terms_return_nothing_with_a_reason(bm25: BM25Text) -> None:
@@ -279,3 +309,24 @@ def _have(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:
         return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (_have("bench.text.extract") and _have("bench.datasets.synthetic")),
+                    reason="needs bench.text.extract and bench.datasets.synthetic")
+def test_synthetic_mini_speech_and_onscreen_text(synthetic_mini: Any) -> None:
+    """Real ASR (bundled Whisper tiny.en) and OCR on synthetic-mini, through the runner.
+
+    Measured: speech R1@0.5 = 1.0 (2 queries), onscreen-text R1@0.5 = 0.67 (3 queries: the
+    bundled PP-OCR model reads no kana, so ねこカフェ is lost), in both modes. About a
+    minute on two cores with an empty cache (dataset build, ASR, OCR).
+    """
+    from bench.eval.runner import run_one
+    from bench.retrievers import get_config
+
+    results = run_one(get_config("bm25-text"), synthetic_mini, ("grounding", "corpus"),
+                      device="cpu", top_k=10, out=None, progress=False)
+    for res in results:
+        assert res.status == "ok", res.reason
+        assert res.metrics_by_tag["speech"]["R1@0.5"] >= 1.0
+        assert res.metrics_by_tag["onscreen-text"]["R1@0.5"] >= 0.66

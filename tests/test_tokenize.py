@@ -10,6 +10,7 @@ from bench.text.tokenize import (
     detect_lang,
     normalize_lang,
     normalize_text,
+    resolve_lang,
     stopwords,
 )
 
@@ -137,3 +138,26 @@ def test_signature_names_config_and_versions(tok: Tokenizer) -> None:
     sig = tok.signature()
     assert sig["config"]["stem"] is True
     assert sig["versions"]["jieba"] and sig["versions"]["fugashi"]
+
+
+def test_query_terms_include_glued_words(tok: Tokenizer) -> None:
+    # On-screen text that lost its spaces still matches the spaced query.
+    assert tok("MISSIONBRIEFING", "en") == ["missionbrief"]
+    assert tok.tokenize_query("mission briefing", "en") == ["mission", "brief", "missionbrief"]
+    # Runs that start or end with a stop word are not glued.
+    assert tok.tokenize_query("state of the art", "en") == ["state", "art"]
+    assert tok.tokenize_query("red hot chili", "en", join=2) == ["red", "hot", "chili", "redhot", "hotchili"]
+    assert tok.tokenize_query("切披萨", "zh") == ["切", "披萨"]
+
+
+@pytest.mark.parametrize(("text", "hint", "lang"), [
+    ("PAGODE DO LAGO", "ja", "en"),  # a Latin telop in a Japanese video: detected, not "ja"
+    ("ねこカフェ", "ja", "ja"),
+    ("营业中", "ja", "ja"),  # Han in a Japanese video stays Japanese
+    ("MISSION", "pt", "pt"),  # same script: the video's language wins
+    ("Повар режет", "en", "ru"),
+    ("hello there", None, "en"),
+    ("...", "ja", "ja"),
+])
+def test_resolve_lang(text: str, hint: str | None, lang: str) -> None:
+    assert resolve_lang(text, hint) == lang

@@ -27,7 +27,7 @@ from bench.retrievers.base import RetrieverConfig, parse_params
 from bench.retrievers.proposals import ProposalConfig, propose
 from bench.text.extract import TextSources, sources_provenance
 from bench.text.segments import Segment
-from bench.text.tokenize import Tokenizer, TokenizerConfig
+from bench.text.tokenize import Tokenizer, TokenizerConfig, resolve_lang
 from bench.text.windows import TextCorpus, WindowConfig, corpus_digest, load_corpus, paint_curve
 from bench.types import QID, Moment, QueryInput, Video
 
@@ -44,8 +44,9 @@ INDEX_VERSION = "1"
 
 def _text_proposals() -> ProposalConfig:
     # Text hits are painted over the matched lines only, so the curve is already tight; the
-    # whole plateau of a hit is the moment (rel_threshold 0.5), at least 2 s long.
-    return ProposalConfig(strategy="peak", rel_threshold=0.5, min_len_s=2.0, nms_iou=0.3)
+    # whole plateau of a hit is the moment (rel_threshold 0.5). A moment is at least 4 s: a
+    # 2 s sentence alone is shorter than what people mark as "the moment" it describes.
+    return ProposalConfig(strategy="peak", rel_threshold=0.5, min_len_s=4.0, nms_iou=0.3)
 
 
 class Params(BaseModel):
@@ -284,12 +285,15 @@ class BM25Text:
         self._seg_terms = [frozenset(t) for t in seg_terms]
 
     def _tokenize_segments(self, segments: list[Segment], corpus: TextCorpus) -> list[list[str]]:
-        # A segment without a declared language takes its window's (the video's), so query and
-        # document stemmers agree when the dataset says what language a video is in.
+        # A segment without a declared language takes its window's (the video's) when written
+        # in that language's script, so query and document stemmers agree when the dataset
+        # says what language a video is in; a Latin telop in a Japanese video is detected.
+        latin = self.params.tokenizer.default_latin_lang
         lang_of: dict[Segment, str | None] = {}
         for w in corpus.windows:
             for s in w.segments:
-                lang_of.setdefault(s, s.lang or w.lang)
+                if s not in lang_of:
+                    lang_of[s] = s.lang or resolve_lang(s.text, w.lang, latin)
         return [self.tokenizer.tokenize(s.text, lang_of[s]) for s in segments]
 
     def _cache_key(self, corpus: TextCorpus) -> str:
@@ -363,7 +367,7 @@ class BM25Text:
         if not q.text or not q.text.strip():
             return self._no_result(q, "bm25-text needs a text query; this query has none")
         with stage("query_encode", items=1):
-            terms = self.tokenizer.tokenize(q.text, q.lang)
+            terms = self.tokenizer.tokenize_query(q.text, q.lang)
         if not terms:
             return self._no_result(q, "the query has no searchable terms (only stop words or "
                                       "punctuation after tokenization)")
@@ -434,10 +438,11 @@ class BM25Text:
         inside = [j for j in matched
                   if segs[j].start < end and max(segs[j].end, segs[j].start + 1e-9) > start]
         inside.sort(key=lambda j: (-matched[j], segs[j].start))
+        shown = sorted(inside[:self.params.max_snippets], key=lambda j: segs[j].start)
         snippets = [{"start": segs[j].start, "end": segs[j].end, "source": segs[j].source,
-                     "text": segs[j].text, "terms": sorted(qset & self._seg_terms[j])}
-                    for j in sorted(inside[:self.params.max_snippets], key=lambda j: segs[j].start)]
-        return {"method": "bm25", "terms": sorted(qset), "snippets": snippets}
+                     "text": segs[j].text, "terms": sorted(qset & self._seg_terms[j])} for j in shown]
+        found = sorted(set().union(*(qset & self._seg_terms[j] for j in shown)))
+        return {"method": "bm25", "terms": found, "snippets": snippets}
 
     # -- reporting --------------------------------------------------------------------------
 

@@ -44,8 +44,9 @@ _PROVENANCE: dict[tuple[str, str | None], dict[str, Any]] = {}
 
 def _dense_proposals() -> ProposalConfig:
     # Similarities of neighbouring lines differ by a few hundredths: grow over lines within
-    # 30% of the peak's height above the median, so a moment is the best lines, not the talk.
-    return ProposalConfig(strategy="peak", rel_threshold=0.7, min_len_s=2.0, nms_iou=0.3)
+    # 30% of the peak's height above the median, so a moment is the best lines, not the talk;
+    # at least 4 s, as for bm25-text.
+    return ProposalConfig(strategy="peak", rel_threshold=0.7, min_len_s=4.0, nms_iou=0.3)
 
 
 class Params(BaseModel):

@@ -154,6 +154,25 @@ def detect_lang(text: str, default_latin: str = "en") -> str | None:
     return best
 
 
+_SCRIPT_FAMILY = {"ja": "cjk", "zh": "cjk", "ko": "hangul", "ru": "cyrillic", "uk": "cyrillic",
+                  "bg": "cyrillic", "be": "cyrillic", "mk": "cyrillic", "kk": "cyrillic"}
+
+
+def resolve_lang(text: str, hint: str | None, default_latin: str = "en") -> str | None:
+    """The language to tokenize ``text`` in, given a prior (the video's language).
+
+    The prior wins when the text is written in its script; otherwise the text's own
+    :func:`detect_lang` does (a Portuguese telop in a Japanese video is not Japanese).
+    """
+    code = normalize_lang(hint)
+    latin_prior = code is not None and code not in _SCRIPT_FAMILY
+    found = detect_lang(text, code if latin_prior and code else default_latin)
+    if code is None or found is None:
+        return code or found
+    same = _SCRIPT_FAMILY.get(code, "latin") == _SCRIPT_FAMILY.get(found, "latin")
+    return code if same else found
+
+
 class Tokenizer:
     """Text -> terms. Japanese via fugashi + unidic-lite, Chinese via jieba, others by words.
 
@@ -175,6 +194,18 @@ class Tokenizer:
 
     def tokenize(self, text: str, lang: str | None = None) -> list[str]:
         """Terms of ``text`` in order (duplicates kept: BM25 counts them)."""
+        return self._tokenize(text, lang, join=1)
+
+    def tokenize_query(self, text: str, lang: str | None = None, *, join: int = 3) -> list[str]:
+        """:meth:`tokenize`, plus each run of 2..``join`` adjacent words glued into one term.
+
+        On-screen text often loses its spaces ("MISSION BRIEFING" read as "MISSIONBRIEFING"):
+        the glued query term "missionbrief" matches it. A glued term that no document holds
+        scores nothing, so the extra terms cost nothing elsewhere.
+        """
+        return self._tokenize(text, lang, join=join)
+
+    def _tokenize(self, text: str, lang: str | None, join: int) -> list[str]:
         norm = normalize_text(text)
         if not norm.strip():
             return []
@@ -185,10 +216,10 @@ class Tokenizer:
         out: list[str] = []
         pos = 0
         for m in _CJK_RUN.finditer(norm):
-            out += self._words(norm[pos:m.start()], word_lang)
+            out += self._words(norm[pos:m.start()], word_lang, join)
             out += self._japanese(m.group()) if cjk_lang == "ja" else self._chinese(m.group())
             pos = m.end()
-        out += self._words(norm[pos:], word_lang)
+        out += self._words(norm[pos:], word_lang, join)
         return out
 
     def tokenize_many(self, texts: Sequence[str],
@@ -208,13 +239,15 @@ class Tokenizer:
                 versions[dist] = None
         return {"config": self.config.model_dump(), "versions": versions}
 
-    def _words(self, text: str, lang: str) -> list[str]:
+    def _words(self, text: str, lang: str, join: int = 1) -> list[str]:
         words = _WORD.findall(text)
         if not words:
             return []
-        if self.config.stopwords:
-            stop = _stopword_set(lang)
-            words = [w for w in words if w not in stop]
+        stop = _stopword_set(lang) if self.config.stopwords else frozenset()
+        # Glued runs neither start nor end with a stop word ("of the" glues to nothing).
+        glued = ["".join(words[i:i + n]) for n in range(2, join + 1) for i in range(len(words) - n + 1)
+                 if words[i] not in stop and words[i + n - 1] not in stop]
+        words = [w for w in words if w not in stop] + glued
         stemmer = self._stemmer(lang) if self.config.stem else None
         return list(stemmer.stemWords(words)) if stemmer is not None else words
 

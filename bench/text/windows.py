@@ -33,6 +33,10 @@ class WindowConfig(BaseModel):
     stride_s: float = Field(default=5.0, gt=0)
     per_source: bool = False
     """``True``: speech, OCR, captions and subtitles of a window are separate documents."""
+    split_sentences: bool = True
+    """Split a segment with word timings (``meta["words"]``, e.g. Whisper with
+    ``word_timestamps``) into its sentences, so a hit is timed to the sentence that holds
+    it rather than to a recogniser segment that may run over several."""
 
     @model_validator(mode="after")
     def _no_gaps(self) -> WindowConfig:
@@ -58,6 +62,38 @@ class TextWindow:
     def digest(self) -> str:
         """sha256 of what the window's vector or terms depend on (text and language)."""
         return hashlib.sha256(f"{self.lang or ''}\x00{self.text}".encode()).hexdigest()
+
+
+_SENTENCE_END = tuple(".?!。？！…")
+
+
+def split_sentences(segment: Segment) -> list[Segment]:
+    """A segment's sentences, timed by its word timings; ``[segment]`` if it has one or none.
+
+    ``meta["words"]`` rows are ``[start_s, end_s, word, probability]`` with the word's own
+    leading space (Whisper's format), so joining them restores the text. A sentence ends at
+    a word ending in ``. ? ! 。 ？ ！ …``. Each part keeps the segment's source, language
+    and meta, with its own ``words`` and ``sentence_of`` = the segment's ``[start, end]``.
+    """
+    words = segment.meta.get("words") if segment.meta else None
+    if not words:
+        return [segment]
+    parts: list[list[Any]] = [[]]
+    for w in words:
+        parts[-1].append(w)
+        if str(w[2]).strip().endswith(_SENTENCE_END):
+            parts.append([])
+    parts = [p for p in parts if p and "".join(str(w[2]) for w in p).strip()]
+    if len(parts) < 2:
+        return [segment]
+    meta = {k: v for k, v in segment.meta.items() if k != "words"}
+    out = []
+    for p in parts:
+        start, end = float(p[0][0]), max(float(p[-1][1]), float(p[0][0]))
+        out.append(Segment(vid=segment.vid, start=start, end=end, source=segment.source,
+                           text="".join(str(w[2]) for w in p).strip(), lang=segment.lang,
+                           meta={**meta, "words": p, "sentence_of": [segment.start, segment.end]}))
+    return out
 
 
 def _overlaps(seg: Segment, start: float, end: float) -> bool:
@@ -180,6 +216,8 @@ class TextCorpus:
         durations = {v.vid: v.duration for v in videos if v.duration}
         langs = {v.vid: v.lang for v in videos if v.lang}
         flat = [s for segs in segments.values() for s in segs]
+        if config.split_sentences:
+            flat = [part for s in flat for part in split_sentences(s)]
         windows = build_windows(flat, config, durations_s=durations, langs=langs)
         ends: dict[str, float] = {}
         for s in flat:
