@@ -537,7 +537,8 @@ def score_timeline(moments: Sequence[Moment], durations: Mapping[str, float | No
     if not by_vid:
         return None
     vids = list(by_vid)[:max_videos]
-    fig = _figure(9.0, 0.4 + 1.3 * len(vids))
+    fig = _figure(9.0, 0.7 + 1.3 * len(vids))
+    fig.suptitle("Score over time (each bar is a moment: its window and score)", fontsize=9)
     axes = fig.subplots(len(vids), 1, squeeze=False)[:, 0]
     scores = [m.score for m in moments]
     low = min(0.0, min(scores))

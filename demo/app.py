@@ -35,6 +35,7 @@ log = logging.getLogger("bench")
 F = TypeVar("F", bound=Callable[..., Any])
 
 RESULTS_ENV = "SCENEBENCH_RESULTS"
+METHODS_ENV = "SCENEBENCH_DEMO_METHODS"
 INTRO = """# SceneBench
 Find the moment in a video by describing it — in any language — or with an example image.
 Each video is indexed once and cached; searching indexed videos takes well under a second.
@@ -47,9 +48,11 @@ class App:
     """What requests share: built once at start-up; its caches fill lazily under locks."""
 
     def __init__(self, results_dir: Path, dataset: str | None = None, device: str = "auto",
-                 sessions: Path | None = None, pool: serving.ModelPool | None = None) -> None:
+                 sessions: Path | None = None, pool: serving.ModelPool | None = None,
+                 methods: Sequence[str] | None = None) -> None:
         self.results_dir = Path(results_dir)
         self.dataset = dataset or serving.demo_dataset()
+        self.methods = list(methods) if methods else None
         self.sessions = sessions or serving.sessions_root()
         self.pool = pool or serving.ModelPool(device)
         self.limits = serving.UploadLimits()
@@ -84,9 +87,17 @@ class App:
         return serving.embedded_videos(self.query_set())
 
     def configurations(self) -> list[str]:
+        """The configurations offered: every one in models/, or the ``--methods`` subset."""
         from bench.retrievers import load_configs
 
-        return sorted(load_configs())
+        names = sorted(load_configs())
+        if self.methods is None:
+            return names
+        unknown = [m for m in self.methods if m not in names]
+        if unknown:
+            raise BadInput(f"--methods: unknown configuration(s) {', '.join(unknown)}; "
+                           f"known: {', '.join(names)}")
+        return [n for n in names if n in self.methods]
 
     def best(self) -> tuple[str, str]:
         """The configuration to use by default and a line saying why."""
@@ -148,6 +159,10 @@ def guarded(fn: F) -> F:
 
 # --- rendering ---------------------------------------------------------------------------
 
+def plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
 def card_caption(rank: int, m: Moment) -> str:
     return f"#{rank} · {m.vid} · {serving.fmt_window(m.start, m.end)} · score {m.score:.3f}"
 
@@ -170,7 +185,7 @@ def results_markdown(outcome: serving.SearchOutcome) -> str:
         return f"⚠ **{outcome.retriever}** {outcome.error}"
     if not outcome.moments:
         return f"No moment found by **{outcome.retriever}** for this query."
-    lines = [f"**{outcome.retriever}** found {len(outcome.moments)} moments in "
+    lines = [f"**{outcome.retriever}** found {plural(len(outcome.moments), 'moment')} in "
              f"{outcome.latency_s * 1000:.0f} ms. Click a card to play from there.", ""]
     for i, m in enumerate(outcome.moments, start=1):
         ev = serving.describe_evidence(m.evidence)
@@ -275,9 +290,10 @@ def on_search(app: App, sess: serving.Session | None, selected: Sequence[str] | 
         progress(0.9, desc="thumbnails")
     shown = cards(sess, videos, outcome.moments)
     fig = serving.score_timeline(outcome.moments, {v.vid: v.duration for v in picked})
-    status = (f"**{len(outcome.moments)}** moments from **{name}** in "
-              f"{outcome.latency_s * 1000:.0f} ms" if outcome.moments
-              else f"No moment found by **{name}**; try other words or another method.")
+    asked = f"“{q.text}”" if q.text else "the example image"
+    status = (f"**{plural(len(outcome.moments), 'moment')}** from **{name}** in "
+              f"{outcome.latency_s * 1000:.0f} ms for {asked}" if outcome.moments
+              else f"No moment found by **{name}** for {asked}; try other words or another method.")
     return sess, status, shown, outcome.moments, None, fig, results_markdown(outcome)
 
 
@@ -396,7 +412,8 @@ def on_browser_dataset(app: App, label: str | None, sort: str) -> tuple[Any, str
     choices = [(f"{lbl} · spread {d:.2f}" if sort == "disagreement" else lbl, lbl)
                for lbl, d in items]
     return (gr.update(choices=choices, value=items[0][0] if items else None),
-            f"{len(items)} queries, {len(preds)} methods with predictions.")
+            f"{plural(len(items), 'query', 'queries')}, {plural(len(preds), 'method')} with "
+            "predictions.")
 
 
 def on_browser_query(app: App, label: str | None, item: str | None) -> tuple[Any, ...]:
@@ -448,8 +465,14 @@ def cleanup_session(sess: serving.Session | None) -> None:
 
 # --- layout and wiring ---------------------------------------------------------------------
 
+# Cards: the caption (rank, video, mm:ss-mm:ss, score) sits under the thumbnail, in full.
 CSS = """
-#cards .caption-label { white-space: normal; font-size: 12px; }
+#cards .thumbnail-item { aspect-ratio: auto; height: auto; display: flex; flex-direction: column; }
+#cards .thumbnail-item > img { height: 140px; object-fit: cover; }
+#cards .caption-label { position: static; max-width: none; white-space: normal; opacity: 1;
+  border: none; border-radius: 0; font-size: 13px; padding: 4px 6px; }
+#cards .fixed-height, #lb-plots .fixed-height { min-height: 0; max-height: none; overflow-y: visible; }
+#lb-plots .thumbnail-item { aspect-ratio: 3 / 2; }
 """
 
 
@@ -486,11 +509,12 @@ def build(app: App) -> gr.Blocks:
             status = gr.Markdown(elem_id="search-status")
             gallery = gr.Gallery(label="Moments (click one to play from there)", columns=5,
                                  height="auto", elem_id="cards", allow_preview=False,
-                                 object_fit="contain")
+                                 object_fit="cover", fit_columns=False, buttons=[])
             with gr.Row():
                 player = gr.Video(label="Playing from the selected moment", elem_id="player",
-                                  autoplay=True, interactive=False)
-                timeline = gr.Plot(label="Score over time, per video", elem_id="timeline")
+                                  autoplay=True, interactive=False, height=300)
+                timeline = gr.Plot(label="Score over time, per video", elem_id="timeline",
+                                   show_label=False)
             details = gr.Markdown(elem_id="details")
 
         with gr.Tab("Compare", id="compare"):
@@ -503,9 +527,11 @@ def build(app: App) -> gr.Blocks:
                 cmp_video = gr.Dropdown(label="Video", choices=[], elem_id="cmp-video")
             cmp_go = gr.Button("Compare all methods", variant="primary", elem_id="compare-btn")
             cmp_status = gr.Markdown(elem_id="cmp-status")
-            cmp_plot = gr.Plot(label="Top-5 windows of each method on a shared timeline")
+            cmp_plot = gr.Plot(label="Top-5 windows of each method on a shared timeline",
+                               elem_id="cmp-plot", show_label=False)
             cmp_table = gr.Dataframe(headers=COMPARE_HEADERS, interactive=False,
-                                     elem_id="cmp-table", wrap=True)
+                                     elem_id="cmp-table", wrap=True,
+                                     column_widths=["16%", "11%", "8%", "6%", "9%", "50%"])
 
         with gr.Tab("Leaderboard", id="leaderboard"):
             with gr.Row():
@@ -515,7 +541,8 @@ def build(app: App) -> gr.Blocks:
                                       elem_id="lb-lang")
             lb_table = gr.Dataframe(interactive=False, elem_id="lb-table", wrap=True)
             lb_note = gr.Markdown(EMPTY_RESULTS, elem_id="lb-note")
-            lb_gallery = gr.Gallery(label="Plots", columns=2, height="auto", elem_id="lb-plots")
+            lb_gallery = gr.Gallery(label="Plots (click to enlarge)", columns=2, height="auto",
+                                    elem_id="lb-plots", object_fit="contain", buttons=[])
 
         with gr.Tab("Benchmark browser", id="browser"):
             with gr.Row():
@@ -528,7 +555,8 @@ def build(app: App) -> gr.Blocks:
             br_truth = gr.Markdown(elem_id="br-truth")
             with gr.Row():
                 br_video = gr.Video(label="Video", elem_id="br-video", interactive=False)
-                br_plot = gr.Plot(label="Truth (green) and every method's predictions")
+                br_plot = gr.Plot(label="Truth (green) and every method's predictions",
+                                  elem_id="br-plot", show_label=False)
             br_table = gr.Dataframe(headers=BROWSER_HEADERS, interactive=False,
                                     elem_id="br-table")
 
@@ -626,6 +654,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", default=None,
                         help=f"embedded set (default: ${serving.DATASET_ENV} or "
                              f"{serving.DEFAULT_DATASET})")
+    parser.add_argument("--methods", default=os.environ.get(METHODS_ENV, ""),
+                        help="comma-separated configurations to offer (default: all in models/)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--no-warm-up", action="store_true",
                         help="do not index the embedded set in the background at start")
@@ -633,7 +663,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
     from bench.paths import cache_home
 
-    app = App(args.results, args.dataset, args.device)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] or None
+    app = App(args.results, args.dataset, args.device, methods=methods)
     demo = build(app)
     # Two workers on a small CPU box; extra visitors wait in a bounded queue.
     demo.queue(default_concurrency_limit=2, max_size=32)

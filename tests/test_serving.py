@@ -534,7 +534,7 @@ def test_search_handler(app: Any, app_module: ModuleType) -> None:
     calls: list[tuple[float, str]] = []
     sess, status, cards, moments, player, fig, details = app_module.on_search(
         app, sess, ["v2"], "sign", None, "bm25-text", 3, lambda p, desc="": calls.append((p, desc)))
-    assert status.startswith("**1** moments from **bm25-text** in ")
+    assert status.startswith("**1 moment** from **bm25-text** in ")
     assert [(m.vid, m.start, m.end, m.score) for m in moments] == [("v2", 1.0, 2.0, 1.0)]
     assert len(cards) == 1 and cards[0][1] == "#1 · v2 · 00:01-00:02 · score 1.000"
     assert Path(cards[0][0]).parent == sess.root / "thumbs"
