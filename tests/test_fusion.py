@@ -165,6 +165,24 @@ def test_fusion_text_is_built_from_models() -> None:
     assert f.unavailable == {}
 
 
+def test_fusion_all_needs_clip() -> None:
+    from bench.retrievers import build_retriever
+
+    with pytest.raises(Unavailable, match="member clip-frames-vit-b32 is unavailable"):
+        build_retriever("fusion-all", "cpu")  # no CLIP weights offline: not a relabelled fusion-text
+
+
+@pytest.mark.slow
+def test_fusion_all_tiny_is_flagged_random_init() -> None:
+    """Builds the tiny CLIP and hashes every member's weights (tens of seconds on 2 cores)."""
+    from bench.retrievers import build_retriever
+
+    tiny = build_retriever("fusion-all-tiny", "cpu")
+    assert isinstance(tiny, Fusion)
+    assert list(tiny.members) == ["clip-frames-tiny", "bm25-text", "dense-text-minilm"]
+    assert tiny.provenance()["random_init"] is True
+
+
 def test_unavailable_member_is_left_out_or_fails(tmp_path: Path) -> None:
     members = ["bm25-text", "dense-text-e5-small"]  # e5 weights are not in the offline cache
     f = Fusion(config(members), "cpu")
