@@ -283,3 +283,19 @@ def test_multilingual_text_tower(tmp_path: Path, retriever: ClipFrames,
                             models={"text": {"id": f"local-dir:{narrow}"}})
     with pytest.raises(BadInput, match="8-d"):
         ClipFrames(wrong, "cpu")
+
+
+def test_large_corpus_index_is_saved_and_reused(videos: list[Video], store: FeatureStore) -> None:
+    first = build_retriever("clip-frames-tiny", "cpu")
+    assert isinstance(first, ClipFrames)
+    first.corpus.persist_min = 5  # treat 14 frames as "large" so the index is persisted
+    first.index(videos, store)
+    want = first.search([QueryInput(text="persist")], top_k=3)[0]
+    assert first.stats()["vector_index_from_cache"] is False
+    second = build_retriever("clip-frames-tiny", "cpu")
+    assert isinstance(second, ClipFrames)
+    second.corpus.persist_min = 5
+    second.index(videos, store)
+    got = second.search([QueryInput(text="persist")], top_k=3)[0]
+    assert second.stats()["vector_index_from_cache"] is True
+    assert [(m.vid, m.start, m.score) for m in got] == [(m.vid, m.start, m.score) for m in want]

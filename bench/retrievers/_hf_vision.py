@@ -378,7 +378,7 @@ def build_clip_tokenizer(out_dir: Path, merges: int, max_length: int) -> Any:
 def _split_recipe(config: dict[str, Any], known: set[str]) -> tuple[dict[str, Any], int, int]:
     cfg = dict(config)
     merges = int(cfg.pop("merges", 4000))
-    image_size = int(cfg.get("vision_config", {}).get("image_size", 32))
+    image_size = int(cfg.get("vision_config", {}).get("image_size", 224))  # the configs' default
     unknown = set(cfg) - known
     if unknown:
         raise BadInput(f"tiny model recipe: unknown config key(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -509,16 +509,41 @@ class VideoVectors:
 
 class EmbeddingCorpus:
     """Vectors of every indexed video, with a lazily built :class:`~bench.index.VectorIndex`
-    over all of them for corpus search (rows map back to (vid, row))."""
+    over all of them for corpus search (rows map back to (vid, row)).
 
-    def __init__(self, dim: int, *, index_kind: str = "auto", device: str = "cpu") -> None:
+    With :meth:`persist_in`, an index over more than ``persist_min`` vectors (an approximate
+    one, whose build and calibration take a while) is saved in the feature store and loaded
+    on the next run over the same videos."""
+
+    def __init__(self, dim: int, *, index_kind: str = "auto", device: str = "cpu",
+                 persist_min: int | None = None) -> None:
+        from bench.index import FLAT_MAX
+
         self.dim = dim
         self.index_kind = index_kind
         self.device = device
+        self.persist_min = FLAT_MAX if persist_min is None else persist_min
         self.videos: dict[str, VideoVectors] = {}
         self._index: Any = None
         self._owners: list[str] = []
         self._starts = np.zeros(0, dtype=np.int64)
+        self._cache: tuple[Any, str] | None = None
+        self.index_from_cache = False
+
+    def persist_in(self, store: Any, name: str) -> None:
+        """Save/load large corpus indexes under ``store.artifact_dir(name/...)``."""
+        self._cache = (store, name)
+
+    def _artifact(self, owners: list[str], sizes: np.ndarray) -> Path | None:
+        if self._cache is None or int(sizes.sum()) <= self.persist_min:
+            return None
+        import hashlib
+
+        store, name = self._cache
+        spec = json.dumps([self.index_kind, [[v, self.videos[v].video_id, int(n)]
+                                             for v, n in zip(owners, sizes.tolist(), strict=True)]])
+        digest = hashlib.sha256(spec.encode("utf-8")).hexdigest()[:16]
+        return Path(store.artifact_dir(f"{name}/{digest}")) / "index"
 
     def add(self, item: VideoVectors) -> None:
         if item.vectors.ndim != 2 or item.vectors.shape[1] != self.dim:
@@ -544,13 +569,27 @@ class EmbeddingCorpus:
             return self._index
         owners = [v for v in self.videos if self.videos[v].vectors.shape[0]]
         sizes = np.array([self.videos[v].vectors.shape[0] for v in owners], dtype=np.int64)
-        with stage("index_build", items=int(sizes.sum())):
-            index = VectorIndex(self.dim, kind=self.index_kind, device=self.device)  # type: ignore[arg-type]
-            start = 0
-            for vid, n in zip(owners, sizes.tolist(), strict=True):
-                index.add(self.videos[vid].vectors, np.arange(start, start + n, dtype=np.int64))
-                start += n
-            index.build()
+        saved = self._artifact(owners, sizes)
+        index = None
+        self.index_from_cache = False
+        if saved is not None and (saved / "meta.json").is_file():
+            try:
+                index = VectorIndex.load(saved, device=self.device)
+            except (BadInput, OSError, RuntimeError, ValueError) as exc:  # damaged: rebuild it
+                log.warning("corpus vector index at %s cannot be loaded (%s); rebuilding", saved, exc)
+            if index is not None and len(index) != int(sizes.sum()):
+                index = None
+            self.index_from_cache = index is not None
+        if index is None:
+            with stage("index_build", items=int(sizes.sum())):
+                index = VectorIndex(self.dim, kind=self.index_kind, device=self.device)  # type: ignore[arg-type]
+                start = 0
+                for vid, n in zip(owners, sizes.tolist(), strict=True):
+                    index.add(self.videos[vid].vectors, np.arange(start, start + n, dtype=np.int64))
+                    start += n
+                index.build()
+            if saved is not None:
+                index.save(saved)
         self._index, self._owners = index, owners
         self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         return index

@@ -226,6 +226,7 @@ class ClipFrames:
         from bench.store import index_videos
 
         done = index_videos(store, videos, self.extractor, self.encode_video, desc=f"index {self.name}")
+        self.corpus.persist_in(store, f"vector-index/{self.extractor.key}")
         for video in videos:
             video_id = done.get(video.vid)
             if video_id is None:
@@ -302,7 +303,8 @@ class ClipFrames:
     def stats(self) -> dict[str, Any]:
         index = self.corpus._index
         return {"videos": len(self.corpus.videos), "frames": len(self.corpus),
-                "encoder_calls": self.encoder_calls, "vector_index": index.stats() if index else None}
+                "encoder_calls": self.encoder_calls, "vector_index": index.stats() if index else None,
+                "vector_index_from_cache": self.corpus.index_from_cache}
 
     def provenance(self) -> dict[str, Any]:
         prov: dict[str, Any] = {

@@ -243,6 +243,7 @@ class XClipClips:
                         store.status(vid_id, self.prompt_extractor) != "done":
                     store.mark_failed(vid_id, self.extractor, "prompt features missing; recomputing")
         done = index_videos(store, videos, self.extractor, self.encode_video, desc=f"index {self.name}")
+        self.corpus.persist_in(store, f"vector-index/{self.extractor.key}")
         for video in videos:
             video_id = done.get(video.vid)
             if video_id is None:
@@ -394,7 +395,8 @@ class XClipClips:
     def stats(self) -> dict[str, Any]:
         index = self.corpus._index
         return {"videos": len(self.corpus.videos), "clips": len(self.corpus),
-                "encoder_calls": self.encoder_calls, "vector_index": index.stats() if index else None}
+                "encoder_calls": self.encoder_calls, "vector_index": index.stats() if index else None,
+                "vector_index_from_cache": self.corpus.index_from_cache}
 
     def provenance(self) -> dict[str, Any]:
         return {"family": self.family,
