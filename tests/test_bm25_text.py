@@ -279,10 +279,19 @@ def test_index_is_cached_in_the_store(tmp_path: Path) -> None:
     again.index_segments(SEGMENTS, videos=VIDEOS, store=store)
     assert again.stats()["cache_hit"] is True
     assert len(list((tmp_path / "store" / "artifacts" / "bm25-text").iterdir())) == 1
+    assert len(list((tmp_path / "store" / "artifacts" / "bm25-text").glob("*/bm25s/vocab.index.json"))) == 1
     a = first.search([q("knead the dough")])[0]
     b = again.search([q("knead the dough")])[0]
     assert [(m.vid, m.start, m.end, m.score, m.evidence) for m in a] == [
         (m.vid, m.start, m.end, m.score, m.evidence) for m in b]
+    # rank_bm25 is rebuilt from the cached terms; its own cache entry holds no arrays.
+    ref = make({"backend": "rank_bm25"})
+    ref.index_segments(SEGMENTS, videos=VIDEOS, store=store)
+    again_ref = make({"backend": "rank_bm25"})
+    again_ref.index_segments(SEGMENTS, videos=VIDEOS, store=store)
+    assert again_ref.stats()["cache_hit"] is True
+    assert [(m.vid, m.start, m.end) for m in again_ref.search([q("knead the dough")])[0]] == [
+        (m.vid, m.start, m.end) for m in a]
     # Other parameters are another index.
     other = make({"k1": 0.9})
     other.index_segments(SEGMENTS, videos=VIDEOS, store=store)

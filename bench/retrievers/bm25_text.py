@@ -272,11 +272,12 @@ class BM25Text:
             if cached is not None:
                 seg_terms, scorer = cached
             else:
-                seg_terms = self._tokenize_segments(list(unique), corpus)
+                seg_terms, scorer = self._tokenize_segments(list(unique), corpus), None
+            if scorer is None:  # not cached, or rank_bm25 (whose objects are not saved)
                 docs = [[t for s in w.segments for t in seg_terms[unique[s]]] for w in corpus.windows]
                 scorer = make_bm25(self.params.backend, docs, self.formula) if any(docs) else None
-                if store is not None:
-                    self._save(store, key, seg_terms, scorer)
+            if cached is None and store is not None:
+                self._save(store, key, seg_terms, scorer)
         self.corpus = corpus
         self.scorer = scorer
         self._seg_index = unique
@@ -314,8 +315,8 @@ class BM25Text:
         except (OSError, ValueError, KeyError) as exc:
             log.warning("%s: cached BM25 index %s is unreadable (%s); rebuilding", self.name, path, exc)
             return None
-        if scorer is None and self.params.backend == "rank_bm25" and any(seg_terms):
-            # rank_bm25 objects are not saved: rebuild from the cached terms (no re-tokenizing).
+        if scorer is None and self.params.backend == "bm25s" and any(seg_terms):
+            log.warning("%s: cached BM25 index %s has no arrays; rebuilding", self.name, path)
             return None
         return seg_terms, scorer
 
