@@ -90,11 +90,12 @@ def build_model(out: Path) -> Path:
 
 
 def retriever(model_dir: Path, device: str, batch_size: int) -> Any:
+    from bench.modelref import ModelRef
     from bench.retrievers.base import RetrieverConfig
     from bench.retrievers.clip_frames import ClipFrames
 
     cfg = RetrieverConfig(name="clip-vit-b32-random", family="clip-frames",
-                          model={"id": f"local-dir:{model_dir}"},
+                          model=ModelRef(id=f"local-dir:{model_dir}"),
                           params={"fps": 1.0, "batch_size": batch_size})
     return ClipFrames(cfg, device)
 
@@ -147,8 +148,11 @@ def naive(r: Any, video: Path, model_dir: Path, batch_size: int) -> float:
     next_t = 0.0
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
+        tb = stream.time_base
         for frame in container.decode(stream):
-            t = float(frame.pts * stream.time_base)
+            if frame.pts is None or tb is None:
+                continue
+            t = float(frame.pts * tb)
             if t + 1e-3 < next_t:
                 continue
             next_t += 1.0
@@ -206,9 +210,7 @@ def main() -> None:
     work_ctx = tempfile.TemporaryDirectory() if args.workdir is None else None
     work = Path(work_ctx.name) if work_ctx else args.workdir
     work.mkdir(parents=True, exist_ok=True)
-    command = "python " + " ".join(shlex.quote(a) for a in [str(Path(sys.argv[0]).relative_to(REPO))
-                                                            if Path(sys.argv[0]).is_absolute() else sys.argv[0],
-                                                            *sys.argv[1:]])
+    command = "python " + " ".join(shlex.quote(a) for a in ["scripts/perf/visual_index.py", *sys.argv[1:]])
     load_before = load_average()
     print("building the random-init ViT-B/32 and the test video ...", file=sys.stderr)
     model_dir = build_model(work / "clip-vit-b32-random")
@@ -269,7 +271,8 @@ def main() -> None:
                      f"{100 * naive_fps / bound:.0f}% |")
         lines += ["", f"Pipeline / naive: **{pipe / naive_fps:.2f}x**."]
     lines += ["", "Pipeline stages (seconds of wall time; decode and preprocess run in the prefetch "
-              "thread, overlapping encode):", "", "| stage | wall s | cpu s | items |", "|---|---:|---:|---:|"]
+              "thread, overlapping encode; their cpu s counts that thread only, not the decoder's own "
+              "threads):", "", "| stage | wall s | cpu s | items |", "|---|---:|---:|---:|"]
     for name in ("decode", "preprocess", "encode"):
         st = stages.get(name)
         if st:
