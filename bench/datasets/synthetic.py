@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import wave
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -580,8 +581,25 @@ def _vfr_select(n_frames: int, fps: int) -> str:
             f"+not(eq(mod(n,3),1))*not(eq(mod(n,7),4))'")
 
 
+class _Cancelled(Exception):
+    """Raised in a worker when another video of the build has failed."""
+
+
+@dataclass
+class _Progress:
+    """The shared progress bar, and the flag that stops every worker once one has failed."""
+
+    bar: Any
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def update(self, frames: int) -> None:
+        if self.stop.is_set():
+            raise _Cancelled
+        self.bar.update(frames)
+
+
 def _make_video(tools: _Tools, spec: SynthSpec, vi: int, v: VideoSpec, dst: Path, work: Path,
-                where: str, progress: Any) -> _Built:
+                where: str, progress: _Progress) -> _Built:
     from PIL import Image
 
     scenes = _plan(spec, vi, v)
@@ -633,7 +651,7 @@ def _make_video(tools: _Tools, spec: SynthSpec, vi: int, v: VideoSpec, dst: Path
                         # Turned a quarter clockwise; the display matrix written below turns it back.
                         frame = frame.transpose(Image.Transpose.ROTATE_270)
                     proc.stdin.write(frame.tobytes())
-                progress.update(s.frames)
+                    progress.update(1)
         except BrokenPipeError:
             pass  # ffmpeg stopped reading; its exit status and message are reported below
         except BaseException:
@@ -765,9 +783,15 @@ def build_from_spec(spec_file: Path, out: Path, options: BuildOptions | None = N
 def build_stamp(spec_file: Path, options: BuildOptions) -> str:
     """Hash of what a build depends on: the spec's bytes, the generator version, the generator's
     own source (so an edited renderer never serves a stale cache) and ``options.limit``."""
-    parts = [Path(spec_file).read_bytes(), GENERATOR_VERSION.encode(), Path(__file__).read_bytes(),
-             str(options.limit).encode()]
-    return hashlib.sha256(b"\0".join(hashlib.sha256(p).digest() for p in parts)).hexdigest()
+    parts = [hashlib.sha256(Path(spec_file).read_bytes()).digest(), GENERATOR_VERSION.encode(),
+             _source_digest(), str(options.limit).encode()]
+    return hashlib.sha256(b"\0".join(parts)).hexdigest()
+
+
+@cache
+def _source_digest() -> bytes:
+    # Read once per process: the stamp describes the code that is running.
+    return hashlib.sha256(Path(__file__).read_bytes()).digest()
 
 
 @contextlib.contextmanager
@@ -824,10 +848,17 @@ def _build_into(tmp: Path, spec: SynthSpec, spec_file: Path, stamp: str, options
     workers = max(1, min(4, os.cpu_count() or 1, len(spec.videos)))
     with tqdm(total=total, unit="frame", desc=f"building {spec.name}", file=sys.stderr,
               leave=False) as bar, ThreadPoolExecutor(max_workers=workers) as pool:
+        progress = _Progress(bar)
         futures = [pool.submit(_make_video, tools, spec, vi, v, tmp / "videos" / f"{v.vid}.mp4", work,
-                               str(spec_file), bar)
+                               str(spec_file), progress)
                    for vi, v in enumerate(spec.videos)]
-        built = [f.result() for f in futures]
+        try:
+            built = [f.result() for f in futures]
+        except BaseException:
+            progress.stop.set()  # the other workers give up at their next frame
+            for f in futures:
+                f.cancel()
+            raise
     shutil.rmtree(work)
 
     videos = {v.vid: Video(vid=v.vid, path=f"videos/{v.vid}.mp4", duration=b.duration_s, lang=v.lang)
