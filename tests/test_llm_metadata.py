@@ -250,7 +250,7 @@ def test_corpus_scores_weigh_the_file_level_rank() -> None:
     r_ranked: list[tuple[str, float]]
     with ScriptedLLMServer(keyword_responder) as srv:
         r = retriever(srv, corpus(), top_n_videos=3)
-        r_ranked = r.rank_videos(QueryInput(text="fry onions"), sorted(r._meta))
+        r_ranked = r.rank_videos(QueryInput(text="fry onions"), r.vids())
         (moments,) = r.search([QueryInput(text="fry onions", qid="q")])
         assert srv.n_requests == 3  # one per candidate video; "[]" is an answer here, no retry
         assert all("if nothing matches, answer []" in user_text(q["body"]) for q in srv.requests)
@@ -264,7 +264,7 @@ def test_grounding_skips_file_level_retrieval() -> None:
     query = QueryInput(text="mozart sonata with onions", qid="q")
     with ScriptedLLMServer(keyword_responder) as srv:
         r = retriever(srv, corpus(), top_n_videos=1)
-        assert r.rank_videos(query, sorted(r._meta))[0][0] == "piano"
+        assert r.rank_videos(query, r.vids())[0][0] == "piano"
         (moments,) = r.search([query], vids=["cooking"])
         assert srv.n_requests == 1
         assert "a chef chops onions" in user_text(srv.requests[0]["body"])
@@ -285,7 +285,7 @@ def test_dense_file_retrieval_ranks_by_meaning() -> None:
     pytest.importorskip("sentence_transformers")
     with ScriptedLLMServer(keyword_responder) as srv:
         r = retriever(srv, corpus(), file_retrieval="dense")
-        ranked = r.rank_videos(QueryInput(text="soccer match"), sorted(r._meta))
+        ranked = r.rank_videos(QueryInput(text="soccer match"), r.vids())
     assert ranked[0][0] == "football"
 
 

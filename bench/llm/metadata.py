@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench.errors import BadInput, BenchError
+from bench.errors import BadInput, BenchError, Unavailable
 from bench.llm.parsing import (
     InvalidOutput,
     clip_range,
@@ -520,6 +520,8 @@ def llm_summary(meta: VideoMetadata, client: LLMClient, config: MetadataConfig) 
                                max_new_tokens=config.summary_max_new_tokens, purpose="summary", tag=meta.vid)
             summary, found = parse_summary_answer(done.text, meta.duration_s,
                                                   max_scenes=config.max_important_scenes)
+        except Unavailable:
+            raise  # a refused key concerns every video: the configuration cannot run
         except (BenchError, InvalidOutput) as exc:
             problems.append(str(exc))
             continue
@@ -551,6 +553,8 @@ def vlm_describe(path: Path, meta: VideoMetadata, client: LLMClient, config: Met
             done = client.chat(vlm_messages(frames, meta.duration_s),
                                max_new_tokens=config.vlm_max_new_tokens, purpose="vlm", tag=meta.vid)
             parts.append(parse_vlm_answer(done.text, meta.duration_s, lo, hi))
+        except Unavailable:
+            raise
         except (BenchError, InvalidOutput) as exc:
             raise ExtractionFailed(f"{meta.vid}: VLM on {format_range(lo, hi)} failed: {exc}") from None
     if not parts:

@@ -163,6 +163,10 @@ class LLMMetadata:
         self._file_index = None
         self._windows.clear()
 
+    def vids(self) -> list[str]:
+        """The indexed videos, sorted."""
+        return sorted(self._meta)
+
     def metadata(self, vid: str) -> VideoMetadata:
         """The metadata of an indexed video."""
         if vid not in self._meta:
@@ -345,7 +349,7 @@ class LLMMetadata:
             missing = [v for v in vids if v not in self._meta]
             if missing:
                 raise BadInput(f"{self.name}: video(s) not indexed: {', '.join(missing[:5])}")
-        pool = list(vids) if vids is not None else sorted(self._meta)
+        pool = list(vids) if vids is not None else self.vids()
         self.last_errors = {}
         return [self._search_one(q, pool, vids is not None, top_k) for q in queries]
 
