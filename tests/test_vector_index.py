@@ -88,10 +88,10 @@ def test_ivf_calibrates_nprobe_to_the_recall_target() -> None:
 
 
 def test_pq_reaches_the_target_even_on_unclustered_vectors() -> None:
-    x = random_unit(8000, 64, 7)
-    index = VectorIndex(64, kind="pq", target_recall=0.99)
+    x = random_unit(3000, 32, 7)
+    index = VectorIndex(32, kind="pq", target_recall=0.99)
     index.add(x, np.arange(len(x)))
-    q = random_unit(100, 64, 8)
+    q = random_unit(100, 32, 8)
     index.build(calibration_queries=q[:50])
     assert index.stats()["calibrated_recall"] >= 0.99
     _, truth = exact_topk(x, q[50:], 10)
@@ -104,8 +104,8 @@ def test_auto_is_flat_when_small_and_pq_when_large() -> None:
     small.add(random_unit(100, 16, 9), np.arange(100))
     small.build()
     assert small.stats()["kind"] == "flat"
-    large = VectorIndex(16, flat_max=500)
-    large.add(random_unit(2000, 16, 10), np.arange(2000))
+    large = VectorIndex(16, flat_max=200)
+    large.add(random_unit(1000, 16, 10), np.arange(1000))
     large.build()
     assert large.stats()["kind"] == "pq"
 
