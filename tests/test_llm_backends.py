@@ -276,6 +276,9 @@ def test_second_run_is_served_from_the_cache() -> None:
         assert srv.n_requests == 1
     assert [(m.start, m.end, m.score) for m in first[0]] == [(m.start, m.end, m.score) for m in second[0]]
     assert again.stats()["cache_hit_rate"] == 1.0
+    again.reset_stats()
+    st = again.stats()
+    assert (st["calls"], st["localizations"], st["cache_hits"]) == (0, 0, 0)
 
 
 # -- tiny random-init causal LM through transformers ----------------------------------------------

@@ -145,6 +145,11 @@ class LLMClient:
                                  "prompt_revision": self.prompt_revision})
         return done
 
+    def reset(self) -> None:
+        """Forget the call records (the on-disk cache is kept)."""
+        with self._lock:
+            self.records.clear()
+
     def _record(self, rec: CallRecord) -> None:
         with self._lock:
             self.records.append(rec)

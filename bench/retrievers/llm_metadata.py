@@ -404,6 +404,14 @@ class LLMMetadata:
             "index_errors": dict(self.index_errors)})
         return out
 
+    def reset_stats(self) -> None:
+        """Forget the call records, so the next :meth:`stats` covers only what follows (e.g.
+        one search mode of a run); the metadata and the on-disk cache are kept."""
+        self.client.reset()
+        if self.vlm_client is not None:
+            self.vlm_client.reset()
+        self.records.clear()
+
     def provenance(self) -> dict[str, Any]:
         p = self.params
         prov: dict[str, Any] = {
