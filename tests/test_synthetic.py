@@ -179,7 +179,16 @@ def test_vfr_and_rotated_video_are_real(tmp_path: Path) -> None:
     assert len(times) < 40
     shown = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "rawvideo",
                             "-pix_fmt", "rgb24", "pipe:1"], capture_output=True, check=True).stdout
-    assert len(shown) == 160 * 96 * 3  # a rotating decoder shows it landscape again
+    assert len(shown) == 160 * 96 * 3  # a rotating decoder shows it landscape again...
+    spec = syn.SynthSpec.model_validate(TINY)
+    first_scene = syn._plan(spec, 0, spec.videos[0])[0]
+    expected = next(syn._scene_frames(spec, first_scene))
+    layer = syn._overlay(spec, first_scene.spec, "here")
+    assert layer is not None
+    expected.paste(layer[0], layer[1], layer[0])
+    want = np.asarray(expected).astype(np.int16)
+    got = np.frombuffer(shown, np.uint8).reshape(96, 160, 3).astype(np.int16)
+    assert np.abs(got - want).mean() < 12 < np.abs(got - want[::-1, ::-1]).mean()  # ...and upright
     assert qs.queries[1].relevant_windows == [(2.0, 4.0)]
     assert qs.videos["turned"].duration == pytest.approx(4.0, abs=0.05)
 
