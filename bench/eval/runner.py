@@ -183,10 +183,16 @@ def run_one(cfg: RetrieverConfig, qs: QuerySet, modes: Sequence[Mode], *, device
     prov = {"environment": env, "device": getattr(retriever, "device", device),
             "retriever": retriever.provenance(), "config": cfg.model_dump()}
     prov["random_init"] = find_random_init(prov["retriever"])
+    backend_stats = getattr(retriever, "stats", None)
+    if callable(backend_stats):
+        index_timing["backend"] = backend_stats()
     for mode in modes:
         queries = [q for q in qs.queries if mode == "corpus" or q.vid is not None]
         if not queries:
             continue
+        reset = getattr(retriever, "reset_stats", None)
+        if callable(reset):  # per-mode LLM token/latency/cache counts
+            reset()
         rec = timing.TimingRecorder()
         errors: dict[str, str] = {}
         try:
