@@ -137,6 +137,13 @@ def test_smoothing_removes_a_one_sample_spike() -> None:
     assert smooth.start >= 9.0 and smooth.end <= 17.0
 
 
+def test_a_plateau_below_the_median_is_one_window() -> None:
+    t = np.arange(12, dtype=np.float64)
+    s = np.array([0.1, 0.1, 0.1, 0.1, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5])
+    windows = propose(t, s, duration_s=12.0, config=ProposalConfig(max_windows=5))
+    assert [(w.start, w.end) for w in windows] == [(4.0, 12.0), (0.0, 4.0)]
+
+
 def test_constant_and_single_sample_curves() -> None:
     t = np.arange(5, dtype=np.float64)
     w = propose(t, np.full(5, 0.3), duration_s=5.0)

@@ -40,8 +40,8 @@ class ProposalConfig(BaseModel):
     max_windows: int = Field(default=10, ge=1)
     """At most this many windows per curve (the retriever's ``top_k`` may cut further)."""
     smooth_s: float = Field(default=0.0, ge=0.0)
-    """Moving-average width (seconds) applied before finding peaks and growing; scoring
-    uses the raw scores. 0 turns smoothing off."""
+    """Moving-average width (seconds, rounded up to an odd number of samples) applied before
+    finding peaks and growing; scoring uses the raw scores. 0 turns smoothing off."""
     top_fraction: float = Field(default=0.5, gt=0.0, le=1.0)
     """A window's score is the mean of its best ``ceil(top_fraction * n)`` frames: 0+ is the
     peak; 1.0 is the plain mean, which lets a long lukewarm stretch bury a brief strong one."""
@@ -188,6 +188,7 @@ def propose(times_s: Sequence[float] | np.ndarray, scores: Sequence[float] | np.
     if end_s <= 0:
         raise BadInput(f"duration_s must be > 0 seconds, got {duration_s!r}")
     width = max(1, round(cfg.smooth_s * rate))
+    width += 1 - width % 2  # odd, so the average stays centred on each sample
     curve = smooth(s, width) if width > 1 else s
     spans = _peak_spans(curve, t, span, cfg) if cfg.strategy == "peak" else _sliding_spans(t, span, cfg)
     candidates: list[tuple[Window, float]] = []
@@ -225,7 +226,8 @@ def _peak_spans(curve: np.ndarray, t: np.ndarray, span: float,
     peaks = peaks[np.argsort(-curve[peaks], kind="stable")]
     covered = np.zeros(n, dtype=bool)
     spans: list[tuple[int, int]] = []
-    # Each peak yields one window; peaks inside an earlier window add nothing new.
+    # Each peak yields one window; peaks inside an earlier window add nothing new, and no
+    # window grows into an earlier one.
     for p in peaks.tolist():
         if covered[p]:
             continue
@@ -233,10 +235,13 @@ def _peak_spans(curve: np.ndarray, t: np.ndarray, span: float,
         thr = baseline + cfg.rel_threshold * (peak - baseline)
         if cfg.delta is not None:
             thr = max(thr, peak - cfg.delta)
+        thr = min(thr, peak)  # a peak below the baseline still spans its own plateau
         lo = hi = p
         while True:
-            can_l = lo > 0 and curve[lo - 1] >= thr
-            can_r = hi < n - 1 and curve[hi + 1] >= thr
+            # Stop at an earlier (stronger) window: growing through it would only add a
+            # weaker copy of that window with this peak's surroundings attached.
+            can_l = lo > 0 and curve[lo - 1] >= thr and not covered[lo - 1]
+            can_r = hi < n - 1 and curve[hi + 1] >= thr and not covered[hi + 1]
             if not (can_l or can_r):
                 break
             # Grow toward the stronger neighbour first so a length cap keeps the best part.

@@ -354,18 +354,26 @@ class XClipClips:
         return arrays["prompt"]
 
     def _rerank(self, candidates: list[tuple[str, Window, np.ndarray]], raw_text: np.ndarray) -> list[Moment]:
-        """Score each candidate by its best plain clip's video-conditioned cosine. If any
-        candidate's prompt features are missing, none is re-scored (one scale per list)."""
+        """Score each candidate by its best plain clip's video-conditioned cosine; a candidate
+        whose best clip already scored a better one is dropped. If any candidate's prompt
+        features are missing, none is re-scored (one scale per list)."""
         torch = self._torch
         picks: list[tuple[int, int]] = []  # (candidate index, clip index)
         feats: list[np.ndarray] = []
-        for ci, (vid, _, clips) in enumerate(candidates):
+        used: set[tuple[str, int]] = set()
+        kept: list[tuple[str, Window, np.ndarray]] = []
+        for vid, w, clips in candidates:
             prompt = self._prompt_features(vid)
             if prompt is None or clips.shape[0] == 0:
                 return [self._moment(v, w, w.score, c, None) for v, w, c in candidates]
             k = int(clips[0, 0])
-            picks.append((ci, k))
+            if (vid, k) in used:
+                continue  # same best clip as a better window: it would get the same score
+            used.add((vid, k))
+            picks.append((len(kept), k))
+            kept.append((vid, w, clips))
             feats.append(prompt[k])
+        candidates = kept
         conditioned: dict[int, float] = {}
         if picks:
             with torch.inference_mode():
