@@ -71,3 +71,16 @@ def test_duplicate_prediction_qid(tmp_path):
     p.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     with pytest.raises(BadInput, match="p.jsonl:2: field 'qid': duplicate qid 1"):
         load_predictions(p)
+
+
+def test_written_sets_are_readable_by_others(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        out = save_query_set(make_set(tmp_path), tmp_path / "set")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    assert stat.S_IMODE((out / "queries.jsonl").stat().st_mode) == 0o644

@@ -348,3 +348,23 @@ def test_format_table_qvhighlights_and_corpus() -> None:
     text = format_table(evaluate_predictions(cq, list(cp.values())))
     assert "Corpus retrieval (percent)" in text
     assert math.isclose(evaluate_predictions(cq, list(cp.values()))["video-R@1"], 0.5)
+
+
+def test_corpus_windows_count_every_true_answer():
+    from bench.eval.metrics import corpus_metrics
+    from bench.types import Prediction, Query
+
+    q = Query.from_row({"qid": "c1", "query": "a ginger cat", "vid": "a", "duration": 30,
+                        "relevant_windows": [[0, 10]],
+                        "corpus_windows": [["a", 0, 10], ["b", 20, 30]]})
+    # the top moment is the same photograph in another video: a true answer too
+    p = Prediction(qid="c1", query="a ginger cat", vid="b", pred_relevant_windows=[],
+                   pred_moments=[["b", 20, 30, 0.9], ["c", 0, 5, 0.5], ["a", 0, 4, 0.4]])
+    m = corpus_metrics([q], {"c1": p})
+    assert m["video-R@1"] == 1.0
+    assert m["moment-R@1@0.7"] == 1.0
+    plain = Query.from_row({"qid": "c1", "query": "a ginger cat", "vid": "a", "duration": 30,
+                            "relevant_windows": [[0, 10]]})
+    m = corpus_metrics([plain], {"c1": p})
+    assert m["video-R@1"] == 0.0 and m["video-R@5"] == 1.0
+    assert m["moment-R@5@0.5"] == 0.0  # [0, 4] against [0, 10] is IoU 0.4

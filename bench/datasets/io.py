@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BadInput
+from bench.paths import umask_mode
 from bench.types import Prediction, Query, QuerySet, RowError, Video
 
 
@@ -48,6 +49,7 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             for row in rows:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        Path(tmp).chmod(umask_mode())
         Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -107,6 +109,7 @@ def save_query_set(qs: QuerySet, directory: Path, *, copy_videos: bool = False) 
     qs.validate()
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    tmp.chmod(umask_mode(directory=True))
     try:
         rows = []
         for video in qs.videos.values():

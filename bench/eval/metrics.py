@@ -457,12 +457,33 @@ def grounding_metrics(queries: Sequence[Query], predictions: Mapping[QID, Predic
 # Corpus (TVR style)
 
 
+def corpus_answers(query: Query) -> dict[str, np.ndarray] | None:
+    """Every moment in the corpus that answers the query, by video, when the set lists them.
+
+    ``extra["corpus_windows"]`` rows are ``[vid, start, end]``: a query about a photograph is
+    also answered wherever the same photograph appears, so corpus search is not penalised for
+    finding another true answer. ``None`` when the set gives no such list.
+    """
+    rows = query.extra.get("corpus_windows")
+    if not rows:
+        return None
+    out: dict[str, list[tuple[float, float]]] = {}
+    for i, row in enumerate(rows):
+        if not isinstance(row, list | tuple) or len(row) != 3 or not isinstance(row[0], str):
+            raise PredictionError(query.qid, f"corpus_windows[{i}]",
+                                  f"must be [vid, start, end], got {row!r}", side="ground truth")
+        out.setdefault(row[0], []).append((_number(row[1], query.qid, f"corpus_windows[{i}][1]"),
+                                           _number(row[2], query.qid, f"corpus_windows[{i}][2]")))
+    return {v: np.asarray(w, dtype=float).reshape(-1, 2) for v, w in out.items()}
+
+
 def corpus_metrics(queries: Sequence[Query], predictions: Mapping[QID, Prediction]) -> dict[str, float]:
     """Video R@K and moment R@K at IoU 0.5/0.7 for K in 1/5/10/100, fractions; ``{}`` if nothing to score.
 
     The truth is ``extra["truth_vid"]`` (corpus queries) or ``vid``. ``video-R@K``: the true video is
     among the first K distinct videos of the ranking. ``moment-R@K@t``: one of the first K moments is
-    in the true video with IoU >= t against a GT window.
+    in the true video with IoU >= t against a GT window. Where a query lists every answering moment
+    of the corpus (``extra["corpus_windows"]``), any of them counts.
     """
     for q in queries:
         if q.relevant_windows and truth_vid(q) is None:
@@ -474,14 +495,24 @@ def corpus_metrics(queries: Sequence[Query], predictions: Mapping[QID, Predictio
         return {}
     out: dict[str, float] = {}
     truths = {q.qid: truth_vid(q) for q in queries}
+    answers = {q.qid: corpus_answers(q) for q in queries}
     ranks = []
+    best = []
     for c in cases:
         distinct = list(dict.fromkeys(v for v in c.vids if v is not None))
-        truth = truths[c.qid]
-        ranks.append(distinct.index(truth) + 1 if truth in distinct else math.inf)
+        answer = answers[c.qid]
+        if answer is None:
+            truth = truths[c.qid]
+            ranks.append(distinct.index(truth) + 1 if truth in distinct else math.inf)
+            best.append(_best_iou_per_rank(c, max(CORPUS_KS)))
+            continue
+        hits = [i + 1 for i, v in enumerate(distinct) if v in answer]
+        ranks.append(hits[0] if hits else math.inf)
+        k = min(max(CORPUS_KS), len(c.vids))
+        best.append(np.array([temporal_iou(c.windows[i:i + 1], answer[v]).max()
+                              if (v := c.vids[i]) in answer else 0.0 for i in range(k)]))
     for k in CORPUS_KS:
         out[f"video-R@{k}"] = float(np.mean([r <= k for r in ranks]))
-    best = [_best_iou_per_rank(c, max(CORPUS_KS)) for c in cases]
     for k in CORPUS_KS:
         top_k = np.array([b[:k].max() if b.size else 0.0 for b in best])
         for t in CORPUS_IOUS:
