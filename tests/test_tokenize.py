@@ -20,6 +20,12 @@ def tok() -> Tokenizer:
     return Tokenizer()
 
 
+@pytest.fixture(scope="module")
+def words() -> Tokenizer:
+    """Words only, no CJK character bigrams: exact term lists are easier to read."""
+    return Tokenizer(TokenizerConfig(cjk_bigrams=False))
+
+
 def test_japanese_segmentation_keeps_content_words(tok: Tokenizer) -> None:
     terms = tok("先生がホワイトボードに数式を書いている", "ja")
     assert {"先生", "ホワイトボード", "数式"} <= set(terms)
@@ -27,20 +33,30 @@ def test_japanese_segmentation_keeps_content_words(tok: Tokenizer) -> None:
     assert not {"が", "に", "を", "て", "いる"} & set(terms)  # particles and auxiliaries dropped
 
 
+def test_cjk_bigrams_survive_ocr_errors_and_other_cuts(tok: Tokenizer) -> None:
+    # OCR read 茶店 for 喫茶店ひまわり; fugashi cuts the query 喫茶 + 店: the bigram 茶店 is shared.
+    assert tok("喫茶店ひまわり", "ja") == ["喫茶", "ひまわり", "喫茶", "茶店"]
+    assert tok("茶店", "ja") == ["茶店"]  # runs of 3+ characters only
+    assert tok("数学公式", "zh")[-3:] == ["数学", "学公", "公式"]
+    assert Tokenizer(TokenizerConfig(cjk_bigrams=False))("喫茶店ひまわり", "ja") == ["喫茶", "ひまわり"]
+
+
 def test_japanese_surface_forms_and_all_words() -> None:
-    t = Tokenizer(TokenizerConfig(ja_form="surface", ja_content_words=False, stopwords=False))
+    t = Tokenizer(TokenizerConfig(ja_form="surface", ja_content_words=False, stopwords=False,
+                                  cjk_bigrams=False))
     assert t("先生がホワイトボードに数式を書いている", "ja") == [
         "先生", "が", "ホワイトボード", "に", "数式", "を", "書い", "て", "いる"]
 
 
-def test_chinese_segmentation_search_mode(tok: Tokenizer) -> None:
-    assert tok("厨师正在切披萨", "zh") == ["厨师", "切", "披萨"]
+def test_chinese_segmentation_search_mode(tok: Tokenizer, words: Tokenizer) -> None:
+    assert words("厨师正在切披萨", "zh") == ["厨师", "切", "披萨"]
+    assert {"厨师", "切", "披萨"} <= set(tok("厨师正在切披萨", "zh"))
     terms = tok("老师在白板上写数学公式")
     assert {"老师", "白板", "数学", "公式", "数学公式"} <= set(terms)  # sub-words and the compound
 
 
 def test_chinese_accurate_mode_keeps_compounds_only() -> None:
-    t = Tokenizer(TokenizerConfig(zh_search_mode=False))
+    t = Tokenizer(TokenizerConfig(zh_search_mode=False, cjk_bigrams=False))
     terms = t("老师在白板上写数学公式", "zh")
     assert "数学公式" in terms and "公式" not in terms
 
@@ -76,9 +92,9 @@ def test_english_stemming_and_stopwords(tok: Tokenizer) -> None:
     assert raw("The Chef is SLICING", "en") == ["the", "chef", "is", "slicing"]
 
 
-def test_mixed_script_document(tok: Tokenizer) -> None:
+def test_mixed_script_document(tok: Tokenizer, words: Tokenizer) -> None:
     # English words are stemmed, the Chinese run goes to jieba.
-    assert tok("Recipe slides: 厨师正在切披萨 with cheeses") == [
+    assert words("Recipe slides: 厨师正在切披萨 with cheeses") == [
         "recip", "slide", "厨师", "切", "披萨", "chees"]
     # Kana anywhere makes the CJK runs Japanese.
     terms = tok("Meeting notes ホワイトボードの写真")
@@ -140,14 +156,14 @@ def test_signature_names_config_and_versions(tok: Tokenizer) -> None:
     assert sig["versions"]["jieba"] and sig["versions"]["fugashi"]
 
 
-def test_query_terms_include_glued_words(tok: Tokenizer) -> None:
+def test_query_terms_include_glued_words(tok: Tokenizer, words: Tokenizer) -> None:
     # On-screen text that lost its spaces still matches the spaced query.
     assert tok("MISSIONBRIEFING", "en") == ["missionbrief"]
     assert tok.tokenize_query("mission briefing", "en") == ["mission", "brief", "missionbrief"]
     # Runs that start or end with a stop word are not glued.
     assert tok.tokenize_query("state of the art", "en") == ["state", "art"]
     assert tok.tokenize_query("red hot chili", "en", join=2) == ["red", "hot", "chili", "redhot", "hotchili"]
-    assert tok.tokenize_query("切披萨", "zh") == ["切", "披萨"]
+    assert words.tokenize_query("切披萨", "zh") == ["切", "披萨"]
 
 
 @pytest.mark.parametrize(("text", "hint", "lang"), [

@@ -56,6 +56,7 @@ _KANA = "\u3040-\u309f\u30a0-\u30ff\u31f0-\u31ff"
 _HAN = "\u3005\u3006\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 _CJK_RUN = re.compile(f"[{_KANA}{_HAN}]+")
 _KANA_CHAR = re.compile(f"[{_KANA}]")
+_HAN_RUN = re.compile(f"[{_HAN}]{{3,}}")
 _HAN_CHAR = re.compile(f"[{_HAN}]")
 _HANGUL_CHAR = re.compile("[\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]")
 _CYRILLIC_CHAR = re.compile("[\u0400-\u04ff]")
@@ -80,6 +81,10 @@ class TokenizerConfig(BaseModel):
     """jieba search mode: long words also yield their sub-words (数学公式 -> 数学, 公式, 数学公式)."""
     default_latin_lang: str = Field(default="en", min_length=2)
     """Language for Latin-script text with no language given and no clear stop-word signal."""
+    cjk_bigrams: bool = True
+    """Also emit the character bigrams of every run of 3+ kanji/hanzi (喫茶店 -> 喫茶, 茶店),
+    beside the segmenter's words, as CJK search engines do: text whose characters OCR dropped
+    or misread, or that the segmenter cut differently, still shares bigrams with the query."""
 
 
 def normalize_text(text: str) -> str:
@@ -287,14 +292,19 @@ class Tokenizer:
             if cfg.stopwords and term in _JA_STOPWORDS:
                 continue
             out.append(term)
-        return out
+        return out + self._bigrams(text)
 
     def _chinese(self, text: str) -> list[str]:
         if self._jieba is None:
             self._jieba = _jieba_tokenizer()
         cut = self._jieba.lcut_for_search if self.config.zh_search_mode else self._jieba.lcut
         stop = _stopword_set("zh") if self.config.stopwords else frozenset()
-        return [w for w in cut(text) if w.strip() and w not in stop]
+        return [w for w in cut(text) if w.strip() and w not in stop] + self._bigrams(text)
+
+    def _bigrams(self, text: str) -> list[str]:
+        if not self.config.cjk_bigrams:
+            return []
+        return [run[i:i + 2] for run in _HAN_RUN.findall(text) for i in range(len(run) - 1)]
 
 
 @functools.cache
