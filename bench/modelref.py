@@ -14,6 +14,7 @@ Forms of ``ModelRef.id``:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -121,18 +122,31 @@ def build_tiny(name: str) -> Path:
     return out
 
 
+WEIGHT_SUFFIXES = frozenset({".safetensors", ".bin", ".pt", ".onnx", ".model"})
+
+
 def weights_checksum(location: str) -> str | None:
-    """sha256 over a local directory's weight files (None for hub ids not cached locally)."""
+    """sha256 over a local directory's weight files (None for hub ids not cached locally).
+
+    Memoised on the files' names, sizes and mtimes, so provenance costs no re-hash per run.
+    """
     path = Path(location)
     if not path.is_dir():
         return None
+    files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix in WEIGHT_SUFFIXES)
+    signature = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return _checksum(signature)
+
+
+@functools.lru_cache(maxsize=64)
+def _checksum(signature: tuple[tuple[str, int, int], ...]) -> str:
     h = hashlib.sha256()
-    for f in sorted(path.rglob("*")):
-        if f.is_file() and f.suffix in {".safetensors", ".bin", ".pt", ".onnx", ".model"}:
-            h.update(f.name.encode())
-            with f.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
+    for name, _, _ in signature:
+        f = Path(name)
+        h.update(f.name.encode())
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
     return h.hexdigest()
 
 
