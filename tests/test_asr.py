@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from bench.errors import BadInput, Unavailable
-from bench.text.asr import ASR_PRESETS, SAMPLE_RATE, AsrConfig, Transcriber
+from bench.text.asr import ASR_PRESETS, SAMPLE_RATE, AsrConfig, Transcriber, distinct_trigram_share
 from bench.video import extract_audio
 
 SPEECH = "Welcome to the weather report. Tomorrow will be sunny in London."
@@ -168,11 +168,12 @@ def test_low_confidence_and_no_speech_segments_are_dropped() -> None:
                     FakeSegment(2.0, 3.0, "uh", avg_logprob=-1.4),
                     FakeSegment(3.0, 4.0, "hmm", no_speech_prob=0.9),
                     FakeSegment(4.0, 6.0, "Goodbye.", avg_logprob=-0.5),
-                    FakeSegment(6.0, 9.0, "  ")])
+                    FakeSegment(6.0, 7.0, "  "),
+                    FakeSegment(7.0, 8.0, "The native Gia, the native Gia, the native Gia, and the Gia.")])
     tr = asr.transcribe(np.zeros(8 * SAMPLE_RATE, dtype=np.float32), "v")
     assert [(s.text, s.start, s.end) for s in tr.segments] == [("Hello there.", 0.0, 2.0),
                                                                 ("Goodbye.", 4.0, 6.0)]
-    assert tr.info["n_raw"] == 5 and tr.info["n_dropped"] == 3
+    assert tr.info["n_raw"] == 6 and tr.info["n_dropped"] == 4
     assert tr.segments[1].meta == {"avg_logprob": -0.5, "no_speech_prob": 0.1, "temperature": 0.0}
     assert asr._model.kwargs["beam_size"] == 5 and asr._model.kwargs["vad_filter"] is True  # type: ignore[union-attr]
 
@@ -188,6 +189,16 @@ def test_a_video_of_unreadable_speech_keeps_nothing(
         tr = scripted(segments).transcribe(np.zeros(4 * SAMPLE_RATE, dtype=np.float32), "v")
     assert tr.segments == [] and why in tr.info["note"]
     assert len(_asr_records(caplog)) == 1
+
+
+@pytest.mark.parametrize(("text", "share"), [
+    ("Or the godwatt or the godwatt or the godwatt or the godwatt", 0.3),
+    ("In the evening, he rides slowly past the fields down to the river.", 1.0),
+    ("Thank you very much.", 1.0),  # too short to judge
+    ("今天天气很好我们去公园", 1.0),  # no spaces: not judged
+])
+def test_distinct_trigram_share(text: str, share: float) -> None:
+    assert distinct_trigram_share(text) == pytest.approx(share, abs=0.01)
 
 
 def test_word_timestamps_go_to_meta() -> None:

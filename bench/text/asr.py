@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +69,10 @@ class AsrConfig(BaseModel):
     min_avg_logprob: float = -1.0
     """Segments decoded with a mean token log-probability below this are dropped: it is
     what an English-only model produces on speech in a language it does not know."""
+    min_distinct_trigrams: float = Field(default=0.7, ge=0.0, le=1.0)
+    """Segments of six or more words whose word 3-grams are less than this share distinct are
+    dropped: Whisper's repetition loops ("the native Gia, the native Gia, the native Gia")
+    score 0.2-0.6, sentences of real speech 1.0. Scripts without spaces are not checked."""
     min_video_avg_logprob: float = -0.8
     """If the duration-weighted mean log-probability of all of a video's decoded speech is
     below this, none of it is kept. Measured with tiny.en on synthetic speech: English scores
@@ -110,6 +115,16 @@ def english_only(model_id: str) -> bool:
     if model_id == BUNDLED_WHISPER:
         return True
     return model_id.rstrip("/").rsplit("/", 1)[-1].endswith(".en")
+
+
+def distinct_trigram_share(text: str) -> float:
+    """Share of distinct word 3-grams in ``text`` (case and punctuation ignored); 1.0 for
+    texts under six words, where a repetition cannot be told from a short phrase."""
+    words = re.findall(r"\w+(?:'\w+)?", text.casefold())
+    if len(words) < 6:
+        return 1.0
+    grams = list(zip(words, words[1:], words[2:], strict=False))
+    return len(set(grams)) / len(grams)
 
 
 def resolve_asr_device(device: str) -> str:
@@ -236,7 +251,8 @@ class Transcriber:
             if seg.temperature is not None and seg.temperature > 0:
                 fallback_s += length
             if (not text or end <= start or seg.no_speech_prob > cfg.max_no_speech_prob
-                    or seg.avg_logprob < cfg.min_avg_logprob):
+                    or seg.avg_logprob < cfg.min_avg_logprob
+                    or distinct_trigram_share(text) < cfg.min_distinct_trigrams):
                 info["n_dropped"] += 1
                 continue
             meta: dict[str, Any] = {"avg_logprob": float(seg.avg_logprob),
@@ -261,8 +277,8 @@ class Transcriber:
             info["note"] = "no speech detected"
         elif not kept:
             info["note"] = (f"no confident speech: {info['n_dropped']} decoded segment(s) dropped "
-                            f"(avg_logprob < {cfg.min_avg_logprob:g} or no_speech_prob > "
-                            f"{cfg.max_no_speech_prob:g})")
+                            f"(avg_logprob < {cfg.min_avg_logprob:g}, no_speech_prob > "
+                            f"{cfg.max_no_speech_prob:g} or repetitive)")
         if not kept:
             log.info("%s: %s; no speech segments", vid, info["note"])
         elif info["n_dropped"]:

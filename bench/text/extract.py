@@ -74,7 +74,8 @@ def _model_key(resolved: ResolvedModel) -> str:
 def _speech_extractor(asr: Transcriber) -> Extractor:
     from bench.store import Extractor
 
-    params = asr.config.model_dump(mode="json", exclude={"model", "cpu_threads"})
+    # Threads and which videos are skipped do not change a transcript; they stay out of the key.
+    params = asr.config.model_dump(mode="json", exclude={"model", "cpu_threads", "skip_uncovered_languages"})
     params.update(model=_model_key(asr.resolved), revision=asr_revision(asr.config))
     return Extractor("text.speech", params, EXTRACT_VERSION)
 
