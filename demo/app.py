@@ -169,15 +169,17 @@ def card_caption(rank: int, m: Moment) -> str:
 
 def cards(session: serving.Session, videos: dict[str, Video],
           moments: Sequence[Moment]) -> list[tuple[str, str]]:
-    """(thumbnail path, caption) per moment; the thumbnail is the moment's middle frame."""
-    out = []
-    for i, m in enumerate(moments, start=1):
-        v = videos.get(m.vid)
-        if v is None:
-            continue
-        thumb = serving.thumbnail(v, (m.start + m.end) / 2, session.root / "thumbs")
-        out.append((str(thumb), card_caption(i, m)))
-    return out
+    """(thumbnail path, caption) per moment; the thumbnail is the moment's middle frame.
+    Thumbnails are cut in parallel: each is a short ffmpeg run, mostly start-up time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    shown = [(i, m, videos[m.vid]) for i, m in enumerate(moments, start=1) if m.vid in videos]
+    if not shown:
+        return []
+    with ThreadPoolExecutor(max_workers=min(4, len(shown))) as pool:
+        thumbs = list(pool.map(lambda item: serving.thumbnail(
+            item[2], (item[1].start + item[1].end) / 2, session.root / "thumbs"), shown))
+    return [(str(t), card_caption(i, m)) for (i, m, _), t in zip(shown, thumbs, strict=True)]
 
 
 def results_markdown(outcome: serving.SearchOutcome) -> str:
@@ -268,33 +270,40 @@ def on_upload(app: App, sess: serving.Session | None, files: Sequence[Any] | Non
 def on_search(app: App, sess: serving.Session | None, selected: Sequence[str] | None,
               text: str | None, image: str | None, name: str | None, top_k: float,
               progress: Callable[..., Any] | None = None) -> tuple[Any, ...]:
-    """-> (session, status, cards, moments, player, timeline, details)."""
+    """-> (session, status, cards, moments, player, details). The score plot follows in a
+    second step (:func:`on_timeline`) so the cards show without waiting for it."""
     sess = app.session(sess)
     try:
         q = serving.check_query(text, image)
     except BadInput as exc:
-        return sess, f"→ {exc}", [], [], None, None, ""
+        return sess, f"→ {exc}", [], [], None, ""
     if not name:
-        return sess, "→ Choose a method.", [], [], None, None, ""
+        return sess, "→ Choose a method.", [], [], None, ""
     videos = all_videos(app, sess)
     picked = [videos[v] for v in selected or [] if v in videos]
     if not picked:
-        return sess, "→ Choose at least one video, or upload one.", [], [], None, None, ""
+        return sess, "→ Choose at least one video, or upload one.", [], [], None, ""
     if progress is not None:
         progress(0.05, desc=f"{name}: indexing new videos (cached after the first time)")
     outcome = serving.search(app.pool, name, picked, q, top_k=int(top_k),
                              corpus=list(app.embedded().values()))
     if outcome.error:
-        return sess, f"⚠ **{name}** {outcome.error}", [], [], None, None, ""
+        return sess, f"⚠ **{name}** {outcome.error}", [], [], None, ""
     if progress is not None:
         progress(0.9, desc="thumbnails")
     shown = cards(sess, videos, outcome.moments)
-    fig = serving.score_timeline(outcome.moments, {v.vid: v.duration for v in picked})
     asked = f"“{q.text}”" if q.text else "the example image"
     status = (f"**{plural(len(outcome.moments), 'moment')}** from **{name}** in "
               f"{outcome.latency_s * 1000:.0f} ms for {asked}" if outcome.moments
               else f"No moment found by **{name}** for {asked}; try other words or another method.")
-    return sess, status, shown, outcome.moments, None, fig, results_markdown(outcome)
+    return sess, status, shown, outcome.moments, None, results_markdown(outcome)
+
+
+def on_timeline(app: App, sess: serving.Session | None, moments: Sequence[Moment]) -> Any:
+    """The score-over-time plot of the last search, one panel per video (None: no moments)."""
+    videos = all_videos(app, sess)
+    return serving.score_timeline(moments, {m.vid: videos[m.vid].duration if m.vid in videos
+                                            else None for m in moments})
 
 
 def on_card(app: App, sess: serving.Session | None, moments: Sequence[Moment],
@@ -577,6 +586,9 @@ def build(app: App) -> gr.Blocks:
                       ) -> tuple[Any, ...]:
             return on_search(app, sess, selected, text, img, name, k, progress)
 
+        def timeline_fn(sess: serving.Session | None, moments: list[Moment]) -> Any:
+            return on_timeline(app, sess, moments)
+
         def card_fn(sess: serving.Session | None, moments: list[Moment],
                     evt: gr.SelectData) -> str | None:
             return on_card(app, sess, moments, evt.index)
@@ -609,10 +621,12 @@ def build(app: App) -> gr.Blocks:
             outputs=[session, chosen, retriever, best_note, bench_query, cmp_video])
         upload.upload(guarded(upload_fn), inputs=[session, upload, chosen],
                       outputs=[session, upload_status, chosen, upload, cmp_video])
-        search_out = [session, status, gallery, last_moments, player, timeline, details]
+        search_out = [session, status, gallery, last_moments, player, details]
         for trigger in (go.click, query.submit):
             trigger(guarded(search_fn), inputs=[session, chosen, query, image, retriever, top_k],
-                    outputs=search_out)
+                    outputs=search_out).then(
+                guarded(timeline_fn), inputs=[session, last_moments], outputs=[timeline],
+                show_progress="hidden")
         gallery.select(guarded(card_fn), inputs=[session, last_moments], outputs=[player])
         bench_query.change(guarded(bench_query_fn), inputs=[bench_query],
                            outputs=[cmp_query, cmp_video])
@@ -635,13 +649,25 @@ def build(app: App) -> gr.Blocks:
 
 
 def warm_up(app: App) -> None:
-    """Build the embedded set and index it with the default method, so the first visitor
-    does not wait for it. Runs in a background thread; failures are logged, not raised."""
+    """Build the embedded set, index it with the default method and ask one query per
+    language of the set (the first query in a language loads its tokenizer: seconds for the
+    Japanese and Chinese dictionaries), so the first visitor does not wait for any of it.
+    Runs in a background thread; a failure is logged, and the first search will report it."""
+    from bench.types import QueryInput
+
     try:
         name, _ = app.best()
-        app.pool.prepare(name, list(app.embedded().values()))
-        log.info("warm-up done: %s indexed %s", name, app.dataset)
-    except Exception as exc:  # the page still works; the first search will report it
+        corpus = app.embedded()
+        app.pool.prepare(name, list(corpus.values()))
+        per_lang: dict[str | None, Query] = {}
+        for q in app.query_set().queries:
+            if q.vid in corpus and q.query.strip():
+                per_lang.setdefault(q.lang, q)
+        for q in per_lang.values():
+            serving.search(app.pool, name, [corpus[q.vid or ""]], QueryInput(text=q.query),
+                           top_k=1, corpus=list(corpus.values()))
+        log.info("warm-up done: %s indexed %s", name, app.dataset_name())
+    except Exception as exc:
         log.warning("warm-up failed: %s: %s", type(exc).__name__, serving.one_line(exc))
 
 

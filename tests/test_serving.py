@@ -274,6 +274,7 @@ class FakeRetriever:
         self.name = name
         self.index_calls: list[list[str]] = []
         self.indexed: list[str] = []
+        self.asked: list[str | None] = []
 
     def index(self, videos: Sequence[Video], store: Any) -> None:
         self.index_calls.append([v.vid for v in videos])
@@ -281,6 +282,7 @@ class FakeRetriever:
 
     def search(self, queries: Sequence[QueryInput], *, top_k: int = 10,
                vids: Sequence[str] | None = None) -> list[list[Moment]]:
+        self.asked.append(queries[0].text)
         if queries[0].text == "crash":
             raise RuntimeError("boom\nsecond line")
         if queries[0].text == "bad":
@@ -528,17 +530,21 @@ def test_upload_handler_accepts_and_refuses(app: Any, app_module: ModuleType, tm
 def test_search_handler(app: Any, app_module: ModuleType) -> None:
     sess = serving.Session.open(app.sessions, "h3")
     out = app_module.on_search(app, sess, ["v1"], "  ", None, "bm25-text", 5)
-    assert out[1] == "→ Type what you are looking for (any language), or give an example image."
+    assert out == (sess, "→ Type what you are looking for (any language), or give an example image.",
+                   [], [], None, "")
     out = app_module.on_search(app, sess, [], "sign", None, "bm25-text", 5)
     assert out[1] == "→ Choose at least one video, or upload one."
     calls: list[tuple[float, str]] = []
-    sess, status, cards, moments, player, fig, details = app_module.on_search(
+    sess, status, cards, moments, player, details = app_module.on_search(
         app, sess, ["v2"], "sign", None, "bm25-text", 3, lambda p, desc="": calls.append((p, desc)))
     assert status.startswith("**1 moment** from **bm25-text** in ")
     assert [(m.vid, m.start, m.end, m.score) for m in moments] == [("v2", 1.0, 2.0, 1.0)]
     assert len(cards) == 1 and cards[0][1] == "#1 · v2 · 00:01-00:02 · score 1.000"
     assert Path(cards[0][0]).parent == sess.root / "thumbs"
-    assert fig is not None and [ax.get_title(loc="left") for ax in fig.axes] == ["v2"]
+    fig = app_module.on_timeline(app, sess, moments)
+    assert [ax.get_title(loc="left") for ax in fig.axes] == ["v2"]
+    assert fig.axes[0].get_xlim() == (0.0, 3.0)  # the video's duration
+    assert app_module.on_timeline(app, sess, []) is None
     assert "1. `v2` **00:01-00:02** · score 1.000 · text: hit" in details
     assert calls and calls[0][0] == 0.05
     out = app_module.on_search(app, sess, ["v1"], "sign", None, "missing-llm", 3)
@@ -547,6 +553,13 @@ def test_search_handler(app: Any, app_module: ModuleType) -> None:
     clip = app_module.on_card(app, sess, moments, 0)
     assert Path(clip).parent == sess.root / "clips" and Path(clip).stat().st_size > 0
     assert app_module.on_card(app, sess, moments, 5) is None
+    # several videos: cards keep the ranking, thumbnails cut in parallel land in the session
+    _, status, cards, moments, _, _ = app_module.on_search(app, sess, ["v1", "v2"], "sign", None,
+                                                           "bm25-text", 5)
+    assert [c[1] for c in cards] == ["#1 · v1 · 00:01-00:02 · score 1.000",
+                                     "#2 · v2 · 00:02-00:03 · score 0.500"]
+    assert sorted(p.name for p in (sess.root / "thumbs").iterdir()) == [
+        "v1-00000015.jpg", "v2-00000015.jpg", "v2-00000025.jpg"]
 
 
 def test_compare_handler_shows_truth_iou_and_reasons(app: Any, app_module: ModuleType) -> None:
@@ -604,6 +617,15 @@ def test_unload_and_state_expiry_delete_the_session_folder(app: Any, app_module:
     assert not other.root.exists() and app.sessions.is_dir()
     app_module.on_unload(app, SimpleNamespace(session_hash="../.."))
     assert app.sessions.is_dir()
+
+
+def test_warm_up_indexes_the_set_and_asks_one_query_per_language(app: Any,
+                                                                   app_module: ModuleType) -> None:
+    app_module.warm_up(app)
+    made = app.pool._build.made
+    assert list(made) == ["bm25-text"]  # the leaderboard's best
+    assert made["bm25-text"].index_calls == [["v1", "v2"]]
+    assert made["bm25-text"].asked == ["the red sign", "会議"]  # en, ja
 
 
 def test_guarded_turns_errors_into_one_line_messages(app_module: ModuleType) -> None:
