@@ -260,11 +260,24 @@ def on_upload(app: App, sess: serving.Session | None, files: Sequence[Any] | Non
                          "it is indexed on your first search.")
         except BadInput as exc:
             notes.append(f"✗ {exc}")
+        finally:
+            drop_gradio_copy(path)
     choices = video_choices(app, sess)
     value = list(dict.fromkeys([*(selected or []), *sess.uploads]))
     # The file box is cleared: accepted files now live in the session folder and the list.
     return (sess, "\n\n".join(notes), gr.update(choices=choices, value=value), None,
             gr.update(choices=choices))
+
+
+def drop_gradio_copy(path: Path) -> None:
+    """Delete gradio's own copy of an upload once handled, so the only copy left is the one
+    in the session folder (deleted with the session). Files elsewhere are never touched."""
+    from gradio.utils import get_upload_folder
+
+    upload_root = Path(get_upload_folder()).resolve()
+    resolved = path.resolve()
+    if resolved.is_file() and resolved.is_relative_to(upload_root):
+        resolved.unlink(missing_ok=True)
 
 
 def on_search(app: App, sess: serving.Session | None, selected: Sequence[str] | None,

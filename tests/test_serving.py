@@ -525,6 +525,24 @@ def test_upload_handler_accepts_and_refuses(app: Any, app_module: ModuleType, tm
     assert cleared is None
     assert files_under(app.sessions) == ["h2/uploads/v1-2.mp4"]
     assert not (tmp_path / "etc").exists()
+    assert video_file.is_file() and junk.is_file()  # not gradio's copies: left alone
+
+
+def test_upload_handler_drops_gradios_copy(app: Any, app_module: ModuleType, tmp_path: Path,
+                                           video_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gradio_tmp = tmp_path / "gradio"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(gradio_tmp))
+    copies = []
+    for name, data in (("a.mp4", video_file.read_bytes()), ("notes.txt", b"hello")):
+        copy = gradio_tmp / "f00d" / name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(data)
+        copies.append(copy)
+    sess = serving.Session.open(app.sessions, "h6")
+    _, note, *_ = app_module.on_upload(app, sess, [str(c) for c in copies], [])
+    assert note.startswith("✓ **a** accepted") and "✗ notes.txt: not a video file" in note
+    assert [c.exists() for c in copies] == [False, False]
+    assert files_under(app.sessions) == ["h6/uploads/a.mp4"]
 
 
 def test_search_handler(app: Any, app_module: ModuleType) -> None:
