@@ -1,0 +1,96 @@
+"""How much the benchmark harness adds to a run compared with calling a retriever directly.
+
+Both sides build the retriever, index the set (features come from the warm feature store)
+and answer every query one at a time; the harness also times every stage, evaluates,
+and writes the result JSON and predictions. Repeated, alternating, to cancel drift.
+
+    python scripts/perf/harness_overhead.py --retriever bm25-text --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+
+def direct(cfg, qs) -> float:
+    from bench.eval.runner import local_videos
+    from bench.retrievers import build_retriever
+    from bench.store import FeatureStore
+    from bench.types import QueryInput
+
+    t0 = time.perf_counter()
+    r = build_retriever(cfg, "cpu")
+    r.index(local_videos(qs), FeatureStore())
+    for q in qs.queries:
+        r.search([QueryInput.from_query(q, qs.root)], top_k=10, vids=[q.vid])
+    return time.perf_counter() - t0
+
+
+def harness(cfg, qs) -> float:
+    from bench.eval.runner import run_one
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        res = run_one(cfg, qs, ("grounding",), device="cpu", out=Path(tmp), progress=False)
+        wall = time.perf_counter() - t0
+    assert res[0].status == "ok", res[0].reason
+    return wall
+
+
+def main() -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--retriever", default="bm25-text")
+    ap.add_argument("--dataset", default="synthetic-v1")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=ROOT / "scripts/perf/reports/harness_overhead.md")
+    args = ap.parse_args()
+    from bench.datasets import resolve_dataset
+    from bench.eval.runner import environment
+    from bench.retrievers import get_config
+
+    qs = resolve_dataset(args.dataset)
+    cfg = get_config(args.retriever)
+    harness(cfg, qs)  # warm the feature store and imports
+    d, h = [], []
+    for _ in range(args.repeats):
+        d.append(direct(cfg, qs))
+        h.append(harness(cfg, qs))
+    md, mh = statistics.median(d), statistics.median(h)
+    env = environment()
+    load = os.getloadavg()[0]
+    text = f"""# Harness overhead
+
+Command: `python scripts/perf/harness_overhead.py --retriever {args.retriever} --dataset {args.dataset} --repeats {args.repeats}`
+
+Machine: {env['cpu']}, {env['cpu_count']} logical CPUs, load average {load:.1f} at the end; Python {platform.python_version()}
+
+Work per run: build `{args.retriever}`, index {len(qs.videos)} videos (warm feature store),
+answer {sum(q.vid is not None for q in qs.queries)} grounding queries one at a time.
+The harness also records stage timings, evaluates and writes results + predictions.
+
+| | median wall s | runs |
+|---|---:|---|
+| direct calls | {md:.3f} | {', '.join(f'{x:.3f}' for x in d)} |
+| `run_one` (harness) | {mh:.3f} | {', '.join(f'{x:.3f}' for x in h)} |
+
+**Overhead: {100 * (mh - md) / md:+.1f}%** of the direct wall time (target: under 5%).
+"""
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text, encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
