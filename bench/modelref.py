@@ -104,7 +104,10 @@ def build_tiny(name: str) -> Path:
     recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8"))
     if not isinstance(recipe, dict) or "builder" not in recipe:
         raise BadInput(f"{recipe_path}: field 'builder' is required ('pkg.module:function')")
-    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+    # The builder's source is part of the key: changing how a tiny model is built rebuilds it.
+    builder_module = str(recipe["builder"]).partition(":")[0]
+    source = _module_source(builder_module)
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode() + source).hexdigest()[:12]
     out = cache_home() / "tiny" / f"{name}-{digest}"
     if (out / ".done").is_file():
         return out
@@ -123,6 +126,15 @@ def build_tiny(name: str) -> Path:
 
 
 WEIGHT_SUFFIXES = frozenset({".safetensors", ".bin", ".pt", ".onnx", ".model"})
+
+
+def _module_source(module: str) -> bytes:
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None or not Path(spec.origin).is_file():
+        return b""
+    return Path(spec.origin).read_bytes()
 
 
 def weights_checksum(location: str) -> str | None:

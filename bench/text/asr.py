@@ -60,8 +60,9 @@ class AsrConfig(BaseModel):
     vad_filter: bool = True
     """Silero VAD (bundled with faster-whisper) skips non-speech, which also stops Whisper
     from inventing text over music and silence."""
-    word_timestamps: bool = False
-    """Also store per-word ``[start_s, end_s, word, probability]`` in ``meta["words"]``."""
+    word_timestamps: bool = True
+    """Also store per-word ``[start_s, end_s, word, probability]`` in ``meta["words"]``; on by
+    default because text retrievers time their moments to the matched sentence."""
     language: str | None = None
     """ISO 639-1 code, or ``None`` to detect it per video (English-only models always say en)."""
     max_no_speech_prob: float = Field(default=0.6, ge=0.0, le=1.0)
