@@ -8,6 +8,7 @@ runner; the leaderboard and benchmark browser read the runner's result files.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -366,6 +367,83 @@ def thumbnail(video: Video, t: float, out_dir: Path, width: int = 320) -> Path:
            "-frames:v", "1", "-vf", f"scale={width}:-2", "-f", "image2", str(tmp)]
     _ffmpeg(cmd, tmp, f"{video.vid}: a frame at {fmt_ts(t)}").replace(out)
     return out
+
+
+SHEET_FPS = 1.0
+SHEET_SHORT_SIDE = 180
+SHEET_DONE = "done"
+
+
+def sheet_dir(root: Path, video: Video) -> Path:
+    """Where ``video``'s thumbnail sheet lives: named by vid, size and mtime, so a changed
+    file gets a new sheet."""
+    if video.path is None:
+        raise BadInput(f"{video.vid}: no local file to take thumbnails from")
+    st = Path(video.path).stat()
+    key = hashlib.sha256(f"{video.vid}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    return root / f"{safe_name(video.vid)}-{key}"
+
+
+def build_sheet(video: Video, root: Path, *, fps: float = SHEET_FPS,
+                short_side: int = SHEET_SHORT_SIDE) -> Path:
+    """Decode ``video`` once at ``fps`` (through :func:`bench.video.sample_frames`, the one
+    decoding path) and keep a small JPEG per frame named by its time in milliseconds.
+
+    Cards of a set known in advance then cost a directory lookup instead of an ffmpeg run.
+    Written to a temp folder and renamed, with a marker file, so a half-written sheet is
+    never used; a concurrent builder's finished sheet wins.
+    """
+    from PIL import Image
+
+    from bench.video import DecodeError, sample_frames
+
+    out = sheet_dir(root, video)
+    if (out / SHEET_DONE).is_file():
+        return out
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".sheet-", dir=root))
+    try:
+        for decoder in ("auto", "pyav"):
+            try:
+                for batch in sample_frames(Path(str(video.path)), fps, short_side=short_side,
+                                           decoder=decoder):
+                    for frame, t in zip(batch.frames, batch.times_s.tolist(), strict=True):
+                        Image.fromarray(frame).save(tmp / f"{int(round(t * 1000)):09d}.jpg",
+                                                    quality=85)
+                break
+            except DecodeError as exc:  # decord fails on some sizes; PyAV reads them
+                if decoder == "pyav":
+                    raise
+                log.warning("thumbnail sheet of %s: %s; retrying with PyAV", video.vid, exc)
+        (tmp / SHEET_DONE).write_text(f"{video.vid}\n", encoding="utf-8")
+        try:
+            tmp.rename(out)
+        except OSError:  # another process finished the same sheet first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def sheet_frame(root: Path, video: Video, t: float) -> Path | None:
+    """The sheet's frame nearest to ``t`` seconds, or None when ``video`` has no finished sheet."""
+    try:
+        sheet = sheet_dir(root, video)
+    except (BadInput, OSError):
+        return None
+    if not (sheet / SHEET_DONE).is_file():
+        return None
+    frames = [(abs(int(p.stem) / 1000 - t), p) for p in sheet.glob("*.jpg") if p.stem.isdigit()]
+    return min(frames)[1] if frames else None
+
+
+def card_thumbnail(video: Video, t: float, out_dir: Path, sheets: Path | None = None) -> Path:
+    """A card's picture: the nearest frame of the video's sheet when it has one, else a frame
+    cut by ffmpeg into ``out_dir`` (uploads, or before the warm-up has made the sheets)."""
+    if sheets is not None and (frame := sheet_frame(sheets, video, t)) is not None:
+        return frame
+    return thumbnail(video, t, out_dir)
 
 
 CLIP_TAIL_S = 10.0

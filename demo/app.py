@@ -25,6 +25,7 @@ if str(ROOT) not in sys.path:  # a Space runs this file directly from the checko
 
 from bench import serving  # noqa: E402
 from bench.errors import BadInput, BenchError  # noqa: E402
+from bench.paths import cache_home  # noqa: E402
 from bench.types import Moment, Query, QuerySet, Video  # noqa: E402
 
 if TYPE_CHECKING:
@@ -49,13 +50,15 @@ class App:
 
     def __init__(self, results_dir: Path, dataset: str | None = None, device: str = "auto",
                  sessions: Path | None = None, pool: serving.ModelPool | None = None,
-                 methods: Sequence[str] | None = None) -> None:
+                 methods: Sequence[str] | None = None, sheets: Path | None = None) -> None:
         self.results_dir = Path(results_dir)
         self.dataset = dataset or serving.demo_dataset()
         self.methods = list(methods) if methods else None
         self.sessions = sessions or serving.sessions_root()
         self.pool = pool or serving.ModelPool(device)
         self.limits = serving.UploadLimits()
+        self.sheets = sheets or cache_home() / "demo" / "thumbnails"
+        """Thumbnail sheets of the embedded set's videos (made by the warm-up)."""
         self._lock = threading.Lock()
         self._plot_lock = threading.Lock()
         self._sets: dict[str, QuerySet] = {}
@@ -167,18 +170,19 @@ def card_caption(rank: int, m: Moment) -> str:
     return f"#{rank} · {m.vid} · {serving.fmt_window(m.start, m.end)} · score {m.score:.3f}"
 
 
-def cards(session: serving.Session, videos: dict[str, Video],
-          moments: Sequence[Moment]) -> list[tuple[str, str]]:
-    """(thumbnail path, caption) per moment; the thumbnail is the moment's middle frame.
-    Thumbnails are cut in parallel: each is a short ffmpeg run, mostly start-up time."""
+def cards(session: serving.Session, videos: dict[str, Video], moments: Sequence[Moment],
+          sheets: Path | None = None) -> list[tuple[str, str]]:
+    """(thumbnail path, caption) per moment; the thumbnail is the moment's middle frame,
+    from the video's thumbnail sheet under ``sheets`` when it has one. Frames without a
+    sheet are cut in parallel: each is a short ffmpeg run, mostly start-up time."""
     from concurrent.futures import ThreadPoolExecutor
 
     shown = [(i, m, videos[m.vid]) for i, m in enumerate(moments, start=1) if m.vid in videos]
     if not shown:
         return []
     with ThreadPoolExecutor(max_workers=min(4, len(shown))) as pool:
-        thumbs = list(pool.map(lambda item: serving.thumbnail(
-            item[2], (item[1].start + item[1].end) / 2, session.root / "thumbs"), shown))
+        thumbs = list(pool.map(lambda item: serving.card_thumbnail(
+            item[2], (item[1].start + item[1].end) / 2, session.root / "thumbs", sheets), shown))
     return [(str(t), card_caption(i, m)) for (i, m, _), t in zip(shown, thumbs, strict=True)]
 
 
@@ -304,7 +308,7 @@ def on_search(app: App, sess: serving.Session | None, selected: Sequence[str] | 
         return sess, f"⚠ **{name}** {outcome.error}", [], [], None, ""
     if progress is not None:
         progress(0.9, desc="thumbnails")
-    shown = cards(sess, videos, outcome.moments)
+    shown = cards(sess, videos, outcome.moments, app.sheets)
     asked = f"“{q.text}”" if q.text else "the example image"
     status = (f"**{plural(len(outcome.moments), 'moment')}** from **{name}** in "
               f"{outcome.latency_s * 1000:.0f} ms for {asked}" if outcome.moments
@@ -662,10 +666,11 @@ def build(app: App) -> gr.Blocks:
 
 
 def warm_up(app: App) -> None:
-    """Build the embedded set, index it with the default method and ask one query per
-    language of the set (the first query in a language loads its tokenizer: seconds for the
-    Japanese and Chinese dictionaries), so the first visitor does not wait for any of it.
-    Runs in a background thread; a failure is logged, and the first search will report it."""
+    """Build the embedded set, index it with the default method, ask one query per language
+    of the set (the first query in a language loads its tokenizer: seconds for the Japanese
+    and Chinese dictionaries) and make the videos' thumbnail sheets, so the first visitor
+    waits for none of it. Runs in a background thread; a failure is logged, and the first
+    search will report it."""
     from bench.types import QueryInput
 
     try:
@@ -679,6 +684,8 @@ def warm_up(app: App) -> None:
         for q in per_lang.values():
             serving.search(app.pool, name, [corpus[q.vid or ""]], QueryInput(text=q.query),
                            top_k=1, corpus=list(corpus.values()))
+        for video in corpus.values():
+            serving.build_sheet(video, app.sheets)
         log.info("warm-up done: %s indexed %s", name, app.dataset_name())
     except Exception as exc:
         log.warning("warm-up failed: %s: %s", type(exc).__name__, serving.one_line(exc))
@@ -700,8 +707,6 @@ def main(argv: list[str] | None = None) -> None:
                         help="do not index the embedded set in the background at start")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
-    from bench.paths import cache_home
-
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] or None
     app = App(args.results, args.dataset, args.device, methods=methods)
     demo = build(app)
@@ -710,7 +715,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_warm_up:
         threading.Thread(target=warm_up, args=(app,), name="warm-up", daemon=True).start()
     demo.launch(server_name=args.host, server_port=args.port, show_error=False,
-                allowed_paths=[str(cache_home() / "datasets"), str(app.sessions)],
+                allowed_paths=[str(cache_home() / "datasets"), str(app.sessions), str(app.sheets)],
                 max_file_size=app.limits.max_bytes, footer_links=["api", "settings"], css=CSS)
 
 

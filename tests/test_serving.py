@@ -371,6 +371,28 @@ def test_thumbnail_and_clip(tmp_path: Path, video_file: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "thumbs").iterdir()) == ["clip-00000015.jpg"]
 
 
+def test_thumbnail_sheet(tmp_path: Path, video_file: Path) -> None:
+    v = Video(vid="clip", path=str(video_file), duration=3.0)
+    root = tmp_path / "sheets"
+    assert serving.sheet_frame(root, v, 1.0) is None  # no sheet yet
+    sheet = serving.build_sheet(v, root, fps=2.0, short_side=32)
+    names = sorted(p.name for p in sheet.iterdir())
+    assert names == ["000000000.jpg", "000000500.jpg", "000001000.jpg", "000001500.jpg",
+                     "000002000.jpg", "000002500.jpg", "done"]
+    from PIL import Image
+
+    with Image.open(sheet / "000001000.jpg") as im:
+        assert min(im.size) == 32
+    assert serving.sheet_frame(root, v, 1.2) == sheet / "000001000.jpg"
+    assert serving.sheet_frame(root, v, 99.0) == sheet / "000002500.jpg"
+    assert serving.build_sheet(v, root) == sheet  # finished sheets are reused
+    assert [p.name for p in root.iterdir()] == [sheet.name]  # no temp folder left
+    # a video without a sheet gets an ffmpeg frame in the session's folder
+    other = Video(vid="other", path=str(video_file), duration=3.0)
+    out = serving.card_thumbnail(other, 1.0, tmp_path / "thumbs", root)
+    assert out == tmp_path / "thumbs" / "other-00000010.jpg"
+
+
 # --- leaderboard and benchmark browser data ---------------------------------------------------
 
 def result(retriever: str, r1: float, *, status: str = "ok", by_tag: dict[str, Any] | None = None,
@@ -485,7 +507,8 @@ def app(app_module: ModuleType, tmp_path: Path, results_dir: Path, video_file: P
     toy_set(tmp_path / "toy", video_file)
     build = FakeBuilder()
     pool = serving.ModelPool("cpu", store=object(), build=build)  # type: ignore[arg-type]
-    a = app_module.App(results_dir, str(tmp_path / "toy"), sessions=tmp_path / "sessions", pool=pool)
+    a = app_module.App(results_dir, str(tmp_path / "toy"), sessions=tmp_path / "sessions", pool=pool,
+                       sheets=tmp_path / "sheets")
     monkeypatch.setattr(a, "configurations", lambda: ["bm25-text", "clip-frames", "missing-llm"])
     return a
 
@@ -644,6 +667,11 @@ def test_warm_up_indexes_the_set_and_asks_one_query_per_language(app: Any,
     assert list(made) == ["bm25-text"]  # the leaderboard's best
     assert made["bm25-text"].index_calls == [["v1", "v2"]]
     assert made["bm25-text"].asked == ["the red sign", "会議"]  # en, ja
+    # the cards of the embedded set now come from the thumbnail sheets, not ffmpeg
+    sess = serving.Session.open(app.sessions, "h7")
+    cards = app_module.on_search(app, sess, ["v1"], "sign", None, "bm25-text", 5)[2]
+    assert [Path(c[0]).parent.parent for c in cards] == [app.sheets]
+    assert not (sess.root / "thumbs").exists()
 
 
 def test_guarded_turns_errors_into_one_line_messages(app_module: ModuleType) -> None:
