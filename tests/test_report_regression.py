@@ -104,3 +104,12 @@ def test_newer_baseline_schema_is_refused(tmp_path):
     p.write_text(json.dumps({"schema_version": 99, "entries": []}))
     with pytest.raises(BadInput, match="newer than this SceneBench"):
         load_baseline(p)
+
+
+def test_only_the_newest_result_of_a_configuration_is_shown(tmp_path):
+    from bench.eval.report import group
+
+    old = result("bm25", 0.2).model_copy(update={"config_revision": "1", "created_at": "2026-01-01T00:00:00"})
+    new = result("bm25", 0.5).model_copy(update={"config_revision": "2", "created_at": "2026-02-01T00:00:00"})
+    rows = group([old, new])[("synthetic-v1", "test")]
+    assert [(r.retriever, r.config_revision) for r in rows] == [("bm25", "2")]

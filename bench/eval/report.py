@@ -35,9 +35,10 @@ def rankable(r: ResultFile) -> bool:
     return r.status == "ok" and not r.random_init
 
 
-def note(r: ResultFile) -> str:
+def note(r: ResultFile, limit: int = 160) -> str:
     if r.status != "ok":
-        return f"{r.status}: {r.reason or ''}".strip()
+        text = f"{r.status}: {r.reason or ''}".strip()
+        return text if len(text) <= limit else text[: limit - 1] + "…"
     if r.random_init:
         return "random-init weights: tests the code, not a result"
     return ""
@@ -55,8 +56,16 @@ def index_speed(r: ResultFile) -> float | None:
 
 def group(results: Sequence[ResultFile]) -> dict[tuple[str, str], list[ResultFile]]:
     """(dataset, split_key) -> rows sorted: ranked rows by main score, then the unranked."""
-    groups: dict[tuple[str, str], list[ResultFile]] = defaultdict(list)
+    # One row per configuration: the newest result (older revisions stay on disk, unshown).
+    latest: dict[tuple[str, str, str], ResultFile] = {}
     for r in results:
+        key = (r.dataset, r.split_key, r.retriever)
+        old = latest.get(key)
+        if old is None or (r.created_at or "", r.config_revision) > (old.created_at or "",
+                                                                     old.config_revision):
+            latest[key] = r
+    groups: dict[tuple[str, str], list[ResultFile]] = defaultdict(list)
+    for r in latest.values():
         groups[(r.dataset, r.split_key)].append(r)
     for rows in groups.values():
         rows.sort(key=lambda r: (not rankable(r), -(r.metrics.get(main_score(r), -1.0)), r.retriever))
