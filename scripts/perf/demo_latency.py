@@ -1,17 +1,17 @@
 """How fast the Space feels: a search on the indexed embedded set, and the page's first load.
 
     python scripts/perf/demo_latency.py [--dataset synthetic-v1] [--retriever NAME]
-        [--repeats 3] [--loads 5] [--out scripts/perf/reports/demo_latency.md]
+        [--repeats 3] [--loads 6] [--ui-searches 6] [--out scripts/perf/reports/demo_latency.md]
 
 1. In process, with the same library calls the app makes: index the embedded set once
    (cached in the feature store), then time every text query of the set through
    ``bench.serving.search`` (grounding in the query's video, and over every video) and
-   through the app's search handler (search + thumbnails + score plot, a fresh session
-   each time, as a new visitor gets). Targets: < 1 s.
-2. In Chromium (Playwright): ``python demo/app.py`` in a subprocess; each load is a new
-   browser context (empty cache). Reports DOMContentLoaded, first contentful paint and
-   "ready" (the embedded video list filled in), and a search clicked in the page until its
-   cards show. Target: first load < 3 s.
+   through the app's search handlers (search, thumbnails, score plot rendered as an image,
+   a fresh session each time, as a new visitor gets). Target: < 1 s.
+2. In Chromium (Playwright): ``python demo/app.py`` in a subprocess, once its warm-up is
+   done; each load is a new browser context (empty cache). Reports DOMContentLoaded, first
+   contentful paint and "ready" (the embedded video list filled in), and a search clicked
+   in the page until its cards show. Target: first load < 3 s.
 
 Writes a Markdown report with the command, the machine and its load at the time.
 """
@@ -282,8 +282,9 @@ def write_report(path: Path, command: str, mach: dict[str, str], load_before: tu
         "Each configuration indexes the set once (feature-store hits when it was indexed before) "
         "and is warmed up as the app does at start (one query per language loads its "
         "tokenizer), then every text query of the set is searched, grounding in its video and over all "
-        "videos, and through the app's search handler (search + card thumbnails cut by ffmpeg + "
-        "the score plot, in a new session each time, as a new visitor gets).", "",
+        "videos, and through the app's search handlers (search, card thumbnails from the "
+        "thumbnail sheets the warm-up makes, the score plot rendered as an image), in a new "
+        "session each time, as a new visitor gets.", "",
         "| configuration | index s (warm-up s) | what is timed | n | p50 ms | p95 ms | max ms |",
         "|---|---|---|---|---|---|---|",
     ]
