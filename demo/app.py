@@ -37,6 +37,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 RESULTS_ENV = "SCENEBENCH_RESULTS"
 METHODS_ENV = "SCENEBENCH_DEMO_METHODS"
+METHOD_ENV = "SCENEBENCH_DEMO_METHOD"
 INTRO = """# SceneBench
 Find the moment in a video by describing it — in any language — or with an example image.
 Each video is indexed once and cached; searching indexed videos takes well under a second.
@@ -50,10 +51,12 @@ class App:
 
     def __init__(self, results_dir: Path, dataset: str | None = None, device: str = "auto",
                  sessions: Path | None = None, pool: serving.ModelPool | None = None,
-                 methods: Sequence[str] | None = None, sheets: Path | None = None) -> None:
+                 methods: Sequence[str] | None = None, sheets: Path | None = None,
+                 default_method: str | None = None) -> None:
         self.results_dir = Path(results_dir)
         self.dataset = dataset or serving.demo_dataset()
         self.methods = list(methods) if methods else None
+        self.default_method = default_method
         self.sessions = sessions or serving.sessions_root()
         self.pool = pool or serving.ModelPool(device)
         self.limits = serving.UploadLimits()
@@ -109,6 +112,11 @@ class App:
         names = self.configurations()
         if not names:
             raise BadInput("no retriever configurations found in models/")
+        if self.default_method:
+            if self.default_method not in names:
+                raise BadInput(f"--method {self.default_method!r} is not one of the offered "
+                               f"configurations: {', '.join(names)}")
+            return self.default_method, f"Default method: **{self.default_method}**."
         dataset = self.dataset_name()
         loaded = self._sets.get(dataset)
         found = report.best_configuration(self.results_dir, dataset,
@@ -702,13 +710,17 @@ def main(argv: list[str] | None = None) -> None:
                              f"{serving.DEFAULT_DATASET})")
     parser.add_argument("--methods", default=os.environ.get(METHODS_ENV, ""),
                         help="comma-separated configurations to offer (default: all in models/)")
+    parser.add_argument("--method", default=os.environ.get(METHOD_ENV) or None,
+                        help="default configuration (default: the best on the embedded set's "
+                             "leaderboard, else bm25-text)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--no-warm-up", action="store_true",
                         help="do not index the embedded set in the background at start")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] or None
-    app = App(args.results, args.dataset, args.device, methods=methods)
+    app = App(args.results, args.dataset, args.device, methods=methods,
+              default_method=args.method)
     demo = build(app)
     # Two workers on a small CPU box; extra visitors wait in a bounded queue.
     demo.queue(default_concurrency_limit=2, max_size=32)

@@ -531,6 +531,14 @@ def test_load_opens_a_session_named_by_the_browser_session(app: Any, app_module:
     assert [c for c in bq["choices"]] == ["1 · the red sign", "2 · 会議", "10 · clock"]
 
 
+def test_default_method_can_be_set_by_the_deployer(app: Any) -> None:
+    app.default_method = "clip-frames"
+    assert app.best() == ("clip-frames", "Default method: **clip-frames**.")
+    app.default_method = "nope"
+    with pytest.raises(BadInput, match="--method 'nope' is not one of the offered configurations"):
+        app.best()
+
+
 def test_upload_handler_accepts_and_refuses(app: Any, app_module: ModuleType, tmp_path: Path,
                                             video_file: Path) -> None:
     junk = tmp_path / "notes.txt"
