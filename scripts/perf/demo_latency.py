@@ -176,7 +176,8 @@ PAGE_TIMING_JS = """() => {
   const nav = performance.getEntriesByType('navigation')[0];
   const fcp = performance.getEntriesByName('first-contentful-paint')[0];
   return {ttfb: nav.responseStart, dcl: nav.domContentLoadedEventEnd,
-          load: nav.loadEventEnd, fcp: fcp ? fcp.startTime : null};
+          load: nav.loadEventEnd, fcp: fcp ? fcp.startTime : null,
+          resources: performance.getEntriesByType('resource').length};
 }"""
 
 
@@ -309,6 +310,7 @@ def write_report(path: Path, command: str, mach: dict[str, str], load_before: tu
     if web is not None:
         cold, warm = web["cold"], web["warm"]
         first_ok = bool(cold["fcp"]) and cold["fcp"] < 3000 and cold["dcl"] < 3000
+        ui_ok = cold["interactive"] < 3000
         lines += [
             "", f"## The page in Chromium (`{web['retriever']}`)", "",
             f"`python demo/app.py` in a subprocess: first HTTP 200 {web['startup_s']:.1f} s after "
@@ -322,10 +324,13 @@ def write_report(path: Path, command: str, mach: dict[str, str], load_before: tu
             f"| median of the next {web['loads'] - 1} | {fmt(warm['ttfb'])} | {fmt(warm['fcp'])} | "
             f"{fmt(warm['dcl'])} | {fmt(warm['load'])} | {fmt(warm['interactive'])} | "
             f"{fmt(warm['ready'])} |", "",
-            f"Target < 3 s to first load: **{'met' if first_ok else 'not met'}** "
-            f"(first contentful paint {fmt(cold['fcp'])} ms and DOMContentLoaded {fmt(cold['dcl'])} ms "
-            f"on the first load; the search button shows after {fmt(cold['interactive'])} ms and "
-            f"the embedded video list after {fmt(cold['ready'])} ms).",
+            f"Target < 3 s to first load: DOMContentLoaded and first contentful paint "
+            f"**{'met' if first_ok else 'not met'}** ({fmt(cold['dcl'])} ms and {fmt(cold['fcp'])} ms "
+            f"on the first load); the interface drawn (search button visible) "
+            f"**{'met' if ui_ok else 'not met'}** ({fmt(cold['interactive'])} ms; the embedded video "
+            f"list follows at {fmt(cold['ready'])} ms). Before drawing, Gradio's page fetches "
+            f"{cold['resources']} files (component scripts, styles, fonts) from the Python server, "
+            "which is most of that wait on this shared 2-core machine.",
         ]
         if web["ui_search"] is not None:
             s = web["ui_search"]
