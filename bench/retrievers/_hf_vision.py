@@ -448,9 +448,10 @@ def preprocessed_batches(path: Path, *, fps: float, transform: ImageTransform, b
                          decoder: str = "auto", depth: int = 2, video_s: float = 0.0,
                          pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
     """Frames of ``path`` sampled at ``fps``, decoded and preprocessed in a background thread
-    up to ``depth`` batches ahead: yields (float32 ``(n, 3, H, W)`` CPU tensor, float64 ``(n,)``
-    times in seconds). Decode and preprocess times are recorded as stages ``decode`` and
-    ``preprocess`` (wall time of the prefetch thread, which overlaps ``encode``)."""
+    up to ``depth`` batches ahead (``depth=0``: in the caller's thread, nothing overlapped):
+    yields (float32 ``(n, 3, H, W)`` CPU tensor, float64 ``(n,)`` times in seconds). Decode
+    and preprocess times are recorded as stages ``decode`` and ``preprocess`` (with a prefetch
+    thread, its wall time, which overlaps ``encode``)."""
     import time
 
     from bench.eval import timing
@@ -482,7 +483,7 @@ def preprocessed_batches(path: Path, *, fps: float, transform: ImageTransform, b
             yield pixels, batch.times_s
 
     try:
-        yield from prefetch(produce(), depth)
+        yield from (prefetch(produce(), depth) if depth > 0 else produce())
     finally:
         if rec is not None:
             # Recorded from here, not with stage() in the thread: stage() synchronizes CUDA,

@@ -71,8 +71,9 @@ class Params(BaseModel):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     """Encoder precision; ``auto`` is float16 on CUDA and float32 on the CPU."""
     decoder: Literal["auto", "decord", "pyav"] = "auto"
-    prefetch: int = Field(default=2, ge=1, le=16)
-    """Batches decoded and preprocessed ahead of the encoder."""
+    prefetch: int = Field(default=2, ge=0, le=16)
+    """Batches decoded and preprocessed ahead of the encoder, in a background thread; 0
+    decodes in the encoder's thread (nothing overlapped)."""
     prompt: str = "{}"
     """Template for text queries, e.g. ``"a photo of {}"``; ``{}`` is the query."""
     proposals: ProposalConfig = Field(default_factory=_frame_proposals)

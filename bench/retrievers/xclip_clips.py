@@ -73,7 +73,8 @@ class Params(BaseModel):
     """Frames per image-tower call."""
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     decoder: Literal["auto", "decord", "pyav"] = "auto"
-    prefetch: int = Field(default=2, ge=1, le=16)
+    prefetch: int = Field(default=2, ge=0, le=16)
+    """Batches decoded ahead of the encoder in a background thread; 0 decodes inline."""
     prompt: str = "{}"
     rerank_top: int = Field(default=20, ge=0)
     """Candidate moments re-scored with the video-conditioned text (0 turns it off); at
