@@ -11,12 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import bench.video.decode as decode_module
 from bench.errors import BadInput
 from bench.video import (
     FrameSelector,
     choose_decoder,
     decord_available,
     extract_audio,
+    frame_times,
     output_size,
     probe,
     sample_frames,
@@ -332,3 +334,100 @@ def test_extract_audio_bad_file(tmp_path: Path) -> None:
     bad.write_bytes(b"garbage" * 100)
     with pytest.raises(BadInput, match="bad.mp4"):
         extract_audio(bad)
+
+
+# -- decoding only what the sampled frames need ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gop_media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """H.264 with B-frames: closed groups in MP4, MKV and MPEG-TS, and open groups (frames
+    shown before their group's I-frame, referring to the group before)."""
+    d = tmp_path_factory.mktemp("gop")
+    src = ["-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=12"]
+    m = {"closed.mp4": d / "closed.mp4", "closed.mkv": d / "closed.mkv", "closed.ts": d / "closed.ts",
+         "open.mp4": d / "open.mp4"}
+    ffmpeg(*src, "-c:v", "libx264", "-bf", "3", "-g", "40", "-pix_fmt", "yuv420p", str(m["closed.mp4"]))
+    ffmpeg("-i", str(m["closed.mp4"]), "-c", "copy", str(m["closed.mkv"]))
+    ffmpeg("-i", str(m["closed.mp4"]), "-c", "copy", str(m["closed.ts"]))
+    ffmpeg(*src, "-c:v", "libx264", "-x264-params", "open-gop=1:keyint=30:bframes=3:b-pyramid=normal",
+           "-pix_fmt", "yuv420p", str(m["open.mp4"]))
+    return m
+
+
+def decode_whole(monkeypatch: pytest.MonkeyPatch, path: Path, **kwargs: object) -> tuple[np.ndarray, ...]:
+    with monkeypatch.context() as mp:
+        mp.setattr(decode_module, "decode_plan", lambda *a: None)
+        return sample_all(path, decoder="pyav", **kwargs)
+
+
+@pytest.mark.parametrize("name", ["closed.mp4", "closed.mkv", "closed.ts", "open.mp4"])
+def test_planned_decoding_gives_the_same_frames_as_decoding_everything(
+        gop_media: dict[str, Path], monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    path = gop_media[name]
+    monkeypatch.setattr(decode_module, "_PLAN_FAILED", set())
+    for fps in (0.2, 1.0, 3.0):
+        want = decode_whole(monkeypatch, path, fps=fps, short_side=48, threads=1)
+        for threads in (1, 2, 0):
+            got = sample_all(path, fps=fps, short_side=48, decoder="pyav", threads=threads)
+            assert got[1].tolist() == want[1].tolist() and got[2].tolist() == want[2].tolist()
+            assert np.array_equal(got[0], want[0]), (name, fps, threads)
+    assert not decode_module._PLAN_FAILED  # no file needed the fallback
+
+
+def test_plan_skips_group_tails_only_in_closed_groups(gop_media: dict[str, Path]) -> None:
+    for name, tails in (("closed.mp4", True), ("open.mp4", False)):
+        path = gop_media[name]
+        times = frame_times(path)
+        found = decode_module.packets(path)
+        plan = decode_module.decode_plan(found, times[select_indices(times, 0.2, 12.0)])
+        assert plan is not None and len(plan) == len(found) == 300
+        assert int((plan == 2).sum()) == 3  # 0, 5 and 10 s
+        last = int(np.flatnonzero(plan)[-1])
+        skipped = int((plan[:last] == 0).sum())
+        assert (skipped > 100) if tails else (skipped == 0), name
+        for i in np.flatnonzero(plan == 2):  # every frame from the group's start is decoded
+            start = int(np.flatnonzero(found.key[:i + 1])[-1])
+            assert (plan[start:i + 1] >= 1).all()
+
+
+def test_plan_refuses_streams_it_cannot_trust(gop_media: dict[str, Path]) -> None:
+    found = decode_module.packets(gop_media["closed.mp4"])
+    times = found.time_s.copy()
+    times[5] = np.nan
+    broken = decode_module.Packets(time_s=times, key=found.key, shown=found.shown)
+    assert decode_module.decode_plan(broken, np.array([0.0])) is None
+    no_keys = decode_module.Packets(time_s=found.time_s, key=np.zeros_like(found.key), shown=found.shown)
+    assert decode_module.decode_plan(no_keys, np.array([0.0])) is None
+    assert decode_module.decode_plan(found, np.array([0.123456])) is None  # not a frame time
+
+
+def test_a_plan_the_decoder_does_not_follow_falls_back_to_decoding_everything(
+        gop_media: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    path = gop_media["closed.mkv"]
+    want = decode_whole(monkeypatch, path, fps=1.0, batch_size=4)
+    real = decode_module.decode_plan
+
+    def lossy(found: object, selected: np.ndarray) -> np.ndarray | None:
+        plan = real(found, selected)  # type: ignore[arg-type]
+        assert plan is not None
+        plan = plan.copy()
+        plan[np.flatnonzero(plan == 2)[6]] = 0  # the 7th sampled frame never reaches the decoder
+        return plan
+
+    monkeypatch.setattr(decode_module, "decode_plan", lossy)
+    monkeypatch.setattr(decode_module, "_PLAN_FAILED", set())
+    got = sample_all(path, fps=1.0, batch_size=4, decoder="pyav")
+    assert got[2].tolist() == want[2].tolist() and np.array_equal(got[0], want[0])
+    assert len(decode_module._PLAN_FAILED) == 1  # remembered: the next call decodes whole
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_decoder_threads_do_not_change_the_frames(gop_media: dict[str, Path], decoder: str) -> None:
+    path = gop_media["closed.mp4"]
+    one = sample_all(path, fps=2.0, decoder=decoder, threads=1)
+    for threads in (0, 2):
+        other = sample_all(path, fps=2.0, decoder=decoder, threads=threads)
+        assert other[2].tolist() == one[2].tolist() and np.array_equal(other[0], one[0])
+    with pytest.raises(BadInput, match="threads must be >= 0"):
+        sample_frames(path, threads=-1)

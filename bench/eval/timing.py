@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-STAGES = ("decode", "preprocess", "encode", "asr", "ocr", "caption", "metadata",
+STAGES = ("decode", "preprocess", "decode_wait", "encode", "asr", "ocr", "caption", "metadata",
           "index_build", "query_encode", "search", "llm")
 
 

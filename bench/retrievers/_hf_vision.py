@@ -15,9 +15,10 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from bench.errors import BadInput, Unavailable
 from bench.modelref import ModelRef, ResolvedModel, hub_unavailable_reason, resolve
@@ -34,6 +35,40 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 _RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
 """PIL resampling codes of ``preprocessor_config.json`` -> torch interpolation modes."""
+
+
+# -- parameters shared by the frame-based families ------------------------------------------
+
+
+class VisualParams(BaseModel):
+    """Sampling, decoding and encoding ``params`` shared by ``clip-frames`` and ``xclip-clips``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fps: float = Field(default=1.0, gt=0, le=30)
+    """Frames sampled per second of video."""
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    """Frames per image-tower call."""
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    """Encoder precision; ``auto`` is float16 on CUDA and float32 on the CPU."""
+    decoder: Literal["auto", "decord", "pyav"] = "auto"
+    decode_threads: int | None = Field(default=None, ge=0, le=64)
+    """Decoder threads (0: FFmpeg's choice). Unset: 1 when the encoder runs on the CPU
+    beside a prefetch thread (the encoder keeps every core busy; one decoder thread costs
+    the least CPU per frame), FFmpeg's choice otherwise. Decoding never changes the frames."""
+    prefetch: int = Field(default=2, ge=0, le=16)
+    """Batches decoded and preprocessed ahead of the encoder, in a background thread; 0
+    decodes in the encoder's thread (nothing overlapped)."""
+    prompt: str = "{}"
+    """Template for text queries, e.g. ``"a photo of {}"``; ``{}`` is the query."""
+    index_kind: Literal["auto", "flat", "ivf", "hnsw", "pq"] = "auto"
+    """Vector index over the corpus; see :class:`bench.index.VectorIndex`."""
+
+    def threads_for(self, device: str) -> int:
+        """The decoder thread count to use with an encoder on ``device``."""
+        if self.decode_threads is not None:
+            return self.decode_threads
+        return 1 if device == "cpu" and self.prefetch > 0 else 0
 
 
 # -- devices, dtypes, loading -------------------------------------------------------------
@@ -445,13 +480,15 @@ def _save_image_processor(out_dir: Path, image_size: int, kind: str) -> None:
 
 
 def preprocessed_batches(path: Path, *, fps: float, transform: ImageTransform, batch_size: int,
-                         decoder: str = "auto", depth: int = 2, video_s: float = 0.0,
+                         decoder: str = "auto", depth: int = 2, threads: int = 0, video_s: float = 0.0,
                          pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
-    """Frames of ``path`` sampled at ``fps``, decoded and preprocessed in a background thread
-    up to ``depth`` batches ahead (``depth=0``: in the caller's thread, nothing overlapped):
-    yields (float32 ``(n, 3, H, W)`` CPU tensor, float64 ``(n,)`` times in seconds). Decode
-    and preprocess times are recorded as stages ``decode`` and ``preprocess`` (with a prefetch
-    thread, its wall time, which overlaps ``encode``)."""
+    """Frames of ``path`` sampled at ``fps``, decoded (``threads`` decoder threads, 0: FFmpeg's
+    choice) and preprocessed in a background thread up to ``depth`` batches ahead
+    (``depth=0``: in the caller's thread, nothing overlapped): yields (float32
+    ``(n, 3, H, W)`` CPU tensor, float64 ``(n,)`` times in seconds). Decode and preprocess
+    times are recorded as stages ``decode`` and ``preprocess`` (with a prefetch thread, its
+    wall time, which overlaps ``encode``); with a prefetch thread, the time the caller spent
+    waiting for a batch is stage ``decode_wait`` (large when decoding is the bottleneck)."""
     import time
 
     from bench.eval import timing
@@ -468,7 +505,7 @@ def preprocessed_batches(path: Path, *, fps: float, transform: ImageTransform, b
 
     def produce() -> Iterator[tuple[torch.Tensor, np.ndarray]]:
         frames = iter(sample_frames(path, fps, short_side=transform.decode_short_side,
-                                    batch_size=batch_size, decoder=decoder))
+                                    batch_size=batch_size, decoder=decoder, threads=threads))
         while True:
             t0, c0 = time.perf_counter(), time.thread_time()
             batch = next(frames, None)
@@ -482,14 +519,28 @@ def preprocessed_batches(path: Path, *, fps: float, transform: ImageTransform, b
             timed("preprocess", t0, c0, len(batch))
             yield pixels, batch.times_s
 
+    waited = [0.0, 0]
     try:
-        yield from (prefetch(produce(), depth) if depth > 0 else produce())
+        if depth == 0:
+            yield from produce()
+            return
+        batches = prefetch(produce(), depth)
+        while True:
+            t0 = time.perf_counter()
+            item = next(batches, None)
+            waited[0] += time.perf_counter() - t0
+            if item is None:
+                return
+            waited[1] += len(item[1])
+            yield item
     finally:
         if rec is not None:
             # Recorded from here, not with stage() in the thread: stage() synchronizes CUDA,
             # which would make the decoder wait for the encoder and undo the overlap.
             for name, (wall, cpu, items) in totals.items():
                 rec.add(name, float(wall), float(cpu), int(items), video_s if name == "decode" else 0.0)
+            if depth > 0:
+                rec.add("decode_wait", waited[0], 0.0, int(waited[1]), 0.0)
 
 
 # -- per-video vectors and the corpus index over them ----------------------------------------

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from bench.errors import BadInput, Unavailable
 from bench.eval.timing import stage
@@ -23,6 +23,7 @@ from bench.retrievers._hf_vision import (
     ImageTransform,
     QueryTokenizer,
     VideoVectors,
+    VisualParams,
     dtype_name,
     image_processor_config,
     load_image,
@@ -59,28 +60,12 @@ def _frame_proposals() -> ProposalConfig:
     return ProposalConfig(strategy="peak", smooth_s=2.0, rel_threshold=0.5, min_len_s=2.0, nms_iou=0.5)
 
 
-class Params(BaseModel):
+class Params(VisualParams):
     """``params`` of a ``clip-frames`` configuration."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    fps: float = Field(default=1.0, gt=0, le=30)
-    """Frames sampled per second of video."""
-    batch_size: int = Field(default=32, ge=1, le=1024)
-    """Frames per encoder call."""
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    """Encoder precision; ``auto`` is float16 on CUDA and float32 on the CPU."""
-    decoder: Literal["auto", "decord", "pyav"] = "auto"
-    prefetch: int = Field(default=2, ge=0, le=16)
-    """Batches decoded and preprocessed ahead of the encoder, in a background thread; 0
-    decodes in the encoder's thread (nothing overlapped)."""
-    prompt: str = "{}"
-    """Template for text queries, e.g. ``"a photo of {}"``; ``{}`` is the query."""
     proposals: ProposalConfig = Field(default_factory=_frame_proposals)
     corpus_frames: int = Field(default=256, ge=1)
     """Corpus search: frames fetched from the vector index to pick candidate videos."""
-    index_kind: Literal["auto", "flat", "ivf", "hnsw", "pq"] = "auto"
-    """Vector index over all frames (corpus search); see :class:`bench.index.VectorIndex`."""
 
 
 class _TextTower:
@@ -211,7 +196,8 @@ class ClipFrames:
         times: list[np.ndarray] = []
         for pixels, t in preprocessed_batches(path, fps=p.fps, transform=self.transform,
                                               batch_size=p.batch_size, decoder=p.decoder, depth=p.prefetch,
-                                              video_s=info.duration_s, pin_memory=self.device == "cuda"):
+                                              threads=p.threads_for(self.device), video_s=info.duration_s,
+                                              pin_memory=self.device == "cuda"):
             with stage("encode", items=len(t)):
                 embs.append(self.encode_pixels(pixels))
             times.append(t)

@@ -11,10 +11,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from bench.errors import BadInput, Unavailable
 from bench.eval.timing import stage
@@ -24,6 +24,7 @@ from bench.retrievers._hf_vision import (
     ImageTransform,
     QueryTokenizer,
     VideoVectors,
+    VisualParams,
     dtype_name,
     image_processor_config,
     load_image,
@@ -59,30 +60,19 @@ def _clip_proposals() -> ProposalConfig:
     return ProposalConfig(strategy="peak", rel_threshold=0.5, min_len_s=2.0, nms_iou=0.5)
 
 
-class Params(BaseModel):
-    """``params`` of an ``xclip-clips`` configuration. The clip length (frames) is the
-    model's ``vision_config.num_frames`` (8 for the released checkpoints)."""
+class Params(VisualParams):
+    """``params`` of an ``xclip-clips`` configuration (``fps``: a clip of 8 frames spans 8 s
+    at 1 fps). The clip length (frames) is the model's ``vision_config.num_frames`` (8 for
+    the released checkpoints)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    fps: float = Field(default=1.0, gt=0, le=30)
-    """Frames sampled per second; a clip of 8 frames spans 8 s at 1 fps."""
     stride_frames: int = Field(default=4, ge=1)
     """Frames between the starts of consecutive clips."""
-    batch_size: int = Field(default=32, ge=1, le=1024)
-    """Frames per image-tower call."""
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    decoder: Literal["auto", "decord", "pyav"] = "auto"
-    prefetch: int = Field(default=2, ge=0, le=16)
-    """Batches decoded ahead of the encoder in a background thread; 0 decodes inline."""
-    prompt: str = "{}"
     rerank_top: int = Field(default=20, ge=0)
     """Candidate moments re-scored with the video-conditioned text (0 turns it off); at
     least ``top_k`` are always re-scored so returned scores are on one scale."""
     proposals: ProposalConfig = Field(default_factory=_clip_proposals)
     corpus_clips: int = Field(default=128, ge=1)
     """Corpus search: clips fetched from the vector index to pick candidate videos."""
-    index_kind: Literal["auto", "flat", "ivf", "hnsw", "pq"] = "auto"
 
 
 @dataclass
@@ -200,7 +190,8 @@ class XClipClips:
 
         for pixels, t in preprocessed_batches(path, fps=p.fps, transform=self.transform,
                                               batch_size=p.batch_size, decoder=p.decoder, depth=p.prefetch,
-                                              video_s=info.duration_s, pin_memory=False):
+                                              threads=p.threads_for(self.device), video_s=info.duration_s,
+                                              pin_memory=False):
             buf = pixels if buf is None else torch.cat([buf, pixels])
             times.append(t)
             seen += len(t)

@@ -127,14 +127,14 @@ def _decoder_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _open_decord(path: Path, width: int = -1, height: int = -1) -> Any:
+def _open_decord(path: Path, width: int = -1, height: int = -1, threads: int = 0) -> Any:
     try:
         import decord
     except ImportError:
         raise BadInput("decord is not installed (pip install decord, x86_64 only); use decoder='pyav'") \
             from None
     # decord applies the display rotation itself and takes the display size.
-    return decord.VideoReader(str(path), ctx=decord.cpu(0), width=width, height=height)
+    return decord.VideoReader(str(path), ctx=decord.cpu(0), width=width, height=height, num_threads=threads)
 
 
 def _timeline_offset_s(container: av.container.InputContainer, stream: Any) -> Fraction:
@@ -146,10 +146,37 @@ def _timeline_offset_s(container: av.container.InputContainer, stream: Any) -> F
     return Fraction(stream.start_time) * stream.time_base - cstart
 
 
+@dataclass(frozen=True)
+class Packets:
+    """The video stream's packets in decode order, read without decoding."""
+
+    time_s: np.ndarray
+    """float64 presentation time, seconds from the container start; NaN for a packet without
+    a timestamp."""
+    key: np.ndarray
+    """bool: the packet starts a group of pictures (decoding may begin there)."""
+    shown: np.ndarray
+    """bool: the packet's frame is one players show (timestamped, not trimmed by an edit list)."""
+
+    def __len__(self) -> int:
+        return int(self.time_s.shape[0])
+
+
+def packets(path: Path) -> Packets:
+    """The packets of ``path``'s video stream (about a second for two hours of video).
+    Memoised per (path, size, mtime); do not modify the arrays."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        raise BadInput(f"{path}: file not found") from None
+    return _packets_cached(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
 def frame_times(path: Path) -> np.ndarray:
     """float64 ``(n_frames,)`` presentation times of every video frame, seconds from the
-    container start, ascending; read from packet timestamps without decoding (about a
-    second for two hours of video). Memoised per (path, size, mtime); do not modify."""
+    container start, ascending; read from packet timestamps without decoding. Memoised per
+    (path, size, mtime); do not modify."""
     path = Path(path)
     try:
         st = path.stat()
@@ -159,27 +186,82 @@ def frame_times(path: Path) -> np.ndarray:
 
 
 @lru_cache(maxsize=4)
+def _packets_cached(path_text: str, size: int, mtime_ns: int) -> Packets:
+    found = _read_packets(Path(path_text))
+    for array in (found.time_s, found.key, found.shown):
+        array.setflags(write=False)  # shared between callers through the cache
+    return found
+
+
+@lru_cache(maxsize=4)
 def _frame_times_cached(path_text: str, size: int, mtime_ns: int) -> np.ndarray:
-    times = _read_frame_times(Path(path_text))
-    times.setflags(write=False)  # shared between callers through the cache
+    found = _packets_cached(path_text, size, mtime_ns)
+    times = np.sort(found.time_s[found.shown])
+    times.setflags(write=False)
     return times
 
 
-def _read_frame_times(path: Path) -> np.ndarray:
+def _read_packets(path: Path) -> Packets:
     import av
 
+    times: list[float] = []
+    keys: list[bool] = []
+    shown: list[bool] = []
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
             vs = video_stream(container, path)
             cstart = Fraction(container.start_time or 0, 1_000_000)
-            # Packets flagged discard (trimmed by an edit list) are never shown by players.
-            pts = [packet.pts for packet in container.demux(vs)
-                   if packet.pts is not None and packet.size and not packet.is_discard]
             tb = vs.time_base
+            for packet in container.demux(vs):
+                if not packet.size:  # the demuxer's final empty packet
+                    continue
+                has_time = packet.pts is not None and tb is not None
+                times.append(float(packet.pts * tb - cstart) if has_time else math.nan)
+                keys.append(bool(packet.is_keyframe))
+                # Packets flagged discard (trimmed by an edit list) are never shown by players.
+                shown.append(has_time and not packet.is_discard)
     except av.error.FFmpegError as exc:
         raise DecodeError(f"{path}: cannot read packet timestamps ({ffmpeg_reason(exc)})") from None
-    pts.sort()
-    return np.asarray([float(p * tb - cstart) for p in pts], dtype=np.float64)
+    return Packets(time_s=np.asarray(times, dtype=np.float64), key=np.asarray(keys, dtype=bool),
+                   shown=np.asarray(shown, dtype=bool))
+
+
+def decode_plan(found: Packets, selected_s: np.ndarray) -> np.ndarray | None:
+    """What the decoder must see for the frames at ``selected_s`` (times from
+    :func:`frame_times`) to come out right: per packet in decode order, 0 = not needed (a
+    stretch no selected frame depends on: the rest of a group of pictures after its last
+    selected frame, closed groups only), 1 = needed only as a reference (a frame no other
+    frame refers to may be dropped), 2 = a selected frame. None when the stream allows no safe plan: packets
+    without timestamps, repeated timestamps, or no group-of-pictures starts."""
+    t = found.time_s
+    n = len(t)
+    if n == 0 or np.isnan(t).any() or not found.key.any() or np.unique(t).shape[0] != n:
+        return None
+    at = {float(x): i for i, x in enumerate(t.tolist())}
+    keys = np.flatnonzero(found.key)
+    gop = np.searchsorted(keys, np.arange(n), side="right") - 1  # index into keys; -1 before the first
+    plan = np.zeros(n, dtype=np.int8)
+    first = t[keys]
+    group_first = np.where(gop >= 0, first[np.maximum(gop, 0)], -np.inf)
+    open_gops = bool(np.any(t < group_first))
+    for time_s in np.asarray(selected_s, dtype=np.float64).tolist():
+        j = at.get(time_s)
+        if j is None:
+            return None
+        g = int(gop[j])
+        start = 0 if g < 0 else int(keys[g])
+        if g > 0 and t[j] < t[start]:
+            # A frame shown before its group's first picture (open GOP) may refer to the
+            # previous group: decode that one whole.
+            start = int(keys[g - 1])
+        plan[start:j + 1] = np.maximum(plan[start:j + 1], 1)
+        plan[j] = 2
+    if open_gops:
+        # Frames shown before their group's first picture refer to the group before; a
+        # decoder that meets such a group after a skip withholds frames until it recovers,
+        # so nothing before the last selected frame is skipped (unreferenced frames still are).
+        plan[:int(np.flatnonzero(plan)[-1]) + 1] = np.maximum(plan[:int(np.flatnonzero(plan)[-1]) + 1], 1)
+    return plan
 
 
 def _decord_index(vr: Any, times: np.ndarray, path: Path) -> np.ndarray | None:
@@ -276,7 +358,7 @@ def choose_decoder(path: Path) -> str:
 
 
 def sample_frames(path: Path, fps: float = 1.0, *, short_side: int | None = None,
-                  batch_size: int = 32, decoder: str = "auto") -> Iterator[FrameBatch]:
+                  batch_size: int = 32, decoder: str = "auto", threads: int = 0) -> Iterator[FrameBatch]:
     """Yield frames of ``path`` sampled at about ``fps`` frames per second, in batches.
 
     For each target time ``k / fps`` (k = 0, 1, ... below the duration) the first frame whose
@@ -286,6 +368,9 @@ def sample_frames(path: Path, fps: float = 1.0, *, short_side: int | None = None
     start. At most ``batch_size`` frames are held at a time. ``short_side`` scales inside
     the decoder so the shorter display side is that many pixels (aspect kept, no upscaling).
     ``decoder`` is ``"auto"`` (:func:`choose_decoder`), ``"decord"`` or ``"pyav"``.
+    ``threads`` is the decoder's thread count (0: FFmpeg's choice, about one per core). One
+    thread costs the least CPU time per frame (frame threading has overhead); more finish a
+    single video sooner when nothing else wants the cores.
 
     Raises BadInput for a file that is not a readable video, DecodeError (a BadInput) when
     decoding fails part-way.
@@ -295,22 +380,24 @@ def sample_frames(path: Path, fps: float = 1.0, *, short_side: int | None = None
         raise BadInput(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
     if batch_size < 1:
         raise BadInput(f"batch_size must be >= 1, got {batch_size}")
+    if threads < 0:
+        raise BadInput(f"threads must be >= 0 (0: the decoder's choice), got {threads}")
     info = probe(path)
     FrameSelector(fps, info.duration_s)  # validates fps before any decoding
     chosen = choose_decoder(path) if decoder == "auto" else decoder
     width, height = output_size(info, short_side)
     if chosen == "decord":
-        return _sample_decord(path, info, fps, width, height, batch_size)
-    return _sample_pyav(path, info, fps, width, height, batch_size)
+        return _sample_decord(path, info, fps, width, height, batch_size, threads)
+    return _sample_pyav(path, info, fps, width, height, batch_size, threads)
 
 
 def _sample_decord(path: Path, info: ProbeInfo, fps: float, width: int, height: int,
-                   batch_size: int) -> Iterator[FrameBatch]:
+                   batch_size: int, threads: int) -> Iterator[FrameBatch]:
     errors = _decoder_errors()
     # Reported times are the container's exact packet times; decord's own are float32.
     times = frame_times(path)
     try:
-        vr = _open_decord(path, width, height)
+        vr = _open_decord(path, width, height, threads)
         to_decord = _decord_index(vr, times, path)
     except errors as exc:
         raise DecodeError(
@@ -331,45 +418,129 @@ def _sample_decord(path: Path, info: ProbeInfo, fps: float, width: int, height: 
         yield FrameBatch(frames=frames, times_s=times[chunk], indices=chunk.copy())
 
 
+class _PlanFailed(Exception):
+    """The decoder did not give the planned frames (e.g. it withholds frames after a skip
+    until a recovery point): decode everything instead."""
+
+
+_PLAN_FAILED: set[tuple[str, int, int]] = set()
+"""Files (path, size, mtime) on which a decode plan failed once; they are decoded whole."""
+
+_PLANNED_CODECS = frozenset({"h264"})
+"""Codecs whose decoder is known to withhold rather than invent frames after skipped
+packets; others are decoded whole."""
+
+
 def _sample_pyav(path: Path, info: ProbeInfo, fps: float, width: int, height: int,
-                 batch_size: int) -> Iterator[FrameBatch]:
+                 batch_size: int, threads: int) -> Iterator[FrameBatch]:
+    """PyAV sampling. For H.264 only what the sampled frames need is decoded: the rest of a
+    group of pictures after its last sampled frame is skipped, and frames nothing refers to
+    are dropped unless sampled. The frames that come out are checked against the plan; if
+    the decoder gives anything else, the file is decoded whole instead (same frames)."""
+    st = path.stat()
+    file_key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    plan = selected = None
+    if info.video_codec in _PLANNED_CODECS and file_key not in _PLAN_FAILED:
+        all_times = frame_times(path)
+        selected = all_times[select_indices(all_times, fps, info.duration_s)]
+        plan = decode_plan(packets(path), selected)
+    yielded = 0
+    if plan is not None and selected is not None:
+        try:
+            for batch in _pyav_batches(path, info, fps, width, height, batch_size, threads,
+                                       plan, selected, 0):
+                yielded += len(batch)
+                yield batch
+            return
+        except _PlanFailed as exc:
+            log.debug("%s: decode plan failed (%s); decoding every frame", path, exc)
+            _PLAN_FAILED.add(file_key)
+    yield from _pyav_batches(path, info, fps, width, height, batch_size, threads, None, None, yielded)
+
+
+def _pyav_batches(path: Path, info: ProbeInfo, fps: float, width: int, height: int, batch_size: int,
+                  threads: int, plan: np.ndarray | None, selected: np.ndarray | None,
+                  skip_first: int) -> Iterator[FrameBatch]:
+    """Decode with PyAV (every packet, or those ``plan`` asks for) and yield sampled frames,
+    leaving out the first ``skip_first`` (already yielded by an earlier attempt). With a
+    plan, raises :class:`_PlanFailed` when a sampled frame is not the planned one."""
     import av
 
     selector = FrameSelector(fps, info.duration_s)
+    all_times = frame_times(path) if plan is not None else None
     frames: list[np.ndarray] = []
     times: list[float] = []
     indices: list[int] = []
+    taken = 0
     last: tuple[Any, float, int] | None = None
     emitted_last = False
+
+    def take(frame: Any, time_s: float, index: int) -> FrameBatch | None:
+        nonlocal frames, times, indices, taken
+        if selected is not None and (taken >= len(selected) or
+                                     abs(float(selected[taken]) - time_s) > TIME_EPS_S):
+            raise _PlanFailed(f"sampled frame {taken} came out at {time_s:.3f} s")
+        taken += 1
+        if taken <= skip_first:
+            return None
+        frames.append(_to_rgb(frame, width, height, info.rotation))
+        times.append(time_s)
+        indices.append(index)
+        if len(frames) < batch_size:
+            return None
+        batch = _batch(frames, times, indices)
+        frames, times, indices = [], [], []
+        return batch
+
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as exc:
         raise DecodeError(f"{path}: PyAV cannot open it ({ffmpeg_reason(exc)})") from None
     with container:
         vs = video_stream(container, path)
-        vs.thread_type = "AUTO"
+        if threads > 0:
+            vs.codec_context.thread_count = threads
+        if threads != 1:
+            vs.thread_type = "AUTO"
+        ctx = vs.codec_context
         tb = vs.time_base
         cstart = Fraction(container.start_time or 0, 1_000_000)
         step = Fraction(1) / Fraction(info.fps).limit_denominator(1_000_000)
         prev_s: Fraction | None = None
         index = -1
+
+        def decoded() -> Iterator[Any]:
+            if plan is None:
+                yield from container.decode(vs)
+                return
+            i = -1
+            skip = "DEFAULT"
+            for packet in container.demux(vs):
+                if packet.size:
+                    i += 1
+                    if i >= len(plan) or plan[i] == 0:
+                        continue
+                    want = "DEFAULT" if plan[i] == 2 else "NONREF"
+                    if want != skip:
+                        ctx.skip_frame = skip = want
+                yield from vs.decode(packet)
+
         try:
-            for frame in container.decode(vs):
-                index += 1
+            for frame in decoded():
                 if frame.pts is not None:
                     t = Fraction(frame.pts) * tb - cstart
                 else:  # raw streams without timestamps: one average frame after the last
                     t = Fraction(0) if prev_s is None else prev_s + step
                 prev_s = t
                 time_s = float(t)
+                if all_times is None:
+                    index += 1
+                else:  # frames were skipped: a frame's place among all frames is by its time
+                    index = int(np.searchsorted(all_times, time_s - TIME_EPS_S))
                 if selector.take(time_s):
-                    frames.append(_to_rgb(frame, width, height, info.rotation))
-                    times.append(time_s)
-                    indices.append(index)
                     emitted_last = True
-                    if len(frames) == batch_size:
-                        yield _batch(frames, times, indices)
-                        frames, times, indices = [], [], []
+                    if (batch := take(frame, time_s, index)) is not None:
+                        yield batch
                 else:
                     emitted_last = False
                     last = (frame, time_s, index)
@@ -379,11 +550,12 @@ def _sample_pyav(path: Path, info: ProbeInfo, fps: float, width: int, height: in
             raise DecodeError(f"{path}: PyAV failed after frame {index} ({ffmpeg_reason(exc)})") from None
         if index < 0:
             raise DecodeError(f"{path}: no decodable video frame")
-        if not selector.done and not emitted_last and last is not None:
-            frame, time_s, idx = last  # targets past the last frame get the last frame
-            frames.append(_to_rgb(frame, width, height, info.rotation))
-            times.append(time_s)
-            indices.append(idx)
+        # Targets past the last frame get the last frame.
+        if not selector.done and not emitted_last and last is not None and \
+                (batch := take(*last)) is not None:
+            yield batch
+        if selected is not None and taken != len(selected):
+            raise _PlanFailed(f"{taken} of {len(selected)} sampled frames came out")
     if frames:
         yield _batch(frames, times, indices)
 
