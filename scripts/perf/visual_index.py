@@ -5,12 +5,14 @@ Measures, with a random-init model of the exact openai/clip-vit-base-patch32 arc
 
 - the encoder-only bound: frames/s of the image tower on pre-decoded, preprocessed tensors;
 - the pipeline: ``ClipFrames.encode_video`` (decode + torch preprocess in a prefetch thread,
-  overlapped with batched encoding) on a generated 720p video, as a % of that bound;
-- the decode-only bound: decode + preprocess with no encoder;
+  overlapped with batched encoding) on generated 360p, 480p and 720p H.264 videos, as a % of
+  that bound, beside the same with FFmpeg's decoder threads, with PyAV, and inline;
+- the decode-only bound: decode + preprocess with no encoder, and the CPU seconds per frame
+  of both, whose ratio is the most of the bound a CPU pipeline can reach;
 - the naive baseline: PyAV decode, each sampled frame opened as a PIL image and run through
   the reference CLIPImageProcessor one by one, encoded in batches of 32, nothing overlapped;
 - peak RSS of a child process indexing a generated 720p video into a fresh feature store,
-  at two lengths, to show it is flat in video length.
+  at 2, 10 and 120 minutes.
 
     python scripts/perf/visual_index.py                      # CPU, writes reports/visual_index-cpu.md
     python scripts/perf/visual_index.py --device cuda        # CUDA frames/s incl. decoding
@@ -66,23 +68,37 @@ def load_average() -> str:
         return "n/a"
 
 
-def make_video(path: Path, seconds: int, fps: int = 30) -> Path:
-    """720p test pattern at low bitrate (x264 ultrafast, CRF 35, 2 s GOP), like a screen
-    recording or lecture. Whole minutes are one encoded minute joined by the concat demuxer
-    (seconds to make even for 2 hours); decoding cost is that of any 720p H.264."""
+SOURCES: dict[str, tuple[int, int, str, int]] = {
+    # name: (width, height, x264 preset, GOP frames), all 30 fps
+    "360p": (640, 360, "ultrafast", 60),
+    "480p": (854, 480, "ultrafast", 60),
+    "720p": (1280, 720, "ultrafast", 60),
+    "720p-bframes": (1280, 720, "medium", 250),
+}
+"""Throughput sources. ``ultrafast`` (CAVLC, no deblocking, no B-frames, 2 s GOP) is the
+cheapest H.264 to decode per pixel; ``medium`` is x264's default (CABAC, deblocking, 3
+B-frames, a keyframe at most every 250 frames), closer to what cameras and web video carry."""
+
+
+def make_video(path: Path, seconds: int, fps: int = 30, size: tuple[int, int] = (1280, 720),
+               preset: str = "ultrafast", gop: int = 60) -> Path:
+    """Test pattern (testsrc2) as H.264 at CRF 35 (ultrafast) or 23 (other presets). Whole
+    minutes are one encoded minute joined by the concat demuxer (seconds to make even for
+    2 hours); decoding cost is that of any H.264 of that size and preset."""
     if path.is_file():
         return path
+    crf = "35" if preset == "ultrafast" else "23"
 
     def encode(out: Path, duration: int) -> None:
         subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi",
-                        "-i", f"testsrc2=size=1280x720:rate={fps}:duration={duration}",
-                        "-c:v", "libx264", "-preset", "ultrafast", "-crf", "35", "-g", str(2 * fps),
+                        "-i", f"testsrc2=size={size[0]}x{size[1]}:rate={fps}:duration={duration}",
+                        "-c:v", "libx264", "-preset", preset, "-crf", crf, "-g", str(gop),
                         "-pix_fmt", "yuv420p", str(out)], check=True, timeout=1800)
 
     if seconds <= 60 or seconds % 60:
         encode(path, seconds)
         return path
-    minute = path.with_name(f"720p-minute-{fps}fps.mp4")
+    minute = path.with_name(f"{size[1]}p-{preset}-minute-{fps}fps.mp4")
     if not minute.is_file():
         encode(minute, 60)
     listing = path.with_suffix(".txt")
@@ -90,6 +106,11 @@ def make_video(path: Path, seconds: int, fps: int = 30) -> Path:
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "concat", "-safe", "0",
                     "-i", str(listing), "-c", "copy", str(path)], check=True, timeout=600)
     return path
+
+
+def source_video(work: Path, name: str, seconds: int) -> Path:
+    width, height, preset, gop = SOURCES[name]
+    return make_video(work / f"{name}-{seconds}s.mp4", seconds, size=(width, height), preset=preset, gop=gop)
 
 
 def build_model(out: Path) -> Path:
@@ -113,39 +134,57 @@ def retriever(model_dir: Path, device: str, batch_size: int) -> Any:
     return ClipFrames(cfg, device)
 
 
-def encoder_bound(r: Any, batches: int, batch_size: int) -> float:
+def cpu_s() -> float:
+    """CPU seconds of this process, every thread (decoder threads included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def encoder_bound(r: Any, batches: int, batch_size: int) -> tuple[float, float]:
+    """(frames/s, CPU seconds per frame) of the image tower on preprocessed random tensors."""
     import torch
 
     x = torch.randn(batch_size, 3, 224, 224)
     r.encode_pixels(x)  # warm-up (allocations, kernels)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_s()
     for _ in range(batches):
         r.encode_pixels(x)
-    return batches * batch_size / (time.perf_counter() - t0)
+    wall, cpu = time.perf_counter() - t0, cpu_s() - c0
+    return batches * batch_size / wall, cpu / (batches * batch_size)
 
 
-def pipeline(r: Any, video: Path) -> tuple[float, int, dict[str, Any]]:
+def pipeline(r: Any, video: Path, **params: Any) -> tuple[float, int, dict[str, Any]]:
+    """frames/s of ``ClipFrames.encode_video`` (with ``params`` changed for this call)."""
     from bench.eval.timing import TimingRecorder, recording
     from bench.video import probe
 
     info = probe(video)
+    saved = r.params
+    r.params = r.params.model_copy(update=params)
     rec = TimingRecorder()
-    with recording(rec):
-        t0 = time.perf_counter()
-        arrays, _ = r.encode_video(video, info)
-        wall = time.perf_counter() - t0
+    try:
+        with recording(rec):
+            t0 = time.perf_counter()
+            arrays, _ = r.encode_video(video, info)
+            wall = time.perf_counter() - t0
+    finally:
+        r.params = saved
     n = int(arrays["times_s"].shape[0])
     return n / wall, n, rec.as_dict()["stages"]
 
 
-def decode_only(r: Any, video: Path, batch_size: int) -> float:
+def decode_only(r: Any, video: Path, batch_size: int, decoder: str = "auto",
+                threads: int = 1) -> tuple[float, float]:
+    """(frames/s, CPU seconds per frame) of decoding + preprocessing alone, in this thread."""
     from bench.retrievers._hf_vision import preprocessed_batches
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_s()
     n = 0
-    for _, times in preprocessed_batches(video, fps=1.0, transform=r.transform, batch_size=batch_size):
+    for _, times in preprocessed_batches(video, fps=1.0, transform=r.transform, batch_size=batch_size,
+                                         decoder=decoder, depth=0, threads=threads):
         n += len(times)
-    return n / (time.perf_counter() - t0)
+    wall, cpu = time.perf_counter() - t0, cpu_s() - c0
+    return n / wall, cpu / n
 
 
 def naive(r: Any, video: Path, model_dir: Path, batch_size: int) -> float:
@@ -212,8 +251,11 @@ def rss_child(model_dir: Path, video: Path, device: str, batch_size: int) -> Non
         wall = time.perf_counter() - t0
     stop.set()
     thread.join()
-    quarters = [max((rss for done, rss in samples if q * expected / 4 <= done < (q + 1) * expected / 4),
-                    default=0) for q in range(4)]
+    # A sample belongs to the quarter of the frames being encoded when it was taken; the tail
+    # (all frames encoded, store writes) counts in the last quarter.
+    quarters = [max((rss for done, rss in samples
+                     if q * expected / 4 <= min(done, expected - 1) < (q + 1) * expected / 4), default=0)
+                for q in range(4)]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"after_model_load_bytes": loaded, "peak_bytes": peak, "quarters_bytes": quarters,
                       "frames": len(r.corpus), "video_s": info.duration_s, "wall_s": wall}))
@@ -251,20 +293,62 @@ def gib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB"
 
 
+def median(values: list[float]) -> float:
+    import statistics
+
+    return statistics.median(values)
+
+
+def measure_source(r: Any, video: Path, args: argparse.Namespace, label: str) -> dict[str, Any]:
+    """Interleaved rounds on one source; every ratio compares figures taken back to back."""
+    rounds: list[dict[str, float]] = []
+    stages: dict[str, Any] = {}
+    n_frames = 0
+    threads = 0 if args.device == "cuda" else 1  # what ClipFrames picks for decode_threads
+    for i in range(args.rounds):
+        bound0, enc_cpu0 = encoder_bound(r, args.batches, args.batch_size)
+        row: dict[str, float] = {}
+        row["decode"], row["decode_cpu"] = decode_only(r, video, args.batch_size, threads=threads)
+        row["pipeline"], n_frames, stages = pipeline(r, video)
+        row["ffmpeg_threads"] = pipeline(r, video, decode_threads=0)[0]
+        row["pyav"] = pipeline(r, video, decoder="pyav")[0]
+        row["inline"] = pipeline(r, video, prefetch=0)[0]
+        bound1, enc_cpu1 = encoder_bound(r, args.batches, args.batch_size)
+        row["bound"] = (bound0 + bound1) / 2
+        row["enc_cpu"] = (enc_cpu0 + enc_cpu1) / 2
+        rounds.append(row)
+        print(f"{label} round {i + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()), file=sys.stderr)
+
+    def ratio(key: str) -> float:
+        return median([x[key] / x["bound"] for x in rounds])
+
+    return {"label": label, "frames": n_frames, "rounds": rounds, "stages": stages,
+            "bound": median([x["bound"] for x in rounds]),
+            "enc_cpu_ms": 1000 * median([x["enc_cpu"] for x in rounds]),
+            "decode": median([x["decode"] for x in rounds]),
+            "decode_cpu_ms": 1000 * median([x["decode_cpu"] for x in rounds]),
+            "pipeline": median([x["pipeline"] for x in rounds]), "pipeline_ratio": ratio("pipeline"),
+            "ffmpeg_threads_ratio": ratio("ffmpeg_threads"), "pyav_ratio": ratio("pyav"),
+            "inline_ratio": ratio("inline")}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    ap.add_argument("--seconds", type=int, default=64, help="length of the throughput video (s)")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds")
-    ap.add_argument("--rss-seconds", type=int, nargs="*", default=[120, 600],
-                    help="lengths (s) of the videos indexed for peak RSS; none skips it")
+    ap.add_argument("--seconds", type=int, default=180,
+                    help="length of the throughput videos (s); steady state needs a few batches")
+    ap.add_argument("--sources", nargs="+", choices=sorted(SOURCES), default=list(SOURCES),
+                    help="throughput sources (all 30 fps H.264, sampled at 1 fps)")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved measurement rounds per source")
+    ap.add_argument("--rss-seconds", type=int, nargs="*", default=[120, 600, 7200],
+                    help="lengths (s) of the 720p videos indexed for peak RSS; none skips it")
     ap.add_argument("--batches", type=int, default=2, help="encoder batches per bound measurement")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument("--workdir", type=Path, default=None, help="keep model and videos here")
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--decode-rss-seconds", type=int, nargs="*", default=[600, 7200],
-                    help="lengths (s) of videos only decoded (decord and PyAV) for the decoders' peak RSS")
+    ap.add_argument("--decode-rss-seconds", type=int, nargs="*", default=[],
+                    help="lengths (s) of 720p videos only decoded (decord, PyAV) for the decoders' peak RSS")
     ap.add_argument("--rss-child", nargs=2, metavar=("MODEL_DIR", "VIDEO"), help=argparse.SUPPRESS)
     ap.add_argument("--decode-rss-child", nargs=2, metavar=("VIDEO", "DECODER"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -280,57 +364,37 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     command = "python " + " ".join(shlex.quote(a) for a in ["scripts/perf/visual_index.py", *sys.argv[1:]])
     load_before = load_average()
-    print("building the random-init ViT-B/32 and the test video ...", file=sys.stderr)
+    print("building the random-init ViT-B/32 and the test videos ...", file=sys.stderr)
     model_dir = build_model(work / "clip-vit-b32-random")
-    video = make_video(work / f"720p-{args.seconds}s.mp4", args.seconds)
+    videos = {name: source_video(work, name, args.seconds) for name in args.sources}
     r = retriever(model_dir, args.device, args.batch_size)
     n_params = sum(p.numel() for p in r.model.vision_model.parameters()) + \
         sum(p.numel() for p in r.model.visual_projection.parameters())
 
-    import statistics
-
-    rounds: list[dict[str, float]] = []
-    stages: dict[str, Any] = {}
-    n_frames = 0
-    for i in range(args.rounds):
-        # Interleaved, so each ratio compares measures taken under the same machine load.
-        row: dict[str, float] = {"bound_before": encoder_bound(r, args.batches, args.batch_size)}
-        row["decode"] = decode_only(r, video, args.batch_size)
-        r.params = r.params.model_copy(update={"prefetch": 2})
-        row["pipeline"], n_frames, stages = pipeline(r, video)
-        r.params = r.params.model_copy(update={"prefetch": 0})
-        row["sequential"] = pipeline(r, video)[0]
-        r.params = r.params.model_copy(update={"prefetch": 2})
-        row["bound_after"] = encoder_bound(r, args.batches, args.batch_size)
-        row["bound"] = (row["bound_before"] + row["bound_after"]) / 2
-        row["shared"] = 1.0 / (1.0 / row["decode"] + 1.0 / row["bound"])
-        rounds.append(row)
-        print(f"round {i + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()), file=sys.stderr)
+    results = [measure_source(r, video, args, name) for name, video in videos.items()]
     naive_fps = naive_bound = None
     piped = 0.0
+    naive_source = "720p" if "720p" in videos else next(iter(videos))
     if not args.skip_naive:
         print("naive baseline ...", file=sys.stderr)
-        before = encoder_bound(r, args.batches, args.batch_size)
-        naive_fps = naive(r, video, model_dir, args.batch_size)
-        piped = pipeline(r, video)[0]
-        naive_bound = (before + encoder_bound(r, args.batches, args.batch_size)) / 2
+        before = encoder_bound(r, args.batches, args.batch_size)[0]
+        naive_fps = naive(r, videos[naive_source], model_dir, args.batch_size)
+        piped = pipeline(r, videos[naive_source])[0]
+        naive_bound = (before + encoder_bound(r, args.batches, args.batch_size)[0]) / 2
         print(f"  naive {naive_fps:.2f}, pipeline {piped:.2f} frames/s", file=sys.stderr)
-
-    def med(key: str, over: str | None = None) -> float:
-        return statistics.median(x[key] / (x[over] if over else 1.0) for x in rounds)
 
     rss_rows = []
     for seconds in args.rss_seconds:
         print(f"peak RSS while indexing {seconds} s of 720p ...", file=sys.stderr)
-        long_video = make_video(work / f"720p-{seconds}s.mp4", seconds)
+        long_video = source_video(work, "720p", seconds)
         res = subprocess.run([sys.executable, __file__, "--device", args.device, "--batch-size",
                               str(args.batch_size), "--rss-child", str(model_dir), str(long_video)],
-                             check=True, capture_output=True, text=True, timeout=3600)
+                             check=True, capture_output=True, text=True, timeout=4 * 3600)
         rss_rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
         print(f"  {gib(rss_rows[-1]['peak_bytes'])}", file=sys.stderr)
     dec_rows: list[dict[str, Any]] = []
     for seconds in args.decode_rss_seconds:
-        long_video = make_video(work / f"720p-{seconds}s.mp4", seconds)
+        long_video = source_video(work, "720p", seconds)
         for decoder in ("decord", "pyav"):
             print(f"decoder-only peak RSS, {seconds} s, {decoder} ...", file=sys.stderr)
             res = subprocess.run([sys.executable, __file__, "--batch-size", str(args.batch_size),
@@ -341,70 +405,89 @@ def main() -> None:
     load_after = load_average()
 
     m = machine()
+    cuda = args.device == "cuda"
     lines = [f"# Visual index: CLIP ViT-B/32 frames on {args.device.upper()}", "",
              f"Command: `{command}`", "",
              f"Machine: {m['cpu']}, {m['cores']} cores visible, torch {m['torch']} "
              f"({m['torch_threads']} intra-op threads), transformers {m['transformers']}, "
              f"Python {m['python']}" + (f", GPU {m['gpu']}" if "gpu" in m else "") + ".",
              f"Load average (1/5/15 min) before: {load_before}; after: {load_after}. "
-             "The CPU is shared with other work, so figures move by tens of percent between runs; "
+             "Where the CPU is shared with other work, figures move between runs; "
              "compare ratios taken in one run.", "",
              "Model: random-init `CLIPConfig()` defaults = the openai/clip-vit-base-patch32 "
              f"architecture (image tower {n_params / 1e6:.1f} M parameters, 224 px, patch 32), "
-             f"{'float16' if args.device == 'cuda' else 'float32'}. Throughput equals the real "
+             f"{'float16' if cuda else 'float32'}. Throughput equals the real "
              "weights'; the vectors are noise and say nothing about accuracy.", "",
-             f"Video: {args.seconds} s of 1280x720 30 fps H.264 (testsrc2, x264 ultrafast CRF 35, "
-             f"2 s GOP; whole minutes are one minute repeated), sampled at 1 fps = {n_frames} frames; "
-             f"batch size {args.batch_size}.", "",
-             f"Each of {args.rounds} rounds measures, back to back: the encoder-only bound "
-             f"({args.batches} batches of pre-decoded, preprocessed random tensors, before and after; "
-             "their mean is the round's bound), decode + preprocess alone, the pipeline (decode and "
-             "preprocess in a prefetch thread, 2 batches ahead, overlapped with encoding) and the same "
-             "with decoding inline (nothing overlapped). Ratios are per round, then the median.", "",
-             "| round | encoder bound | decode + preprocess only | pipeline | pipeline / bound | "
-             "inline decode | inline / bound | 1/(1/decode + 1/bound) / bound |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for i, x in enumerate(rounds, 1):
-        lines.append(f"| {i} | {x['bound']:.2f} | {x['decode']:.2f} | {x['pipeline']:.2f} | "
-                     f"{100 * x['pipeline'] / x['bound']:.0f}% | {x['sequential']:.2f} | "
-                     f"{100 * x['sequential'] / x['bound']:.0f}% | {100 * x['shared'] / x['bound']:.0f}% |")
-    lines.append(f"| **median** | {med('bound'):.2f} | {med('decode'):.2f} | {med('pipeline'):.2f} | "
-                 f"**{100 * med('pipeline', 'bound'):.0f}%** | {med('sequential'):.2f} | "
-                 f"{100 * med('sequential', 'bound'):.0f}% | {100 * med('shared', 'bound'):.0f}% |")
-    lines += ["", "All figures are frames/s. The last column is what a pipeline reaches when decoding and "
-              "encoding share the CPU with no idle time: on a CPU, decoding 30 source frames per sampled "
-              "frame is extra work for the same cores, so overlap can only hide it where cores would "
-              "otherwise idle; on a GPU machine the encoder does not compete with the decoder."]
+             f"Videos: {args.seconds} s of testsrc2 at 30 fps, H.264, sampled at 1 fps; batch size "
+             f"{args.batch_size}. " + "; ".join(
+                 f"{name}: {SOURCES[name][0]}x{SOURCES[name][1]}, x264 {SOURCES[name][2]}, GOP "
+                 f"{SOURCES[name][3]}" for name in videos) + ".", "",
+             f"Each of {args.rounds} rounds per source measures, back to back: the encoder-only "
+             f"bound ({args.batches} batches of pre-decoded, preprocessed tensors, before and after; "
+             "their mean is the round's bound, with the CPU seconds it used per frame), decoding + "
+             "preprocessing alone (frames/s and CPU seconds per frame), the pipeline as configured "
+             "by default (`ClipFrames.encode_video`: decode and preprocess in a prefetch thread, 2 "
+             "batches ahead, overlapped with encoding; decord with "
+             + ("FFmpeg's own decoder threads" if cuda else "one decoder thread") +
+             "), the same with FFmpeg choosing the decoder threads, with PyAV as the decoder, and "
+             "with decoding inline (nothing overlapped). Medians over rounds; ratios per round, then "
+             "the median.", "",
+             "| source | encoder bound, frames/s | encoder CPU ms/frame | decode + preprocess, frames/s "
+             "| decode CPU ms/frame | **pipeline, frames/s** | **pipeline / bound** | "
+             "FFmpeg threads / bound | PyAV / bound | inline / bound |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for x in results:
+        lines.append(f"| {x['label']} | {x['bound']:.2f} | {x['enc_cpu_ms']:.0f} | {x['decode']:.1f} | "
+                     f"{x['decode_cpu_ms']:.1f} | {x['pipeline']:.2f} | "
+                     f"**{100 * x['pipeline_ratio']:.0f}%** | "
+                     f"{100 * x['ffmpeg_threads_ratio']:.0f}% | {100 * x['pyav_ratio']:.0f}% | "
+                     f"{100 * x['inline_ratio']:.0f}% |")
+    lines += ["", "CPU ms per frame count every thread of the process. The encoder's include time its "
+              "threads spend spinning at synchronization points, which a decoder thread can use "
+              "without slowing it, so encoder CPU + decode CPU is not a bound on a CPU pipeline. "
+              "Sampling 1 fps from a 30 fps H.264 video decodes up to 30 frames per encoded frame: "
+              "where that costs a large part of the encoder's CPU (the B-frame source), decoding is "
+              "real extra work for the same cores and no overlap can hide all of it. On a GPU the "
+              "encoder does not use the decoder's cores and the decode-only rate is the limit."]
+    lines += ["", "Per round (frames/s; CPU ms per frame):", "",
+              "| source | round | bound | enc CPU | decode | dec CPU | pipeline | FFmpeg threads | PyAV | "
+              "inline |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for x in results:
+        for i, rd in enumerate(x["rounds"], 1):
+            lines.append(f"| {x['label']} | {i} | {rd['bound']:.2f} | {1000 * rd['enc_cpu']:.0f} | "
+                         f"{rd['decode']:.1f} | {1000 * rd['decode_cpu']:.1f} | {rd['pipeline']:.2f} | "
+                         f"{rd['ffmpeg_threads']:.2f} | {rd['pyav']:.2f} | {rd['inline']:.2f} |")
     if naive_fps is not None and naive_bound is not None:
-        lines += ["", f"Naive baseline (PyAV decode, each sampled frame to PIL, the reference "
-                  f"CLIPImageProcessor one image at a time, encoded in batches of 32, nothing overlapped): "
-                  f"{naive_fps:.2f} frames/s = {100 * naive_fps / naive_bound:.0f}% of the bound measured "
-                  f"around it ({naive_bound:.2f}); the pipeline right after it: {piped:.2f} frames/s, "
-                  f"**{piped / naive_fps:.2f}x** the naive one."]
-    lines += ["", "Pipeline stages (seconds of wall time; decode and preprocess run in the prefetch "
-              "thread, overlapping encode; their cpu s counts that thread only, not the decoder's own "
-              "threads):", "", "| stage | wall s | cpu s | items |", "|---|---:|---:|---:|"]
-    for name in ("decode", "preprocess", "encode"):
-        st = stages.get(name)
+        lines += ["", f"Naive baseline on {naive_source} (PyAV decode of every frame, each sampled frame "
+                  "to PIL, the reference CLIPImageProcessor one image at a time, encoded in batches of 32, "
+                  f"nothing overlapped): {naive_fps:.2f} frames/s = {100 * naive_fps / naive_bound:.0f}% of "
+                  f"the bound measured around it ({naive_bound:.2f}); the pipeline right after it: "
+                  f"{piped:.2f} frames/s, **{piped / naive_fps:.2f}x** the naive one."]
+    last = results[-1]
+    lines += ["", f"Pipeline stages of the last {last['label']} round (seconds of wall time; decode and "
+              "preprocess run in the prefetch thread, overlapping encode; decode_wait is the time the "
+              "encoder waited for a batch):", "", "| stage | wall s | items |", "|---|---:|---:|"]
+    for name in ("decode", "preprocess", "decode_wait", "encode"):
+        st = last["stages"].get(name)
         if st:
-            lines.append(f"| {name} | {st['wall_s']:.2f} | {st['cpu_s']:.2f} | {int(st['items'])} |")
+            lines.append(f"| {name} | {st['wall_s']:.2f} | {int(st['items'])} |")
     if rss_rows:
-        lines += ["", "Memory of a process indexing one generated 720p 30 fps video into a fresh feature "
-                  "store (model loaded, decord decoding, 1 fps, batch 32). RSS is sampled every 0.2 s; "
-                  "\"quarter\" columns are the highest RSS while that quarter of the frames was encoded:", "",
+        lines += ["", "Memory of a process indexing one 720p 30 fps video (x264 ultrafast) into a fresh "
+                  "feature store (model loaded, default decoder, 1 fps, batch 32). RSS is sampled every "
+                  "0.2 s; \"quarter\" columns are the highest RSS while that quarter of the frames was "
+                  "encoded (the last includes writing the store):", "",
                   "| video length | frames | RSS after model load | peak, 1st quarter | 2nd | 3rd | 4th | "
                   "process peak (ru_maxrss) | indexing wall s |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for mem in rss_rows:
             q = " | ".join(gib(x) for x in mem["quarters_bytes"])
             lines.append(f"| {mem['video_s']:.0f} s | {mem['frames']} | "
-                         f"{gib(mem['after_model_load_bytes'])} | {q} | {gib(mem['peak_bytes'])} | "
+                         f"{gib(mem['after_model_load_bytes'])} | {q} | **{gib(mem['peak_bytes'])}** | "
                          f"{mem['wall_s']:.1f} |")
-        lines += ["", "Flat in length means the last quarter's peak is no higher than the first's and the "
-                  "longer video's peak no higher than the shorter's, beyond noise: frames are held a few "
-                  "batches at a time; what grows is the per-frame vectors (2 KiB each: 14 MiB for 2 hours) "
-                  "and the decoder's frame-time index (8 bytes per source frame: 1.7 MiB for 2 hours at "
-                  "30 fps)."]
+        lines += ["", "Frames are held a few batches at a time; what grows with length is the per-frame "
+                  "vectors (2 KiB each: 14 MiB for 2 hours) and the frame-time index (8 bytes per source "
+                  "frame: 1.7 MiB for 2 hours at 30 fps). The model's weights count once they are touched "
+                  "by the first batch (after load they are partly only mapped)."]
     if dec_rows:
         lines += ["", "Decoding alone (a fresh process sampling 1 fps at 224 px short side, no model), "
                   "peak RSS:", "", "| video length | decord | PyAV |", "|---:|---:|---:|"]
@@ -412,17 +495,6 @@ def main() -> None:
             by = {d["decoder"]: d for d in dec_rows if d["seconds"] == seconds}
             lines.append(f"| {seconds} s | {gib(by['decord']['peak_bytes'])} | "
                          f"{gib(by['pyav']['peak_bytes'])} |")
-        if rss_rows:
-            longest = max(rss_rows, key=lambda x: x["video_s"])
-            last = max(args.decode_rss_seconds)
-            near = min(args.decode_rss_seconds, key=lambda x: abs(x - longest["video_s"]))
-            grow = {d["decoder"]: d["peak_bytes"] for d in dec_rows if d["seconds"] == last}
-            base = {d["decoder"]: d["peak_bytes"] for d in dec_rows if d["seconds"] == near}
-            est = longest["peak_bytes"] + max(0, grow["decord"] - base["decord"])
-            lines += ["", f"Estimated peak for indexing {last} s with the default decoder (decord): the "
-                      f"pipeline's measured peak at {longest['video_s']:.0f} s plus decord's own growth "
-                      f"from {near} s to {last} s = **{gib(est)}** (target < 2 GiB). PyAV's memory does "
-                      "not grow with length."]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {out}", file=sys.stderr)
