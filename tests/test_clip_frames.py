@@ -74,6 +74,10 @@ def test_index_stores_one_unit_vector_per_sampled_frame(retriever: ClipFrames, s
     assert float(emb[1] @ emb[6]) < float(emb[0] @ emb[2]) - 1e-3
     assert retriever.encoder_calls >= 2  # one batch per video at least
     assert retriever.stats()["frames"] == 14
+    # The decoder that produced each video's frames is stored with them and reported.
+    assert store.load_meta(video_id, retriever.extractor)["decoder"] in ("decord", "pyav")
+    used = retriever.provenance()["decoders_used"]
+    assert sum(used.values()) == 2 and set(used) <= {"decord", "pyav"}
 
 
 def test_second_index_computes_nothing(videos: list[Video], store: FeatureStore,

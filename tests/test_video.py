@@ -431,3 +431,38 @@ def test_decoder_threads_do_not_change_the_frames(gop_media: dict[str, Path], de
         assert other[2].tolist() == one[2].tolist() and np.array_equal(other[0], one[0])
     with pytest.raises(BadInput, match="threads must be >= 0"):
         sample_frames(path, threads=-1)
+
+
+@needs_decord
+def test_pyav_takes_over_where_decord_cannot_scale(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=96x64:rate=10:duration=3", "-c:v", "libx264",
+           "-pix_fmt", "yuv420p", str(path))
+    assert choose_decoder(path) == "decord"
+    with pytest.raises(BadInput, match="decord failed"):  # decord cannot scale this one to 48x32
+        list(sample_frames(path, short_side=32, decoder="decord"))
+    batches = list(sample_frames(path, short_side=32))
+    assert [b.decoder for b in batches] == ["pyav"]
+    assert batches[0].frames.shape == (3, 32, 48, 3) and batches[0].times_s.tolist() == [0.0, 1.0, 2.0]
+
+
+@needs_decord
+def test_pyav_goes_on_from_the_next_frame_when_decord_fails_part_way(
+        media: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    path = media["vfr.mp4"]
+    want = sample_all(path, fps=4.0, batch_size=3, decoder="pyav")
+    real = decode_module._sample_decord
+
+    def fails_after_two_batches(*args: object) -> object:
+        for i, batch in enumerate(real(*args)):  # type: ignore[arg-type]
+            if i == 2:
+                raise decode_module.DecodeError(f"{path}: decord failed at frame {batch.indices[0]}")
+            yield batch
+
+    monkeypatch.setattr(decode_module, "_sample_decord", fails_after_two_batches)
+    batches = list(sample_frames(path, fps=4.0, batch_size=3))
+    assert [b.decoder for b in batches[:2]] == ["decord", "decord"]
+    assert {b.decoder for b in batches[2:]} == {"pyav"}
+    got = np.concatenate([b.indices for b in batches])
+    assert got.tolist() == want[2].tolist()  # every sampled frame once, in order
+    np.testing.assert_allclose(np.concatenate([b.times_s for b in batches]), want[1], atol=1e-9)

@@ -481,14 +481,16 @@ def _save_image_processor(out_dir: Path, image_size: int, kind: str) -> None:
 
 def preprocessed_batches(path: Path, *, fps: float, transform: ImageTransform, batch_size: int,
                          decoder: str = "auto", depth: int = 2, threads: int = 0, video_s: float = 0.0,
-                         pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
+                         pin_memory: bool = False, decoders: set[str] | None = None,
+                         ) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
     """Frames of ``path`` sampled at ``fps``, decoded (``threads`` decoder threads, 0: FFmpeg's
     choice) and preprocessed in a background thread up to ``depth`` batches ahead
     (``depth=0``: in the caller's thread, nothing overlapped): yields (float32
     ``(n, 3, H, W)`` CPU tensor, float64 ``(n,)`` times in seconds). Decode and preprocess
     times are recorded as stages ``decode`` and ``preprocess`` (with a prefetch thread, its
     wall time, which overlaps ``encode``); with a prefetch thread, the time the caller spent
-    waiting for a batch is stage ``decode_wait`` (large when decoding is the bottleneck)."""
+    waiting for a batch is stage ``decode_wait`` (large when decoding is the bottleneck).
+    The decoders that produced frames are added to ``decoders``."""
     import time
 
     from bench.eval import timing
@@ -512,6 +514,8 @@ def preprocessed_batches(path: Path, *, fps: float, transform: ImageTransform, b
             timed("decode", t0, c0, 0 if batch is None else len(batch))
             if batch is None:
                 return
+            if decoders is not None:
+                decoders.add(batch.decoder)
             t0, c0 = time.perf_counter(), time.thread_time()
             pixels = transform(batch.frames)
             if pin_memory:
@@ -541,6 +545,13 @@ def preprocessed_batches(path: Path, *, fps: float, transform: ImageTransform, b
                 rec.add(name, float(wall), float(cpu), int(items), video_s if name == "decode" else 0.0)
             if depth > 0:
                 rec.add("decode_wait", waited[0], 0.0, int(waited[1]), 0.0)
+
+
+def count_decoder(counts: dict[str, int], meta: dict[str, Any]) -> None:
+    """Add one video's decoder (``meta["decoder"]`` as stored with its features) to ``counts``;
+    features stored before decoders were recorded count as ``"unrecorded"``."""
+    name = str(meta.get("decoder") or "unrecorded")
+    counts[name] = counts.get(name, 0) + 1
 
 
 # -- per-video vectors and the corpus index over them ----------------------------------------

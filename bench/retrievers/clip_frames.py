@@ -24,6 +24,7 @@ from bench.retrievers._hf_vision import (
     QueryTokenizer,
     VideoVectors,
     VisualParams,
+    count_decoder,
     dtype_name,
     image_processor_config,
     load_image,
@@ -121,6 +122,8 @@ class ClipFrames:
         self.text = self._load_text_tower(AutoTokenizer)
         self.corpus = EmbeddingCorpus(self.dim, index_kind=self.params.index_kind, device=device)
         self.encoder_calls = 0
+        self.decoders_used: dict[str, int] = {}
+        """Indexed videos per decoder that produced their frames (as stored with them)."""
         """Image-tower forward passes so far (tests use it to prove the cache is used)."""
         self.extractor = self._extractor()
 
@@ -194,17 +197,19 @@ class ClipFrames:
         p = self.params
         embs: list[np.ndarray] = []
         times: list[np.ndarray] = []
+        decoders: set[str] = set()
         for pixels, t in preprocessed_batches(path, fps=p.fps, transform=self.transform,
                                               batch_size=p.batch_size, decoder=p.decoder, depth=p.prefetch,
                                               threads=p.threads_for(self.device), video_s=info.duration_s,
-                                              pin_memory=self.device == "cuda"):
+                                              pin_memory=self.device == "cuda", decoders=decoders):
             with stage("encode", items=len(t)):
                 embs.append(self.encode_pixels(pixels))
             times.append(t)
         if not embs:
             raise BadInput(f"{path}: no frames could be sampled")
         arrays = {"emb": np.concatenate(embs), "times_s": np.concatenate(times)}
-        return arrays, {"n_frames": int(arrays["times_s"].shape[0]), "duration_s": info.duration_s}
+        return arrays, {"n_frames": int(arrays["times_s"].shape[0]), "duration_s": info.duration_s,
+                        "decoder": "+".join(sorted(decoders))}
 
     def index(self, videos: Sequence[Video], store: FeatureStore) -> None:
         """Embed (cached, resumable) the sampled frames of ``videos`` and make them searchable.
@@ -222,6 +227,7 @@ class ClipFrames:
             meta = store.load_meta(video_id, self.extractor) or {}
             if arrays is None:
                 raise BadInput(f"{video.vid}: frame features vanished from the store; index again")
+            count_decoder(self.decoders_used, meta)
             duration = float(meta.get("duration_s") or video.duration or
                              float(arrays["times_s"][-1]) + 1.0 / self.params.fps)
             self.corpus.add(VideoVectors(video.vid, video_id, arrays["times_s"].astype(np.float64),
@@ -298,7 +304,8 @@ class ClipFrames:
             "family": self.family,
             "model": {**self.resolved.provenance(), "weights": weights_tag(self.resolved)},
             "device": self.device, "dtype": dtype_name(self.dtype), "fps": self.params.fps,
-            "decoder": self.params.decoder, "transform": self.transform.signature(),
+            "decoder": self.params.decoder, "decoders_used": dict(sorted(self.decoders_used.items())),
+            "transform": self.transform.signature(),
             "text_tower": self.text.describe, "extractor": self.extractor.key,
             "random_init": self.resolved.random_init,
         }

@@ -25,6 +25,7 @@ from bench.retrievers._hf_vision import (
     QueryTokenizer,
     VideoVectors,
     VisualParams,
+    count_decoder,
     dtype_name,
     image_processor_config,
     load_image,
@@ -126,6 +127,8 @@ class XClipClips:
         self.corpus = EmbeddingCorpus(self.dim, index_kind=self.params.index_kind, device=device)
         self.spans: dict[str, _ClipSpans] = {}
         self.encoder_calls = 0
+        self.decoders_used: dict[str, int] = {}
+        """Indexed videos per decoder that produced their frames (as stored with them)."""
         """Encoder forward passes so far (tests use it to prove the cache is used)."""
         self.extractor = self._extractor("xclip-clips")
         self.prompt_extractor = self._extractor("xclip-prompt")
@@ -176,6 +179,7 @@ class XClipClips:
         embs: list[np.ndarray] = []
         prompts: list[np.ndarray] = []
         starts_done: list[int] = []
+        decoders: set[str] = set()
 
         def emit(starts: list[int]) -> None:
             for i in range(0, len(starts), per_call):
@@ -191,7 +195,7 @@ class XClipClips:
         for pixels, t in preprocessed_batches(path, fps=p.fps, transform=self.transform,
                                               batch_size=p.batch_size, decoder=p.decoder, depth=p.prefetch,
                                               threads=p.threads_for(self.device), video_s=info.duration_s,
-                                              pin_memory=False):
+                                              pin_memory=False, decoders=decoders):
             buf = pixels if buf is None else torch.cat([buf, pixels])
             times.append(t)
             seen += len(t)
@@ -217,7 +221,8 @@ class XClipClips:
         if self._store is not None:
             self._store.save(self._store.video_id(path), self.prompt_extractor,
                              {"prompt": np.concatenate(prompts)}, {"n_clips": len(starts_done)})
-        return arrays, {"n_frames": int(seen), "n_clips": len(starts_done), "duration_s": info.duration_s}
+        return arrays, {"n_frames": int(seen), "n_clips": len(starts_done), "duration_s": info.duration_s,
+                        "decoder": "+".join(sorted(decoders))}
 
     # -- indexing ----------------------------------------------------------------------------
 
@@ -246,6 +251,7 @@ class XClipClips:
                 raise BadInput(f"{video.vid}: clip features vanished from the store; index again")
             times = arrays["frame_times_s"].astype(np.float64)
             clip_frames = arrays["clip_frames"].astype(np.int64)
+            count_decoder(self.decoders_used, meta)
             duration = float(meta.get("duration_s") or video.duration or times[-1] + 1.0 / self.params.fps)
             self.corpus.add(VideoVectors(video.vid, video_id, times[clip_frames[:, 0]],
                                          arrays["emb"].astype(np.float32), duration))
@@ -404,5 +410,6 @@ class XClipClips:
                 "device": self.device, "dtype": dtype_name(self.dtype), "fps": self.params.fps,
                 "clip_frames": self.clip_len, "stride_frames": self.params.stride_frames,
                 "rerank_top": self.params.rerank_top, "decoder": self.params.decoder,
+                "decoders_used": dict(sorted(self.decoders_used.items())),
                 "transform": self.transform.signature(), "extractor": self.extractor.key,
                 "random_init": self.resolved.random_init}

@@ -52,6 +52,8 @@ class FrameBatch:
     """float64 ``(n,)`` presentation time of each frame, seconds from the container start."""
     indices: np.ndarray
     """int64 ``(n,)`` index of each frame in the stream, in presentation order."""
+    decoder: str = "pyav"
+    """The decoder that produced these frames: ``"decord"`` or ``"pyav"``."""
 
     def __len__(self) -> int:
         return int(self.frames.shape[0])
@@ -386,9 +388,27 @@ def sample_frames(path: Path, fps: float = 1.0, *, short_side: int | None = None
     FrameSelector(fps, info.duration_s)  # validates fps before any decoding
     chosen = choose_decoder(path) if decoder == "auto" else decoder
     width, height = output_size(info, short_side)
-    if chosen == "decord":
-        return _sample_decord(path, info, fps, width, height, batch_size, threads)
-    return _sample_pyav(path, info, fps, width, height, batch_size, threads)
+    if chosen == "pyav":
+        return _sample_pyav(path, info, fps, width, height, batch_size, threads)
+    batches = _sample_decord(path, info, fps, width, height, batch_size, threads)
+    if decoder == "auto":
+        return _pyav_takes_over(path, batches, info, fps, width, height, batch_size, threads)
+    return batches
+
+
+def _pyav_takes_over(path: Path, batches: Iterator[FrameBatch], info: ProbeInfo, fps: float, width: int,
+                     height: int, batch_size: int, threads: int) -> Iterator[FrameBatch]:
+    """``batches`` from decord; if decord fails part-way (or at a size it cannot scale to),
+    PyAV goes on from the next sampled frame (both pick frames by the same rule)."""
+    yielded = 0
+    try:
+        for batch in batches:
+            yielded += len(batch)
+            yield batch
+        return
+    except DecodeError as exc:
+        log.info("%s; PyAV goes on from sampled frame %d", exc, yielded)
+    yield from _sample_pyav(path, info, fps, width, height, batch_size, threads, skip_first=yielded)
 
 
 def _sample_decord(path: Path, info: ProbeInfo, fps: float, width: int, height: int,
@@ -415,7 +435,7 @@ def _sample_decord(path: Path, info: ProbeInfo, fps: float, width: int, height: 
             raise DecodeError(
                 f"{path}: decord failed at frame {int(chunk[0])} ({ffmpeg_reason(exc)}); try decoder='pyav'"
             ) from None
-        yield FrameBatch(frames=frames, times_s=times[chunk], indices=chunk.copy())
+        yield FrameBatch(frames=frames, times_s=times[chunk], indices=chunk.copy(), decoder="decord")
 
 
 class _PlanFailed(Exception):
@@ -432,11 +452,12 @@ packets; others are decoded whole."""
 
 
 def _sample_pyav(path: Path, info: ProbeInfo, fps: float, width: int, height: int,
-                 batch_size: int, threads: int) -> Iterator[FrameBatch]:
+                 batch_size: int, threads: int, skip_first: int = 0) -> Iterator[FrameBatch]:
     """PyAV sampling. For H.264 only what the sampled frames need is decoded: the rest of a
     group of pictures after its last sampled frame is skipped, and frames nothing refers to
     are dropped unless sampled. The frames that come out are checked against the plan; if
-    the decoder gives anything else, the file is decoded whole instead (same frames)."""
+    the decoder gives anything else, the file is decoded whole instead (same frames). The
+    first ``skip_first`` sampled frames are left out."""
     st = path.stat()
     file_key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     plan = selected = None
@@ -444,11 +465,11 @@ def _sample_pyav(path: Path, info: ProbeInfo, fps: float, width: int, height: in
         all_times = frame_times(path)
         selected = all_times[select_indices(all_times, fps, info.duration_s)]
         plan = decode_plan(packets(path), selected)
-    yielded = 0
+    yielded = skip_first
     if plan is not None and selected is not None:
         try:
             for batch in _pyav_batches(path, info, fps, width, height, batch_size, threads,
-                                       plan, selected, 0):
+                                       plan, selected, skip_first):
                 yielded += len(batch)
                 yield batch
             return
