@@ -13,10 +13,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-STAGES = ("decode", "preprocess", "decode_wait", "encode", "asr", "ocr", "caption", "metadata",
-          "index_build", "query_encode", "search", "llm")
+STAGES = ("decode", "preprocess", "decode_start", "decode_wait", "encode", "asr", "ocr", "caption",
+          "metadata", "index_build", "query_encode", "search", "llm")
 
 
 @dataclass
@@ -101,8 +102,20 @@ def stage(name: str, *, items: int = 0, video_s: float = 0.0) -> Iterator[None]:
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far (Linux ru_maxrss is in KiB)."""
+    """Peak resident set size of this process so far.
+
+    On Linux this is ``VmHWM`` of ``/proc/self/status``: ``ru_maxrss`` would also count the
+    parent's memory when this process was started by a large one (the high-water mark of
+    the address space replaced at exec is carried over). Elsewhere ``ru_maxrss`` (KiB on
+    Linux, bytes on macOS)."""
     import resource
 
+    try:
+        with Path("/proc/self/status").open(encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak) * (1 if os.uname().sysname == "Darwin" else 1024)

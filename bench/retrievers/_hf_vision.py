@@ -488,8 +488,9 @@ def preprocessed_batches(path: Path, *, fps: float, transform: ImageTransform, b
     (``depth=0``: in the caller's thread, nothing overlapped): yields (float32
     ``(n, 3, H, W)`` CPU tensor, float64 ``(n,)`` times in seconds). Decode and preprocess
     times are recorded as stages ``decode`` and ``preprocess`` (with a prefetch thread, its
-    wall time, which overlaps ``encode``); with a prefetch thread, the time the caller spent
-    waiting for a batch is stage ``decode_wait`` (large when decoding is the bottleneck).
+    wall time, which overlaps ``encode``); with a prefetch thread, the time the caller waited
+    for the first batch is stage ``decode_start`` (start-up, nothing to overlap with) and for
+    later ones ``decode_wait`` (large when decoding is the bottleneck).
     The decoders that produced frames are added to ``decoders``."""
     import time
 
@@ -524,6 +525,7 @@ def preprocessed_batches(path: Path, *, fps: float, transform: ImageTransform, b
             yield pixels, batch.times_s
 
     waited = [0.0, 0]
+    start: list[tuple[float, int]] = []
     try:
         if depth == 0:
             yield from produce()
@@ -532,10 +534,14 @@ def preprocessed_batches(path: Path, *, fps: float, transform: ImageTransform, b
         while True:
             t0 = time.perf_counter()
             item = next(batches, None)
-            waited[0] += time.perf_counter() - t0
+            wait = time.perf_counter() - t0
+            if not start:  # the first batch: nothing to overlap with yet
+                start.append((wait, 0 if item is None else len(item[1])))
+            else:
+                waited[0] += wait
+                waited[1] += 0 if item is None else len(item[1])
             if item is None:
                 return
-            waited[1] += len(item[1])
             yield item
     finally:
         if rec is not None:
@@ -543,7 +549,8 @@ def preprocessed_batches(path: Path, *, fps: float, transform: ImageTransform, b
             # which would make the decoder wait for the encoder and undo the overlap.
             for name, (wall, cpu, items) in totals.items():
                 rec.add(name, float(wall), float(cpu), int(items), video_s if name == "decode" else 0.0)
-            if depth > 0:
+            if start:
+                rec.add("decode_start", start[0][0], 0.0, start[0][1], 0.0)
                 rec.add("decode_wait", waited[0], 0.0, int(waited[1]), 0.0)
 
 
