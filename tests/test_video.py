@@ -441,16 +441,17 @@ def test_pyav_takes_over_where_decord_cannot_scale(tmp_path: Path) -> None:
     assert choose_decoder(path) == "decord"
     with pytest.raises(BadInput, match="decord failed"):  # decord cannot scale this one to 48x32
         list(sample_frames(path, short_side=32, decoder="decord"))
-    batches = list(sample_frames(path, short_side=32))
+    batches = list(sample_frames(path, fps=10.0, short_side=32))  # every frame: auto tries decord
     assert [b.decoder for b in batches] == ["pyav"]
-    assert batches[0].frames.shape == (3, 32, 48, 3) and batches[0].times_s.tolist() == [0.0, 1.0, 2.0]
+    assert batches[0].frames.shape == (30, 32, 48, 3)
+    np.testing.assert_allclose(batches[0].times_s, np.arange(30) / 10, atol=1e-9)
 
 
 @needs_decord
 def test_pyav_goes_on_from_the_next_frame_when_decord_fails_part_way(
         media: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     path = media["vfr.mp4"]
-    want = sample_all(path, fps=4.0, batch_size=3, decoder="pyav")
+    want = sample_all(path, fps=8.0, batch_size=3, decoder="pyav")
     real = decode_module._sample_decord
 
     def fails_after_two_batches(*args: object) -> object:
@@ -460,9 +461,16 @@ def test_pyav_goes_on_from_the_next_frame_when_decord_fails_part_way(
             yield batch
 
     monkeypatch.setattr(decode_module, "_sample_decord", fails_after_two_batches)
-    batches = list(sample_frames(path, fps=4.0, batch_size=3))
+    batches = list(sample_frames(path, fps=8.0, batch_size=3))  # dense: auto takes decord
     assert [b.decoder for b in batches[:2]] == ["decord", "decord"]
     assert {b.decoder for b in batches[2:]} == {"pyav"}
     got = np.concatenate([b.indices for b in batches])
     assert got.tolist() == want[2].tolist()  # every sampled frame once, in order
     np.testing.assert_allclose(np.concatenate([b.times_s for b in batches]), want[1], atol=1e-9)
+
+
+def test_auto_takes_pyav_for_sparse_h264_and_decord_for_dense(gop_media: dict[str, Path]) -> None:
+    path = gop_media["closed.mp4"]  # 25 fps
+    assert {b.decoder for b in sample_frames(path, fps=1.0)} == {"pyav"}
+    if decord_available():
+        assert {b.decoder for b in sample_frames(path, fps=25.0)} == {"decord"}

@@ -1,8 +1,10 @@
 """Sample frames at a fixed rate with their true timestamps, in bounded batches.
 
 decord is the default decoder; PyAV takes over for files decord cannot open or gets wrong
-(rotation, variable-frame-rate timestamps). Both pick the same frames by the same rule, and
-times are seconds on the player's timeline (from the container's start).
+(rotation, variable-frame-rate timestamps), where decord fails part-way, and for sparse
+sampling of H.264, where PyAV decodes only what the sampled frames need and so does less
+work. Both pick the same frames by the same rule, and times are seconds on the player's
+timeline (from the container's start).
 """
 
 from __future__ import annotations
@@ -369,7 +371,10 @@ def sample_frames(path: Path, fps: float = 1.0, *, short_side: int | None = None
     video). ``times_s`` are the frames' true presentation times, seconds from the container
     start. At most ``batch_size`` frames are held at a time. ``short_side`` scales inside
     the decoder so the shorter display side is that many pixels (aspect kept, no upscaling).
-    ``decoder`` is ``"auto"`` (:func:`choose_decoder`), ``"decord"`` or ``"pyav"``.
+    ``decoder`` is ``"auto"``, ``"decord"`` or ``"pyav"``. ``auto`` takes PyAV for sparse
+    sampling (at most every second frame) of H.264 it can plan: it then decodes only what the
+    sampled frames need. Otherwise ``auto`` takes decord where :func:`choose_decoder` finds it
+    right for the file, and PyAV goes on from the next sampled frame if decord fails part-way.
     ``threads`` is the decoder's thread count (0: FFmpeg's choice, about one per core). One
     thread costs the least CPU time per frame (frame threading has overhead); more finish a
     single video sooner when nothing else wants the cores.
@@ -386,7 +391,9 @@ def sample_frames(path: Path, fps: float = 1.0, *, short_side: int | None = None
         raise BadInput(f"threads must be >= 0 (0: the decoder's choice), got {threads}")
     info = probe(path)
     FrameSelector(fps, info.duration_s)  # validates fps before any decoding
-    chosen = choose_decoder(path) if decoder == "auto" else decoder
+    chosen = decoder
+    if decoder == "auto":
+        chosen = "pyav" if _plans_well(path, info, fps) else choose_decoder(path)
     width, height = output_size(info, short_side)
     if chosen == "pyav":
         return _sample_pyav(path, info, fps, width, height, batch_size, threads)
@@ -394,6 +401,23 @@ def sample_frames(path: Path, fps: float = 1.0, *, short_side: int | None = None
     if decoder == "auto":
         return _pyav_takes_over(path, batches, info, fps, width, height, batch_size, threads)
     return batches
+
+
+SPARSE_RATIO = 2.0
+"""``auto`` decodes with PyAV when it samples at most one frame in this many."""
+
+
+def _plans_well(path: Path, info: ProbeInfo, fps: float) -> bool:
+    """True when PyAV can decode only what the sampled frames need (H.264 with a usable
+    plan) and sampling is sparse: then it does less work than decord, which decodes every
+    frame (``scripts/perf/reports/decode_cost.md``)."""
+    if info.video_codec not in _PLANNED_CODECS or fps * SPARSE_RATIO > info.fps:
+        return False
+    st = path.stat()
+    if (str(path.resolve()), st.st_size, st.st_mtime_ns) in _PLAN_FAILED:
+        return False
+    times = frame_times(path)
+    return decode_plan(packets(path), times[select_indices(times, fps, info.duration_s)]) is not None
 
 
 def _pyav_takes_over(path: Path, batches: Iterator[FrameBatch], info: ProbeInfo, fps: float, width: int,
