@@ -264,7 +264,8 @@ def decode_plan(found: Packets, selected_s: np.ndarray) -> np.ndarray | None:
         # Frames shown before their group's first picture refer to the group before; a
         # decoder that meets such a group after a skip withholds frames until it recovers,
         # so nothing before the last selected frame is skipped (unreferenced frames still are).
-        plan[:int(np.flatnonzero(plan)[-1]) + 1] = np.maximum(plan[:int(np.flatnonzero(plan)[-1]) + 1], 1)
+        end = int(np.flatnonzero(plan)[-1]) + 1
+        plan[:end] = np.maximum(plan[:end], 1)
     return plan
 
 
