@@ -395,7 +395,7 @@ def build_sheet(video: Video, root: Path, *, fps: float = SHEET_FPS,
     """
     from PIL import Image
 
-    from bench.video import DecodeError, sample_frames
+    from bench.video import sample_frames
 
     out = sheet_dir(root, video)
     if (out / SHEET_DONE).is_file():
@@ -403,18 +403,10 @@ def build_sheet(video: Video, root: Path, *, fps: float = SHEET_FPS,
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".sheet-", dir=root))
     try:
-        for decoder in ("auto", "pyav"):
-            try:
-                for batch in sample_frames(Path(str(video.path)), fps, short_side=short_side,
-                                           decoder=decoder):
-                    for frame, t in zip(batch.frames, batch.times_s.tolist(), strict=True):
-                        Image.fromarray(frame).save(tmp / f"{int(round(t * 1000)):09d}.jpg",
-                                                    quality=85)
-                break
-            except DecodeError as exc:  # decord fails on some sizes; PyAV reads them
-                if decoder == "pyav":
-                    raise
-                log.warning("thumbnail sheet of %s: %s; retrying with PyAV", video.vid, exc)
+        # The auto decoder hands over to PyAV where decord fails (e.g. sizes it cannot scale to).
+        for batch in sample_frames(Path(str(video.path)), fps, short_side=short_side):
+            for frame, t in zip(batch.frames, batch.times_s.tolist(), strict=True):
+                Image.fromarray(frame).save(tmp / f"{int(round(t * 1000)):09d}.jpg", quality=85)
         (tmp / SHEET_DONE).write_text(f"{video.vid}\n", encoding="utf-8")
         try:
             tmp.rename(out)
