@@ -150,6 +150,16 @@ def _timeline_offset_s(container: av.container.InputContainer, stream: Any) -> F
     return Fraction(stream.start_time) * stream.time_base - cstart
 
 
+def file_key(path: Path) -> tuple[str, int, int]:
+    """(resolved path, size, mtime in ns): what per-file memos are keyed by, so a file
+    rewritten in place is read again. BadInput when the file does not exist."""
+    try:
+        st = path.stat()
+    except OSError:
+        raise BadInput(f"{path}: file not found") from None
+    return str(path.resolve()), st.st_size, st.st_mtime_ns
+
+
 @dataclass(frozen=True)
 class Packets:
     """The video stream's packets in decode order, read without decoding."""
@@ -169,24 +179,14 @@ class Packets:
 def packets(path: Path) -> Packets:
     """The packets of ``path``'s video stream (about a second for two hours of video).
     Memoised per (path, size, mtime); do not modify the arrays."""
-    path = Path(path)
-    try:
-        st = path.stat()
-    except OSError:
-        raise BadInput(f"{path}: file not found") from None
-    return _packets_cached(str(path.resolve()), st.st_size, st.st_mtime_ns)
+    return _packets_cached(*file_key(Path(path)))
 
 
 def frame_times(path: Path) -> np.ndarray:
     """float64 ``(n_frames,)`` presentation times of every video frame, seconds from the
     container start, ascending; read from packet timestamps without decoding. Memoised per
     (path, size, mtime); do not modify."""
-    path = Path(path)
-    try:
-        st = path.stat()
-    except OSError:
-        raise BadInput(f"{path}: file not found") from None
-    return _frame_times_cached(str(path.resolve()), st.st_size, st.st_mtime_ns)
+    return _frame_times_cached(*file_key(Path(path)))
 
 
 @lru_cache(maxsize=4)
@@ -354,12 +354,7 @@ def choose_decoder(path: Path) -> str:
     first frame matches PyAV's turned one. Memoised per (path, size, mtime). Raises
     BadInput for a file that is not a video.
     """
-    path = Path(path)
-    try:
-        st = path.stat()
-    except OSError:
-        raise BadInput(f"{path}: file not found") from None
-    return _choose_cached(str(path.resolve()), st.st_size, st.st_mtime_ns)
+    return _choose_cached(*file_key(Path(path)))
 
 
 def sample_frames(path: Path, fps: float = 1.0, *, short_side: int | None = None,
@@ -414,8 +409,7 @@ def _plans_well(path: Path, info: ProbeInfo, fps: float) -> bool:
     frame (``scripts/perf/reports/decode_cost.md``)."""
     if info.video_codec not in _PLANNED_CODECS or fps * SPARSE_RATIO > info.fps:
         return False
-    st = path.stat()
-    if (str(path.resolve()), st.st_size, st.st_mtime_ns) in _PLAN_FAILED:
+    if file_key(path) in _PLAN_FAILED:
         return False
     times = frame_times(path)
     return decode_plan(packets(path), times[select_indices(times, fps, info.duration_s)]) is not None
@@ -483,10 +477,9 @@ def _sample_pyav(path: Path, info: ProbeInfo, fps: float, width: int, height: in
     are dropped unless sampled. The frames that come out are checked against the plan; if
     the decoder gives anything else, the file is decoded whole instead (same frames). The
     first ``skip_first`` sampled frames are left out."""
-    st = path.stat()
-    file_key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    key = file_key(path)
     plan = selected = None
-    if info.video_codec in _PLANNED_CODECS and file_key not in _PLAN_FAILED:
+    if info.video_codec in _PLANNED_CODECS and key not in _PLAN_FAILED:
         all_times = frame_times(path)
         selected = all_times[select_indices(all_times, fps, info.duration_s)]
         plan = decode_plan(packets(path), selected)
@@ -500,7 +493,7 @@ def _sample_pyav(path: Path, info: ProbeInfo, fps: float, width: int, height: in
             return
         except _PlanFailed as exc:
             log.debug("%s: decode plan failed (%s); decoding every frame", path, exc)
-            _PLAN_FAILED.add(file_key)
+            _PLAN_FAILED.add(key)
     yield from _pyav_batches(path, info, fps, width, height, batch_size, threads, None, None, yielded)
 
 
