@@ -63,14 +63,9 @@ def summary(values_s: list[float]) -> dict[str, float]:
 
 
 def machine() -> dict[str, str]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from bench.eval.runner import cpu_name
+
+    cpu = cpu_name()
     from importlib import metadata
 
     versions = {}

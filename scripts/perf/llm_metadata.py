@@ -39,14 +39,9 @@ PROJECTION_MIN = (5, 15, 30, 60, 120)
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from bench.eval.runner import cpu_name
+
+    cpu = cpu_name()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"{cpu}, {os.cpu_count()} logical CPUs visible, load average {load:.1f} at start; "
             f"{platform.system()} {platform.release()}; Python {platform.python_version()}")

@@ -233,14 +233,9 @@ def recall(planted: list[Planted], segs: dict[str, list[Any]]) -> list[str]:
 
 
 def machine() -> dict[str, str]:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from bench.eval.runner import cpu_name
+
+    cpu = cpu_name()
     import psutil
 
     memory = f"{psutil.virtual_memory().total / 2**30:.0f} GiB"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shlex
 import sys
 import time
@@ -34,16 +33,6 @@ QUERIES = ["a man rides a bicycle down a steep hill", "two dogs play with a red 
            "children running across a football field", "a close-up of hands typing on a keyboard",
            "a car drives through heavy snow", "a chef flips a pancake", "people dancing at a wedding",
            "a cat jumps onto a table"]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def load_average() -> str:
@@ -192,6 +181,8 @@ def main() -> None:
             rows.append((label, row))
         del data
     load_after = load_average()
+
+    from bench.eval.runner import cpu_name
 
     lines = ["# Vector search: corpus query latency and recall", "",
              f"Command: `{command}`", "",

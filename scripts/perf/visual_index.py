@@ -43,14 +43,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def machine() -> dict[str, Any]:
     import torch
 
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from bench.eval.runner import cpu_name
+
+    cpu = cpu_name()
     info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
                             "torch_threads": torch.get_num_threads(), "python": platform.python_version()}
     import transformers
