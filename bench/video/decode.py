@@ -387,12 +387,16 @@ def sample_frames(path: Path, fps: float = 1.0, *, short_side: int | None = None
         raise BadInput(f"threads must be >= 0 (0: the decoder's choice), got {threads}")
     info = probe(path)
     FrameSelector(fps, info.duration_s)  # validates fps before any decoding
-    chosen = decoder
+    chosen, planned = decoder, None
     if decoder == "auto":
-        chosen = "pyav" if _plans_well(path, info, fps) else choose_decoder(path)
+        # PyAV when sampling is sparse and it can plan: it then does less work than decord,
+        # which decodes every frame (scripts/perf/reports/decode_cost.md).
+        if fps * SPARSE_RATIO <= info.fps:
+            planned = _planned(path, info, fps)
+        chosen = "pyav" if planned is not None else choose_decoder(path)
     width, height = output_size(info, short_side)
     if chosen == "pyav":
-        return _sample_pyav(path, info, fps, width, height, batch_size, threads)
+        return _sample_pyav(path, info, fps, width, height, batch_size, threads, planned=planned)
     batches = _sample_decord(path, info, fps, width, height, batch_size, threads)
     if decoder == "auto":
         return _pyav_takes_over(path, batches, info, fps, width, height, batch_size, threads)
@@ -403,16 +407,15 @@ SPARSE_RATIO = 2.0
 """``auto`` decodes with PyAV when it samples at most one frame in this many."""
 
 
-def _plans_well(path: Path, info: ProbeInfo, fps: float) -> bool:
-    """True when PyAV can decode only what the sampled frames need (H.264 with a usable
-    plan) and sampling is sparse: then it does less work than decord, which decodes every
-    frame (``scripts/perf/reports/decode_cost.md``)."""
-    if info.video_codec not in _PLANNED_CODECS or fps * SPARSE_RATIO > info.fps:
-        return False
-    if file_key(path) in _PLAN_FAILED:
-        return False
+def _planned(path: Path, info: ProbeInfo, fps: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """(times of the sampled frames, decode plan) for PyAV; None where the codec is not
+    planned, a plan failed on this file before, or :func:`decode_plan` refuses."""
+    if info.video_codec not in _PLANNED_CODECS or file_key(path) in _PLAN_FAILED:
+        return None
     times = frame_times(path)
-    return decode_plan(packets(path), times[select_indices(times, fps, info.duration_s)]) is not None
+    selected = times[select_indices(times, fps, info.duration_s)]
+    plan = decode_plan(packets(path), selected)
+    return None if plan is None else (selected, plan)
 
 
 def _pyav_takes_over(path: Path, batches: Iterator[FrameBatch], info: ProbeInfo, fps: float, width: int,
@@ -471,18 +474,16 @@ packets; others are decoded whole."""
 
 
 def _sample_pyav(path: Path, info: ProbeInfo, fps: float, width: int, height: int,
-                 batch_size: int, threads: int, skip_first: int = 0) -> Iterator[FrameBatch]:
+                 batch_size: int, threads: int, skip_first: int = 0,
+                 planned: tuple[np.ndarray, np.ndarray] | None = None) -> Iterator[FrameBatch]:
     """PyAV sampling. For H.264 only what the sampled frames need is decoded: the rest of a
     group of pictures after its last sampled frame is skipped, and frames nothing refers to
     are dropped unless sampled. The frames that come out are checked against the plan; if
     the decoder gives anything else, the file is decoded whole instead (same frames). The
-    first ``skip_first`` sampled frames are left out."""
+    first ``skip_first`` sampled frames are left out. ``planned`` is :func:`_planned`'s
+    answer when the caller has it already."""
     key = file_key(path)
-    plan = selected = None
-    if info.video_codec in _PLANNED_CODECS and key not in _PLAN_FAILED:
-        all_times = frame_times(path)
-        selected = all_times[select_indices(all_times, fps, info.duration_s)]
-        plan = decode_plan(packets(path), selected)
+    selected, plan = planned or _planned(path, info, fps) or (None, None)
     yielded = skip_first
     if plan is not None and selected is not None:
         try:
