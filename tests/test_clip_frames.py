@@ -10,13 +10,14 @@ import logging
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from bench.errors import BadInput, Unavailable
 from bench.retrievers import build_retriever
-from bench.retrievers._hf_vision import ImageTransform, prefetch
+from bench.retrievers._hf_vision import ImageTransform, prefetch, preprocessed_batches
 from bench.retrievers.base import RetrieverConfig
 from bench.retrievers.clip_frames import ClipFrames
 from bench.store import FeatureStore
@@ -204,6 +205,29 @@ def test_prefetch_propagates_errors_and_stops_early() -> None:
         if i == 3:
             break
     assert len(produced) < 10
+
+
+def test_prefetched_batches_start_small_and_match_inline_ones(retriever: ClipFrames,
+                                                             videos: list[Video]) -> None:
+    from bench.eval.timing import TimingRecorder, recording
+
+    path = Path(videos[0].path or "")
+    rec = TimingRecorder()
+
+    def batches(depth: int) -> list[tuple[Any, np.ndarray]]:
+        return list(preprocessed_batches(path, fps=1.0, transform=retriever.transform, batch_size=16,
+                                         depth=depth))
+
+    with recording(rec):
+        ahead = batches(2)
+    inline = batches(0)
+    assert [len(t) for _, t in ahead] == [2, 4, 2]  # an eighth of the batch first, then doubling
+    assert [len(t) for _, t in inline] == [8]
+    assert np.array_equal(np.concatenate([x.numpy() for x, _ in ahead]), inline[0][0].numpy())
+    np.testing.assert_array_equal(np.concatenate([t for _, t in ahead]), inline[0][1])
+    stages = rec.as_dict()["stages"]
+    assert stages["decode_start"]["items"] == 2 and stages["decode_wait"]["items"] == 6
+    assert stages["decode"]["items"] == stages["preprocess"]["items"] == 8
 
 
 def build_tiny_siglip(out: Path) -> Path:

@@ -295,6 +295,28 @@ def test_batches_are_bounded_and_concatenate_to_the_whole(media: dict[str, Path]
         assert np.concatenate([b.indices for b in batches]).tolist() == whole.tolist()
 
 
+def ramp(n: int, full: int, first: int) -> list[int]:
+    sizes: list[int] = []
+    while sum(sizes) < n:
+        sizes.append(min(n - sum(sizes), full, first * 2 ** len(sizes)))
+    return sizes
+
+
+def test_first_batch_ramps_up_and_changes_no_frame(media: dict[str, Path],
+                                                   gop_media: dict[str, Path]) -> None:
+    cases = [(media["vfr.mp4"], 8.0, d) for d in DECODERS] + [(gop_media["closed.mp4"], 5.0, "auto")]
+    for path, fps, decoder in cases:
+        batches = list(sample_frames(path, fps=fps, batch_size=8, first_batch=2, decoder=decoder))
+        sizes = [len(b) for b in batches]
+        assert sum(sizes) > 2 + 4 + 8, (path, sizes)  # long enough to reach full batches
+        assert sizes == ramp(sum(sizes), 8, 2), (path, decoder)
+        frames, times, indices = sample_all(path, fps=fps, batch_size=100, decoder=decoder)
+        assert np.concatenate([b.indices for b in batches]).tolist() == indices.tolist()
+        assert np.array_equal(np.concatenate([b.frames for b in batches]), frames)
+        np.testing.assert_array_equal(np.concatenate([b.times_s for b in batches]), times)
+    assert [len(b) for b in sample_frames(media["vfr.mp4"], fps=8.0, batch_size=3, first_batch=5)][0] == 3
+
+
 def test_bad_arguments_fail_before_decoding(media: dict[str, Path]) -> None:
     with pytest.raises(BadInput, match="unknown decoder"):
         sample_frames(media["odd.mp4"], decoder="opencv")
@@ -302,6 +324,8 @@ def test_bad_arguments_fail_before_decoding(media: dict[str, Path]) -> None:
         sample_frames(media["odd.mp4"], fps=0)
     with pytest.raises(BadInput, match="batch_size"):
         sample_frames(media["odd.mp4"], batch_size=0)
+    with pytest.raises(BadInput, match="first_batch"):
+        sample_frames(media["odd.mp4"], first_batch=0)
 
 
 # -- audio --------------------------------------------------------------------------------

@@ -358,14 +358,17 @@ def choose_decoder(path: Path) -> str:
 
 
 def sample_frames(path: Path, fps: float = 1.0, *, short_side: int | None = None,
-                  batch_size: int = 32, decoder: str = "auto", threads: int = 0) -> Iterator[FrameBatch]:
+                  batch_size: int = 32, decoder: str = "auto", threads: int = 0,
+                  first_batch: int | None = None) -> Iterator[FrameBatch]:
     """Yield frames of ``path`` sampled at about ``fps`` frames per second, in batches.
 
     For each target time ``k / fps`` (k = 0, 1, ... below the duration) the first frame whose
     presentation time is ``>= target`` is taken (the last frame for targets past it); a frame
     is yielded once even if it is first for several targets (gaps in variable-frame-rate
     video). ``times_s`` are the frames' true presentation times, seconds from the container
-    start. At most ``batch_size`` frames are held at a time. ``short_side`` scales inside
+    start. At most ``batch_size`` frames are held at a time; with ``first_batch``, the first
+    batch holds that many and each later one twice the one before, up to ``batch_size`` (a
+    consumer overlapping its work with decoding starts sooner). ``short_side`` scales inside
     the decoder so the shorter display side is that many pixels (aspect kept, no upscaling).
     ``decoder`` is ``"auto"``, ``"decord"`` or ``"pyav"``. ``auto`` takes PyAV for sparse
     sampling (at most every second frame) of H.264 it can plan: it then decodes only what the
@@ -383,6 +386,9 @@ def sample_frames(path: Path, fps: float = 1.0, *, short_side: int | None = None
         raise BadInput(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
     if batch_size < 1:
         raise BadInput(f"batch_size must be >= 1, got {batch_size}")
+    if first_batch is not None and first_batch < 1:
+        raise BadInput(f"first_batch must be >= 1, got {first_batch}")
+    sizes = BatchSizes(batch_size, min(batch_size, first_batch or batch_size))
     if threads < 0:
         raise BadInput(f"threads must be >= 0 (0: the decoder's choice), got {threads}")
     info = probe(path)
@@ -396,11 +402,22 @@ def sample_frames(path: Path, fps: float = 1.0, *, short_side: int | None = None
         chosen = "pyav" if planned is not None else choose_decoder(path)
     width, height = output_size(info, short_side)
     if chosen == "pyav":
-        return _sample_pyav(path, info, fps, width, height, batch_size, threads, planned=planned)
-    batches = _sample_decord(path, info, fps, width, height, batch_size, threads)
+        return _sample_pyav(path, info, fps, width, height, sizes, threads, planned=planned)
+    batches = _sample_decord(path, info, fps, width, height, sizes, threads)
     if decoder == "auto":
-        return _pyav_takes_over(path, batches, info, fps, width, height, batch_size, threads)
+        return _pyav_takes_over(path, batches, info, fps, width, height, sizes, threads)
     return batches
+
+
+@dataclass(frozen=True)
+class BatchSizes:
+    """Frames per batch: ``first`` for batch 0, doubling per batch up to ``full``."""
+
+    full: int
+    first: int
+
+    def __call__(self, k: int) -> int:
+        return min(self.full, self.first << min(k, 31))
 
 
 SPARSE_RATIO = 2.0
@@ -419,7 +436,7 @@ def _planned(path: Path, info: ProbeInfo, fps: float) -> tuple[np.ndarray, np.nd
 
 
 def _pyav_takes_over(path: Path, batches: Iterator[FrameBatch], info: ProbeInfo, fps: float, width: int,
-                     height: int, batch_size: int, threads: int) -> Iterator[FrameBatch]:
+                     height: int, sizes: BatchSizes, threads: int) -> Iterator[FrameBatch]:
     """``batches`` from decord; if decord fails part-way (or at a size it cannot scale to),
     PyAV goes on from the next sampled frame (both pick frames by the same rule)."""
     yielded = 0
@@ -430,11 +447,11 @@ def _pyav_takes_over(path: Path, batches: Iterator[FrameBatch], info: ProbeInfo,
         return
     except DecodeError as exc:
         log.info("%s; PyAV goes on from sampled frame %d", exc, yielded)
-    yield from _sample_pyav(path, info, fps, width, height, batch_size, threads, skip_first=yielded)
+    yield from _sample_pyav(path, info, fps, width, height, sizes, threads, skip_first=yielded)
 
 
 def _sample_decord(path: Path, info: ProbeInfo, fps: float, width: int, height: int,
-                   batch_size: int, threads: int) -> Iterator[FrameBatch]:
+                   sizes: BatchSizes, threads: int) -> Iterator[FrameBatch]:
     errors = _decoder_errors()
     # Reported times are the container's exact packet times; decord's own are float32.
     times = frame_times(path)
@@ -449,8 +466,10 @@ def _sample_decord(path: Path, info: ProbeInfo, fps: float, width: int, height: 
         raise DecodeError(f"{path}: decord's frame times disagree with the container's; "
                           "use decoder='pyav' (or 'auto')")
     indices = select_indices(times, fps, info.duration_s)
-    for start in range(0, len(indices), batch_size):
-        chunk = indices[start:start + batch_size]
+    start, k = 0, 0
+    while start < len(indices):
+        chunk = indices[start:start + sizes(k)]
+        start, k = start + len(chunk), k + 1
         try:
             frames = vr.get_batch(to_decord[chunk].tolist()).asnumpy()
         except errors as exc:
@@ -474,7 +493,7 @@ packets; others are decoded whole."""
 
 
 def _sample_pyav(path: Path, info: ProbeInfo, fps: float, width: int, height: int,
-                 batch_size: int, threads: int, skip_first: int = 0,
+                 sizes: BatchSizes, threads: int, skip_first: int = 0,
                  planned: tuple[np.ndarray, np.ndarray] | None = None) -> Iterator[FrameBatch]:
     """PyAV sampling. For H.264 only what the sampled frames need is decoded: the rest of a
     group of pictures after its last sampled frame is skipped, and frames nothing refers to
@@ -487,7 +506,7 @@ def _sample_pyav(path: Path, info: ProbeInfo, fps: float, width: int, height: in
     yielded = skip_first
     if plan is not None and selected is not None:
         try:
-            for batch in _pyav_batches(path, info, fps, width, height, batch_size, threads,
+            for batch in _pyav_batches(path, info, fps, width, height, sizes, threads,
                                        plan, selected, skip_first):
                 yielded += len(batch)
                 yield batch
@@ -495,10 +514,10 @@ def _sample_pyav(path: Path, info: ProbeInfo, fps: float, width: int, height: in
         except _PlanFailed as exc:
             log.debug("%s: decode plan failed (%s); decoding every frame", path, exc)
             _PLAN_FAILED.add(key)
-    yield from _pyav_batches(path, info, fps, width, height, batch_size, threads, None, None, yielded)
+    yield from _pyav_batches(path, info, fps, width, height, sizes, threads, None, None, yielded)
 
 
-def _pyav_batches(path: Path, info: ProbeInfo, fps: float, width: int, height: int, batch_size: int,
+def _pyav_batches(path: Path, info: ProbeInfo, fps: float, width: int, height: int, sizes: BatchSizes,
                   threads: int, plan: np.ndarray | None, selected: np.ndarray | None,
                   skip_first: int) -> Iterator[FrameBatch]:
     """Decode with PyAV (every packet, or those ``plan`` asks for) and yield sampled frames,
@@ -512,11 +531,12 @@ def _pyav_batches(path: Path, info: ProbeInfo, fps: float, width: int, height: i
     times: list[float] = []
     indices: list[int] = []
     taken = 0
+    batches = 0
     last: tuple[Any, float, int] | None = None
     emitted_last = False
 
     def take(frame: Any, time_s: float, index: int) -> FrameBatch | None:
-        nonlocal frames, times, indices, taken
+        nonlocal frames, times, indices, taken, batches
         if selected is not None and (taken >= len(selected) or
                                      abs(float(selected[taken]) - time_s) > TIME_EPS_S):
             raise _PlanFailed(f"sampled frame {taken} came out at {time_s:.3f} s")
@@ -526,10 +546,11 @@ def _pyav_batches(path: Path, info: ProbeInfo, fps: float, width: int, height: i
         frames.append(_to_rgb(frame, width, height, info.rotation))
         times.append(time_s)
         indices.append(index)
-        if len(frames) < batch_size:
+        if len(frames) < sizes(batches):
             return None
         batch = _batch(frames, times, indices)
         frames, times, indices = [], [], []
+        batches += 1
         return batch
 
     try:
