@@ -82,6 +82,11 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         m[f"rot{deg}.mp4"] = d / f"rot{deg}.mp4"
         ffmpeg("-i", str(m["quad.mp4"]), "-c", "copy", "-metadata:s:v:0", f"rotate={deg}",
                str(m[f"rot{deg}.mp4"]))
+    # Non-square pixels (2:1, as in the H.264 stream's VUI), upright and turned.
+    m["sar2.mp4"], m["sar2rot90.mp4"] = d / "sar2.mp4", d / "sar2rot90.mp4"
+    ffmpeg("-i", str(m["quad.mp4"]), "-vf", "setsar=2", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+           str(m["sar2.mp4"]))
+    ffmpeg("-i", str(m["sar2.mp4"]), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(m["sar2rot90.mp4"]))
     # Variable frame rate: 1 s at 10 fps, 2 s at 2 fps, 1 s at 25 fps; each frame's
     # brightness grows with its index so a wrong frame shows in its pixels.
     ffmpeg("-filter_complex",
@@ -270,6 +275,29 @@ def test_rotation_is_applied(media: dict[str, Path], deg: int, decoder: str) -> 
     assert small.shape[1:] == ((80, 60, 3) if deg in (90, 270) else (60, 80, 3))
     small_truth = ffmpeg_frames(path, small.shape[2], small.shape[1])[0]
     assert np.abs(small[0].astype(int) - small_truth).mean() < 6
+
+
+@pytest.mark.parametrize("name", ["sar2.mp4", "sar2rot90.mp4"])
+@pytest.mark.parametrize("decoder", ["auto", *DECODERS])
+def test_non_square_pixels_are_shown_at_their_display_aspect(media: dict[str, Path], name: str,
+                                                            decoder: str) -> None:
+    path = media[name]
+    stream = ffprobe_json(path, "-select_streams", "v:0", "-show_streams")["streams"][0]
+    assert stream["sample_aspect_ratio"] == "2:1"  # the oracle agrees the pixels are 2:1
+    info = probe(path)
+    turned = info.rotation in (90, 270)
+    assert (info.width, info.height) == ((240, 640) if turned else (640, 240))
+    frames, _, _ = sample_all(path, fps=1.0, decoder=decoder)
+    assert frames.shape[1:] == (info.height, info.width, 3)
+    # The red quadrant of the coded frame stays a quarter of the picture, where ffmpeg
+    # (autorotating, scaled to the display size) puts it.
+    red = frames[0][..., 0] > 128
+    assert red.mean() == pytest.approx(0.25, abs=0.02)
+    truth = ffmpeg_frames(path, info.width, info.height)[0]
+    assert np.abs(frames[0].astype(int) - truth).mean() < 4
+    small, _, _ = sample_all(path, fps=1.0, short_side=60, decoder=decoder)
+    assert small.shape[1:] == ((160, 60, 3) if turned else (60, 160, 3))
+    assert (small[0][..., 0] > 128).mean() == pytest.approx(0.25, abs=0.03)
 
 
 @pytest.mark.parametrize("decoder", DECODERS)

@@ -28,7 +28,8 @@ class ProbeInfo:
     fps: float
     """Average frame rate (frames per second over the whole stream)."""
     width: int
-    """Display width in pixels, after rotation is applied."""
+    """Display width in pixels, after rotation and the pixel aspect ratio are applied (a
+    720x576 frame of 16:15 pixels is 768 wide)."""
     height: int
     """Display height in pixels, after rotation is applied."""
     rotation: int
@@ -73,6 +74,14 @@ def clockwise_rotation(ccw_degrees: float) -> int:
     """Turn FFmpeg's display-matrix angle (counter-clockwise, -180..180) into 0/90/180/270
     clockwise, the convention of ``ffmpeg -autorotate`` and every player."""
     return int(round(-ccw_degrees / 90.0)) % 4 * 90
+
+
+def display_width(coded_width: int, sample_aspect: Fraction | None) -> int:
+    """Width players show for ``coded_width`` pixels of aspect ratio ``sample_aspect``
+    (width/height of one pixel; unset, zero or absurd means square)."""
+    if not sample_aspect or not 0.1 <= sample_aspect <= 10:
+        return coded_width
+    return max(1, round(coded_width * sample_aspect))
 
 
 def _rate(value: Fraction | None) -> float:
@@ -174,7 +183,8 @@ def probe(path: Path) -> ProbeInfo:
             fps = n_frames / duration
 
         rotation = clockwise_rotation(float(getattr(first, "rotation", 0) or 0))
-        width, height = int(cc.width or first.width), int(cc.height or first.height)
+        width = display_width(int(cc.width or first.width), vs.sample_aspect_ratio or cc.sample_aspect_ratio)
+        height = int(cc.height or first.height)
         if rotation in (90, 270):
             width, height = height, width
         # A real frame rate (r_frame_rate) far from the average one also betrays VFR in
