@@ -233,12 +233,24 @@ def rss_child(model_dir: Path, video: Path, device: str, batch_size: int) -> Non
     loaded = proc.memory_info().rss
     info = probe(video)
     expected = max(1, int(info.duration_s))
-    samples: list[tuple[int, int]] = []  # (frames encoded so far, rss)
+    samples: list[tuple[int, int, int]] = []  # (first, end of the frames being encoded, rss)
+    span = [0, 0]  # batches vary in size (the first ones are small), so track frames
+
+    encode_pixels = r.encode_pixels
+
+    def counted(pixels: Any) -> Any:
+        span[1] = span[0] + len(pixels)
+        out = encode_pixels(pixels)
+        span[0] = span[1]
+        return out
+
+    r.encode_pixels = counted
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.wait(0.2):
-            samples.append((r.encoder_calls * batch_size, proc.memory_info().rss))
+            lo, hi = span
+            samples.append((lo, max(hi, lo + 1), proc.memory_info().rss))
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
@@ -248,11 +260,14 @@ def rss_child(model_dir: Path, video: Path, device: str, batch_size: int) -> Non
         wall = time.perf_counter() - t0
     stop.set()
     thread.join()
-    # A sample belongs to the quarter of the frames being encoded when it was taken; the tail
-    # (all frames encoded, store writes) counts in the last quarter.
-    quarters = [max((rss for done, rss in samples
-                     if q * expected / 4 <= min(done, expected - 1) < (q + 1) * expected / 4), default=0)
-                for q in range(4)]
+    # A sample belongs to every quarter of the frames that the batch being encoded when it
+    # was taken overlaps (a batch can span quarters of a short video); between batches, to
+    # the next frame's; the tail (all frames encoded, store writes) counts in the last quarter.
+    def overlaps(lo: int, hi: int, q: int) -> bool:
+        lo = min(lo, expected - 1)
+        return lo < (q + 1) * expected / 4 and max(hi, lo + 1) > q * expected / 4
+
+    quarters = [max((rss for lo, hi, rss in samples if overlaps(lo, hi, q)), default=0) for q in range(4)]
     from bench.eval.timing import peak_rss_bytes
 
     peak = peak_rss_bytes()  # VmHWM: unlike ru_maxrss, not inflated by the parent's memory
