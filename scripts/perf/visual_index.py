@@ -249,8 +249,7 @@ def rss_child(model_dir: Path, video: Path, device: str, batch_size: int) -> Non
 
     def sample() -> None:
         while not stop.wait(0.2):
-            lo, hi = span
-            samples.append((lo, max(hi, lo + 1), proc.memory_info().rss))
+            samples.append((span[0], span[1], proc.memory_info().rss))
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
