@@ -391,3 +391,65 @@ def test_index_videos_records_decoder_errors_and_goes_on(store: FeatureStore, cl
     assert store.status(c0, EX) == "failed"
     assert "Invalid data found" in (store.failure(c0, EX) or "")
     assert len([r for r in caplog.records if "c0 failed" in r.getMessage()]) == 1
+
+
+def test_index_videos_streams_pending_videos_in_runs(store: FeatureStore, clips: list[Path],
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    import bench.store.indexing as indexing
+    from bench.video import DecodeError
+
+    monkeypatch.setattr(indexing, "STREAM_CHUNK_VIDEOS", 2)
+    runs: list[list[str]] = []
+
+    def stream(jobs: Any) -> Any:
+        runs.append([path.stem for path, _ in jobs])
+        # Outcomes may come in any order; c1 fails in its decoder.
+        for position in reversed(range(len(jobs))):
+            path, info = jobs[position]
+            if path.stem == "c1":
+                yield position, DecodeError(f"{path}: PyAV failed after frame 3 (Invalid data)")
+            else:
+                yield position, mean_colour(path, info)
+
+    def never(path: Path, info: ProbeInfo) -> Any:
+        raise AssertionError("a streamed loop calls no per-video compute")
+
+    videos = [Video(vid=p.stem, path=str(p)) for p in clips]  # c0 c1 c2 broken
+    videos.insert(1, Video(vid="c0-again", path=str(clips[0])))  # the same bytes twice
+    with caplog.at_level(logging.WARNING, logger="bench"):
+        done = index_videos(store, videos, EX, never, desc="colour", stream=stream)
+    # The broken file fails in probe and never reaches the stream; the twin is computed once.
+    assert runs == [["c0", "c1"], ["c2"]]
+    assert done == {"c0": store.video_id(clips[0]), "c0-again": store.video_id(clips[0]),
+                    "c2": store.video_id(clips[2])}
+    c1 = store.video_id(clips[1])
+    assert store.status(c1, EX) == "failed" and "Invalid data" in (store.failure(c1, EX) or "")
+    assert len([r for r in caplog.records if "c1 failed" in r.getMessage()]) == 1
+    c2 = store.load(done["c2"], EX)
+    assert c2 is not None and c2["times_s"].tolist() == [0.0, 1.0, 2.0]
+
+    # A second run streams only the failed one again.
+    runs.clear()
+    index_videos(store, videos, EX, never, desc="colour", stream=stream)
+    assert runs == [["c1"]]
+
+
+def test_index_videos_stream_bugs_stop_the_loop(store: FeatureStore, clips: list[Path]) -> None:
+    videos = [Video(vid=p.stem, path=str(p)) for p in clips[:2]]
+
+    def buggy(jobs: Any) -> Any:
+        yield 1, mean_colour(*jobs[1])
+        yield 0, ZeroDivisionError("bug")
+
+    with pytest.raises(ZeroDivisionError):
+        index_videos(store, videos, EX, mean_colour, desc="x", stream=buggy)
+    assert store.status(store.video_id(clips[1]), EX) == "done"  # finished before the bug: kept
+    assert store.status(store.video_id(clips[0]), EX) == "missing"
+
+    def forgetful(jobs: Any) -> Any:
+        yield 0, mean_colour(*jobs[0])
+
+    with pytest.raises(RuntimeError, match="no outcome for 1 video"):
+        index_videos(store, videos[:1] + [Video(vid="c2", path=str(clips[2]))], EX, mean_colour,
+                     desc="x", stream=forgetful)

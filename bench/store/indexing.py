@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +26,9 @@ log = logging.getLogger("bench")
 Kind = Literal["arrays", "json"]
 ArraysCompute = Callable[[Path, ProbeInfo], tuple[Mapping[str, np.ndarray], Mapping[str, Any]]]
 JsonCompute = Callable[[Path, ProbeInfo], tuple[Any, Mapping[str, Any]]]
+Outcome = tuple[Any, Mapping[str, Any]] | BaseException
+"""What computing one video gave: ``(arrays or obj, meta)``, or the decoder error it raised."""
+StreamCompute = Callable[[Sequence[tuple[Path, ProbeInfo]]], Iterator[tuple[int, Outcome]]]
 
 
 def decoder_errors() -> tuple[type[BaseException], ...]:
@@ -64,9 +68,16 @@ def _frames_in(meta: Mapping[str, Any], out: Any, kind: Kind) -> int:
     return 0
 
 
+STREAM_CHUNK_S = 600.0
+"""Video-seconds handed to a streaming compute at once (:func:`index_videos` ``stream``):
+long enough that its start-up and final partial batch are a small share, short enough that
+a library starts encoding after a few probes."""
+STREAM_CHUNK_VIDEOS = 64
+
+
 def index_videos(store: FeatureStore, videos: Sequence[Video], ex: Extractor,
                  compute: ArraysCompute | JsonCompute, *, desc: str,
-                 kind: Kind = "arrays") -> dict[str, str]:
+                 kind: Kind = "arrays", stream: StreamCompute | None = None) -> dict[str, str]:
     """Compute ``ex`` for every video not already done; return ``{vid: video_id}`` of the
     videos that are done now.
 
@@ -79,6 +90,13 @@ def index_videos(store: FeatureStore, videos: Sequence[Video], ex: Extractor,
     on the next call (the cause may have been fixed). Any other exception stops the loop:
     it is a bug or an environment problem, and everything finished so far is kept.
 
+    With ``stream``, pending videos go to it in runs of about :data:`STREAM_CHUNK_S`
+    video-seconds instead of one ``compute`` call each: ``stream([(path, info), ...])`` yields
+    ``(position, outcome)`` per video in any order, the outcome being what ``compute`` returns
+    or the decoder error that video raised. A stream can keep its decoder and encoder busy
+    across video boundaries (short clips then cost no start-up each). Each video is saved as
+    soon as its outcome arrives, so a run killed part-way keeps every finished video.
+
     A tqdm bar on stderr counts videos, with frames/s and video-seconds per wall-second.
     """
     from tqdm.auto import tqdm
@@ -87,12 +105,60 @@ def index_videos(store: FeatureStore, videos: Sequence[Video], ex: Extractor,
     if kind not in ("arrays", "json"):
         raise BadInput(f"kind must be 'arrays' or 'json', got {kind!r}")
     done: dict[str, str] = {}
-    frames = 0
-    video_s = 0.0
-    busy_s = 0.0
-    errors = decoder_errors()
+    totals = {"frames": 0, "video_s": 0.0, "busy_s": 0.0}
+    pending: list[_Pending] = []
+
     with logging_redirect_tqdm(), tqdm(total=len(videos), desc=desc, unit="video", file=sys.stderr,
                                        dynamic_ncols=True) as bar:
+
+        def fail(vids: list[str], video_id: str, exc: BaseException) -> None:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            store.mark_failed(video_id, ex, reason)
+            log.warning("%s: %s failed: %s", desc, vids[0], reason)
+            bar.update(len(vids))
+
+        def finish(job: _Pending, outcome: Any, busy_s: float) -> None:
+            if isinstance(outcome, BaseException):
+                fail(job.vids, job.video_id, outcome)
+                return
+            out, meta = outcome
+            meta = dict(meta or {})
+            if kind == "arrays":
+                store.save(job.video_id, ex, out, meta)
+            else:
+                store.save_json(job.video_id, ex, out, meta)
+            totals["busy_s"] += busy_s
+            totals["frames"] += _frames_in(meta, out, kind)
+            totals["video_s"] += job.info.duration_s
+            for vid in job.vids:
+                done[vid] = job.video_id
+            if totals["busy_s"] > 0:
+                postfix = {"x_realtime": f"{totals['video_s'] / totals['busy_s']:.1f}"}
+                if totals["frames"]:
+                    postfix["frames/s"] = f"{totals['frames'] / totals['busy_s']:.1f}"
+                bar.set_postfix(postfix, refresh=False)
+            bar.update(len(job.vids))
+
+        def flush() -> None:
+            if not pending or stream is None:
+                return
+            jobs = list(pending)
+            pending.clear()
+            left = set(range(len(jobs)))
+            errors = decoder_errors()
+            t0 = time.perf_counter()
+            for position, outcome in stream([(job.path, job.info) for job in jobs]):
+                if position not in left:
+                    raise RuntimeError(f"{desc}: the stream gave video {position} twice or out of range")
+                left.discard(position)
+                if isinstance(outcome, BaseException) and not isinstance(outcome, errors):
+                    raise outcome
+                now = time.perf_counter()
+                finish(jobs[position], outcome, now - t0)
+                t0 = now
+            if left:
+                raise RuntimeError(f"{desc}: the stream gave no outcome for {len(left)} video(s)")
+
         for video in videos:
             path = video.resolve(None)
             if path is None or not path.is_file():
@@ -109,33 +175,41 @@ def index_videos(store: FeatureStore, videos: Sequence[Video], ex: Extractor,
                 done[video.vid] = video_id
                 bar.update(1)
                 continue
+            twin = next((job for job in pending if job.video_id == video_id), None)
+            if twin is not None:  # the same bytes listed twice: computed once
+                twin.vids.append(video.vid)
+                continue
             errors = decoder_errors()  # compute may have imported av/decord by now
             t0 = time.perf_counter()
             try:
                 info = _probe_for(store, video_id, path)
-                out, meta = compute(path, info)
-                meta = dict(meta or {})
-                if kind == "arrays":
-                    store.save(video_id, ex, out, meta)
-                else:
-                    store.save_json(video_id, ex, out, meta)
             except errors as exc:
-                reason = " ".join(str(exc).split()) or type(exc).__name__
-                store.mark_failed(video_id, ex, reason)
-                log.warning("%s: %s failed: %s", desc, video.vid, reason)
-                bar.update(1)
+                fail([video.vid], video_id, exc)
                 continue
-            busy_s += time.perf_counter() - t0
-            frames += _frames_in(meta, out, kind)
-            video_s += info.duration_s
-            done[video.vid] = video_id
-            if busy_s > 0:
-                postfix = {"x_realtime": f"{video_s / busy_s:.1f}"}
-                if frames:
-                    postfix["frames/s"] = f"{frames / busy_s:.1f}"
-                bar.set_postfix(postfix, refresh=False)
-            bar.update(1)
+            job = _Pending([video.vid], video_id, path, info)
+            if stream is not None:
+                pending.append(job)
+                if sum(j.info.duration_s for j in pending) >= STREAM_CHUNK_S or \
+                        len(pending) >= STREAM_CHUNK_VIDEOS:
+                    flush()
+                continue
+            try:
+                outcome: Any = compute(path, info)
+            except errors as exc:
+                outcome = exc
+            finish(job, outcome, time.perf_counter() - t0)
+        flush()
     return done
+
+
+@dataclass
+class _Pending:
+    """A video waiting for its features: every ``vid`` listing these bytes, and its probe."""
+
+    vids: list[str]
+    video_id: str
+    path: Path
+    info: ProbeInfo
 
 
 def index_videos_json(store: FeatureStore, videos: Sequence[Video], ex: Extractor,
