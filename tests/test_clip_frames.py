@@ -22,6 +22,7 @@ from bench.retrievers.base import RetrieverConfig
 from bench.retrievers.clip_frames import ClipFrames
 from bench.store import FeatureStore
 from bench.types import QueryInput, Video
+from bench.video import probe
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 
@@ -327,3 +328,77 @@ def test_large_corpus_index_is_saved_and_reused(videos: list[Video], store: Feat
     got = second.search([QueryInput(text="persist")], top_k=3)[0]
     assert second.stats()["vector_index_from_cache"] is True
     assert [(m.vid, m.start, m.score) for m in got] == [(m.vid, m.start, m.score) for m in want]
+
+
+def test_frame_stream_runs_batches_across_videos_and_past_a_broken_one(
+        retriever: ClipFrames, videos: list[Video], tmp_path: Path) -> None:
+    from bench.retrievers._hf_vision import StreamBatch, VideoEnd, preprocessed_stream
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video" * 20)
+    a, b = (Path(v.path or "") for v in videos)
+    items = list(preprocessed_stream([a, broken, b], fps=1.0, transform=retriever.transform,
+                                     batch_size=4, depth=2))
+    batches = [i for i in items if isinstance(i, StreamBatch)]
+    ends = {i.position: i for i in items if isinstance(i, VideoEnd)}
+    assert [len(x.times_s) for x in batches] == [1, 2, 4, 4, 3]  # ramp 1, 2, 4; 8 + 6 frames
+    assert any(len(set(x.owner.tolist())) == 2 for x in batches)  # a batch spans both videos
+    assert ends[1].n_frames == 0 and "not a readable video" in str(ends[1].error)
+    assert (ends[0].n_frames, ends[2].n_frames) == (8, 6) and ends[0].error is ends[2].error is None
+    pixels = torch_cat([x.pixels for x in batches])
+    owner = np.concatenate([x.owner for x in batches])
+    times = np.concatenate([x.times_s for x in batches])
+    for position, path in ((0, a), (2, b)):
+        ((alone, alone_t),) = preprocessed_batches(path, fps=1.0, transform=retriever.transform,
+                                                   batch_size=16, depth=0)
+        assert np.array_equal(pixels[owner == position], alone.numpy())
+        np.testing.assert_array_equal(times[owner == position], alone_t)
+
+
+def torch_cat(tensors: list[Any]) -> np.ndarray:
+    return np.concatenate([t.numpy() for t in tensors])
+
+
+def test_streamed_index_matches_indexing_one_video_at_a_time(videos: list[Video], tmp_path: Path) -> None:
+    r = build_retriever("clip-frames-tiny", "cpu")
+    assert isinstance(r, ClipFrames)
+    r.params = r.params.model_copy(update={"batch_size": 3})
+    store = FeatureStore(tmp_path / "store")
+    r.index(videos, store)
+    assert r.encoder_calls == 6  # 14 frames in batches of 1, 2, 3, 3, 3, 2; one at a time takes 7
+    for video in videos:
+        path = Path(video.path or "")
+        stored = store.load(store.video_id(path), r.extractor)
+        alone, meta = r.encode_video(path, probe(path))
+        assert stored is not None and meta["n_frames"] == len(alone["times_s"])
+        np.testing.assert_array_equal(stored["times_s"], alone["times_s"])
+        np.testing.assert_allclose(stored["emb"], alone["emb"], atol=1e-5)
+
+
+def test_a_video_failing_mid_decode_leaves_its_neighbours_whole(
+        retriever: ClipFrames, videos: list[Video], monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.video
+    from bench.video import DecodeError
+
+    real = bench.video.sample_frames
+    a, b = (Path(v.path or "") for v in videos)
+
+    def flaky(path: Path, *args: Any, **kwargs: Any) -> Any:
+        for k, batch in enumerate(real(path, *args, **kwargs)):
+            if path == a and k == 2:
+                raise DecodeError(f"{path}: PyAV failed after frame 3 (Invalid data found)")
+            yield batch
+
+    monkeypatch.setattr(bench.video, "sample_frames", flaky)
+    saved = retriever.params
+    retriever.params = saved.model_copy(update={"batch_size": 4})
+    try:
+        outcomes = dict(retriever.encode_videos([(b, probe(b)), (a, probe(a)), (b, probe(b))]))
+    finally:
+        retriever.params = saved
+    assert isinstance(outcomes[1], DecodeError) and "Invalid data" in str(outcomes[1])
+    first, second = outcomes[0], outcomes[2]
+    assert not isinstance(first, BaseException) and not isinstance(second, BaseException)
+    assert first[1]["n_frames"] == second[1]["n_frames"] == 6
+    np.testing.assert_allclose(first[0]["emb"], second[0]["emb"], atol=1e-5)
+    np.testing.assert_array_equal(first[0]["times_s"], second[0]["times_s"])

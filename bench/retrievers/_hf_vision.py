@@ -12,7 +12,7 @@ import os
 import queue
 import shutil
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -479,29 +479,63 @@ def _save_image_processor(out_dir: Path, image_size: int, kind: str) -> None:
 # -- decoded, preprocessed frame batches -----------------------------------------------------
 
 
-def preprocessed_batches(path: Path, *, fps: float, transform: ImageTransform, batch_size: int,
-                         decoder: str = "auto", depth: int = 2, threads: int = 0, video_s: float = 0.0,
-                         pin_memory: bool = False, decoders: set[str] | None = None,
-                         ) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
-    """Frames of ``path`` sampled at ``fps``, decoded (``threads`` decoder threads, 0: FFmpeg's
-    choice) and preprocessed in a background thread up to ``depth`` batches ahead
-    (``depth=0``: in the caller's thread, nothing overlapped): yields (float32
-    ``(n, 3, H, W)`` CPU tensor, float64 ``(n,)`` times in seconds). Decode and preprocess
-    times are recorded as stages ``decode`` and ``preprocess`` (with a prefetch thread, its
-    wall time, which overlaps ``encode``); with a prefetch thread, the time the caller waited
-    for the first batch is stage ``decode_start`` (start-up, nothing to overlap with) and for
-    later ones ``decode_wait`` (large when decoding is the bottleneck). With a prefetch
+@dataclass
+class StreamBatch:
+    """Preprocessed frames of one or more consecutive videos of a :func:`preprocessed_stream`."""
+
+    pixels: torch.Tensor
+    """float32 ``(n, 3, H, W)``."""
+    times_s: np.ndarray
+    """float64 ``(n,)``: each frame's time in its own video, seconds."""
+    owner: np.ndarray
+    """int64 ``(n,)``: each frame's video, as its position in ``paths``."""
+
+
+@dataclass
+class VideoEnd:
+    """The decoder is done with video ``position``: ``n_frames`` of its frames are in the
+    batches yielded before this mark or right after it (its last frames may share a batch
+    with the next video's first ones). With ``error`` it failed part-way, and its frames
+    already yielded are void."""
+
+    position: int
+    n_frames: int
+    decoders: set[str]
+    error: BaseException | None = None
+
+
+def preprocessed_stream(paths: Sequence[Path], *, fps: float, transform: ImageTransform, batch_size: int,
+                        decoder: str = "auto", depth: int = 2, threads: int = 0, video_s: float = 0.0,
+                        pin_memory: bool = False) -> Iterator[StreamBatch | VideoEnd]:
+    """Frames of every video in ``paths``, in order, sampled at ``fps``, decoded (``threads``
+    decoder threads, 0: FFmpeg's choice) and preprocessed in a background thread up to
+    ``depth`` items ahead (``depth=0``: in the caller's thread, nothing overlapped).
+
+    Batches run on across video boundaries, so a library of short clips keeps the encoder's
+    batches full and the decoder busy while the encoder finishes a video. With a prefetch
     thread the first batch is an eighth of ``batch_size`` and later ones double up to it, so
     the encoder starts after a few frames instead of a whole batch (on a 2-core CPU that
-    start-up was 5-12% of a 3-minute video's indexing time).
-    The decoders that produced frames are added to ``decoders``."""
+    start-up was 5-12% of a 3-minute video's indexing time). A :class:`VideoEnd` follows
+    each video's last decoded frame; a video that cannot be decoded (a BadInput or decoder
+    error) gets one with its error and the others go on. Any other error is raised here.
+
+    Decode and preprocess times are recorded as stages ``decode`` and ``preprocess`` (with a
+    prefetch thread, its wall time, which overlaps ``encode``; ``video_s`` is the videos'
+    total duration); with a prefetch thread, the time the caller waited for the first
+    batch is stage ``decode_start`` (start-up, nothing to overlap with) and for later ones
+    ``decode_wait`` (large when decoding is the bottleneck)."""
     import time
 
+    import torch
+
     from bench.eval import timing
+    from bench.store.indexing import decoder_errors
     from bench.video import sample_frames
+    from bench.video.decode import BatchSizes
 
     rec = timing.current()
     totals = {"decode": [0.0, 0.0, 0], "preprocess": [0.0, 0.0, 0]}
+    sizes = BatchSizes(batch_size, max(1, batch_size // 8) if depth else batch_size)
 
     def timed(name: str, t0: float, c0: float, items: int) -> None:
         tot = totals[name]
@@ -509,41 +543,83 @@ def preprocessed_batches(path: Path, *, fps: float, transform: ImageTransform, b
         tot[1] += time.thread_time() - c0
         tot[2] += items
 
-    def produce() -> Iterator[tuple[torch.Tensor, np.ndarray]]:
-        frames = iter(sample_frames(path, fps, short_side=transform.decode_short_side,
-                                    batch_size=batch_size, decoder=decoder, threads=threads,
-                                    first_batch=max(1, batch_size // 8) if depth else None))
-        while True:
-            t0, c0 = time.perf_counter(), time.thread_time()
-            batch = next(frames, None)
-            timed("decode", t0, c0, 0 if batch is None else len(batch))
-            if batch is None:
-                return
-            if decoders is not None:
-                decoders.add(batch.decoder)
-            t0, c0 = time.perf_counter(), time.thread_time()
-            pixels = transform(batch.frames)
-            if pin_memory:
-                pixels = pixels.pin_memory()
-            timed("preprocess", t0, c0, len(batch))
-            yield pixels, batch.times_s
+    held: list[tuple[torch.Tensor, np.ndarray, int]] = []  # preprocessed, not yet in a batch
+    emitted = 0
+
+    def cut(n: int) -> StreamBatch:
+        nonlocal emitted
+        pixels: list[torch.Tensor] = []
+        times: list[np.ndarray] = []
+        owners: list[np.ndarray] = []
+        while n > 0:
+            x, t, position = held[0]
+            take = min(n, len(t))
+            pixels.append(x[:take])
+            times.append(t[:take])
+            owners.append(np.full(take, position, dtype=np.int64))
+            if take == len(t):
+                held.pop(0)
+            else:
+                held[0] = (x[take:], t[take:], position)
+            n -= take
+        batch = pixels[0] if len(pixels) == 1 else torch.cat(pixels)
+        if pin_memory:
+            batch = batch.pin_memory()
+        emitted += 1
+        return StreamBatch(batch, np.concatenate(times), np.concatenate(owners))
+
+    def held_frames() -> int:
+        return sum(len(t) for _, t, _ in held)
+
+    def produce() -> Iterator[StreamBatch | VideoEnd]:
+        for position, path in enumerate(paths):
+            count = 0
+            used: set[str] = set()
+            try:
+                frames = iter(sample_frames(path, fps, short_side=transform.decode_short_side,
+                                            batch_size=batch_size, decoder=decoder, threads=threads,
+                                            first_batch=sizes.first))
+                while True:
+                    t0, c0 = time.perf_counter(), time.thread_time()
+                    batch = next(frames, None)
+                    timed("decode", t0, c0, 0 if batch is None else len(batch))
+                    if batch is None:
+                        break
+                    used.add(batch.decoder)
+                    t0, c0 = time.perf_counter(), time.thread_time()
+                    held.append((transform(batch.frames), batch.times_s, position))
+                    timed("preprocess", t0, c0, len(batch))
+                    count += len(batch)
+                    while held_frames() >= sizes(emitted):
+                        yield cut(sizes(emitted))
+            except Exception as exc:
+                if not isinstance(exc, decoder_errors()):
+                    raise
+                held[:] = [h for h in held if h[2] != position]
+                yield VideoEnd(position, 0, used, exc)
+                continue
+            yield VideoEnd(position, count, used)
+        if held:
+            yield cut(held_frames())
 
     waited = [0.0, 0]
-    start: list[tuple[float, int]] = []
+    start = [0.0, 0]
     try:
         if depth == 0:
             yield from produce()
             return
-        batches = prefetch(produce(), depth)
+        items = prefetch(produce(), depth)
         while True:
             t0 = time.perf_counter()
-            item = next(batches, None)
+            item = next(items, None)
             wait = time.perf_counter() - t0
-            if not start:  # the first batch: nothing to overlap with yet
-                start.append((wait, 0 if item is None else len(item[1])))
+            n = len(item.times_s) if isinstance(item, StreamBatch) else 0
+            if not start[1]:  # until the first frames: nothing to overlap with yet
+                start[0] += wait
+                start[1] += n
             else:
                 waited[0] += wait
-                waited[1] += 0 if item is None else len(item[1])
+                waited[1] += n
             if item is None:
                 return
             yield item
@@ -551,11 +627,30 @@ def preprocessed_batches(path: Path, *, fps: float, transform: ImageTransform, b
         if rec is not None:
             # Recorded from here, not with stage() in the thread: stage() synchronizes CUDA,
             # which would make the decoder wait for the encoder and undo the overlap.
-            for name, (wall, cpu, items) in totals.items():
-                rec.add(name, float(wall), float(cpu), int(items), video_s if name == "decode" else 0.0)
-            if start:
-                rec.add("decode_start", start[0][0], 0.0, start[0][1], 0.0)
+            for name, (wall, cpu, n_items) in totals.items():
+                rec.add(name, float(wall), float(cpu), int(n_items), video_s if name == "decode" else 0.0)
+            if depth and (start[0] or start[1]):
+                rec.add("decode_start", start[0], 0.0, int(start[1]), 0.0)
                 rec.add("decode_wait", waited[0], 0.0, int(waited[1]), 0.0)
+
+
+def preprocessed_batches(path: Path, *, fps: float, transform: ImageTransform, batch_size: int,
+                         decoder: str = "auto", depth: int = 2, threads: int = 0, video_s: float = 0.0,
+                         pin_memory: bool = False, decoders: set[str] | None = None,
+                         ) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
+    """:func:`preprocessed_stream` of one video: yields (float32 ``(n, 3, H, W)`` CPU
+    tensor, float64 ``(n,)`` times in seconds) and raises the video's decoding error. The
+    decoders that produced frames are added to ``decoders``."""
+    for item in preprocessed_stream([path], fps=fps, transform=transform, batch_size=batch_size,
+                                    decoder=decoder, depth=depth, threads=threads, video_s=video_s,
+                                    pin_memory=pin_memory):
+        if isinstance(item, StreamBatch):
+            yield item.pixels, item.times_s
+            continue
+        if decoders is not None:
+            decoders.update(item.decoders)
+        if item.error is not None:
+            raise item.error
 
 
 def count_decoder(counts: dict[str, int], meta: dict[str, Any]) -> None:

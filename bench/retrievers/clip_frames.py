@@ -8,7 +8,7 @@ in batches, L2-normalized and cached per video in the feature store.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from bench.retrievers._hf_vision import (
     EmbeddingCorpus,
     ImageTransform,
     QueryTokenizer,
+    VideoEnd,
     VideoVectors,
     VisualParams,
     count_decoder,
@@ -31,7 +32,7 @@ from bench.retrievers._hf_vision import (
     load_pretrained,
     model_key,
     pooled,
-    preprocessed_batches,
+    preprocessed_stream,
     resolve_or_unavailable,
     torch_dtype,
     unit_rows,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     import torch
 
     from bench.store import FeatureStore
+    from bench.store.indexing import Outcome
     from bench.video import ProbeInfo
 
 log = logging.getLogger("bench")
@@ -192,24 +194,58 @@ class ClipFrames:
             feats = pooled(self.model.get_image_features(pixel_values=x)).float()
         return unit_rows(feats.cpu().numpy())
 
+    def encode_videos(self, videos: Sequence[tuple[Path, ProbeInfo]]) -> Iterator[tuple[int, Outcome]]:
+        """Sampled frames of each ``(path, info)`` -> ``(position, outcome)`` as each video is
+        done: ``({"emb": float32 (n, d), "times_s": float64 (n,)}, meta)``, or the error that
+        video's decoding raised. Encoder batches span video boundaries."""
+        p = self.params
+        parts: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+        got: dict[int, int] = {}
+        ends: dict[int, VideoEnd] = {}
+
+        def finished(position: int) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+            end = ends.get(position)
+            if end is None or end.error is not None or got.get(position, 0) != end.n_frames:
+                return None
+            chunks = parts.pop(position)
+            arrays = {"emb": np.concatenate([e for e, _ in chunks]),
+                      "times_s": np.concatenate([t for _, t in chunks])}
+            return arrays, {"n_frames": end.n_frames, "duration_s": videos[position][1].duration_s,
+                            "decoder": "+".join(sorted(end.decoders))}
+
+        for item in preprocessed_stream([path for path, _ in videos], fps=p.fps, transform=self.transform,
+                                        batch_size=p.batch_size, decoder=p.decoder, depth=p.prefetch,
+                                        threads=p.threads_for(self.device),
+                                        video_s=sum(info.duration_s for _, info in videos),
+                                        pin_memory=self.device == "cuda"):
+            if isinstance(item, VideoEnd):
+                ends[item.position] = item
+                if item.error is not None or item.n_frames == 0:
+                    parts.pop(item.position, None)
+                    path = videos[item.position][0]
+                    yield item.position, item.error or BadInput(f"{path}: no frames could be sampled")
+                    continue
+                touched = [item.position]
+            else:
+                with stage("encode", items=len(item.times_s)):
+                    emb = self.encode_pixels(item.pixels)
+                touched = list(dict.fromkeys(item.owner.tolist()))
+                for position in touched:
+                    rows = item.owner == position
+                    parts.setdefault(position, []).append((emb[rows], item.times_s[rows]))
+                    got[position] = got.get(position, 0) + int(rows.sum())
+            for position in touched:
+                if (result := finished(position)) is not None:
+                    yield position, result
+
     def encode_video(self, path: Path, info: ProbeInfo) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """All sampled frames of one video -> ``{"emb": float32 (n, d), "times_s": float64 (n,)}``."""
-        p = self.params
-        embs: list[np.ndarray] = []
-        times: list[np.ndarray] = []
-        decoders: set[str] = set()
-        for pixels, t in preprocessed_batches(path, fps=p.fps, transform=self.transform,
-                                              batch_size=p.batch_size, decoder=p.decoder, depth=p.prefetch,
-                                              threads=p.threads_for(self.device), video_s=info.duration_s,
-                                              pin_memory=self.device == "cuda", decoders=decoders):
-            with stage("encode", items=len(t)):
-                embs.append(self.encode_pixels(pixels))
-            times.append(t)
-        if not embs:
-            raise BadInput(f"{path}: no frames could be sampled")
-        arrays = {"emb": np.concatenate(embs), "times_s": np.concatenate(times)}
-        return arrays, {"n_frames": int(arrays["times_s"].shape[0]), "duration_s": info.duration_s,
-                        "decoder": "+".join(sorted(decoders))}
+        for _, outcome in self.encode_videos([(path, info)]):
+            if isinstance(outcome, BaseException):
+                raise outcome
+            arrays, meta = outcome
+            return dict(arrays), dict(meta)
+        raise BadInput(f"{path}: no frames could be sampled")
 
     def index(self, videos: Sequence[Video], store: FeatureStore) -> None:
         """Embed (cached, resumable) the sampled frames of ``videos`` and make them searchable.
@@ -217,7 +253,8 @@ class ClipFrames:
         Videos that fail to decode are recorded in the store and left out (logged)."""
         from bench.store import index_videos
 
-        done = index_videos(store, videos, self.extractor, self.encode_video, desc=f"index {self.name}")
+        done = index_videos(store, videos, self.extractor, self.encode_video, desc=f"index {self.name}",
+                            stream=self.encode_videos)
         self.corpus.persist_in(store, f"vector-index/{self.extractor.key}")
         for video in videos:
             video_id = done.get(video.vid)
