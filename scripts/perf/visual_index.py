@@ -12,6 +12,8 @@ Measures, with a random-init model of the exact openai/clip-vit-base-patch32 arc
   when every CPU second of decoding is taken from the encoder;
 - the naive baseline: PyAV decode, each sampled frame opened as a PIL image and run through
   the reference CLIPImageProcessor one by one, encoded in batches of 32, nothing overlapped;
+- libraries of short 480p clips indexed whole, with batches and decoding running on across
+  videos (as ``ClipFrames.index`` does) and one video at a time;
 - peak RSS of a child process indexing a generated 720p video into a fresh feature store,
   at 2, 10 and 120 minutes.
 
@@ -40,6 +42,7 @@ sys.path.insert(0, str(REPO))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TQDM_DISABLE", "1")  # the indexing loop's bar; read when tqdm is imported
 
 
 def machine() -> dict[str, Any]:
@@ -360,6 +363,76 @@ def measure_source(r: Any, video: Path, args: argparse.Namespace, label: str) ->
             "inline_ratio": ratio("inline")}
 
 
+def library_clips(work: Path, count: int, seconds: int) -> list[Path]:
+    """``count`` distinct 480p clips of ``seconds`` each (the hue turned per clip, so no two
+    files share a content id), like a library of short videos (Charades clips average 30 s)."""
+    width, height, preset, gop = SOURCES["480p"]
+    clips = []
+    for i in range(count):
+        path = work / f"library-{seconds}s-{i:03d}.mp4"
+        if not path.is_file():
+            subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
+                            f"testsrc2=size={width}x{height}:rate=30:duration={seconds}",
+                            "-vf", f"hue=h={(i * 37) % 360}", "-c:v", "libx264", "-preset", preset,
+                            "-crf", "35", "-g", str(gop), "-pix_fmt", "yuv420p", str(path)],
+                           check=True, timeout=600)
+        clips.append(path)
+    return clips
+
+
+def index_library(r: Any, clips: list[Path], streamed: bool) -> tuple[float, int]:
+    """(wall s, frames) of indexing ``clips`` into a fresh feature store, as ``ClipFrames.index``
+    does (``streamed``: encoder batches and decoding run on across videos) or one
+    ``encode_video`` call per video."""
+    from bench.store import FeatureStore, index_videos
+    from bench.types import Video
+
+    videos = [Video(vid=p.stem, path=str(p)) for p in clips]
+    with tempfile.TemporaryDirectory() as root:
+        store = FeatureStore(Path(root))
+        t0 = time.perf_counter()
+        done = index_videos(store, videos, r.extractor, r.encode_video, desc="library",
+                            stream=r.encode_videos if streamed else None)
+        wall = time.perf_counter() - t0
+        metas = [store.load_meta(vid, r.extractor) or {} for vid in done.values()]
+        frames = sum(int(meta.get("n_frames", 0)) for meta in metas)
+        store.close()
+    return wall, frames
+
+
+def measure_library(r: Any, clips: list[Path], args: argparse.Namespace, label: str) -> dict[str, Any]:
+    """Interleaved rounds: bound, both ways of indexing the library (order alternating), bound."""
+    rounds: list[dict[str, float]] = []
+    frames = 0
+    for i in range(args.rounds):
+        bound0 = encoder_bound(r, args.batches, args.batch_size)[0]
+        row: dict[str, float] = {}
+        for streamed in ((False, True) if i % 2 == 0 else (True, False)):
+            wall, frames = index_library(r, clips, streamed)
+            row["streamed" if streamed else "per_video"] = frames / wall
+        row["bound"] = (bound0 + encoder_bound(r, args.batches, args.batch_size)[0]) / 2
+        rounds.append(row)
+        print(f"{label} round {i + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()), file=sys.stderr)
+    return {"label": label, "clips": len(clips), "frames": frames, "rounds": rounds,
+            "bound": median([x["bound"] for x in rounds]),
+            "streamed": median([x["streamed"] for x in rounds]),
+            "per_video": median([x["per_video"] for x in rounds]),
+            "streamed_ratio": median([x["streamed"] / x["bound"] for x in rounds]),
+            "per_video_ratio": median([x["per_video"] / x["bound"] for x in rounds]),
+            "speedup": median([x["streamed"] / x["per_video"] for x in rounds])}
+
+
+def parse_library(spec: str) -> tuple[int, int]:
+    try:
+        count, seconds = (int(x) for x in spec.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"library spec must be COUNTxSECONDS (like 16x30), got {spec!r}") \
+            from None
+    if count < 1 or seconds < 1:
+        raise argparse.ArgumentTypeError(f"library spec needs at least 1 clip of 1 s, got {spec!r}")
+    return count, seconds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -370,6 +443,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="interleaved measurement rounds per source")
     ap.add_argument("--rss-seconds", type=int, nargs="*", default=[120, 600, 7200],
                     help="lengths (s) of the 720p videos indexed for peak RSS; none skips it")
+    ap.add_argument("--library", type=parse_library, nargs="*", default=[(16, 30), (48, 10)],
+                    metavar="COUNTxSECONDS",
+                    help="libraries of short 480p clips indexed whole, streamed and one video at a "
+                         "time; none skips it")
     ap.add_argument("--batches", type=int, default=2, help="encoder batches per bound measurement")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--skip-naive", action="store_true")
@@ -400,6 +477,8 @@ def main() -> None:
         sum(p.numel() for p in r.model.visual_projection.parameters())
 
     results = [measure_source(r, video, args, name) for name, video in videos.items()]
+    libraries = [measure_library(r, library_clips(work, count, seconds), args, f"{count} x {seconds} s")
+                 for count, seconds in args.library]
     naive_fps = naive_bound = None
     piped = 0.0
     naive_source = "720p" if "720p" in videos else next(iter(videos))
@@ -495,6 +574,29 @@ def main() -> None:
                          f"{rd['pipeline']:.2f} | "
                          f"{rd['steady']:.2f} | "
                          f"{rd['ffmpeg_threads']:.2f} | {rd['decord']:.2f} | {rd['inline']:.2f} |")
+    if libraries:
+        lines += ["", "Libraries of short clips (480p, x264 ultrafast, 30 fps, sampled at 1 fps, each a "
+                  "distinct file), indexed whole into a fresh feature store, as `ClipFrames.index` does: "
+                  "**streamed** (encoder batches and decoding run on across video boundaries, so each "
+                  "clip costs no start-up and no short final batch), and one `encode_video` call per "
+                  "video (each clip starts its decoder anew, ramps its batches up from an eighth of a "
+                  "batch and ends on a partial batch). Frames/s include hashing, probing and store "
+                  "writes. Each round runs both, in alternating order, between two bound "
+                  f"measurements; medians over {args.rounds} rounds:", "",
+                  "| library | frames | bound, frames/s | one video at a time, frames/s | / bound | "
+                  "**streamed, frames/s** | **/ bound** | speed-up |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for lib in libraries:
+            lines.append(f"| {lib['label']} | {lib['frames']} | {lib['bound']:.2f} | "
+                         f"{lib['per_video']:.2f} | {100 * lib['per_video_ratio']:.0f}% | "
+                         f"**{lib['streamed']:.2f}** | "
+                         f"**{100 * lib['streamed_ratio']:.0f}%** | {lib['speedup']:.2f}x |")
+        lines += ["", "Per round (frames/s):", "", "| library | round | bound | one at a time | streamed |",
+                  "|---|---:|---:|---:|---:|"]
+        for lib in libraries:
+            for i, rd in enumerate(lib["rounds"], 1):
+                lines.append(f"| {lib['label']} | {i} | {rd['bound']:.2f} | {rd['per_video']:.2f} | "
+                             f"{rd['streamed']:.2f} |")
     if naive_fps is not None and naive_bound is not None:
         lines += ["", f"Naive baseline on {naive_source} (PyAV decode of every frame, each sampled frame "
                   "to PIL, the reference CLIPImageProcessor one image at a time, encoded in batches of 32, "
