@@ -148,3 +148,59 @@ def test_missing_prompt_features_are_recomputed(videos: list[Video], tmp_path: P
     second.index(videos[1:], store)
     assert second.encoder_calls >= 1
     assert store.status(vid_id, second.prompt_extractor) == "done"
+
+
+@pytest.fixture(scope="module")
+def longer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_video(tmp_path_factory.mktemp("xclipvid2") / "longer.mp4", ["red", "blue", "yellow"], 8.0)
+
+
+def test_streamed_index_matches_indexing_one_video_at_a_time(videos: list[Video], longer: Path,
+                                                             tmp_path: Path) -> None:
+    from bench.video import probe
+
+    library = [*videos, Video(vid="longer", path=str(longer), duration=24.0)]
+    r = with_params()  # batch_size 16: two 8-frame clips per encoder call
+    store = FeatureStore(tmp_path / "store")
+    r.index(library, store)
+    # 3 + 1 + 5 clips in 5 calls of 2, 2, 2, 2, 1 clips; one video at a time takes 2 + 1 + 3.
+    assert r.encoder_calls == 5
+    for video in library:
+        path = Path(video.path or "")
+        vid_id = store.video_id(path)
+        stored, prompt = store.load(vid_id, r.extractor), store.load(vid_id, r.prompt_extractor)
+        alone, meta = with_params().encode_video(path, probe(path))
+        assert stored is not None and prompt is not None
+        assert stored["clip_frames"].tolist() == alone["clip_frames"].tolist()
+        assert meta["n_clips"] == len(prompt["prompt"]) == len(alone["emb"])
+        np.testing.assert_array_equal(stored["frame_times_s"], alone["frame_times_s"])
+        np.testing.assert_allclose(stored["emb"], alone["emb"], atol=1e-5)
+    assert store.load(store.video_id(longer), r.extractor)["clip_frames"].tolist() == \
+        [[0, 7], [4, 11], [8, 15], [12, 19], [16, 23]]
+
+
+def test_a_video_failing_mid_decode_leaves_its_neighbours_whole(videos: list[Video], longer: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.video
+    from bench.video import DecodeError, probe
+
+    real = bench.video.sample_frames
+    short = Path(videos[1].path or "")
+
+    def flaky(path: Path, *args: object, **kwargs: object) -> object:
+        for k, batch in enumerate(real(path, *args, **kwargs)):
+            if path == longer and k == 3:  # after 2 + 4 + 8 frames: its first clip is encoded
+                raise DecodeError(f"{path}: PyAV failed after frame 13 (Invalid data found)")
+            yield batch
+
+    monkeypatch.setattr(bench.video, "sample_frames", flaky)
+    r = with_params()
+    outcomes = dict(r.encode_videos([(short, probe(short)), (longer, probe(longer)), (short, probe(short))]))
+    assert isinstance(outcomes[1], DecodeError) and "Invalid data" in str(outcomes[1])
+    # The first short clip shared a call with the broken video's first clip; the second ran alone.
+    assert r.encoder_calls == 2
+    first, second = outcomes[0], outcomes[2]
+    assert not isinstance(first, BaseException) and not isinstance(second, BaseException)
+    assert first[1]["n_clips"] == second[1]["n_clips"] == 1
+    np.testing.assert_allclose(first[0]["emb"], second[0]["emb"], atol=1e-5)
+    assert first[0]["clip_frames"].tolist() == second[0]["clip_frames"].tolist() == [[0, 5]]

@@ -8,7 +8,7 @@ clip by clip: with the default stride (half a clip) each sampled frame is encode
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,7 @@ from bench.retrievers._hf_vision import (
     EmbeddingCorpus,
     ImageTransform,
     QueryTokenizer,
+    VideoEnd,
     VideoVectors,
     VisualParams,
     count_decoder,
@@ -32,7 +33,7 @@ from bench.retrievers._hf_vision import (
     load_pretrained,
     model_key,
     pooled,
-    preprocessed_batches,
+    preprocessed_stream,
     resolve_or_unavailable,
     torch_dtype,
     unit_rows,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     import torch
 
     from bench.store import FeatureStore
+    from bench.store.indexing import Outcome
     from bench.video import ProbeInfo
 
 log = logging.getLogger("bench")
@@ -84,6 +86,81 @@ class _ClipSpans:
     """float64 ``(n_frames,)``."""
     clip_frames: np.ndarray
     """int64 ``(n_clips, 2)``: first and last frame index (inclusive) of each clip."""
+
+
+class _Windows:
+    """One video's sliding clips while its frames stream in: the frames later clips still
+    need, the clips handed out so far (in order) and their results as they come back."""
+
+    def __init__(self, clip_len: int, stride: int) -> None:
+        self.clip_len, self.stride = clip_len, stride
+        self.buf: torch.Tensor | None = None
+        """Preprocessed frames ``[buf_start, seen)``, float ``(n, 3, H, W)``."""
+        self.buf_start = 0
+        self.next_start = 0
+        """First frame of the next regular clip."""
+        self.seen = 0
+        self.times: list[np.ndarray] = []
+        self.starts: list[int] = []
+        self.embs: list[np.ndarray] = []
+        self.prompts: list[np.ndarray] = []
+        self.end: int | None = None
+        """Frames the decoder gave this video, once it is done with it."""
+        self.decoders: set[str] = set()
+        self.closed = False
+        """The tail clip (if any) is handed out: no more clips will come."""
+
+    def add(self, pixels: torch.Tensor, times_s: np.ndarray) -> None:
+        """The video's next frames."""
+        import torch
+
+        self.buf = pixels if self.buf is None else torch.cat([self.buf, pixels])
+        self.times.append(times_s)
+        self.seen += len(times_s)
+
+    def ready_clips(self) -> list[torch.Tensor]:
+        """Frames ``(clip_len, 3, H, W)`` of each clip that can be cut now: one every ``stride``
+        frames while a clip fits, then, once all frames are in, one clip ending at the last
+        frame (a video shorter than a clip gets one clip with its last frame repeated)."""
+        t_len = self.clip_len
+        starts = list(range(self.next_start, self.seen - t_len + 1, self.stride))
+        if starts:
+            self.next_start = starts[-1] + self.stride
+        if self.end is not None and self.seen == self.end and not self.closed:
+            self.closed = True
+            given = self.starts + starts
+            if self.seen and (not given or given[-1] + t_len < self.seen):
+                starts.append(max(0, self.seen - t_len))
+        clips = []
+        if starts:
+            assert self.buf is not None
+            clips = [self.buf[[min(s + j, self.seen - 1) - self.buf_start for j in range(t_len)]]
+                     for s in starts]
+        self.starts.extend(starts)
+        # Drop frames no later clip needs (the last clip_len frames may serve the tail).
+        keep_from = min(self.next_start, max(0, self.seen - t_len))
+        if self.closed:
+            self.buf = None
+        elif self.buf is not None and keep_from > self.buf_start:
+            self.buf = self.buf[keep_from - self.buf_start:]
+            self.buf_start = keep_from
+        return clips
+
+    def done(self, emb: np.ndarray, prompt: np.ndarray) -> None:
+        """The next clip's embedding and prompt features."""
+        self.embs.append(emb)
+        self.prompts.append(prompt)
+
+    @property
+    def complete(self) -> bool:
+        return self.closed and len(self.embs) == len(self.starts)
+
+    def arrays(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The stored arrays (see :meth:`XClipClips.encode_videos`) and the prompt features."""
+        starts = np.asarray(self.starts, dtype=np.int64)
+        clip_frames = np.stack([starts, np.minimum(starts + self.clip_len - 1, self.seen - 1)], axis=1)
+        return ({"emb": np.stack(self.embs), "frame_times_s": np.concatenate(self.times),
+                 "clip_frames": clip_frames}, np.stack(self.prompts))
 
 
 class XClipClips:
@@ -127,9 +204,9 @@ class XClipClips:
         self.corpus = EmbeddingCorpus(self.dim, index_kind=self.params.index_kind, device=device)
         self.spans: dict[str, _ClipSpans] = {}
         self.encoder_calls = 0
+        """Encoder forward passes so far (tests use it to prove the cache is used)."""
         self.decoders_used: dict[str, int] = {}
         """Indexed videos per decoder that produced their frames (as stored with them)."""
-        """Encoder forward passes so far (tests use it to prove the cache is used)."""
         self.extractor = self._extractor("xclip-clips")
         self.prompt_extractor = self._extractor("xclip-prompt")
         self._store: FeatureStore | None = None
@@ -163,66 +240,80 @@ class XClipClips:
             prompt = (tokens @ m.prompts_visual_projection).view(c, t, tokens.shape[1], -1).mean(dim=1)
         return unit_rows(video.cpu().numpy()), prompt.to(self._torch.float16).cpu().numpy()
 
-    def encode_video(self, path: Path, info: ProbeInfo) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Sampled frames -> clip embeddings; returns ``{"emb": float32 (c, D), "frame_times_s":
-        float64 (n,), "clip_frames": int64 (c, 2)}``; the clips' prompt features are saved as
-        extractor ``xclip-prompt``. Only the frames of clips in flight are held in memory."""
-        torch = self._torch
+    def encode_videos(self, videos: Sequence[tuple[Path, ProbeInfo]]) -> Iterator[tuple[int, Outcome]]:
+        """Sampled frames of each ``(path, info)`` -> clip embeddings, as ``(position,
+        outcome)`` when each video is done: ``({"emb": float32 (c, D), "frame_times_s": float64
+        (n,), "clip_frames": int64 (c, 2)}, meta)``, or the error its decoding raised. The
+        clips' prompt features are saved as extractor ``xclip-prompt`` before the outcome is
+        yielded. A clip never spans two videos, but an encoder call takes clips of several
+        (decoding runs on across videos too); only frames of clips in flight are held."""
         p = self.params
-        t_len, stride = self.clip_len, p.stride_frames
-        per_call = max(1, p.batch_size // t_len)  # clips per encoder call
-        buf: Any = None  # preprocessed frames [buf_start, seen), float (n, 3, H, W)
-        buf_start = 0
-        next_start = 0  # first frame of the next regular clip
-        seen = 0
-        times: list[np.ndarray] = []
-        embs: list[np.ndarray] = []
-        prompts: list[np.ndarray] = []
-        starts_done: list[int] = []
-        decoders: set[str] = set()
+        per_call = max(1, p.batch_size // self.clip_len)  # clips per encoder call
+        windows: dict[int, _Windows] = {}
+        queue: list[tuple[int, torch.Tensor]] = []  # (position, one clip's frames), in order
 
-        def emit(starts: list[int]) -> None:
-            for i in range(0, len(starts), per_call):
-                chunk = starts[i:i + per_call]
-                # A clip past the last frame (video shorter than a clip) repeats the last one.
-                idx = torch.tensor([[min(s + j, seen - 1) - buf_start for j in range(t_len)] for s in chunk])
-                with stage("encode", items=len(chunk) * t_len):
-                    e, pr = self.encode_clip_pixels(buf[idx])
-                embs.append(e)
-                prompts.append(pr)
-                starts_done.extend(chunk)
+        def encode(n: int) -> None:
+            chunk, queue[:n] = queue[:n], []
+            with stage("encode", items=len(chunk) * self.clip_len):
+                emb, prompt = self.encode_clip_pixels(self._torch.stack([clip for _, clip in chunk]))
+            for i, (position, _) in enumerate(chunk):
+                windows[position].done(emb[i], prompt[i])
 
-        for pixels, t in preprocessed_batches(path, fps=p.fps, transform=self.transform,
-                                              batch_size=p.batch_size, decoder=p.decoder, depth=p.prefetch,
-                                              threads=p.threads_for(self.device), video_s=info.duration_s,
-                                              pin_memory=False, decoders=decoders):
-            buf = pixels if buf is None else torch.cat([buf, pixels])
-            times.append(t)
-            seen += len(t)
-            ready = list(range(next_start, seen - t_len + 1, stride))
-            emit(ready)
-            if ready:
-                next_start = ready[-1] + stride
-            # Drop frames no later clip needs (the last clip_len frames may serve the tail).
-            keep_from = min(next_start, max(0, seen - t_len))
-            if keep_from > buf_start:
-                buf = buf[keep_from - buf_start:]
-                buf_start = keep_from
-        if seen == 0:
-            raise BadInput(f"{path}: no frames could be sampled")
-        if not starts_done or starts_done[-1] + t_len < seen:
-            # The tail gets one clip ending at the last frame; a video shorter than one clip
-            # gets one clip with its last frame repeated.
-            emit([max(0, seen - t_len)])
-        frame_times = np.concatenate(times)
-        starts_arr = np.asarray(starts_done, dtype=np.int64)
-        clip_frames = np.stack([starts_arr, np.minimum(starts_arr + t_len - 1, seen - 1)], axis=1)
-        arrays = {"emb": np.concatenate(embs), "frame_times_s": frame_times, "clip_frames": clip_frames}
-        if self._store is not None:
-            self._store.save(self._store.video_id(path), self.prompt_extractor,
-                             {"prompt": np.concatenate(prompts)}, {"n_clips": len(starts_done)})
-        return arrays, {"n_frames": int(seen), "n_clips": len(starts_done), "duration_s": info.duration_s,
-                        "decoder": "+".join(sorted(decoders))}
+        def finished(position: int) -> Iterator[tuple[int, Outcome]]:
+            w = windows[position]
+            if not w.complete:
+                return
+            del windows[position]
+            path, info = videos[position]
+            if w.seen == 0:
+                yield position, BadInput(f"{path}: no frames could be sampled")
+                return
+            arrays, prompt = w.arrays()
+            if self._store is not None:
+                self._store.save(self._store.video_id(path), self.prompt_extractor,
+                                 {"prompt": prompt}, {"n_clips": len(prompt)})
+            yield position, (arrays, {"n_frames": w.seen, "n_clips": len(prompt),
+                                      "duration_s": info.duration_s, "decoder": "+".join(sorted(w.decoders))})
+
+        for item in preprocessed_stream([path for path, _ in videos], fps=p.fps, transform=self.transform,
+                                        batch_size=p.batch_size, decoder=p.decoder, depth=p.prefetch,
+                                        threads=p.threads_for(self.device),
+                                        video_s=sum(info.duration_s for _, info in videos),
+                                        pin_memory=False):
+            if isinstance(item, VideoEnd):
+                if item.error is not None:
+                    windows.pop(item.position, None)
+                    queue[:] = [q for q in queue if q[0] != item.position]
+                    yield item.position, item.error
+                    continue
+                w = windows.setdefault(item.position, _Windows(self.clip_len, p.stride_frames))
+                w.end, w.decoders = item.n_frames, item.decoders
+                touched = [item.position]
+            else:
+                touched = list(dict.fromkeys(item.owner.tolist()))
+                for position in touched:
+                    rows = np.flatnonzero(item.owner == position)
+                    w = windows.setdefault(position, _Windows(self.clip_len, p.stride_frames))
+                    w.add(item.pixels[int(rows[0]):int(rows[-1]) + 1], item.times_s[rows])
+            for position in touched:
+                queue.extend((position, clip) for clip in windows[position].ready_clips())
+            while len(queue) >= per_call:
+                encode(per_call)
+            for position in list(windows):
+                yield from finished(position)
+        while queue:
+            encode(per_call)
+        for position in list(windows):
+            yield from finished(position)
+
+    def encode_video(self, path: Path, info: ProbeInfo) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """One video's :meth:`encode_videos` outcome; raises its decoding error."""
+        for _, outcome in self.encode_videos([(path, info)]):
+            if isinstance(outcome, BaseException):
+                raise outcome
+            arrays, meta = outcome
+            return dict(arrays), dict(meta)
+        raise BadInput(f"{path}: no frames could be sampled")
 
     # -- indexing ----------------------------------------------------------------------------
 
@@ -239,7 +330,8 @@ class XClipClips:
                 if store.status(vid_id, self.extractor) == "done" and \
                         store.status(vid_id, self.prompt_extractor) != "done":
                     store.mark_failed(vid_id, self.extractor, "prompt features missing; recomputing")
-        done = index_videos(store, videos, self.extractor, self.encode_video, desc=f"index {self.name}")
+        done = index_videos(store, videos, self.extractor, self.encode_video, desc=f"index {self.name}",
+                            stream=self.encode_videos)
         self.corpus.persist_in(store, f"vector-index/{self.extractor.key}")
         for video in videos:
             video_id = done.get(video.vid)
