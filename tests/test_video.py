@@ -69,6 +69,32 @@ def expected_selection(pts: list[float], fps: float, duration: float) -> list[in
     return picked
 
 
+MIRRORS = {  # file: (a, b, c, d) of the display matrix, in units of 1.0
+    "hflip.mp4": (-1, 0, 0, 1),
+    "vflip.mp4": (1, 0, 0, -1),
+    "transpose.mp4": (0, 1, 1, 0),
+    "antitranspose.mp4": (0, -1, -1, 0),
+}
+
+
+def with_display_matrix(src: Path, dst: Path, abcd: tuple[int, int, int, int], width: int,
+                        height: int) -> None:
+    """Copy of the one-track MP4 ``src`` whose track header holds the display matrix ``abcd``
+    (translated so the picture stays in view, as cameras write it)."""
+    import struct
+
+    a, b, c, d = abcd
+    x = -min(a * p + c * q for p in (0, width) for q in (0, height))
+    y = -min(b * p + d * q for p in (0, width) for q in (0, height))
+    data = bytearray(src.read_bytes())
+    at = data.find(b"tkhd")
+    assert at > 0 and data[at + 4] == 0  # version 0: the matrix is 40 bytes into the box body
+    one = 1 << 16
+    data[at + 44:at + 80] = struct.pack(">9i", a * one, b * one, 0, c * one, d * one, 0, x * one, y * one,
+                                        1 << 30)
+    dst.write_bytes(bytes(data))
+
+
 @pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("media")
@@ -82,6 +108,11 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         m[f"rot{deg}.mp4"] = d / f"rot{deg}.mp4"
         ffmpeg("-i", str(m["quad.mp4"]), "-c", "copy", "-metadata:s:v:0", f"rotate={deg}",
                str(m[f"rot{deg}.mp4"]))
+    # Mirrored display matrices (left-right, top-bottom, and the two diagonals), written into
+    # the track header of a copy.
+    for name, matrix in MIRRORS.items():
+        m[name] = d / name
+        with_display_matrix(m["quad.mp4"], m[name], matrix, 320, 240)
     # Non-square pixels (2:1, as in the H.264 stream's VUI), upright and turned.
     m["sar2.mp4"], m["sar2rot90.mp4"] = d / "sar2.mp4", d / "sar2rot90.mp4"
     ffmpeg("-i", str(m["quad.mp4"]), "-vf", "setsar=2", "-c:v", "libx264", "-pix_fmt", "yuv420p",
@@ -275,6 +306,78 @@ def test_rotation_is_applied(media: dict[str, Path], deg: int, decoder: str) -> 
     assert small.shape[1:] == ((80, 60, 3) if deg in (90, 270) else (60, 80, 3))
     small_truth = ffmpeg_frames(path, small.shape[2], small.shape[1])[0]
     assert np.abs(small[0].astype(int) - small_truth).mean() < 6
+
+
+def shown_by_definition(img: np.ndarray, abcd: tuple[int, int, int, int]) -> np.ndarray:
+    """What a display matrix shows, pixel by pixel from its definition: the coded pixel
+    (p, q) lands at (a p + c q + x, b p + d q + y), translated into view."""
+    a, b, c, d = abcd
+    h, w = img.shape[:2]
+    cols = [a * p + c * q for p in (0, w - 1) for q in (0, h - 1)]
+    rows = [b * p + d * q for p in (0, w - 1) for q in (0, h - 1)]
+    out = np.zeros((max(rows) - min(rows) + 1, max(cols) - min(cols) + 1, *img.shape[2:]), img.dtype)
+    for q in range(h):
+        for p in range(w):
+            out[b * p + d * q - min(rows), a * p + c * q - min(cols)] = img[q, p]
+    return out
+
+
+@pytest.mark.parametrize("abcd", [(1, 0, 0, 1), (0, 1, -1, 0), (-1, 0, 0, -1), (0, -1, 1, 0),
+                                  *MIRRORS.values()])
+def test_display_orientation_reads_every_quarter_turn_and_mirror(abcd: tuple[int, int, int, int]) -> None:
+    from bench.video.probe import display_orientation
+
+    img = np.arange(12).reshape(3, 4)  # every pixel distinct, not square
+    one = 1 << 16
+    rotation, mirrored = display_orientation([abcd[0] * one, abcd[1] * one, 0, abcd[2] * one, abcd[3] * one,
+                                              0, 0, 0, 1 << 30])
+    assert mirrored == (abcd[0] * abcd[3] - abcd[1] * abcd[2] < 0)
+    shown = np.rot90(img, k=-rotation // 90)
+    if mirrored:
+        shown = shown[:, ::-1]
+    assert np.array_equal(shown, shown_by_definition(img, abcd))
+
+
+@pytest.mark.parametrize("name", sorted(MIRRORS))
+@pytest.mark.parametrize("decoder", ["auto", "pyav"])
+def test_mirrored_videos_are_shown_as_ffmpeg_shows_them(media: dict[str, Path], name: str,
+                                                        decoder: str) -> None:
+    path = media[name]
+    info = probe(path)
+    assert info.mirrored is True
+    assert (info.width, info.height) == ((240, 320) if info.rotation in (90, 270) else (320, 240))
+    truth = ffmpeg_frames(path, info.width, info.height)[0]  # ffmpeg applies the matrix
+    frames, _, _ = sample_all(path, fps=1.0, decoder=decoder)
+    assert frames.shape[1:] == (info.height, info.width, 3)
+    assert np.abs(frames[0].astype(int) - truth).mean() < 4
+    # The red quadrant (top left when coded) is where the matrix's definition puts it.
+    coded = np.zeros((240, 320), dtype=bool)
+    coded[:120, :160] = True
+    want = shown_by_definition(coded, MIRRORS[name])
+    assert ((frames[0][..., 0] > 128) == want).mean() > 0.98
+    if decord_available():
+        with pytest.raises(BadInput, match="does not mirror"):
+            sample_all(path, fps=1.0, decoder="decord")
+
+
+def test_probes_stored_before_mirroring_was_read_are_taken_again(media: dict[str, Path],
+                                                                  tmp_path: Path) -> None:
+    from bench.store import FeatureStore
+    from bench.store.indexing import _probe_for
+
+    store = FeatureStore(tmp_path / "store")
+    path = media["hflip.mp4"]
+    vid = store.video_id(path)
+    old = probe(path).to_dict()
+    del old["mirrored"]
+    old["rotation"] = 180  # what the angle alone said
+    with store._tx() as db:  # the row an older version wrote
+        db.execute("INSERT OR IGNORE INTO videos (video_id) VALUES (?)", (vid,))
+        db.execute("UPDATE videos SET probe=? WHERE video_id=?", (json.dumps(old), vid))
+    info = _probe_for(store, vid, path)
+    assert (info.rotation, info.mirrored) == (0, True)
+    assert (store.get_probe(vid) or {})["mirrored"] is True
+    store.close()
 
 
 @pytest.mark.parametrize("name", ["sar2.mp4", "sar2rot90.mp4"])

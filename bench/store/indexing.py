@@ -46,7 +46,7 @@ def decoder_errors() -> tuple[type[BaseException], ...]:
 
 def _probe_for(store: FeatureStore, video_id: str, path: Path) -> ProbeInfo:
     cached = store.get_probe(video_id)
-    if cached is not None:
+    if cached is not None and "mirrored" in cached:  # older probes did not read mirroring: probe again
         info = ProbeInfo.from_dict(cached)
         if info.path == str(path):
             return info

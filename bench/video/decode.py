@@ -293,22 +293,26 @@ def _decord_times(vr: Any, offset_s: float) -> np.ndarray:
     return vr.get_frame_timestamp(np.arange(n))[:, 0].astype(np.float64) + offset_s
 
 
-def _first_frame_pyav(path: Path, width: int, height: int, rotation: int) -> np.ndarray:
+def _first_frame_pyav(path: Path, width: int, height: int, info: ProbeInfo) -> np.ndarray:
     import av
 
     with av.open(str(path), metadata_errors="ignore") as container:
         frame = next(container.decode(video_stream(container, path)))
-        return _to_rgb(frame, width, height, rotation)
+        return _to_rgb(frame, width, height, info)
 
 
-def _to_rgb(frame: Any, width: int, height: int, rotation: int) -> np.ndarray:
-    """Convert (and scale inside swscale) a PyAV frame to display-oriented RGB uint8."""
+def _to_rgb(frame: Any, width: int, height: int, info: ProbeInfo) -> np.ndarray:
+    """Convert (and scale inside swscale) a PyAV frame to display-oriented RGB uint8: turned
+    by ``info.rotation``, then mirrored where ``info.mirrored``."""
+    rotation = info.rotation
     coded_w, coded_h = (height, width) if rotation in (90, 270) else (width, height)
     rgb = frame.reformat(width=coded_w, height=coded_h, format="rgb24",
                          interpolation="BICUBIC").to_ndarray()
     if rotation:
-        rgb = np.ascontiguousarray(np.rot90(rgb, k=-rotation // 90))  # negative k: clockwise
-    return rgb
+        rgb = np.rot90(rgb, k=-rotation // 90)  # negative k: clockwise
+    if info.mirrored:
+        rgb = rgb[:, ::-1]
+    return np.ascontiguousarray(rgb) if rotation or info.mirrored else rgb
 
 
 @lru_cache(maxsize=256)
@@ -327,6 +331,9 @@ def _choose(path: Path) -> str:
         return "pyav"
     if len(vr) == 0:
         return "pyav"
+    if info.mirrored:
+        log.info("%s: decord does not mirror frames as this video's display matrix asks; using PyAV", path)
+        return "pyav"
     if info.rotation:
         # Compare at a small size: decord turns frames itself and must agree with PyAV.
         w, h = output_size(info, 32)
@@ -335,7 +342,7 @@ def _choose(path: Path) -> str:
         except _decoder_errors() as exc:
             log.info("%s: decord fails on the rotated stream (%s); using PyAV", path, ffmpeg_reason(exc))
             return "pyav"
-        ref = _first_frame_pyav(path, w, h, info.rotation)
+        ref = _first_frame_pyav(path, w, h, info)
         if small.shape != ref.shape or float(np.abs(small.astype(np.int16) - ref).mean()) > \
                 _ROTATION_CHECK_MAX_DIFF:
             log.info("%s: decord turns this %d-degree rotation wrongly; using PyAV", path, info.rotation)
@@ -452,6 +459,9 @@ def _pyav_takes_over(path: Path, batches: Iterator[FrameBatch], info: ProbeInfo,
 
 def _sample_decord(path: Path, info: ProbeInfo, fps: float, width: int, height: int,
                    sizes: BatchSizes, threads: int) -> Iterator[FrameBatch]:
+    if info.mirrored:
+        raise DecodeError(f"{path}: decord does not mirror frames as this video's display matrix asks; "
+                          "use decoder='pyav' (or 'auto')")
     errors = _decoder_errors()
     # Reported times are the container's exact packet times; decord's own are float32.
     times = frame_times(path)
@@ -543,7 +553,7 @@ def _pyav_batches(path: Path, info: ProbeInfo, fps: float, width: int, height: i
         taken += 1
         if taken <= skip_first:
             return None
-        frames.append(_to_rgb(frame, width, height, info.rotation))
+        frames.append(_to_rgb(frame, width, height, info))
         times.append(time_s)
         indices.append(index)
         if len(frames) < sizes(batches):

@@ -1,4 +1,4 @@
-"""Probe a video file: duration, frame rate, display size, rotation, frame count, audio, VFR.
+"""Probe a video file: duration, frame rate, display size and orientation, frame count, audio, VFR.
 
 PyAV reads the container in-process (no ffprobe subprocess); the first frame is decoded so
 that a file which opens but holds no decodable frame is rejected here, not mid-index.
@@ -7,6 +7,7 @@ that a file which opens but holds no decodable frame is rejected here, not mid-i
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -42,6 +43,9 @@ class ProbeInfo:
     audio_codec: str | None
     vfr: bool
     """True when frame durations vary (screen recordings, phone video, concatenations)."""
+    mirrored: bool = False
+    """True when the display matrix mirrors the picture: after turning by ``rotation``,
+    frames are flipped left to right for display."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,7 +59,7 @@ class ProbeInfo:
             n_frames=int(row["n_frames"]), has_audio=bool(row["has_audio"]),
             video_codec=str(row["video_codec"]),
             audio_codec=None if row.get("audio_codec") is None else str(row["audio_codec"]),
-            vfr=bool(row["vfr"]),
+            vfr=bool(row["vfr"]), mirrored=bool(row.get("mirrored", False)),
         )
 
 
@@ -70,10 +74,32 @@ def ffmpeg_reason(exc: BaseException) -> str:
     return text[:200]
 
 
-def clockwise_rotation(ccw_degrees: float) -> int:
-    """Turn FFmpeg's display-matrix angle (counter-clockwise, -180..180) into 0/90/180/270
-    clockwise, the convention of ``ffmpeg -autorotate`` and every player."""
-    return int(round(-ccw_degrees / 90.0)) % 4 * 90
+def display_orientation(matrix: Sequence[int]) -> tuple[int, bool]:
+    """(degrees clockwise 0/90/180/270, mirrored) of an FFmpeg display matrix: nine int32,
+    row-major ``[a b u; c d v; x y w]``, ``a``-``d`` in 16.16 fixed point; a coded pixel
+    ``(p, q)`` (y down) is shown at ``(a p + c q + x, b p + d q + y)``.
+
+    A matrix that mirrors (negative determinant, e.g. some front-camera recordings) reads
+    as: turn clockwise by the angle, then flip left to right, which is what ``ffmpeg
+    -autorotate`` and players show. Angles between quarter turns round to the nearest one.
+    """
+    a, b, _, c, d = (int(x) for x in matrix[:5])
+    mirrored = a * d - b * c < 0
+    if mirrored:  # M = H R with H the left-right flip, so R = H M: its first column is (-a, b)
+        a = -a
+    return int(round(math.degrees(math.atan2(b, a)) / 90.0)) % 4 * 90, mirrored
+
+
+def frame_orientation(frame: Any) -> tuple[int, bool]:
+    """:func:`display_orientation` of a decoded PyAV frame's display matrix (none: upright)."""
+    import struct
+
+    for side in frame.side_data:
+        if getattr(side.type, "name", str(side.type)).endswith("DISPLAYMATRIX"):
+            raw = bytes(side)
+            if len(raw) >= 36:
+                return display_orientation(struct.unpack("=9i", raw[:36]))
+    return 0, False
 
 
 def display_width(coded_width: int, sample_aspect: Fraction | None) -> int:
@@ -182,7 +208,7 @@ def probe(path: Path) -> ProbeInfo:
         if fps <= 0:
             fps = n_frames / duration
 
-        rotation = clockwise_rotation(float(getattr(first, "rotation", 0) or 0))
+        rotation, mirrored = frame_orientation(first)
         width = display_width(int(cc.width or first.width), vs.sample_aspect_ratio or cc.sample_aspect_ratio)
         height = int(cc.height or first.height)
         if rotation in (90, 270):
@@ -195,5 +221,5 @@ def probe(path: Path) -> ProbeInfo:
             path=str(path), duration_s=duration, fps=fps, width=width, height=height,
             rotation=rotation, n_frames=n_frames, has_audio=audio is not None,
             video_codec=str(cc.name), audio_codec=None if audio is None else str(audio.codec_context.name),
-            vfr=vfr,
+            vfr=vfr, mirrored=mirrored,
         )
