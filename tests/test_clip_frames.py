@@ -366,6 +366,11 @@ def test_streamed_index_matches_indexing_one_video_at_a_time(videos: list[Video]
     store = FeatureStore(tmp_path / "store")
     r.index(videos, store)
     assert r.encoder_calls == 6  # 14 frames in batches of 1, 2, 3, 3, 3, 2; one at a time takes 7
+    one_by_one = build_retriever("clip-frames-tiny", "cpu")
+    assert isinstance(one_by_one, ClipFrames)
+    one_by_one.params = r.params.model_copy(update={"stream_videos": False})
+    one_by_one.index(videos, FeatureStore(tmp_path / "store2"))
+    assert one_by_one.encoder_calls == 7
     for video in videos:
         path = Path(video.path or "")
         stored = store.load(store.video_id(path), r.extractor)

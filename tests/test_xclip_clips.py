@@ -160,11 +160,15 @@ def test_streamed_index_matches_indexing_one_video_at_a_time(videos: list[Video]
     from bench.video import probe
 
     library = [*videos, Video(vid="longer", path=str(longer), duration=24.0)]
-    r = with_params()  # batch_size 16: two 8-frame clips per encoder call
+    r = with_params(stream_videos=True)  # batch_size 16: two 8-frame clips per encoder call
     store = FeatureStore(tmp_path / "store")
     r.index(library, store)
-    # 3 + 1 + 5 clips in 5 calls of 2, 2, 2, 2, 1 clips; one video at a time takes 2 + 1 + 3.
+    # 3 + 1 + 5 clips in 5 calls of 2, 2, 2, 2, 1 clips; one video at a time takes 2 + 1 + 3,
+    # as the default does.
     assert r.encoder_calls == 5
+    one_by_one = with_params()
+    one_by_one.index(library, FeatureStore(tmp_path / "store2"))
+    assert one_by_one.encoder_calls == 6
     for video in library:
         path = Path(video.path or "")
         vid_id = store.video_id(path)

@@ -59,6 +59,11 @@ class VisualParams(BaseModel):
     prefetch: int = Field(default=2, ge=0, le=16)
     """Batches decoded and preprocessed ahead of the encoder, in a background thread; 0
     decodes in the encoder's thread (nothing overlapped)."""
+    stream_videos: bool = True
+    """Index a run of pending videos as one stream: decoding runs on from one video into the
+    next and encoder calls take frames (or clips) of several videos, instead of one video at
+    a time. Measured per family on a 2-core CPU (scripts/perf/visual_index.py,
+    xclip_library.py); the vectors are the same either way."""
     prompt: str = "{}"
     """Template for text queries, e.g. ``"a photo of {}"``; ``{}`` is the query."""
     index_kind: Literal["auto", "flat", "ivf", "hnsw", "pq"] = "auto"

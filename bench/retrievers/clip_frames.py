@@ -254,7 +254,7 @@ class ClipFrames:
         from bench.store import index_videos
 
         done = index_videos(store, videos, self.extractor, self.encode_video, desc=f"index {self.name}",
-                            stream=self.encode_videos)
+                            stream=self.encode_videos if self.params.stream_videos else None)
         self.corpus.persist_in(store, f"vector-index/{self.extractor.key}")
         for video in videos:
             video_id = done.get(video.vid)

@@ -68,6 +68,11 @@ class Params(VisualParams):
     at 1 fps). The clip length (frames) is the model's ``vision_config.num_frames`` (8 for
     the released checkpoints)."""
 
+    stream_videos: bool = False
+    """Off by default: on a 2-core CPU, streaming a library through X-CLIP halved its encoder
+    calls but was no faster (0.94x on 10 s clips, 1.10x on 30 s ones, and runs that moved
+    either way; scripts/perf/reports/xclip_library-cpu.md): one video's clips already fill
+    most of a call, and decoding beside the encoder competes with it for the cores."""
     stride_frames: int = Field(default=4, ge=1)
     """Frames between the starts of consecutive clips."""
     rerank_top: int = Field(default=20, ge=0)
@@ -331,7 +336,7 @@ class XClipClips:
                         store.status(vid_id, self.prompt_extractor) != "done":
                     store.mark_failed(vid_id, self.extractor, "prompt features missing; recomputing")
         done = index_videos(store, videos, self.extractor, self.encode_video, desc=f"index {self.name}",
-                            stream=self.encode_videos)
+                            stream=self.encode_videos if self.params.stream_videos else None)
         self.corpus.persist_in(store, f"vector-index/{self.extractor.key}")
         for video in videos:
             video_id = done.get(video.vid)

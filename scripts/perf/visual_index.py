@@ -380,10 +380,10 @@ def library_clips(work: Path, count: int, seconds: int) -> list[Path]:
     return clips
 
 
-def index_library(r: Any, clips: list[Path], streamed: bool) -> tuple[float, int]:
-    """(wall s, frames) of indexing ``clips`` into a fresh feature store, as ``ClipFrames.index``
-    does (``streamed``: encoder batches and decoding run on across videos) or one
-    ``encode_video`` call per video."""
+def index_library(r: Any, clips: list[Path], streamed: bool) -> tuple[float, list[dict[str, Any]]]:
+    """(wall s, stored meta per video) of indexing ``clips`` into a fresh feature store, as the
+    retriever's ``index`` does (``streamed``: encoder batches and decoding run on across
+    videos) or one ``encode_video`` call per video."""
     from bench.store import FeatureStore, index_videos
     from bench.types import Video
 
@@ -395,9 +395,10 @@ def index_library(r: Any, clips: list[Path], streamed: bool) -> tuple[float, int
                             stream=r.encode_videos if streamed else None)
         wall = time.perf_counter() - t0
         metas = [store.load_meta(vid, r.extractor) or {} for vid in done.values()]
-        frames = sum(int(meta.get("n_frames", 0)) for meta in metas)
         store.close()
-    return wall, frames
+    if len(metas) != len(clips):
+        raise RuntimeError(f"{len(clips) - len(metas)} of {len(clips)} clips failed to index")
+    return wall, metas
 
 
 def measure_library(r: Any, clips: list[Path], args: argparse.Namespace, label: str) -> dict[str, Any]:
@@ -408,7 +409,8 @@ def measure_library(r: Any, clips: list[Path], args: argparse.Namespace, label: 
         bound0 = encoder_bound(r, args.batches, args.batch_size)[0]
         row: dict[str, float] = {}
         for streamed in ((False, True) if i % 2 == 0 else (True, False)):
-            wall, frames = index_library(r, clips, streamed)
+            wall, metas = index_library(r, clips, streamed)
+            frames = sum(int(meta["n_frames"]) for meta in metas)
             row["streamed" if streamed else "per_video"] = frames / wall
         row["bound"] = (bound0 + encoder_bound(r, args.batches, args.batch_size)[0]) / 2
         rounds.append(row)
