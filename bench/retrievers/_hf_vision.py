@@ -658,6 +658,18 @@ def preprocessed_batches(path: Path, *, fps: float, transform: ImageTransform, b
             raise item.error
 
 
+def only_outcome(outcomes: Iterable[tuple[int, Any]],
+                 path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The outcome of a retriever's ``encode_videos`` on the one video ``path``: its arrays and
+    meta; raises its decoding error."""
+    for _, outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+        arrays, meta = outcome
+        return dict(arrays), dict(meta)
+    raise BadInput(f"{path}: no frames could be sampled")
+
+
 def count_decoder(counts: dict[str, int], meta: dict[str, Any]) -> None:
     """Add one video's decoder (``meta["decoder"]`` as stored with its features) to ``counts``;
     features stored before decoders were recorded count as ``"unrecorded"``."""

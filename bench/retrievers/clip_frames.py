@@ -31,6 +31,7 @@ from bench.retrievers._hf_vision import (
     load_image,
     load_pretrained,
     model_key,
+    only_outcome,
     pooled,
     preprocessed_stream,
     resolve_or_unavailable,
@@ -240,12 +241,7 @@ class ClipFrames:
 
     def encode_video(self, path: Path, info: ProbeInfo) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """All sampled frames of one video -> ``{"emb": float32 (n, d), "times_s": float64 (n,)}``."""
-        for _, outcome in self.encode_videos([(path, info)]):
-            if isinstance(outcome, BaseException):
-                raise outcome
-            arrays, meta = outcome
-            return dict(arrays), dict(meta)
-        raise BadInput(f"{path}: no frames could be sampled")
+        return only_outcome(self.encode_videos([(path, info)]), path)
 
     def index(self, videos: Sequence[Video], store: FeatureStore) -> None:
         """Embed (cached, resumable) the sampled frames of ``videos`` and make them searchable.

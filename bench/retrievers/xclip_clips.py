@@ -32,6 +32,7 @@ from bench.retrievers._hf_vision import (
     load_image,
     load_pretrained,
     model_key,
+    only_outcome,
     pooled,
     preprocessed_stream,
     resolve_or_unavailable,
@@ -313,12 +314,7 @@ class XClipClips:
 
     def encode_video(self, path: Path, info: ProbeInfo) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """One video's :meth:`encode_videos` outcome; raises its decoding error."""
-        for _, outcome in self.encode_videos([(path, info)]):
-            if isinstance(outcome, BaseException):
-                raise outcome
-            arrays, meta = outcome
-            return dict(arrays), dict(meta)
-        raise BadInput(f"{path}: no frames could be sampled")
+        return only_outcome(self.encode_videos([(path, info)]), path)
 
     # -- indexing ----------------------------------------------------------------------------
 

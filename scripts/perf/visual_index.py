@@ -113,25 +113,35 @@ def source_video(work: Path, name: str, seconds: int) -> Path:
     return make_video(work / f"{name}-{seconds}s.mp4", seconds, size=(width, height), preset=preset, gop=gop)
 
 
-def build_model(out: Path) -> Path:
-    """Random-init CLIP ViT-B/32 (CLIPConfig defaults), full BPE tokenizer, 224 px processor."""
-    from bench.retrievers._hf_vision import build_tiny_clip
+RANDOM_INIT: dict[str, tuple[str, str, dict[str, Any]]] = {
+    # family: (builder in bench.retrievers._hf_vision, configuration name, extra params)
+    "clip-frames": ("build_tiny_clip", "clip-vit-b32-random", {}),
+    "xclip-clips": ("build_tiny_xclip", "xclip-b32-random", {"stride_frames": 4}),
+}
+"""Random-init models of each visual family's default architecture: ``CLIPConfig()`` and
+``XCLIPConfig()`` defaults are openai/clip-vit-base-patch32 and microsoft/xclip-base-patch32."""
+
+
+def build_model(out: Path, family: str = "clip-frames") -> Path:
+    """Random-init model of ``family``'s default architecture, full BPE tokenizer, 224 px
+    processor, into ``out`` (kept when already there)."""
+    from bench.retrievers import _hf_vision
 
     if not (out / "model.safetensors").is_file():
         out.mkdir(parents=True, exist_ok=True)
-        build_tiny_clip({"merges": 48894}, out, seed=0)
+        getattr(_hf_vision, RANDOM_INIT[family][0])({"merges": 48894}, out, seed=0)
     return out
 
 
-def retriever(model_dir: Path, device: str, batch_size: int) -> Any:
+def retriever(model_dir: Path, device: str, batch_size: int, family: str = "clip-frames") -> Any:
     from bench.modelref import ModelRef
+    from bench.retrievers import FAMILIES
     from bench.retrievers.base import RetrieverConfig
-    from bench.retrievers.clip_frames import ClipFrames
 
-    cfg = RetrieverConfig(name="clip-vit-b32-random", family="clip-frames",
-                          model=ModelRef(id=f"local-dir:{model_dir}"),
-                          params={"fps": 1.0, "batch_size": batch_size})
-    return ClipFrames(cfg, device)
+    _, name, extra = RANDOM_INIT[family]
+    cfg = RetrieverConfig(name=name, family=family, model=ModelRef(id=f"local-dir:{model_dir}"),
+                          params={"fps": 1.0, "batch_size": batch_size, **extra})
+    return FAMILIES.get(family)(cfg, device)
 
 
 def cpu_s() -> float:
@@ -424,6 +434,17 @@ def measure_library(r: Any, clips: list[Path], args: argparse.Namespace, label: 
             "speedup": median([x["streamed"] / x["per_video"] for x in rounds])}
 
 
+def library_rounds(libraries: list[dict[str, Any]], unit: str, digits: int) -> list[str]:
+    """Report lines: each library's rounds (bound, one video at a time, streamed)."""
+    lines = ["", f"Per round ({unit}):", "", "| library | round | bound | one at a time | streamed |",
+             "|---|---:|---:|---:|---:|"]
+    for lib in libraries:
+        for i, rd in enumerate(lib["rounds"], 1):
+            lines.append(f"| {lib['label']} | {i} | " +
+                         " | ".join(f"{rd[k]:.{digits}f}" for k in ("bound", "per_video", "streamed")) + " |")
+    return lines
+
+
 def parse_library(spec: str) -> tuple[int, int]:
     try:
         count, seconds = (int(x) for x in spec.lower().split("x"))
@@ -593,12 +614,7 @@ def main() -> None:
                          f"{lib['per_video']:.2f} | {100 * lib['per_video_ratio']:.0f}% | "
                          f"**{lib['streamed']:.2f}** | "
                          f"**{100 * lib['streamed_ratio']:.0f}%** | {lib['speedup']:.2f}x |")
-        lines += ["", "Per round (frames/s):", "", "| library | round | bound | one at a time | streamed |",
-                  "|---|---:|---:|---:|---:|"]
-        for lib in libraries:
-            for i, rd in enumerate(lib["rounds"], 1):
-                lines.append(f"| {lib['label']} | {i} | {rd['bound']:.2f} | {rd['per_video']:.2f} | "
-                             f"{rd['streamed']:.2f} |")
+        lines += library_rounds(libraries, "frames/s", 2)
     if naive_fps is not None and naive_bound is not None:
         lines += ["", f"Naive baseline on {naive_source} (PyAV decode of every frame, each sampled frame "
                   "to PIL, the reference CLIPImageProcessor one image at a time, encoded in batches of 32, "

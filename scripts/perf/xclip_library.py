@@ -31,35 +31,18 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from visual_index import (  # noqa: E402  (also sets HF_HUB_OFFLINE and TQDM_DISABLE)
+    RANDOM_INIT,
     REPO,
+    build_model,
     index_library,
     library_clips,
+    library_rounds,
     load_average,
     machine,
     median,
     parse_library,
+    retriever,
 )
-
-
-def build_model(out: Path) -> Path:
-    """Random-init X-CLIP base/32 (XCLIPConfig defaults), full BPE tokenizer, 224 px processor."""
-    from bench.retrievers._hf_vision import build_tiny_xclip
-
-    if not (out / "model.safetensors").is_file():
-        out.mkdir(parents=True, exist_ok=True)
-        build_tiny_xclip({"merges": 48894}, out, seed=0)
-    return out
-
-
-def retriever(model_dir: Path, device: str, batch_size: int) -> Any:
-    from bench.modelref import ModelRef
-    from bench.retrievers.base import RetrieverConfig
-    from bench.retrievers.xclip_clips import XClipClips
-
-    cfg = RetrieverConfig(name="xclip-b32-random", family="xclip-clips",
-                          model=ModelRef(id=f"local-dir:{model_dir}"),
-                          params={"fps": 1.0, "batch_size": batch_size, "stride_frames": 4})
-    return XClipClips(cfg, device)
 
 
 def clip_bound(r: Any, calls: int) -> float:
@@ -121,7 +104,8 @@ def main() -> None:
     command = "python " + " ".join(shlex.quote(a) for a in ["scripts/perf/xclip_library.py", *sys.argv[1:]])
     load_before = load_average()
     print("building the random-init X-CLIP base/32 and the clips ...", file=sys.stderr)
-    r = retriever(build_model(work / "xclip-b32-random"), args.device, args.batch_size)
+    name = RANDOM_INIT["xclip-clips"][1]
+    r = retriever(build_model(work / name, "xclip-clips"), args.device, args.batch_size, "xclip-clips")
     results = [measure(r, library_clips(work, count, seconds), args.rounds, args.calls,
                        f"{count} x {seconds} s") for count, seconds in args.library]
     load_after = load_average()
@@ -151,12 +135,7 @@ def main() -> None:
                      f"{x['per_video']:.3f} | {100 * x['per_video_ratio']:.0f}% | {x['per_video_calls']} | "
                      f"**{x['streamed']:.3f}** | **{100 * x['streamed_ratio']:.0f}%** | "
                      f"{x['streamed_calls']} | {x['speedup']:.2f}x |")
-    lines += ["", "Per round (clips/s):", "", "| library | round | bound | one at a time | streamed |",
-              "|---|---:|---:|---:|---:|"]
-    for x in results:
-        for i, rd in enumerate(x["rounds"], 1):
-            lines.append(f"| {x['label']} | {i} | {rd['bound']:.3f} | {rd['per_video']:.3f} | "
-                         f"{rd['streamed']:.3f} |")
+    lines += library_rounds(results, "clips/s", 3)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {out}", file=sys.stderr)
