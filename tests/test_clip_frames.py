@@ -208,6 +208,107 @@ def test_prefetch_propagates_errors_and_stops_early() -> None:
     assert len(produced) < 10
 
 
+def _stream_items(n_batches: int) -> list[Any]:
+    """Fake stream items: batches 0..n-1 (pixels = their number), a VideoEnd after every third."""
+    import torch
+
+    from bench.retrievers._hf_vision import StreamBatch, VideoEnd
+
+    items: list[Any] = []
+    for k in range(n_batches):
+        items.append(StreamBatch(torch.full((1, 1), float(k)), np.array([float(k)]), np.array([k // 3])))
+        if k % 3 == 2:
+            items.append(VideoEnd(k // 3, 3, {"pyav"}))
+    return items
+
+
+def test_encoder_workers_run_calls_at_once_and_keep_the_order() -> None:
+    import threading
+    import time
+
+    import torch
+
+    from bench.retrievers._hf_vision import StreamBatch, encoded_stream
+
+    both = threading.Barrier(2, timeout=10)  # the first two calls must be running together
+    lock = threading.Lock()
+    state = {"now": 0, "most": 0}
+    before = torch.get_num_threads()
+    seen_threads: set[int] = set()
+
+    def encode(batch: StreamBatch) -> float:
+        k = int(batch.pixels.item())
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        seen_threads.add(torch.get_num_threads())
+        if k < 2:
+            both.wait()
+        time.sleep(0.02 * ((k * 7) % 3))  # later calls finish out of order
+        with lock:
+            state["now"] -= 1
+        return k * 10.0
+
+    items = _stream_items(8)
+    got = list(encoded_stream(iter(items), encode, workers=2))
+    assert [item for item, _ in got] == items
+    assert [r for item, r in got if isinstance(item, StreamBatch)] == [k * 10.0 for k in range(8)]
+    assert all(r is None for item, r in got if not isinstance(item, StreamBatch))
+    assert state["most"] == 2
+    assert seen_threads == {max(1, before // 2)}  # each worker has its share of intra-op threads
+    assert torch.get_num_threads() == before  # and the caller's count is back
+
+
+def test_encoder_worker_errors_and_early_stops_clean_up() -> None:
+    import torch
+
+    from bench.retrievers._hf_vision import StreamBatch, encoded_stream
+
+    before = torch.get_num_threads()
+    closed: list[bool] = []
+
+    def source() -> Any:
+        try:
+            yield from _stream_items(6)
+        finally:
+            closed.append(True)
+
+    def encode(batch: StreamBatch) -> float:
+        if int(batch.pixels.item()) == 3:
+            raise RuntimeError("encoder broke on batch 3")
+        return 1.0
+
+    with pytest.raises(RuntimeError, match="batch 3"):
+        list(encoded_stream(source(), encode, workers=2))
+    assert closed == [True] and torch.get_num_threads() == before
+    stream = encoded_stream(source(), lambda b: 2.0, workers=2)
+    assert next(stream)[1] == 2.0
+    stream.close()  # the caller stops early
+    assert closed == [True, True] and torch.get_num_threads() == before
+    assert [r for _, r in encoded_stream(iter(_stream_items(2)), lambda b: 3.0, workers=1)] == [3.0, 3.0]
+
+
+def test_encoder_workers_give_the_same_vectors_and_timings(videos: list[Video]) -> None:
+    from bench.eval.timing import TimingRecorder, recording
+
+    results = {}
+    for workers in (1, 2):
+        r = build_retriever("clip-frames-tiny", "cpu")
+        assert isinstance(r, ClipFrames)
+        r.params = r.params.model_copy(update={"batch_size": 3, "encoder_workers": workers})
+        rec = TimingRecorder()
+        with recording(rec):
+            paths = [Path(v.path or "") for v in videos]
+            outcomes = dict(r.encode_videos([(path, probe(path)) for path in paths]))
+        results[workers] = (outcomes, r.encoder_calls, rec.as_dict()["stages"]["encode"])
+    (one, calls_one, timed_one), (two, calls_two, timed_two) = results[1], results[2]
+    assert calls_one == calls_two == 6
+    assert timed_one["items"] == timed_two["items"] == 14 and timed_two["calls"] == 6
+    for position in (0, 1):
+        np.testing.assert_array_equal(one[position][0]["times_s"], two[position][0]["times_s"])
+        np.testing.assert_allclose(one[position][0]["emb"], two[position][0]["emb"], atol=1e-5)
+
+
 def test_prefetched_batches_start_small_and_match_inline_ones(retriever: ClipFrames,
                                                              videos: list[Video]) -> None:
     from bench.eval.timing import TimingRecorder, recording

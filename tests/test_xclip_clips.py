@@ -155,12 +155,14 @@ def longer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_video(tmp_path_factory.mktemp("xclipvid2") / "longer.mp4", ["red", "blue", "yellow"], 8.0)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_streamed_index_matches_indexing_one_video_at_a_time(videos: list[Video], longer: Path,
-                                                             tmp_path: Path) -> None:
+                                                             tmp_path: Path, workers: int) -> None:
     from bench.video import probe
 
     library = [*videos, Video(vid="longer", path=str(longer), duration=24.0)]
-    r = with_params(stream_videos=True)  # batch_size 16: two 8-frame clips per encoder call
+    # batch_size 16: two 8-frame clips per encoder call; calls run `workers` at a time
+    r = with_params(stream_videos=True, encoder_workers=workers)
     store = FeatureStore(tmp_path / "store")
     r.index(library, store)
     # 3 + 1 + 5 clips in 5 calls of 2, 2, 2, 2, 1 clips; one video at a time takes 2 + 1 + 3,
@@ -173,7 +175,7 @@ def test_streamed_index_matches_indexing_one_video_at_a_time(videos: list[Video]
         path = Path(video.path or "")
         vid_id = store.video_id(path)
         stored, prompt = store.load(vid_id, r.extractor), store.load(vid_id, r.prompt_extractor)
-        alone, meta = with_params().encode_video(path, probe(path))
+        alone, meta = with_params(encoder_workers=1).encode_video(path, probe(path))
         assert stored is not None and prompt is not None
         assert stored["clip_frames"].tolist() == alone["clip_frames"].tolist()
         assert meta["n_clips"] == len(prompt["prompt"]) == len(alone["emb"])
@@ -183,8 +185,10 @@ def test_streamed_index_matches_indexing_one_video_at_a_time(videos: list[Video]
         [[0, 7], [4, 11], [8, 15], [12, 19], [16, 23]]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_video_failing_mid_decode_leaves_its_neighbours_whole(videos: list[Video], longer: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                workers: int) -> None:
     import bench.video
     from bench.video import DecodeError, probe
 
@@ -198,7 +202,7 @@ def test_a_video_failing_mid_decode_leaves_its_neighbours_whole(videos: list[Vid
             yield batch
 
     monkeypatch.setattr(bench.video, "sample_frames", flaky)
-    r = with_params()
+    r = with_params(encoder_workers=workers)
     outcomes = dict(r.encode_videos([(short, probe(short)), (longer, probe(longer)), (short, probe(short))]))
     assert isinstance(outcomes[1], DecodeError) and "Invalid data" in str(outcomes[1])
     # The first short clip shared a call with the broken video's first clip; the second ran alone.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,14 +46,16 @@ class TimingRecorder:
     stages: dict[str, StageTotals] = field(default_factory=dict)
     query_latencies_s: list[float] = field(default_factory=list)
     peak_cuda_bytes: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, name: str, wall_s: float, cpu_s: float, items: int, video_s: float) -> None:
-        tot = self.stages.setdefault(name, StageTotals())
-        tot.wall_s += wall_s
-        tot.cpu_s += cpu_s
-        tot.calls += 1
-        tot.items += items
-        tot.video_s += video_s
+        with self._lock:  # stages may be timed in several threads at once (encoder workers)
+            tot = self.stages.setdefault(name, StageTotals())
+            tot.wall_s += wall_s
+            tot.cpu_s += cpu_s
+            tot.calls += 1
+            tot.items += items
+            tot.video_s += video_s
 
     def as_dict(self) -> dict[str, Any]:
         return {"stages": {k: v.as_dict() for k, v in sorted(self.stages.items())},

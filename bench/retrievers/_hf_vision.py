@@ -4,6 +4,7 @@ a bounded decode prefetcher, image queries, query tokenization, and tiny random-
 
 from __future__ import annotations
 
+import contextvars
 import gzip
 import importlib.util
 import json
@@ -12,7 +13,9 @@ import os
 import queue
 import shutil
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("bench")
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -64,6 +68,12 @@ class VisualParams(BaseModel):
     next and encoder calls take frames (or clips) of several videos, instead of one video at
     a time. Measured per family on a 2-core CPU (scripts/perf/visual_index.py,
     xclip_library.py); the vectors are the same either way."""
+    encoder_workers: int | None = Field(default=None, ge=1, le=64)
+    """Encoder calls run at once, each in its own thread with an equal share of torch's
+    intra-op threads. Unset: 2 on a CPU where torch has at least 2 threads (two one-thread
+    calls outrun one two-thread call, and a decoder thread beside them slows one call
+    instead of stalling both: scripts/perf/visual_index.py), 1 otherwise and on CUDA. The
+    vectors are the same up to float rounding."""
     prompt: str = "{}"
     """Template for text queries, e.g. ``"a photo of {}"``; ``{}`` is the query."""
     index_kind: Literal["auto", "flat", "ivf", "hnsw", "pq"] = "auto"
@@ -74,6 +84,16 @@ class VisualParams(BaseModel):
         if self.decode_threads is not None:
             return self.decode_threads
         return 1 if device == "cpu" and self.prefetch > 0 else 0
+
+    def workers_for(self, device: str) -> int:
+        """The number of encoder calls to run at once on ``device``."""
+        if self.encoder_workers is not None:
+            return self.encoder_workers
+        if device != "cpu":
+            return 1
+        import torch
+
+        return 2 if torch.get_num_threads() >= 2 else 1
 
 
 # -- devices, dtypes, loading -------------------------------------------------------------
@@ -511,7 +531,7 @@ class VideoEnd:
 
 def preprocessed_stream(paths: Sequence[Path], *, fps: float, transform: ImageTransform, batch_size: int,
                         decoder: str = "auto", depth: int = 2, threads: int = 0, video_s: float = 0.0,
-                        pin_memory: bool = False) -> Iterator[StreamBatch | VideoEnd]:
+                        pin_memory: bool = False) -> Generator[StreamBatch | VideoEnd, None, None]:
     """Frames of every video in ``paths``, in order, sampled at ``fps``, decoded (``threads``
     decoder threads, 0: FFmpeg's choice) and preprocessed in a background thread up to
     ``depth`` items ahead (``depth=0``: in the caller's thread, nothing overlapped).
@@ -656,6 +676,98 @@ def preprocessed_batches(path: Path, *, fps: float, transform: ImageTransform, b
             decoders.update(item.decoders)
         if item.error is not None:
             raise item.error
+
+
+class EncoderWorkers:
+    """Encoder calls run ``workers`` at a time, in threads (a context manager).
+
+    While open, torch's intra-op threads are shared out among the workers
+    (``get_num_threads() // workers`` each); threads started meanwhile (a prefetch thread's
+    preprocessing) take that share too. On the CPU, calls on separate batches need no
+    synchronization with each other, where the threads of one call meet at every operator:
+    a decoder thread taking a core then delays one call instead of every core's work. With
+    one worker, :meth:`submit` runs the call at once in the caller's thread."""
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise BadInput(f"encoder_workers must be >= 1, got {workers}")
+        self.workers = workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._threads_before = 0
+
+    def __enter__(self) -> EncoderWorkers:
+        if self.workers > 1:
+            import torch
+
+            self._threads_before = torch.get_num_threads()
+            torch.set_num_threads(max(1, self._threads_before // self.workers))
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="bench-encode")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            import torch
+
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+            torch.set_num_threads(self._threads_before)
+
+    def submit(self, fn: Callable[..., R], *args: Any) -> Future[R]:
+        """``fn(*args)`` in a worker; timing stages inside it are recorded as the caller's."""
+        if self._pool is None:
+            done: Future[R] = Future()
+            try:
+                done.set_result(fn(*args))
+            except Exception as exc:
+                done.set_exception(exc)
+            return done
+        # A copied context per call: one context cannot be entered by two threads at once.
+        return self._pool.submit(contextvars.copy_context().run, fn, *args)
+
+
+def encoded_stream(items: Iterable[StreamBatch | VideoEnd], encode: Callable[[StreamBatch], R],
+                   workers: int = 1) -> Iterator[tuple[StreamBatch | VideoEnd, R | None]]:
+    """``items`` in their order, each :class:`StreamBatch` with ``encode(batch)`` (``None``
+    beside a :class:`VideoEnd`), with ``workers`` calls running at once
+    (:class:`EncoderWorkers`). The next batch's call starts before the caller gets a result;
+    an error in ``encode`` is raised here once the calls in flight end, and stopping early
+    closes ``items``."""
+    if workers <= 1:
+        for item in items:
+            yield item, (encode(item) if isinstance(item, StreamBatch) else None)
+        return
+    source = iter(items)
+    pending: deque[tuple[StreamBatch | VideoEnd, Future[R] | None]] = deque()
+    running = 0
+    exhausted = False
+    try:
+        with EncoderWorkers(workers) as pool:
+
+            def fill() -> None:
+                nonlocal running, exhausted
+                while running < workers and not exhausted:
+                    item = next(source, None)
+                    if item is None:
+                        exhausted = True
+                    elif isinstance(item, StreamBatch):
+                        pending.append((item, pool.submit(encode, item)))
+                        running += 1
+                    else:
+                        pending.append((item, None))
+
+            fill()
+            while pending:
+                head, future = pending.popleft()
+                result = None
+                if future is not None:
+                    result = future.result()
+                    running -= 1
+                    fill()
+                yield head, result
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
 
 
 def only_outcome(outcomes: Iterable[tuple[int, Any]],

@@ -8,6 +8,7 @@ in batches, L2-normalized and cached per video in the feature store.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,11 +23,13 @@ from bench.retrievers._hf_vision import (
     EmbeddingCorpus,
     ImageTransform,
     QueryTokenizer,
+    StreamBatch,
     VideoEnd,
     VideoVectors,
     VisualParams,
     count_decoder,
     dtype_name,
+    encoded_stream,
     image_processor_config,
     load_image,
     load_pretrained,
@@ -125,9 +128,10 @@ class ClipFrames:
         self.text = self._load_text_tower(AutoTokenizer)
         self.corpus = EmbeddingCorpus(self.dim, index_kind=self.params.index_kind, device=device)
         self.encoder_calls = 0
+        """Image-tower forward passes so far (tests use it to prove the cache is used)."""
+        self._calls_lock = threading.Lock()  # encoder workers count their calls too
         self.decoders_used: dict[str, int] = {}
         """Indexed videos per decoder that produced their frames (as stored with them)."""
-        """Image-tower forward passes so far (tests use it to prove the cache is used)."""
         self.extractor = self._extractor()
 
     # -- models ------------------------------------------------------------------------------
@@ -189,7 +193,8 @@ class ClipFrames:
 
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         """Preprocessed float ``(n, 3, H, W)`` -> float32 ``(n, d)`` unit vectors."""
-        self.encoder_calls += 1
+        with self._calls_lock:
+            self.encoder_calls += 1
         x = pixels.to(self.device, self.dtype, non_blocking=True)
         with self._torch.inference_mode():
             feats = pooled(self.model.get_image_features(pixel_values=x)).float()
@@ -214,11 +219,16 @@ class ClipFrames:
             return arrays, {"n_frames": end.n_frames, "duration_s": videos[position][1].duration_s,
                             "decoder": "+".join(sorted(end.decoders))}
 
-        for item in preprocessed_stream([path for path, _ in videos], fps=p.fps, transform=self.transform,
-                                        batch_size=p.batch_size, decoder=p.decoder, depth=p.prefetch,
-                                        threads=p.threads_for(self.device),
-                                        video_s=sum(info.duration_s for _, info in videos),
-                                        pin_memory=self.device == "cuda"):
+        def encode(batch: StreamBatch) -> np.ndarray:
+            with stage("encode", items=len(batch.times_s)):
+                return self.encode_pixels(batch.pixels)
+
+        stream = preprocessed_stream([path for path, _ in videos], fps=p.fps, transform=self.transform,
+                                     batch_size=p.batch_size, decoder=p.decoder, depth=p.prefetch,
+                                     threads=p.threads_for(self.device),
+                                     video_s=sum(info.duration_s for _, info in videos),
+                                     pin_memory=self.device == "cuda")
+        for item, emb in encoded_stream(stream, encode, workers=p.workers_for(self.device)):
             if isinstance(item, VideoEnd):
                 ends[item.position] = item
                 if item.error is not None or item.n_frames == 0:
@@ -228,8 +238,7 @@ class ClipFrames:
                     continue
                 touched = [item.position]
             else:
-                with stage("encode", items=len(item.times_s)):
-                    emb = self.encode_pixels(item.pixels)
+                assert emb is not None
                 touched = list(dict.fromkeys(item.owner.tolist()))
                 for position in touched:
                     rows = item.owner == position

@@ -8,7 +8,11 @@ clip by clip: with the default stride (half a clip) each sampled frame is encode
 from __future__ import annotations
 
 import logging
+import threading
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +25,7 @@ from bench.eval.timing import stage
 from bench.modelref import ModelRef, ResolvedModel
 from bench.retrievers._hf_vision import (
     EmbeddingCorpus,
+    EncoderWorkers,
     ImageTransform,
     QueryTokenizer,
     VideoEnd,
@@ -211,6 +216,7 @@ class XClipClips:
         self.spans: dict[str, _ClipSpans] = {}
         self.encoder_calls = 0
         """Encoder forward passes so far (tests use it to prove the cache is used)."""
+        self._calls_lock = threading.Lock()  # encoder workers count their calls too
         self.decoders_used: dict[str, int] = {}
         """Indexed videos per decoder that produced their frames (as stored with them)."""
         self.extractor = self._extractor("xclip-clips")
@@ -234,7 +240,8 @@ class XClipClips:
         """Preprocessed clips float ``(c, T, 3, H, W)`` -> unit video embeddings float32
         ``(c, D)`` and prompt features (patch tokens averaged over the clip's frames) float16
         ``(c, P, D)``: the two things X-CLIP's forward pass computes from the video."""
-        self.encoder_calls += 1
+        with self._calls_lock:
+            self.encoder_calls += 1
         m = self.model
         c, t = int(pixels.shape[0]), int(pixels.shape[1])
         x = pixels.reshape(c * t, *pixels.shape[2:]).to(self.device, self.dtype, non_blocking=True)
@@ -257,13 +264,30 @@ class XClipClips:
         per_call = max(1, p.batch_size // self.clip_len)  # clips per encoder call
         windows: dict[int, _Windows] = {}
         queue: list[tuple[int, torch.Tensor]] = []  # (position, one clip's frames), in order
+        # Encoder calls in flight, oldest first: the videos of their clips, and the result.
+        in_flight: deque[tuple[list[int], Future[tuple[np.ndarray, np.ndarray]]]] = deque()
+        workers = EncoderWorkers(p.workers_for(self.device))
+
+        def call(pixels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+            with stage("encode", items=int(pixels.shape[0]) * self.clip_len):
+                return self.encode_clip_pixels(pixels)
+
+        def collect(keep: int) -> None:
+            """Hand the clips of finished calls to their windows, oldest call first, waiting
+            until at most ``keep`` calls are in flight (a video that failed meanwhile has no
+            window: its clips are dropped)."""
+            while in_flight and (len(in_flight) > keep or in_flight[0][1].done()):
+                positions, result = in_flight.popleft()
+                emb, prompt = result.result()
+                for i, position in enumerate(positions):
+                    if (w := windows.get(position)) is not None:
+                        w.done(emb[i], prompt[i])
 
         def encode(n: int) -> None:
             chunk, queue[:n] = queue[:n], []
-            with stage("encode", items=len(chunk) * self.clip_len):
-                emb, prompt = self.encode_clip_pixels(self._torch.stack([clip for _, clip in chunk]))
-            for i, (position, _) in enumerate(chunk):
-                windows[position].done(emb[i], prompt[i])
+            pixels = self._torch.stack([clip for _, clip in chunk])
+            in_flight.append(([position for position, _ in chunk], workers.submit(call, pixels)))
+            collect(keep=workers.workers - 1)
 
         def finished(position: int) -> Iterator[tuple[int, Outcome]]:
             w = windows[position]
@@ -281,36 +305,39 @@ class XClipClips:
             yield position, (arrays, {"n_frames": w.seen, "n_clips": len(prompt),
                                       "duration_s": info.duration_s, "decoder": "+".join(sorted(w.decoders))})
 
-        for item in preprocessed_stream([path for path, _ in videos], fps=p.fps, transform=self.transform,
-                                        batch_size=p.batch_size, decoder=p.decoder, depth=p.prefetch,
-                                        threads=p.threads_for(self.device),
-                                        video_s=sum(info.duration_s for _, info in videos),
-                                        pin_memory=False):
-            if isinstance(item, VideoEnd):
-                if item.error is not None:
-                    windows.pop(item.position, None)
-                    queue[:] = [q for q in queue if q[0] != item.position]
-                    yield item.position, item.error
-                    continue
-                w = windows.setdefault(item.position, _Windows(self.clip_len, p.stride_frames))
-                w.end, w.decoders = item.n_frames, item.decoders
-                touched = [item.position]
-            else:
-                touched = list(dict.fromkeys(item.owner.tolist()))
+        stream = preprocessed_stream([path for path, _ in videos], fps=p.fps, transform=self.transform,
+                                     batch_size=p.batch_size, decoder=p.decoder, depth=p.prefetch,
+                                     threads=p.threads_for(self.device),
+                                     video_s=sum(info.duration_s for _, info in videos), pin_memory=False)
+        with workers, closing(stream):
+            for item in stream:
+                if isinstance(item, VideoEnd):
+                    if item.error is not None:
+                        windows.pop(item.position, None)
+                        queue[:] = [q for q in queue if q[0] != item.position]
+                        yield item.position, item.error
+                        continue
+                    w = windows.setdefault(item.position, _Windows(self.clip_len, p.stride_frames))
+                    w.end, w.decoders = item.n_frames, item.decoders
+                    touched = [item.position]
+                else:
+                    touched = list(dict.fromkeys(item.owner.tolist()))
+                    for position in touched:
+                        rows = np.flatnonzero(item.owner == position)
+                        w = windows.setdefault(position, _Windows(self.clip_len, p.stride_frames))
+                        w.add(item.pixels[int(rows[0]):int(rows[-1]) + 1], item.times_s[rows])
                 for position in touched:
-                    rows = np.flatnonzero(item.owner == position)
-                    w = windows.setdefault(position, _Windows(self.clip_len, p.stride_frames))
-                    w.add(item.pixels[int(rows[0]):int(rows[-1]) + 1], item.times_s[rows])
-            for position in touched:
-                queue.extend((position, clip) for clip in windows[position].ready_clips())
-            while len(queue) >= per_call:
+                    queue.extend((position, clip) for clip in windows[position].ready_clips())
+                while len(queue) >= per_call:
+                    encode(per_call)
+                collect(keep=workers.workers)  # only calls already done
+                for position in list(windows):
+                    yield from finished(position)
+            while queue:
                 encode(per_call)
+            collect(keep=0)
             for position in list(windows):
                 yield from finished(position)
-        while queue:
-            encode(per_call)
-        for position in list(windows):
-            yield from finished(position)
 
     def encode_video(self, path: Path, info: ProbeInfo) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """One video's :meth:`encode_videos` outcome; raises its decoding error."""

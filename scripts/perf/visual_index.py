@@ -150,16 +150,29 @@ def cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def encoder_bound(r: Any, batches: int, batch_size: int) -> tuple[float, float]:
-    """(frames/s, CPU seconds per frame) of the image tower on preprocessed random tensors."""
+def timed_calls(call: Any, calls: int, workers: int) -> tuple[float, float]:
+    """(wall s, CPU s) of ``calls`` encoder calls run ``workers`` at a time, as the retrievers
+    run them (``EncoderWorkers``: each worker with its share of torch's intra-op threads),
+    after one warm-up call per worker (allocations, kernels)."""
+    from bench.retrievers._hf_vision import EncoderWorkers
+
+    with EncoderWorkers(workers) as pool:
+        for future in [pool.submit(call) for _ in range(workers)]:
+            future.result()
+        t0, c0 = time.perf_counter(), cpu_s()
+        for future in [pool.submit(call) for _ in range(calls)]:
+            future.result()
+        return time.perf_counter() - t0, cpu_s() - c0
+
+
+def encoder_bound(r: Any, batches: int, batch_size: int, workers: int | None = None) -> tuple[float, float]:
+    """(frames/s, CPU seconds per frame) of the image tower on preprocessed random tensors,
+    ``workers`` calls at a time (default: what the retriever's pipeline runs)."""
     import torch
 
     x = torch.randn(batch_size, 3, 224, 224)
-    r.encode_pixels(x)  # warm-up (allocations, kernels)
-    t0, c0 = time.perf_counter(), cpu_s()
-    for _ in range(batches):
-        r.encode_pixels(x)
-    wall, cpu = time.perf_counter() - t0, cpu_s() - c0
+    workers = r.params.workers_for(r.device) if workers is None else workers
+    wall, cpu = timed_calls(lambda: r.encode_pixels(x), batches, workers)
     return batches * batch_size / wall, cpu / (batches * batch_size)
 
 
@@ -246,15 +259,18 @@ def rss_child(model_dir: Path, video: Path, device: str, batch_size: int) -> Non
     loaded = proc.memory_info().rss
     info = probe(video)
     expected = max(1, int(info.duration_s))
-    samples: list[tuple[int, int, int]] = []  # (first, end of the frames being encoded, rss)
+    samples: list[tuple[int, int, int]] = []  # (frames encoded, frames handed to the encoder, rss)
     span = [0, 0]  # batches vary in size (the first ones are small), so track frames
+    lock = threading.Lock()  # encoder workers run calls at once
 
     encode_pixels = r.encode_pixels
 
     def counted(pixels: Any) -> Any:
-        span[1] = span[0] + len(pixels)
+        with lock:
+            span[1] += len(pixels)
         out = encode_pixels(pixels)
-        span[0] = span[1]
+        with lock:
+            span[0] += len(pixels)
         return out
 
     r.encode_pixels = counted
@@ -335,6 +351,7 @@ def measure_source(r: Any, video: Path, args: argparse.Namespace, label: str) ->
     stages: dict[str, Any] = {}
     n_frames = 0
     threads = 0 if args.device == "cuda" else 1  # what ClipFrames picks for decode_threads
+    one_call = r.params.workers_for(r.device) > 1
     for i in range(args.rounds):
         bound0, enc_cpu0 = encoder_bound(r, args.batches, args.batch_size)
         row: dict[str, float] = {}
@@ -347,6 +364,9 @@ def measure_source(r: Any, video: Path, args: argparse.Namespace, label: str) ->
         row["ffmpeg_threads"] = pipeline(r, video, decode_threads=0)[0]
         row["decord"] = pipeline(r, video, decoder="decord")[0]
         row["inline"] = pipeline(r, video, prefetch=0)[0]
+        if one_call:  # encoder calls one at a time, all intra-op threads on each
+            row["one_call"] = pipeline(r, video, encoder_workers=1)[0]
+            row["one_call_bound"] = encoder_bound(r, max(1, args.batches // 2), args.batch_size, 1)[0]
         bound1, enc_cpu1 = encoder_bound(r, args.batches, args.batch_size)
         row["bound"] = (bound0 + bound1) / 2
         row["enc_cpu"] = (enc_cpu0 + enc_cpu1) / 2
@@ -370,7 +390,13 @@ def measure_source(r: Any, video: Path, args: argparse.Namespace, label: str) ->
             "pipeline": median([x["pipeline"] for x in rounds]), "pipeline_ratio": ratio("pipeline"),
             "steady_ratio": ratio("steady"), "no_gap": median([x["no_gap"] for x in rounds]),
             "ffmpeg_threads_ratio": ratio("ffmpeg_threads"), "decord_ratio": ratio("decord"),
-            "inline_ratio": ratio("inline")}
+            "inline_ratio": ratio("inline"),
+            **({"one_call_bound": median([x["one_call_bound"] for x in rounds]),
+                "one_call": median([x["one_call"] for x in rounds]),
+                "one_call_ratio": median([x["one_call"] / x["one_call_bound"] for x in rounds]),
+                "workers_speedup": median([x["pipeline"] / x["one_call"] for x in rounds]),
+                "bound_speedup": median([x["bound"] / x["one_call_bound"] for x in rounds])}
+               if one_call else {})}
 
 
 def library_clips(work: Path, count: int, seconds: int) -> list[Path]:
@@ -470,7 +496,7 @@ def main() -> None:
                     metavar="COUNTxSECONDS",
                     help="libraries of short 480p clips indexed whole, streamed and one video at a "
                          "time; none skips it")
-    ap.add_argument("--batches", type=int, default=2, help="encoder batches per bound measurement")
+    ap.add_argument("--batches", type=int, default=4, help="encoder batches per bound measurement")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument("--workdir", type=Path, default=None, help="keep model and videos here")
@@ -536,6 +562,10 @@ def main() -> None:
 
     m = machine()
     cuda = args.device == "cuda"
+    workers = r.params.workers_for(r.device)
+    workers_text = (f"`encoder_workers` {workers}: each call in its own thread with "
+                    f"{max(1, m['torch_threads'] // workers)} of the {m['torch_threads']} intra-op threads"
+                    if workers > 1 else "one call at a time, on every intra-op thread")
     lines = [f"# Visual index: CLIP ViT-B/32 frames on {args.device.upper()}", "",
              f"Command: `{command}`", "",
              f"Machine: {m['cpu']}, {m['cores']} cores visible, torch {m['torch']} "
@@ -552,6 +582,8 @@ def main() -> None:
              f"{args.batch_size}. " + "; ".join(
                  f"{name}: {SOURCES[name][0]}x{SOURCES[name][1]}, x264 {SOURCES[name][2]}, GOP "
                  f"{SOURCES[name][3]}" for name in videos) + ".", "",
+             f"Encoder calls run {workers} at a time ({workers_text}), in the pipeline and in its "
+             "bound alike.", "",
              f"Each of {args.rounds} rounds per source measures, back to back: the encoder-only "
              f"bound ({args.batches} batches of pre-decoded, preprocessed tensors, before and after; "
              "their mean is the round's bound, with the CPU seconds it used per frame), decoding + "
@@ -586,17 +618,30 @@ def main() -> None:
               "where that costs a large part of the encoder's CPU (the B-frame source), decoding is "
               "real extra work for the same cores and no overlap can hide all of it. On a GPU the "
               "encoder does not use the decoder's cores and the decode-only rate is the limit."]
+    if all("one_call" in x for x in results):
+        lines += ["", f"Encoder workers: the bound and the default pipeline ({workers} calls at a time) "
+                  f"against encoder calls one at a time, each on all {m['torch_threads']} intra-op threads "
+                  "(`encoder_workers: 1`, the default before; its bound is measured in the same rounds, "
+                  f"{max(1, args.batches // 2)} batches). Medians over rounds of per-round ratios:", "",
+                  "| source | bound, one call at a time | **bound speed-up** | pipeline, one call at a time "
+                  "| / its bound | **pipeline speed-up** |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for x in results:
+            lines.append(f"| {x['label']} | {x['one_call_bound']:.2f} | **{x['bound_speedup']:.2f}x** | "
+                         f"{x['one_call']:.2f} | {100 * x['one_call_ratio']:.0f}% | "
+                         f"**{x['workers_speedup']:.2f}x** |")
     lines += ["", "Per round (frames/s; CPU ms per frame):", "",
               "| source | round | bound | enc CPU | decode | dec CPU | no-gap share | pipeline | "
-              "steady state | FFmpeg threads | decord | inline |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "steady state | FFmpeg threads | decord | inline | one call: bound | one call: pipeline |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for x in results:
         for i, rd in enumerate(x["rounds"], 1):
             lines.append(f"| {x['label']} | {i} | {rd['bound']:.2f} | {1000 * rd['enc_cpu']:.0f} | "
                          f"{rd['decode']:.1f} | {1000 * rd['decode_cpu']:.1f} | {pct(rd['no_gap'])} | "
                          f"{rd['pipeline']:.2f} | "
                          f"{rd['steady']:.2f} | "
-                         f"{rd['ffmpeg_threads']:.2f} | {rd['decord']:.2f} | {rd['inline']:.2f} |")
+                         f"{rd['ffmpeg_threads']:.2f} | {rd['decord']:.2f} | {rd['inline']:.2f} | "
+                         f"{rd.get('one_call_bound', math.nan):.2f} | {rd.get('one_call', math.nan):.2f} |")
     if libraries:
         lines += ["", "Libraries of short clips (480p, x264 ultrafast, 30 fps, sampled at 1 fps, each a "
                   "distinct file), indexed whole into a fresh feature store, as `ClipFrames.index` does: "
@@ -624,7 +669,8 @@ def main() -> None:
     last = results[-1]
     lines += ["", f"Pipeline stages of the last {last['label']} round (seconds of wall time; decode and "
               "preprocess run in the prefetch thread, overlapping encode; decode_start and decode_wait "
-              "are the encoder's waits for the first batch and for later ones):", "",
+              "are the encoder's waits for the first batch and for later ones; encode sums the calls "
+              "of every encoder worker):", "",
               "| stage | wall s | items |", "|---|---:|---:|"]
     for name in ("decode", "preprocess", "decode_start", "decode_wait", "encode"):
         st = last["stages"].get(name)

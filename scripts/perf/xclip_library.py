@@ -24,7 +24,6 @@ import argparse
 import shlex
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -42,20 +41,19 @@ from visual_index import (  # noqa: E402  (also sets HF_HUB_OFFLINE and TQDM_DIS
     median,
     parse_library,
     retriever,
+    timed_calls,
 )
 
 
 def clip_bound(r: Any, calls: int) -> float:
-    """Clips/s of the video tower on preprocessed random clips, full encoder calls."""
+    """Clips/s of the video tower on preprocessed random clips, full encoder calls run as the
+    retriever runs them (``encoder_workers`` at a time)."""
     import torch
 
     per_call = max(1, r.params.batch_size // r.clip_len)
     x = torch.randn(per_call, r.clip_len, 3, 224, 224)
-    r.encode_clip_pixels(x)  # warm-up (allocations, kernels)
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        r.encode_clip_pixels(x)
-    return calls * per_call / (time.perf_counter() - t0)
+    wall, _ = timed_calls(lambda: r.encode_clip_pixels(x), calls, r.params.workers_for(r.device))
+    return calls * per_call / wall
 
 
 def measure(r: Any, clips: list[Path], rounds: int, calls: int, label: str) -> dict[str, Any]:
@@ -92,7 +90,7 @@ def main() -> None:
     ap.add_argument("--library", type=parse_library, nargs="+", default=[(16, 30), (48, 10)],
                     metavar="COUNTxSECONDS", help="libraries of distinct short 480p clips")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds per library")
-    ap.add_argument("--calls", type=int, default=2, help="encoder calls per bound measurement")
+    ap.add_argument("--calls", type=int, default=4, help="encoder calls per bound measurement")
     ap.add_argument("--batch-size", type=int, default=32, help="frames per encoder call (8 per clip)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep model and videos here")
     ap.add_argument("--out", type=Path, default=None)
@@ -112,6 +110,7 @@ def main() -> None:
 
     m = machine()
     per_call = max(1, args.batch_size // r.clip_len)
+    workers = r.params.workers_for(r.device)
     lines = [f"# X-CLIP library indexing on {args.device.upper()}: streamed vs one video at a time", "",
              f"Command: `{command}`", "",
              f"Machine: {m['cpu']}, {m['cores']} cores visible, torch {m['torch']} "
@@ -122,7 +121,9 @@ def main() -> None:
              f"architecture, {str(r.dtype).removeprefix('torch.')}; throughput equals the real "
              "weights', the vectors are noise.", "",
              "Libraries: distinct 480p testsrc2 clips (x264 ultrafast, 30 fps), sampled at 1 fps, "
-             f"8-frame clips at stride 4, {per_call} clips per encoder call. Each round indexes the "
+             f"8-frame clips at stride 4, {per_call} clips per encoder call, {workers} call(s) at a "
+             "time (`encoder_workers`, each with its share of torch's intra-op threads; the bound "
+             "runs the same way). Each round indexes the "
              "library into a fresh feature store both ways, in alternating order, between two "
              f"bound measurements ({args.calls} full encoder call(s) on preprocessed random clips; "
              "their mean is the round's bound). Clips/s include hashing, probing, decoding and "
