@@ -259,6 +259,19 @@ def test_encoder_workers_run_calls_at_once_and_keep_the_order() -> None:
     assert torch.get_num_threads() == before  # and the caller's count is back
 
 
+def test_encoder_workers_default_to_two_only_for_two_calls_of_work_on_the_cpu() -> None:
+    import torch
+
+    from bench.retrievers._hf_vision import VisualParams
+
+    unset = VisualParams()
+    two = 2 if torch.get_num_threads() >= 2 else 1
+    assert unset.workers_for("cpu") == unset.workers_for("cpu", 2.0) == two
+    assert unset.workers_for("cpu", 1.5) == 1  # a lone call keeps every intra-op thread
+    assert unset.workers_for("cuda", 100.0) == 1
+    assert VisualParams(encoder_workers=3).workers_for("cpu", 0.5) == 3
+
+
 def test_encoder_worker_errors_and_early_stops_clean_up() -> None:
     import torch
 

@@ -9,6 +9,7 @@ import gzip
 import importlib.util
 import json
 import logging
+import math
 import os
 import queue
 import shutil
@@ -70,10 +71,11 @@ class VisualParams(BaseModel):
     xclip_library.py); the vectors are the same either way."""
     encoder_workers: int | None = Field(default=None, ge=1, le=64)
     """Encoder calls run at once, each in its own thread with an equal share of torch's
-    intra-op threads. Unset: 2 on a CPU where torch has at least 2 threads (two one-thread
-    calls outrun one two-thread call, and a decoder thread beside them slows one call
-    instead of stalling both: scripts/perf/visual_index.py), 1 otherwise and on CUDA. The
-    vectors are the same up to float rounding."""
+    intra-op threads. Unset: 2 on a CPU where torch has at least 2 threads and the videos
+    at hand make at least two full encoder calls (two one-thread calls outrun one two-thread
+    call, and a decoder thread beside them slows one call instead of stalling both:
+    scripts/perf/visual_index.py; a lone call would run on half the threads), 1 otherwise
+    and on CUDA. The vectors are the same up to float rounding."""
     prompt: str = "{}"
     """Template for text queries, e.g. ``"a photo of {}"``; ``{}`` is the query."""
     index_kind: Literal["auto", "flat", "ivf", "hnsw", "pq"] = "auto"
@@ -85,11 +87,12 @@ class VisualParams(BaseModel):
             return self.decode_threads
         return 1 if device == "cpu" and self.prefetch > 0 else 0
 
-    def workers_for(self, device: str) -> int:
-        """The number of encoder calls to run at once on ``device``."""
+    def workers_for(self, device: str, calls: float = math.inf) -> int:
+        """The number of encoder calls to run at once on ``device``, for about ``calls`` full
+        encoder calls of work."""
         if self.encoder_workers is not None:
             return self.encoder_workers
-        if device != "cpu":
+        if device != "cpu" or calls < 2:
             return 1
         import torch
 

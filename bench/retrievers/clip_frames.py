@@ -228,7 +228,8 @@ class ClipFrames:
                                      threads=p.threads_for(self.device),
                                      video_s=sum(info.duration_s for _, info in videos),
                                      pin_memory=self.device == "cuda")
-        for item, emb in encoded_stream(stream, encode, workers=p.workers_for(self.device)):
+        calls = sum(info.duration_s for _, info in videos) * p.fps / p.batch_size
+        for item, emb in encoded_stream(stream, encode, workers=p.workers_for(self.device, calls)):
             if isinstance(item, VideoEnd):
                 ends[item.position] = item
                 if item.error is not None or item.n_frames == 0:

@@ -266,7 +266,9 @@ class XClipClips:
         queue: list[tuple[int, torch.Tensor]] = []  # (position, one clip's frames), in order
         # Encoder calls in flight, oldest first: the videos of their clips, and the result.
         in_flight: deque[tuple[list[int], Future[tuple[np.ndarray, np.ndarray]]]] = deque()
-        workers = EncoderWorkers(p.workers_for(self.device))
+        clips = sum(max(1.0, (info.duration_s * p.fps - self.clip_len) / p.stride_frames + 1)
+                    for _, info in videos)
+        workers = EncoderWorkers(p.workers_for(self.device, clips / per_call))
 
         def call(pixels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
             with stage("encode", items=int(pixels.shape[0]) * self.clip_len):
