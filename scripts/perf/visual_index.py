@@ -331,6 +331,13 @@ def decode_rss_child(video: Path, decoder: str, batch_size: int) -> None:
     print(json.dumps({"decoder": decoder, "frames": n, "peak_bytes": peak[0], "wall_s": wall}))
 
 
+def write_report(out: Path, lines: list[str]) -> None:
+    """Write a report's markdown lines to ``out`` (folders made as needed)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"wrote {out}", file=sys.stderr)
+
+
 def gib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB"
 
@@ -700,9 +707,7 @@ def main() -> None:
             by = {d["decoder"]: d for d in dec_rows if d["seconds"] == seconds}
             lines.append(f"| {seconds} s | {gib(by['decord']['peak_bytes'])} | "
                          f"{gib(by['pyav']['peak_bytes'])} |")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"wrote {out}", file=sys.stderr)
+    write_report(out, lines)
     if work_ctx is not None:
         work_ctx.cleanup()
 

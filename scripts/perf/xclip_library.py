@@ -42,6 +42,7 @@ from visual_index import (  # noqa: E402  (also sets HF_HUB_OFFLINE and TQDM_DIS
     parse_library,
     retriever,
     timed_calls,
+    write_report,
 )
 
 
@@ -137,9 +138,7 @@ def main() -> None:
                      f"**{x['streamed']:.3f}** | **{100 * x['streamed_ratio']:.0f}%** | "
                      f"{x['streamed_calls']} | {x['speedup']:.2f}x |")
     lines += library_rounds(results, "clips/s", 3)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"wrote {out}", file=sys.stderr)
+    write_report(out, lines)
     if work_ctx is not None:
         work_ctx.cleanup()
 
