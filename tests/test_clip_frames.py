@@ -259,6 +259,44 @@ def test_encoder_workers_run_calls_at_once_and_keep_the_order() -> None:
     assert torch.get_num_threads() == before  # and the caller's count is back
 
 
+def test_a_free_worker_takes_the_next_batch_while_an_older_call_runs() -> None:
+    import threading
+
+    from bench.retrievers._hf_vision import StreamBatch, encoded_stream
+
+    release = threading.Event()  # holds up the call on batch 0
+    started: dict[int, threading.Event] = {k: threading.Event() for k in range(8)}
+    yielded: list[int] = []
+
+    def encode(batch: StreamBatch) -> float:
+        k = int(batch.pixels.item())
+        started[k].set()
+        if k == 0:
+            assert release.wait(10), "batch 0 was never released"
+        return k * 10.0
+
+    seen: dict[str, bool] = {}
+
+    def release_when_batches_1_to_3_have_run() -> None:
+        # The other worker runs batches 1, 2 and 3 while batch 0's call is still running;
+        # batch 4 waits, since three calls already wait for batch 0's.
+        seen["1-3 ran"] = all(started[k].wait(10) for k in (1, 2, 3))
+        seen["4 waited"] = not started[4].wait(0.2)
+        seen["nothing yielded"] = not yielded
+        release.set()
+
+    checker = threading.Thread(target=release_when_batches_1_to_3_have_run)
+    checker.start()
+    got = []
+    for item, result in encoded_stream(iter(_stream_items(8)), encode, workers=2):
+        if isinstance(item, StreamBatch):
+            yielded.append(int(item.pixels.item()))
+            got.append(result)
+    checker.join()
+    assert seen == {"1-3 ran": True, "4 waited": True, "nothing yielded": True}
+    assert yielded == list(range(8)) and got == [k * 10.0 for k in range(8)]
+
+
 def test_encoder_workers_default_to_two_only_for_two_calls_of_work_on_the_cpu() -> None:
     import torch
 

@@ -212,3 +212,39 @@ def test_a_video_failing_mid_decode_leaves_its_neighbours_whole(videos: list[Vid
     assert first[1]["n_clips"] == second[1]["n_clips"] == 1
     np.testing.assert_allclose(first[0]["emb"], second[0]["emb"], atol=1e-5)
     assert first[0]["clip_frames"].tolist() == second[0]["clip_frames"].tolist() == [[0, 5]]
+
+
+def test_a_free_worker_takes_the_next_call_while_an_older_one_runs(videos: list[Video], longer: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import torch
+
+    from bench.video import probe
+
+    paths = [Path(v.path or "") for v in videos] + [longer]
+    items = [(path, probe(path)) for path in paths]
+    reference = dict(with_params(stream_videos=True, encoder_workers=1).encode_videos(items))
+    r = with_params(stream_videos=True, encoder_workers=2)  # 5 calls (see above)
+    real = r.encode_clip_pixels
+    started = threading.Condition()
+    calls: list[int] = []
+    seen: dict[str, bool] = {}
+
+    def encode(pixels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        with started:
+            k = len(calls)
+            calls.append(k)
+            started.notify_all()
+            if k == 0:  # held up until the other worker has taken calls 1 and 2
+                seen["calls 1-2 ran during call 0"] = started.wait_for(lambda: len(calls) >= 3, timeout=10)
+        return real(pixels)
+
+    monkeypatch.setattr(r, "encode_clip_pixels", encode)
+    outcomes = dict(r.encode_videos(items))
+    assert seen == {"calls 1-2 ran during call 0": True} and len(calls) == 5
+    for position, want in reference.items():
+        got = outcomes[position]
+        assert not isinstance(got, BaseException) and not isinstance(want, BaseException)
+        assert got[0]["clip_frames"].tolist() == want[0]["clip_frames"].tolist()
+        np.testing.assert_allclose(got[0]["emb"], want[0]["emb"], atol=1e-5)

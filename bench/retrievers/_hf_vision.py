@@ -16,7 +16,7 @@ import shutil
 import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -732,39 +732,50 @@ def encoded_stream(items: Iterable[StreamBatch | VideoEnd], encode: Callable[[St
                    workers: int = 1) -> Iterator[tuple[StreamBatch | VideoEnd, R | None]]:
     """``items`` in their order, each :class:`StreamBatch` with ``encode(batch)`` (``None``
     beside a :class:`VideoEnd`), with ``workers`` calls running at once
-    (:class:`EncoderWorkers`). The next batch's call starts before the caller gets a result;
-    an error in ``encode`` is raised here once the calls in flight end, and stopping early
-    closes ``items``."""
+    (:class:`EncoderWorkers`). A worker that finishes takes the next batch at once, even while
+    an older call still runs (up to ``2 * workers`` calls started and not yet returned): a
+    call slowed down by other work on its core then holds up no other worker. An error in
+    ``encode`` is raised here once the calls in flight end, and stopping early closes
+    ``items``."""
     if workers <= 1:
         for item in items:
             yield item, (encode(item) if isinstance(item, StreamBatch) else None)
         return
     source = iter(items)
     pending: deque[tuple[StreamBatch | VideoEnd, Future[R] | None]] = deque()
-    running = 0
+    running: set[Future[R]] = set()
+    calls = 0  # calls in ``pending``, running or finished
     exhausted = False
     try:
         with EncoderWorkers(workers) as pool:
 
             def fill() -> None:
-                nonlocal running, exhausted
-                while running < workers and not exhausted:
+                nonlocal calls, exhausted
+                running.difference_update([f for f in running if f.done()])
+                while len(running) < workers and calls < 2 * workers and not exhausted:
                     item = next(source, None)
                     if item is None:
                         exhausted = True
                     elif isinstance(item, StreamBatch):
-                        pending.append((item, pool.submit(encode, item)))
-                        running += 1
+                        future = pool.submit(encode, item)
+                        pending.append((item, future))
+                        running.add(future)
+                        calls += 1
                     else:
                         pending.append((item, None))
 
             fill()
             while pending:
-                head, future = pending.popleft()
+                head, future = pending[0]
+                if future is not None and not future.done():
+                    wait(running, return_when=FIRST_COMPLETED)
+                    fill()
+                    continue
+                pending.popleft()
                 result = None
                 if future is not None:
+                    calls -= 1
                     result = future.result()
-                    running -= 1
                     fill()
                 yield head, result
     finally:

@@ -11,7 +11,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,22 +274,31 @@ class XClipClips:
             with stage("encode", items=int(pixels.shape[0]) * self.clip_len):
                 return self.encode_clip_pixels(pixels)
 
-        def collect(keep: int) -> None:
-            """Hand the clips of finished calls to their windows, oldest call first, waiting
-            until at most ``keep`` calls are in flight (a video that failed meanwhile has no
-            window: its clips are dropped)."""
-            while in_flight and (len(in_flight) > keep or in_flight[0][1].done()):
+        def collect() -> None:
+            """Hand the clips of finished calls to their windows, oldest call first (a video
+            that failed meanwhile has no window: its clips are dropped)."""
+            while in_flight and in_flight[0][1].done():
                 positions, result = in_flight.popleft()
                 emb, prompt = result.result()
                 for i, position in enumerate(positions):
                     if (w := windows.get(position)) is not None:
                         w.done(emb[i], prompt[i])
 
+        def make_room() -> None:
+            """Wait until a worker is free, and fewer than ``2 * workers`` calls are held: a
+            free worker takes the next call even while an older call still runs."""
+            while True:
+                collect()
+                running = [f for _, f in in_flight if not f.done()]
+                if len(running) < workers.workers and len(in_flight) < 2 * workers.workers:
+                    return
+                wait(running, return_when=FIRST_COMPLETED)
+
         def encode(n: int) -> None:
             chunk, queue[:n] = queue[:n], []
             pixels = self._torch.stack([clip for _, clip in chunk])
+            make_room()
             in_flight.append(([position for position, _ in chunk], workers.submit(call, pixels)))
-            collect(keep=workers.workers - 1)
 
         def finished(position: int) -> Iterator[tuple[int, Outcome]]:
             w = windows[position]
@@ -332,12 +341,13 @@ class XClipClips:
                     queue.extend((position, clip) for clip in windows[position].ready_clips())
                 while len(queue) >= per_call:
                     encode(per_call)
-                collect(keep=workers.workers)  # only calls already done
+                collect()
                 for position in list(windows):
                     yield from finished(position)
             while queue:
                 encode(per_call)
-            collect(keep=0)
+            wait([future for _, future in in_flight])
+            collect()
             for position in list(windows):
                 yield from finished(position)
 
