@@ -353,8 +353,9 @@ def test_encoder_workers_give_the_same_vectors_and_timings(videos: list[Video]) 
             outcomes = dict(r.encode_videos([(path, probe(path)) for path in paths]))
         results[workers] = (outcomes, r.encoder_calls, rec.as_dict()["stages"]["encode"])
     (one, calls_one, timed_one), (two, calls_two, timed_two) = results[1], results[2]
-    assert calls_one == calls_two == 6
-    assert timed_one["items"] == timed_two["items"] == 14 and timed_two["calls"] == 6
+    # Batches of 1, 2, 3, 3, 3, 2 frames; with two workers the last 2 frames are split in two.
+    assert (calls_one, calls_two) == (6, 7)
+    assert timed_one["items"] == timed_two["items"] == 14 and timed_two["calls"] == 7
     for position in (0, 1):
         np.testing.assert_array_equal(one[position][0]["times_s"], two[position][0]["times_s"])
         np.testing.assert_allclose(one[position][0]["emb"], two[position][0]["emb"], atol=1e-5)
@@ -381,6 +382,26 @@ def test_prefetched_batches_start_small_and_match_inline_ones(retriever: ClipFra
     stages = rec.as_dict()["stages"]
     assert stages["decode_start"]["items"] == 2 and stages["decode_wait"]["items"] == 6
     assert stages["decode"]["items"] == stages["preprocess"]["items"] == 8
+
+
+def test_batches_shrink_at_the_end_so_that_the_encoder_workers_finish_together(
+        retriever: ClipFrames, videos: list[Video]) -> None:
+    from bench.retrievers._hf_vision import StreamBatch, preprocessed_stream
+
+    paths = [Path(v.path or "") for v in videos]  # 8 + 6 frames at 1 fps
+
+    def sizes(workers: int) -> tuple[list[int], np.ndarray]:
+        batches = [item for item in preprocessed_stream(paths, fps=1.0, transform=retriever.transform,
+                                                        batch_size=8, video_s=14.0, workers=workers)
+                   if isinstance(item, StreamBatch)]
+        return [len(b.times_s) for b in batches], np.concatenate([b.times_s for b in batches])
+
+    one, times_one = sizes(1)
+    two, times_two = sizes(2)
+    assert one == [1, 2, 4, 7]  # the ramp, then what is left
+    # Each batch at most half the frames left: after 7 frames, 4 (of 7 left), 2 (of 3), 1.
+    assert two == [1, 2, 4, 4, 2, 1]
+    np.testing.assert_array_equal(times_one, times_two)
 
 
 def build_tiny_siglip(out: Path) -> Path:
@@ -514,7 +535,8 @@ def torch_cat(tensors: list[Any]) -> np.ndarray:
 def test_streamed_index_matches_indexing_one_video_at_a_time(videos: list[Video], tmp_path: Path) -> None:
     r = build_retriever("clip-frames-tiny", "cpu")
     assert isinstance(r, ClipFrames)
-    r.params = r.params.model_copy(update={"batch_size": 3})
+    # One call at a time: with two, the last batch is split between the workers.
+    r.params = r.params.model_copy(update={"batch_size": 3, "encoder_workers": 1})
     store = FeatureStore(tmp_path / "store")
     r.index(videos, store)
     assert r.encoder_calls == 6  # 14 frames in batches of 1, 2, 3, 3, 3, 2; one at a time takes 7

@@ -223,13 +223,13 @@ class ClipFrames:
             with stage("encode", items=len(batch.times_s)):
                 return self.encode_pixels(batch.pixels)
 
+        video_s = sum(info.duration_s for _, info in videos)
+        workers = p.workers_for(self.device, video_s * p.fps / p.batch_size)
         stream = preprocessed_stream([path for path, _ in videos], fps=p.fps, transform=self.transform,
                                      batch_size=p.batch_size, decoder=p.decoder, depth=p.prefetch,
-                                     threads=p.threads_for(self.device),
-                                     video_s=sum(info.duration_s for _, info in videos),
-                                     pin_memory=self.device == "cuda")
-        calls = sum(info.duration_s for _, info in videos) * p.fps / p.batch_size
-        for item, emb in encoded_stream(stream, encode, workers=p.workers_for(self.device, calls)):
+                                     threads=p.threads_for(self.device), video_s=video_s,
+                                     pin_memory=self.device == "cuda", workers=workers)
+        for item, emb in encoded_stream(stream, encode, workers=workers):
             if isinstance(item, VideoEnd):
                 ends[item.position] = item
                 if item.error is not None or item.n_frames == 0:
