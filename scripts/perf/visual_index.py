@@ -358,7 +358,8 @@ def measure_source(r: Any, video: Path, args: argparse.Namespace, label: str) ->
     stages: dict[str, Any] = {}
     n_frames = 0
     threads = 0 if args.device == "cuda" else 1  # what ClipFrames picks for decode_threads
-    one_call = r.params.workers_for(r.device) > 1
+    workers = r.params.workers_for(r.device)
+    one_call = workers > 1
     for i in range(args.rounds):
         bound0, enc_cpu0 = encoder_bound(r, args.batches, args.batch_size)
         row: dict[str, float] = {}
@@ -368,6 +369,9 @@ def measure_source(r: Any, video: Path, args: argparse.Namespace, label: str) ->
         # can overlap nothing) to the end: the rate of a long video, whose start-up is a
         # negligible share.
         row["steady"] = n_frames / (n_frames / row["pipeline"] - stages["decode_start"]["wall_s"])
+        # The encoder workers' time spent in calls (the rest: waiting for a batch, or for the
+        # other workers' last calls); unlike frames/s, it hardly moves with the VM's speed.
+        row["busy"] = stages["encode"]["wall_s"] / (n_frames / row["pipeline"] * workers)
         row["ffmpeg_threads"] = pipeline(r, video, decode_threads=0)[0]
         row["decord"] = pipeline(r, video, decoder="decord")[0]
         row["inline"] = pipeline(r, video, prefetch=0)[0]
@@ -396,6 +400,7 @@ def measure_source(r: Any, video: Path, args: argparse.Namespace, label: str) ->
             "decode_cpu_ms": 1000 * median([x["decode_cpu"] for x in rounds]),
             "pipeline": median([x["pipeline"] for x in rounds]), "pipeline_ratio": ratio("pipeline"),
             "steady_ratio": ratio("steady"), "no_gap": median([x["no_gap"] for x in rounds]),
+            "busy": median([x["busy"] for x in rounds]),
             "ffmpeg_threads_ratio": ratio("ffmpeg_threads"), "decord_ratio": ratio("decord"),
             "inline_ratio": ratio("inline"),
             **({"one_call_bound": median([x["one_call_bound"] for x in rounds]),
@@ -604,18 +609,23 @@ def main() -> None:
              "the median.", "",
              "| source | encoder bound, frames/s | encoder CPU ms/frame | decode + preprocess, frames/s "
              "| decode CPU ms/frame | no-gap share | **pipeline, frames/s** | **pipeline / bound** | "
-             "steady state / bound | FFmpeg threads / bound | decord / bound | inline / bound |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "workers busy | steady state / bound | FFmpeg threads / bound | decord / bound | "
+             "inline / bound |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for x in results:
         lines.append(f"| {x['label']} | {x['bound']:.2f} | {x['enc_cpu_ms']:.0f} | {x['decode']:.1f} | "
                      f"{x['decode_cpu_ms']:.1f} | {pct(x['no_gap'])} | {x['pipeline']:.2f} | "
-                     f"**{100 * x['pipeline_ratio']:.0f}%** | {100 * x['steady_ratio']:.0f}% | "
+                     f"**{100 * x['pipeline_ratio']:.0f}%** | {pct(x['busy'])} | "
+                     f"{100 * x['steady_ratio']:.0f}% | "
                      f"{100 * x['ffmpeg_threads_ratio']:.0f}% | {100 * x['decord_ratio']:.0f}% | "
                      f"{100 * x['inline_ratio']:.0f}% |")
     lines += ["", "\"No-gap share\": the share of the bound a pipeline keeps if every CPU second of "
               "decoding is taken from the encoder, cores / ((encoder CPU + decode CPU) per frame x "
               "bound); where the pipeline reaches it, what separates it from the bound is the "
-              "decoder's CPU, not waiting. "
+              "decoder's CPU, not waiting. \"Workers busy\": the share of the encoder workers' "
+              "time spent in encoder calls, the `encode` stage's summed wall time / (wall time x "
+              "workers); the rest is a worker waiting for a batch, or idle while another runs the "
+              "last call. Unlike frames/s, it hardly moves with the VM's speed. "
               "\"Steady state\" leaves out the start-up, the wait for the first batch (decoding it "
               "overlaps nothing): it is the rate of a long video, where start-up is a "
               "negligible share. CPU ms per frame count every thread of the process. The encoder's "
@@ -639,14 +649,14 @@ def main() -> None:
                          f"**{x['workers_speedup']:.2f}x** |")
     lines += ["", "Per round (frames/s; CPU ms per frame):", "",
               "| source | round | bound | enc CPU | decode | dec CPU | no-gap share | pipeline | "
-              "steady state | FFmpeg threads | decord | inline | one call: bound | one call: pipeline |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "workers busy | steady state | FFmpeg threads | decord | inline | one call: bound | "
+              "one call: pipeline |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for x in results:
         for i, rd in enumerate(x["rounds"], 1):
             lines.append(f"| {x['label']} | {i} | {rd['bound']:.2f} | {1000 * rd['enc_cpu']:.0f} | "
                          f"{rd['decode']:.1f} | {1000 * rd['decode_cpu']:.1f} | {pct(rd['no_gap'])} | "
-                         f"{rd['pipeline']:.2f} | "
-                         f"{rd['steady']:.2f} | "
+                         f"{rd['pipeline']:.2f} | {pct(rd['busy'])} | {rd['steady']:.2f} | "
                          f"{rd['ffmpeg_threads']:.2f} | {rd['decord']:.2f} | {rd['inline']:.2f} | "
                          f"{rd.get('one_call_bound', math.nan):.2f} | {rd.get('one_call', math.nan):.2f} |")
     if libraries:
