@@ -165,10 +165,9 @@ def test_streamed_index_matches_indexing_one_video_at_a_time(videos: list[Video]
     r = with_params(stream_videos=True, encoder_workers=workers)
     store = FeatureStore(tmp_path / "store")
     r.index(library, store)
-    # 3 + 1 + 5 clips in 5 calls of 2, 2, 2, 2, 1 clips; one video at a time takes 2 + 1 + 3,
-    # as the default does.
+    # 3 + 1 + 5 clips in 5 calls of 2, 2, 2, 2, 1 clips; one video at a time takes 2 + 1 + 3.
     assert r.encoder_calls == 5
-    one_by_one = with_params()
+    one_by_one = with_params(stream_videos=False)
     one_by_one.index(library, FeatureStore(tmp_path / "store2"))
     assert one_by_one.encoder_calls == 6
     for video in library:

@@ -74,11 +74,6 @@ class Params(VisualParams):
     at 1 fps). The clip length (frames) is the model's ``vision_config.num_frames`` (8 for
     the released checkpoints)."""
 
-    stream_videos: bool = False
-    """Off by default: on a 2-core CPU, streaming a library through X-CLIP halved its encoder
-    calls but was no faster (0.94x on 10 s clips, 1.10x on 30 s ones, and runs that moved
-    either way; scripts/perf/reports/xclip_library-cpu.md): one video's clips already fill
-    most of a call, and decoding beside the encoder competes with it for the cores."""
     stride_frames: int = Field(default=4, ge=1)
     """Frames between the starts of consecutive clips."""
     rerank_top: int = Field(default=20, ge=0)
