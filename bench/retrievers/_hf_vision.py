@@ -548,10 +548,11 @@ def preprocessed_stream(paths: Sequence[Path], *, fps: float, transform: ImageTr
     a time (:func:`encoded_stream`), batches shrink toward the end, each at most the frames
     left (estimated from ``video_s``) divided by ``workers``, down to the first batch's size:
     the workers then finish together, where a last full batch would run alone while the
-    other workers idle (on a 2-core CPU, about 6% of a 3-minute video's indexing time). A
-    :class:`VideoEnd` follows
-    each video's last decoded frame; a video that cannot be decoded (a BadInput or decoder
-    error) gets one with its error and the others go on. Any other error is raised here.
+    other workers idle (on a 2-core CPU, about 6% of a 3-minute video's indexing time).
+
+    A :class:`VideoEnd` follows each video's last decoded frame; a video that cannot be
+    decoded (a BadInput or decoder error) gets one with its error and the others go on. Any
+    other error is raised here.
 
     Decode and preprocess times are recorded as stages ``decode`` and ``preprocess`` (with a
     prefetch thread, its wall time, which overlaps ``encode``; ``video_s`` is the videos'
