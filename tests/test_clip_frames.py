@@ -340,7 +340,7 @@ def test_encoder_worker_errors_and_early_stops_clean_up() -> None:
 
 
 def test_encoder_workers_give_the_same_vectors_and_timings(videos: list[Video]) -> None:
-    from bench.eval.timing import TimingRecorder, recording
+    from bench.timing import TimingRecorder, recording
 
     results = {}
     for workers in (1, 2):
@@ -363,7 +363,7 @@ def test_encoder_workers_give_the_same_vectors_and_timings(videos: list[Video]) 
 
 def test_prefetched_batches_start_small_and_match_inline_ones(retriever: ClipFrames,
                                                              videos: list[Video]) -> None:
-    from bench.eval.timing import TimingRecorder, recording
+    from bench.timing import TimingRecorder, recording
 
     path = Path(videos[0].path or "")
     rec = TimingRecorder()

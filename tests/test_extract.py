@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from bench.errors import BadInput
-from bench.eval.timing import TimingRecorder, recording
+from bench.timing import TimingRecorder, recording
 from bench.store import FeatureStore
 from bench.text.extract import TextSources, extract_segments, sources_provenance
 from bench.text.segments import Segment

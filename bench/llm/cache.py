@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.eval.timing import stage
+from bench.timing import stage
 from bench.llm.backends import BackendError, Completion, LLMBackend
 from bench.llm.prompts import Message
 from bench.paths import cache_home

@@ -563,7 +563,7 @@ def preprocessed_stream(paths: Sequence[Path], *, fps: float, transform: ImageTr
 
     import torch
 
-    from bench.eval import timing
+    from bench import timing
     from bench.store.indexing import decoder_errors
     from bench.video import sample_frames
     from bench.video.decode import BatchSizes
@@ -890,7 +890,7 @@ class EmbeddingCorpus:
 
     def vector_index(self) -> Any:
         """The corpus index (built on first use, timed as stage ``index_build``)."""
-        from bench.eval.timing import stage
+        from bench.timing import stage
         from bench.index import VectorIndex
 
         if self._index is not None:

@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench.errors import BadInput, Unavailable
-from bench.eval.timing import stage
+from bench.timing import stage
 from bench.retrievers.base import RetrieverConfig, parse_params
 from bench.retrievers.proposals import ProposalConfig, propose
 from bench.text.extract import TextSources, sources_provenance

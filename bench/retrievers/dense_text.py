@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench.errors import BadInput, Unavailable
-from bench.eval.timing import stage
+from bench.timing import stage
 from bench.index.vector import Kind as IndexKind
 from bench.modelref import ModelRef, ResolvedModel, hub_unavailable_reason, resolve
 from bench.retrievers.base import RetrieverConfig, parse_params

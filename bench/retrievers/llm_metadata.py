@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench.errors import BadInput, BenchError, Unavailable
-from bench.eval.timing import stage
+from bench.timing import stage
 from bench.llm.backends import BackendKind, EndpointConfig, LLMBackend, OpenAIBackend, select_backend
 from bench.llm.cache import LLMCache, LLMClient, Pricing
 from bench.llm.metadata import (

@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import Field
 
 from bench.errors import BadInput, Unavailable
-from bench.eval.timing import stage
+from bench.timing import stage
 from bench.modelref import ModelRef, ResolvedModel
 from bench.retrievers._hf_vision import (
     EmbeddingCorpus,

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bench.errors import BadInput, Unavailable
-from bench.eval.timing import stage
+from bench.timing import stage
 from bench.modelref import ModelRef, ResolvedModel, hub_unavailable_reason, resolve
 from bench.text.segments import Segment
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bench.errors import BadInput
-from bench.eval.timing import stage
+from bench.timing import stage
 from bench.modelref import ResolvedModel, weights_checksum
 from bench.text.asr import AsrConfig, Transcriber, asr_revision
 from bench.text.captions import CaptionConfig, Captioner, caption_video

@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench.errors import Unavailable
-from bench.eval.timing import stage
+from bench.timing import stage
 from bench.text.segments import Segment
 
 OCR_MODEL_ID = "package:rapidocr_onnxruntime/models"

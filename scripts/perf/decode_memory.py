@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 CHILD = """
 import json, sys, time
-from bench.eval.timing import peak_rss_bytes
+from bench.timing import peak_rss_bytes
 import av, decord, numpy  # library baseline before any decoding
 from bench.video import probe, sample_frames
 path, decoder, short_side = sys.argv[1], sys.argv[2], sys.argv[4]

@@ -138,7 +138,7 @@ def main() -> None:
     from llm_server import ScriptedLLMServer, keyword_responder, scene_segments
 
     from bench.datasets import resolve_dataset
-    from bench.eval.timing import TimingRecorder, recording
+    from bench.timing import TimingRecorder, recording
     from bench.llm.cache import LLMCache
     from bench.llm.metadata import chunk_windows, metadata_from_segments, render_metadata
     from bench.modelref import ModelRef

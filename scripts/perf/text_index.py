@@ -38,7 +38,7 @@ from unittest import mock
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from bench.eval.timing import StageTotals, TimingRecorder, recording  # noqa: E402
+from bench.timing import StageTotals, TimingRecorder, recording  # noqa: E402
 from bench.types import Video  # noqa: E402
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
@@ -417,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "- Wall times are from a machine shared with other work (see the load average): with "
         f"{m['cores']} cores and a load above that, wall seconds overstate what an idle machine "
         "takes; CPU seconds are the steadier figure.",
-        "- Stage timing comes from `bench.eval.timing.stage` inside `extract_segments`; each source "
+        "- Stage timing comes from `bench.timing.stage` inside `extract_segments`; each source "
         "ran into a fresh feature store, so nothing came from a cache. Model loading is outside the "
         "stages (a one-off per run).",
     ]

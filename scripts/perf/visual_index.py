@@ -178,7 +178,7 @@ def encoder_bound(r: Any, batches: int, batch_size: int, workers: int | None = N
 
 def pipeline(r: Any, video: Path, **params: Any) -> tuple[float, int, dict[str, Any]]:
     """frames/s of ``ClipFrames.encode_video`` (with ``params`` changed for this call)."""
-    from bench.eval.timing import TimingRecorder, recording
+    from bench.timing import TimingRecorder, recording
     from bench.video import probe
 
     info = probe(video)
@@ -296,7 +296,7 @@ def rss_child(model_dir: Path, video: Path, device: str, batch_size: int) -> Non
         return lo < (q + 1) * expected / 4 and max(hi, lo + 1) > q * expected / 4
 
     quarters = [max((rss for lo, hi, rss in samples if overlaps(lo, hi, q)), default=0) for q in range(4)]
-    from bench.eval.timing import peak_rss_bytes
+    from bench.timing import peak_rss_bytes
 
     peak = peak_rss_bytes()  # VmHWM: unlike ru_maxrss, not inflated by the parent's memory
     print(json.dumps({"after_model_load_bytes": loaded, "peak_bytes": peak, "quarters_bytes": quarters,
