@@ -108,7 +108,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json({"query": args.query, "image": args.image, "retriever": args.retriever,
                     "moments": [{"vid": m.vid, "start": m.start, "end": m.end, "score": m.score,
-                                 "evidence": m.evidence} for m in moments]})
+                                 "evidence": m.evidence.to_dict()} for m in moments]})
         return 0
     if not moments:
         print("no moments found")

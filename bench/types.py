@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BadInput
+from bench.evidence import Evidence, NoEvidence
 
 SCHEMA_VERSION = 1
 """Version of the on-disk query-set and prediction formats (bumped on breaking change)."""
@@ -293,7 +294,7 @@ class Moment:
     start: float
     end: float
     score: float
-    evidence: dict[str, Any] = field(default_factory=dict)
+    evidence: Evidence = field(default_factory=NoEvidence)
 
     @property
     def duration(self) -> float:

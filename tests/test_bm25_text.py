@@ -178,9 +178,9 @@ def test_grounding_finds_the_spoken_line(bm25: BM25Text) -> None:
     assert top.vid == "cook"
     # The 3 s line, widened to the 4 s minimum moment.
     assert (top.start, top.end) == (11.5, 15.5)
-    assert top.evidence["terms"] == ["dough", "knead"]
-    (snip,) = top.evidence["snippets"]
-    assert snip == {"start": 12.0, "end": 15.0, "source": "speech",
+    assert top.evidence.terms == ("dough", "knead")
+    (snip,) = top.evidence.snippets
+    assert snip.to_dict() == {"start": 12.0, "end": 15.0, "source": "speech",
                     "text": "now knead the dough for ten minutes", "terms": ["dough", "knead"]}
     assert all(m.vid == "cook" for m in moments)
     assert [m.score for m in moments] == sorted((m.score for m in moments), reverse=True)
@@ -197,7 +197,7 @@ def test_onscreen_text_and_subtitles(bm25: BM25Text) -> None:
     assert [m.vid for m in moments] == ["lecture", "lecture"]
     spans = sorted((m.start, m.end) for m in moments)
     assert spans == [(20.0, 30.0), (50.0, 55.0)]
-    sources = {s["source"] for m in moments for s in m.evidence["snippets"]}
+    sources = {s.source for m in moments for s in m.evidence.snippets}
     assert sources == {"ocr", "subtitle"}
 
 
@@ -206,7 +206,7 @@ def test_glued_onscreen_text_matches_a_spaced_query() -> None:
     r.index_segments([seg("t", 0, 6, "MISSIONBRIEFING", "ocr"), seg("t", 6, 12, "BREAK ROOM", "ocr")])
     (moments,) = r.search([q("mission briefing")], top_k=2)
     assert [(m.start, m.end) for m in moments] == [(0.0, 6.0)]
-    assert moments[0].evidence["terms"] == ["missionbrief"]
+    assert moments[0].evidence.terms == ("missionbrief",)
 
 
 def test_bread_ranks_the_stronger_window_first(bm25: BM25Text) -> None:
@@ -230,22 +230,23 @@ def test_japanese_and_chinese_queries(bm25: BM25Text, text: str, lang: str | Non
 
 
 def test_queries_without_terms_return_nothing_with_a_reason(bm25: BM25Text) -> None:
-    out = bm25.search([q("the and of", "en", "stop"), q(None, qid="img"), q("zebra", qid="miss")])
-    assert out == [[], [], []]
-    assert "no searchable terms" in bm25.last_errors["stop"]
-    assert "needs a text query" in bm25.last_errors["img"]
-    assert "miss" not in bm25.last_errors  # a plain miss is an answer, not an error
+    stop, img, miss = bm25.search_results([q("the and of", "en", "stop"), q(None, qid="img"),
+                                           q("zebra", qid="miss")])
+    assert stop.moments == img.moments == miss.moments == []
+    assert stop.reason is not None and "no searchable terms" in stop.reason
+    assert img.reason is not None and "needs a text query" in img.reason
+    assert miss.reason is None  # a plain miss is an answer, not an error
 
 
 def test_videos_without_text(bm25: BM25Text) -> None:
-    assert bm25.search([q("bread", qid="s")], vids=["silent"]) == [[]]
-    assert "no extracted text" in bm25.last_errors["s"]
+    (silent,) = bm25.search_results([q("bread", qid="s")], vids=["silent"])
+    assert silent.moments == [] and "no extracted text" in str(silent.reason)
     with pytest.raises(BadInput, match="not indexed"):
         bm25.search([q("bread")], vids=["nope"])
     empty = make()
     empty.index_segments([], videos=[Video(vid="silent", duration=5.0)])
-    assert empty.search([q("bread", qid="e")]) == [[]]
-    assert "no searchable text" in empty.last_errors["e"]
+    (none,) = empty.search_results([q("bread", qid="e")])
+    assert none.moments == [] and "no searchable text" in str(none.reason)
 
 
 def test_top_k_and_windows_inside_videos(bm25: BM25Text) -> None:

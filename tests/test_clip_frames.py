@@ -101,9 +101,9 @@ def test_grounding_returns_windows_inside_the_video(retriever: ClipFrames) -> No
     assert all(m.vid == "greenwhite" and 0.0 <= m.start < m.end <= 6.0 for m in moments)
     assert [m.score for m in moments] == sorted((m.score for m in moments), reverse=True)
     for m in moments:
-        frames = m.evidence["frames"]
-        assert frames and all(m.start - 1e-6 <= f["t"] < m.end for f in frames)
-        assert m.evidence["method"] == "clip-frames" and m.score <= 1.0 + 1e-6
+        frames = m.evidence.frames
+        assert frames and all(m.start - 1e-6 <= f.t_s < m.end for f in frames)
+        assert m.evidence.method == "clip-frames" and m.score <= 1.0 + 1e-6
 
 
 def test_corpus_search_ranks_across_videos(retriever: ClipFrames) -> None:

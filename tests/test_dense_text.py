@@ -59,9 +59,9 @@ def test_paraphrase_is_grounded_on_the_right_line(dense: DenseText) -> None:
     top = moments[0]
     assert top.vid == "cook"
     assert temporal_iou((top.start, top.end), (12.0, 15.0)) >= 0.5
-    assert top.evidence["method"] == "dense" and top.evidence["model"] == BUNDLED_MINILM
-    best = max(top.evidence["snippets"], key=lambda s: s["similarity"])
-    assert best["text"] == "now knead the dough for ten minutes"
+    assert top.evidence.method == "dense" and top.evidence.model == BUNDLED_MINILM
+    best = max(top.evidence.snippets, key=lambda s: s.similarity)
+    assert best.text == "now knead the dough for ten minutes"
     assert all(m.vid == "cook" for m in moments)
     assert [m.score for m in moments] == sorted((m.score for m in moments), reverse=True)
 
@@ -82,15 +82,16 @@ def test_corpus_search_finds_video_and_time(dense: DenseText, text: str, vid: st
 
 
 def test_batch_of_queries_keeps_order(dense: DenseText) -> None:
-    out = dense.search([q("football player scoring", "a"), q(None, "b"),
-                        q("a professor explains maths at the board", "c")], top_k=2)
-    assert [r[0].vid if r else None for r in out] == ["game", None, "lecture"]
-    assert "needs a text query" in dense.last_errors["b"]
+    out = dense.search_results([q("football player scoring", "a"), q(None, "b"),
+                                q("a professor explains maths at the board", "c")], top_k=2)
+    assert [r.moments[0].vid if r.moments else None for r in out] == ["game", None, "lecture"]
+    assert [r.reason is None for r in out] == [True, False, True]
+    assert "needs a text query" in str(out[1].reason)
 
 
 def test_videos_without_text(dense: DenseText) -> None:
-    assert dense.search([q("bread", "s")], vids=["silent"]) == [[]]
-    assert "no extracted text" in dense.last_errors["s"]
+    (silent,) = dense.search_results([q("bread", "s")], vids=["silent"])
+    assert silent.moments == [] and "no extracted text" in str(silent.reason)
     with pytest.raises(BadInput, match="not indexed"):
         dense.search([q("bread")], vids=["nope"])
 

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from bench.engine import QueryResult
 from bench.errors import BadInput, Unavailable
+from bench.evidence import NoEvidence
 from bench.retrievers.base import Retriever, RetrieverConfig
 from bench.retrievers.bm25_text import BM25Text
 from bench.retrievers.fusion import Fusion, fuse
@@ -18,7 +20,7 @@ from bench.types import Moment, QueryInput, Video
 
 
 def mo(vid: str, start: float, end: float, score: float) -> Moment:
-    return Moment(vid=vid, start=start, end=end, score=score, evidence={"why": f"{vid}@{start}"})
+    return Moment(vid=vid, start=start, end=end, score=score, evidence=NoEvidence(note=f"{vid}@{start}"))
 
 
 A = [mo("v", 10, 20, 0.9), mo("v", 40, 50, 0.5)]
@@ -31,10 +33,11 @@ def test_rrf_by_hand() -> None:
     assert [x for m in out for x in (m.start, m.end)] == pytest.approx([10.5, 20.5, 40, 50, 0, 5])
     assert out[0].score == pytest.approx(2 / 61)
     assert [m.score for m in out[1:]] == pytest.approx([1 / 62, 1 / 62])
-    members = out[0].evidence["members"]
-    assert members == {"a": {"rank": 1, "score": 0.9, "start": 10, "end": 20, "evidence": {"why": "v@10"}},
-                       "b": {"rank": 1, "score": 7.0, "start": 11, "end": 21, "evidence": {"why": "v@11"}}}
-    assert out[0].evidence["method"] == "fusion" and out[0].evidence["fusion"] == "rrf"
+    note = {"method": "none", "note": "v@10"}
+    assert out[0].evidence.to_dict() == {"method": "fusion", "fusion": "rrf", "members": {
+        "a": {"rank": 1, "score": 0.9, "start": 10, "end": 20, "evidence": note},
+        "b": {"rank": 1, "score": 7.0, "start": 11, "end": 21, "evidence": {**note, "note": "v@11"}}}}
+    assert out[0].evidence.describe() == "agreed: a #1, b #1 · v@10"
 
 
 def test_weighted_min_max_scores_by_hand() -> None:
@@ -49,7 +52,7 @@ def test_weighted_min_max_scores_by_hand() -> None:
 def test_rrf_weights_and_zero_weight_member() -> None:
     out = fuse({"a": A, "b": B}, weights={"b": 0.0})
     assert [(m.vid, m.start, m.end) for m in out] == [("v", 10, 20), ("v", 40, 50)]
-    assert set(out[0].evidence["members"]) == {"a"}
+    assert set(out[0].evidence.members) == {"a"}
 
 
 def test_agreement_beats_a_single_first_place() -> None:
@@ -90,17 +93,29 @@ class Fake:
         self.name = name
         self.answers = answers
         self.indexed: list[str] = []
-        self.last_errors: dict[Any, str] = {}
+        self.device = "cpu"
 
     def index(self, videos: Sequence[Video], store: Any) -> None:
         self.indexed = [v.vid for v in videos]
 
     def search(self, queries: Sequence[QueryInput], *, top_k: int = 10,
                vids: Sequence[str] | None = None) -> list[list[Moment]]:
-        self.last_errors = {q.qid: f"{self.name} cannot answer" for q in queries
-                            if q.text not in self.answers}
-        return [[m for m in self.answers.get(q.text or "", []) if vids is None or m.vid in vids][:top_k]
-                for q in queries]
+        return [r.moments for r in self.search_results(queries, top_k=top_k, vids=vids)]
+
+    def search_results(self, queries: Sequence[QueryInput], *, top_k: int = 10,
+                       vids: Sequence[str] | None = None) -> list[QueryResult]:
+        def one(q: QueryInput) -> QueryResult:
+            found = [m for m in self.answers.get(q.text or "", []) if vids is None or m.vid in vids]
+            why = None if q.text in self.answers else f"{self.name} cannot answer"
+            return QueryResult(found[:top_k], why)
+
+        return [one(q) for q in queries]
+
+    def stats(self) -> dict[str, Any]:
+        return {"queries": len(self.answers)}
+
+    def reset_stats(self) -> None:
+        return None
 
     def provenance(self) -> dict[str, Any]:
         return {"family": "fake", "random_init": self.name == "b"}
@@ -115,10 +130,10 @@ def test_fusion_runs_members_and_fuses() -> None:
     f = Fusion.from_retrievers(config(["a", "b"], iou_threshold=0.5), members)
     f.index([Video(vid="v"), Video(vid="w")], store=None)  # type: ignore[arg-type]
     assert members["a"].indexed == ["v", "w"]  # type: ignore[attr-defined]
-    out = f.search([QueryInput(text="bread", qid=1), QueryInput(text="zebra", qid=2)], top_k=2)
-    assert [x for m in out[0] for x in (m.start, m.end)] == pytest.approx([10.5, 20.5, 40, 50])
-    assert out[1] == []
-    assert f.last_errors == {2: "a: a cannot answer; b: b cannot answer"}
+    out = f.search_results([QueryInput(text="bread", qid=1), QueryInput(text="zebra", qid=2)], top_k=2)
+    assert [x for m in out[0].moments for x in (m.start, m.end)] == pytest.approx([10.5, 20.5, 40, 50])
+    assert out[0].reason is None
+    assert out[1].moments == [] and out[1].reason == "a: a cannot answer; b: b cannot answer"
     grounded = f.search([QueryInput(text="bread", qid=1)], vids=["w"])[0]
     assert [(m.vid, m.start) for m in grounded] == [("w", 0)]
     prov = f.provenance()
@@ -147,11 +162,11 @@ def test_fusion_of_two_bm25_configurations() -> None:
     f = Fusion.from_retrievers(config(["m", "s"]), {"m": merged, "s": split})
     (out,) = f.search([QueryInput(text="eigenvalues", qid="e")], top_k=3)
     assert (out[0].vid, out[0].start, out[0].end) == ("lecture", 20.0, 30.0)
-    assert set(out[0].evidence["members"]) == {"m", "s"}
-    snippet = out[0].evidence["members"]["m"]["evidence"]["snippets"][0]
-    assert snippet["source"] == "ocr"
-    assert f.search([QueryInput(text="the of", qid="x")]) == [[]]
-    assert "no searchable terms" in f.last_errors["x"]
+    assert set(out[0].evidence.members) == {"m", "s"}
+    snippet = out[0].evidence.members["m"].evidence.snippets[0]
+    assert snippet.source == "ocr"
+    (none,) = f.search_results([QueryInput(text="the of", qid="x")])
+    assert none.moments == [] and "no searchable terms" in str(none.reason)
 
 
 def test_fusion_text_is_built_from_models() -> None:

@@ -204,33 +204,34 @@ SINGLE = "[{'Timestamp': '0:12-0:18', 'Description': 'Bob boils water', 'Confide
 def test_search_parses_answers(answer: str, window: tuple[float, float]) -> None:
     with ScriptedLLMServer([Reply(answer)]) as srv:
         r = retriever(srv)
-        (moments,) = r.search([QueryInput(text="the dog", qid="q1")], vids=["v1"])
+        (res,) = r.search_results([QueryInput(text="the dog", qid="q1")], vids=["v1"])
         assert srv.n_requests == 1
+    moments = res.moments
     assert [(m.vid, m.start, m.end) for m in moments] == [("v1", *window)]
-    assert moments[0].evidence["method"] == "llm-metadata" and moments[0].evidence["model"] == "scripted"
-    assert r.last_errors == {}
+    assert moments[0].evidence.method == "llm-metadata" and moments[0].evidence.model == "scripted"
+    assert res.reason is None
 
 
 def test_invalid_answer_is_retried_once_with_a_stricter_reminder() -> None:
     script = [Reply("Sorry, I can't find that."), Reply(scenes_json(("00:45-00:50", "city")))]
     with ScriptedLLMServer(script) as srv:
         r = retriever(srv)
-        (moments,) = r.search([QueryInput(text="city", qid="q1")], vids=["v1"])
+        (res,) = r.search_results([QueryInput(text="city", qid="q1")], vids=["v1"])
         assert srv.n_requests == 2
         retry_prompt = srv.requests[1]["body"]["messages"][1]["content"]
     assert "Your previous answer could not be used" in retry_prompt
-    assert [(m.start, m.end) for m in moments] == [(45.0, 50.0)]
+    assert [(m.start, m.end) for m in res.moments] == [(45.0, 50.0)]
     assert r.records[-1].retried and r.records[-1].calls == 2
-    assert r.last_errors == {}
+    assert res.reason is None
 
 
 def test_invalid_twice_gives_no_moments_and_a_reason() -> None:
     with ScriptedLLMServer([Reply("{not json at all")]) as srv:
         r = retriever(srv)
-        (moments,) = r.search([QueryInput(text="city", qid="q1")], vids=["v1"])
+        (res,) = r.search_results([QueryInput(text="city", qid="q1")], vids=["v1"])
         assert srv.n_requests == 2  # one retry, no more
-    assert moments == []
-    assert r.last_errors["q1"].startswith("v1: no valid scenes")
+    assert res.moments == []
+    assert str(res.reason).startswith("v1: no valid scenes")
 
 
 @pytest.mark.parametrize(("reply", "why"), [(Reply(status=500), "HTTP 500"),
@@ -245,10 +246,10 @@ def test_backend_failure_empties_that_query_and_the_run_goes_on(reply: Reply, wh
 
     with ScriptedLLMServer(script) as srv:
         r = retriever(srv, endpoint={"max_retries": 1, "timeout_s": 0.3})
-        out = r.search([QueryInput(text="broken query", qid="bad"), QueryInput(text="city", qid="ok")],
-                       vids=["v1"])
-    assert out[0] == [] and [(m.start, m.end) for m in out[1]] == [(45.0, 50.0)]
-    assert why in r.last_errors["bad"] and "ok" not in r.last_errors
+        out = r.search_results([QueryInput(text="broken query", qid="bad"),
+                                QueryInput(text="city", qid="ok")], vids=["v1"])
+    assert out[0].moments == [] and [(m.start, m.end) for m in out[1].moments] == [(45.0, 50.0)]
+    assert why in str(out[0].reason) and out[1].reason is None
     st = r.stats()
     assert st["errors"] == 1 and st["localizations_failed"] == 1 and st["localizations"] == 2
 
@@ -263,9 +264,9 @@ def test_refused_key_makes_the_configuration_unavailable() -> None:
 def test_image_query_is_reported_not_raised() -> None:
     with ScriptedLLMServer([Reply("[]")]) as srv:
         r = retriever(srv)
-        assert r.search([QueryInput(image="x.png", qid="img")], vids=["v1"]) == [[]]
+        (res,) = r.search_results([QueryInput(image="x.png", qid="img")], vids=["v1"])
         assert srv.n_requests == 0
-    assert "text query" in r.last_errors["img"]
+    assert res.moments == [] and "text query" in str(res.reason)
 
 
 def test_second_run_is_served_from_the_cache() -> None:
@@ -292,9 +293,9 @@ def tiny_config(**params: Any) -> RetrieverConfig:
 def test_tiny_causal_lm_is_garbage_and_reported_as_no_valid_scenes() -> None:
     r = LLMMetadata(tiny_config(), "cpu")
     r.add_metadata([metadata_from_segments("v1", 95.0, handmade_segments("v1"))])
-    (moments,) = r.search([QueryInput(text="the dog", qid="q1")], vids=["v1"])
-    assert moments == []
-    assert r.last_errors["q1"].startswith("v1: no valid scenes")
+    (res,) = r.search_results([QueryInput(text="the dog", qid="q1")], vids=["v1"])
+    assert res.moments == []
+    assert str(res.reason).startswith("v1: no valid scenes")
     assert r.records[-1].calls == 2 and r.records[-1].tokens_out > 0
     prov = r.provenance()
     assert prov["random_init"] is True and prov["llm"]["backend"] == "transformers"

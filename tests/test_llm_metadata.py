@@ -213,15 +213,16 @@ def test_long_metadata_is_localized_chunk_by_chunk() -> None:
     meta = long_metadata()
     with ScriptedLLMServer(keyword_responder) as srv:
         r = retriever(srv, [meta], context_tokens=1500, max_new_tokens=64)
-        (moments,) = r.search([QueryInput(text="utterance number 187", qid="q")], vids=["long"])
+        (res,) = r.search_results([QueryInput(text="utterance number 187", qid="q")], vids=["long"])
+        moments = res.moments
         prompts = [user_text(req["body"]) for req in srv.requests]
     n = r.records[-1].chunks
     assert n > 2 and len(prompts) == n
     assert all(f"of {n} of the metadata" in p for p in prompts)
     assert all(r.backend.count_tokens(p) < 1500 for p in prompts)
     assert moments and (moments[0].start, moments[0].end) == (935.0, 939.0)
-    assert "chunk" in moments[0].evidence
-    assert r.last_errors == {}
+    assert moments[0].evidence.chunk is not None
+    assert res.reason is None
 
 
 # -- file-level retrieval ---------------------------------------------------------------------
@@ -251,13 +252,14 @@ def test_corpus_scores_weigh_the_file_level_rank() -> None:
     with ScriptedLLMServer(keyword_responder) as srv:
         r = retriever(srv, corpus(), top_n_videos=3)
         r_ranked = r.rank_videos(QueryInput(text="fry onions"), r.vids())
-        (moments,) = r.search([QueryInput(text="fry onions", qid="q")])
+        (res,) = r.search_results([QueryInput(text="fry onions", qid="q")])
+        moments = res.moments
         assert srv.n_requests == 3  # one per candidate video; "[]" is an answer here, no retry
         assert all("if nothing matches, answer []" in user_text(q["body"]) for q in srv.requests)
     assert r_ranked[0][0] == "cooking" and r_ranked[0][1] > 0 and r_ranked[1][1] == 0.0
     assert {m.vid for m in moments} == {"cooking"}
-    assert "file_weight" not in moments[0].evidence  # the best video keeps its score
-    assert r.last_errors == {}
+    assert moments[0].evidence.file_weight is None  # the best video keeps its score
+    assert res.reason is None
 
 
 def test_grounding_skips_file_level_retrieval() -> None:
@@ -438,8 +440,8 @@ def test_llm_summary_stage_falls_back_and_retries_next_run(subtitled_video: Vide
 
 
 def test_retriever_index_and_search_end_to_end(subtitled_video: Video, tmp_path: Path) -> None:
-    from bench.timing import TimingRecorder, recording
     from bench.store import FeatureStore
+    from bench.timing import TimingRecorder, recording
 
     with ScriptedLLMServer(keyword_responder) as srv:
         cfg = RetrieverConfig(name="llm-e2e", family="llm-metadata", params={

@@ -64,10 +64,10 @@ def test_obeyed_injection_is_still_validated_and_bounded_to_the_duration() -> No
 def test_an_answer_wholly_past_the_end_is_rejected_retried_and_reported() -> None:
     with ScriptedLLMServer(obeying_model("98:00-99:59")) as srv:
         r = retriever(srv)
-        (moments,) = r.search([QueryInput(text="the dog", qid="q")], vids=["v1"])
+        (res,) = r.search_results([QueryInput(text="the dog", qid="q")], vids=["v1"])
         assert srv.n_requests == 2  # one stricter retry, then give up
-    assert moments == []
-    assert "past the duration" in r.last_errors["q"]
+    assert res.moments == []
+    assert "past the duration" in str(res.reason)
 
 
 def test_data_cannot_close_its_block() -> None:

@@ -106,16 +106,16 @@ def test_grounding_is_rescored_with_the_conditioned_text(retriever: XClipClips) 
     assert [m.score for m in moments] == sorted((m.score for m in moments), reverse=True)
     for m in moments:
         assert m.vid == "long" and 0.0 <= m.start < m.end <= 13.0
-        assert m.evidence["reranked"] is True and "plain_score" in m.evidence
-        assert m.evidence["clips"] and -1.0 <= m.score <= 1.0
+        assert m.evidence.reranked is True and m.evidence.plain_score is not None
+        assert m.evidence.clips and -1.0 <= m.score <= 1.0
     plain = with_params(rerank_top=0)
     plain.corpus, plain.spans, plain._store = retriever.corpus, retriever.spans, retriever._store
     (raw,) = plain.search([QueryInput(text="a man juggles")], top_k=3, vids=["long"])
-    assert all(m.evidence["reranked"] is False for m in raw)
+    assert all(m.evidence.reranked is False for m in raw)
     by_window = {(m.start, m.end): m.score for m in raw}
     for m in moments:  # same windows, scored before re-scoring by the plain clip cosine
         if (m.start, m.end) in by_window:
-            assert m.evidence["plain_score"] == pytest.approx(by_window[(m.start, m.end)])
+            assert m.evidence.plain_score == pytest.approx(by_window[(m.start, m.end)])
 
 
 def test_corpus_search_and_image_query(retriever: XClipClips, tmp_path: Path) -> None:
@@ -126,7 +126,7 @@ def test_corpus_search_and_image_query(retriever: XClipClips, tmp_path: Path) ->
 
     Image.new("RGB", (64, 48), (255, 0, 0)).save(tmp_path / "red.png")
     (img,) = retriever.search([QueryInput(image=str(tmp_path / "red.png"))], top_k=2, vids=["long"])
-    assert img and all(m.evidence["reranked"] is False for m in img)
+    assert img and all(m.evidence.reranked is False for m in img)
 
 
 def test_errors(retriever: XClipClips) -> None:

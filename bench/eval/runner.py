@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 from tqdm import tqdm
 
-from bench.errors import BadInput, BenchError, Unavailable
 from bench import timing
+from bench.errors import BadInput, BenchError, Unavailable
 from bench.eval.results import ResultFile, find_random_init, save_result
 from bench.paths import repo_root
 from bench.retrievers import build_retriever, get_config, load_configs
@@ -108,17 +108,16 @@ def search_queries(retriever: Retriever, qs: QuerySet, queries: Sequence[Query],
         t0 = time.perf_counter()
         try:
             with timing.stage("query_total"):
-                moments = retriever.search([qin], top_k=top_k, vids=vids)[0]
+                result = retriever.search_results([qin], top_k=top_k, vids=vids)[0]
+            moments = result.moments
+            if result.reason:
+                errors[str(q.qid)] = result.reason
         except Unavailable:
             raise
         except BenchError as exc:
             errors[str(q.qid)] = str(exc)
             moments = []
         recorder.query_latencies_s.append(time.perf_counter() - t0)
-        last = getattr(retriever, "last_errors", None)
-        if isinstance(last, dict) and last:
-            for key, msg in last.items():
-                errors.setdefault(str(key if key is not None else q.qid), str(msg))
         preds.append(to_prediction(q, moments, mode))
     return preds
 
@@ -184,19 +183,15 @@ def run_one(cfg: RetrieverConfig, qs: QuerySet, modes: Sequence[Mode], *, device
                                        provenance={"environment": env}, created_at=now), None)
                 for m in modes]
     index_timing = recorder.as_dict()
-    prov = {"environment": env, "device": getattr(retriever, "device", device),
+    prov: dict[str, Any] = {"environment": env, "device": retriever.device,
             "retriever": retriever.provenance(), "config": cfg.model_dump()}
     prov["random_init"] = find_random_init(prov["retriever"])
-    backend_stats = getattr(retriever, "stats", None)
-    if callable(backend_stats):
-        index_timing["backend"] = backend_stats()
+    index_timing["backend"] = retriever.stats()
     for mode in modes:
         queries = [q for q in qs.queries if mode == "corpus" or q.vid is not None]
         if not queries:
             continue
-        reset = getattr(retriever, "reset_stats", None)
-        if callable(reset):  # per-mode LLM token/latency/cache counts
-            reset()
+        retriever.reset_stats()  # per-mode LLM token/latency/cache counts
         rec = timing.TimingRecorder()
         errors: dict[str, str] = {}
         try:
@@ -216,15 +211,13 @@ def run_one(cfg: RetrieverConfig, qs: QuerySet, modes: Sequence[Mode], *, device
                                                   provenance=prov, created_at=now), None))
             continue
         flat, by_tag, by_lang = _split_metrics(scored)
-        stats = getattr(retriever, "stats", None)
         timing_doc = {"index": index_timing, "index_wall_s": index_wall,
                       "video_s": video_s, "search": rec.as_dict(),
                       "queries": percentiles(rec.query_latencies_s),
                       "peak_rss_bytes": timing.peak_rss_bytes()}
         if video_s and index_wall > 0:
             timing_doc["video_s_per_wall_s"] = video_s / index_wall
-        if callable(stats):
-            timing_doc["backend"] = stats()
+        timing_doc["backend"] = retriever.stats()
         result = ResultFile(**base, mode=mode, status="ok", n_queries=len(queries), metrics=flat,
                             metrics_by_tag=by_tag, metrics_by_lang=by_lang, timing=timing_doc,
                             provenance=prov, query_errors=errors, created_at=now)

@@ -890,8 +890,8 @@ class EmbeddingCorpus:
 
     def vector_index(self) -> Any:
         """The corpus index (built on first use, timed as stage ``index_build``)."""
-        from bench.timing import stage
         from bench.index import VectorIndex
+        from bench.timing import stage
 
         if self._index is not None:
             return self._index

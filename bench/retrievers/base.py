@@ -14,6 +14,7 @@ from bench.modelref import ModelRef
 from bench.types import Moment, QueryInput, Video
 
 if TYPE_CHECKING:
+    from bench.engine import QueryResult
     from bench.store import FeatureStore
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -69,16 +70,31 @@ class Retriever(Protocol):
     """Index videos once (cached, resumable), then answer batches of queries.
 
     ``index`` receives videos whose ``path`` is a local absolute path. ``search`` returns,
-    per query, at most ``top_k`` moments sorted by descending score. ``vids=None`` is corpus
-    search over everything indexed; ``vids=[v]`` grounds the query in known video(s).
+    per query, at most ``top_k`` moments sorted by descending score; ``search_results`` the
+    same with the reason when a query could not be answered. ``vids=None`` is corpus search
+    over everything indexed; ``vids=[v]`` grounds the query in known video(s). Families get
+    both from the one engine (:class:`bench.engine.EngineSearch`).
     """
 
     name: str
+    device: str
+    """``cpu`` or ``cuda``: where the models run."""
 
     def index(self, videos: Sequence[Video], store: FeatureStore) -> None: ...
 
     def search(self, queries: Sequence[QueryInput], *, top_k: int = 10,
                vids: Sequence[str] | None = None) -> list[list[Moment]]: ...
+
+    def search_results(self, queries: Sequence[QueryInput], *, top_k: int = 10,
+                       vids: Sequence[str] | None = None) -> list[QueryResult]: ...
+
+    def stats(self) -> dict[str, Any]:
+        """Index size, cache hits, backend counters (for the run's timing block)."""
+        ...
+
+    def reset_stats(self) -> None:
+        """Start per-mode counters (LLM tokens, latency, cache hits) afresh."""
+        ...
 
     def provenance(self) -> dict[str, Any]:
         """Model ids, revisions, checksums, ``random_init`` flags, decoder, device."""

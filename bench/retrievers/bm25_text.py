@@ -21,15 +21,17 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from bench.engine import Candidate, Curve, EngineSearch, NoAnswer
 from bench.errors import BadInput, Unavailable
-from bench.timing import stage
+from bench.evidence import Snippet, TextEvidence
 from bench.retrievers.base import RetrieverConfig, parse_params
-from bench.retrievers.proposals import ProposalConfig, propose
+from bench.retrievers.proposals import ProposalConfig, Window
 from bench.text.extract import TextSources, sources_provenance
 from bench.text.segments import Segment
 from bench.text.tokenize import Tokenizer, TokenizerConfig, resolve_lang
 from bench.text.windows import TextCorpus, WindowConfig, corpus_digest, load_corpus, paint_curve
-from bench.types import QID, Moment, QueryInput, Video
+from bench.timing import stage
+from bench.types import Moment, QueryInput, Video
 
 if TYPE_CHECKING:
     from bench.store import FeatureStore
@@ -69,6 +71,17 @@ class Params(BaseModel):
     curve_fps: float = Field(default=2.0, gt=0)
     """Resolution (samples per second) of the score curve painted from matched lines."""
     max_snippets: int = Field(default=5, ge=1)
+
+
+@dataclass
+class _Query:
+    """A query's terms and the windows it may match; scores are filled in per search."""
+
+    terms: list[str]
+    qset: frozenset[str]
+    windows: np.ndarray
+    scores: np.ndarray | None = None
+    matching: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -202,7 +215,7 @@ def _package_version(dist: str) -> str | None:
         return None
 
 
-class BM25Text:
+class BM25Text(EngineSearch):
     """The ``bm25-text`` family: BM25 over overlapping time windows of extracted text.
 
     A window's BM25 score is painted onto the lines (segments) of that window that contain
@@ -211,9 +224,8 @@ class BM25Text:
     lines with their times, source and terms.
 
     A query with no text, or whose text tokenizes to nothing (only stop words or
-    punctuation), and a search over videos with no text, return no moments; the reason is
-    recorded in :attr:`last_errors` (qid -> reason, read by the benchmark runner) and
-    logged once per retriever, never raised.
+    punctuation), and a search over videos with no text, return no moments with the reason
+    (:meth:`search_results`), never an exception.
     """
 
     def __init__(self, config: RetrieverConfig, device: str = "cpu") -> None:
@@ -228,13 +240,11 @@ class BM25Text:
         self.tokenizer = Tokenizer(self.params.tokenizer)
         self.corpus: TextCorpus | None = None
         self.scorer: BM25Scorer | None = None
-        self.last_errors: dict[QID | None, str] = {}
         self._seg_terms: list[frozenset[str]] = []
         self._seg_index: dict[Segment, int] = {}
         self._segments: list[Segment] = []
         self._win_segs: list[list[int]] = []
         """Per window, the indices (into ``_segments``) of its lines."""
-        self._logged: set[str] = set()
         self._cache_hit = False
 
     @property
@@ -339,83 +349,73 @@ class BM25Text:
         except OSError:  # another process finished the same index first; keep theirs
             shutil.rmtree(tmp, ignore_errors=True)
 
-    # -- search -----------------------------------------------------------------------------
+    # -- search (the engine calls these; see bench.engine) ------------------------------------
 
-    def search(self, queries: Sequence[QueryInput], *, top_k: int = 10,
-               vids: Sequence[str] | None = None) -> list[list[Moment]]:
-        """Per query, at most ``top_k`` moments by descending BM25 score.
+    def ready(self) -> str | None:
+        return None if self.corpus is not None else "call index() before search()"
 
-        ``vids=None`` searches every indexed video; ``vids=[v]`` grounds in ``v``. Scores are
-        BM25 values (comparable across videos of one index, not across indexes).
-        """
-        if self.corpus is None:
-            raise BadInput(f"{self.name}: call index() before search()")
-        if top_k < 1:
-            raise BadInput(f"top_k must be >= 1, got {top_k}")
-        self.last_errors = {}
-        candidates = self.corpus.window_ids(vids)
-        return [self._search_one(q, candidates, top_k) for q in queries]
-
-    def _no_result(self, q: QueryInput, reason: str) -> list[Moment]:
-        self.last_errors[q.qid] = reason
-        if reason not in self._logged:
-            self._logged.add(reason)
-            log.warning("%s: %s (query %r); no moments returned", self.name, reason, q.qid)
-        return []
-
-    def _search_one(self, q: QueryInput, candidates: np.ndarray, top_k: int) -> list[Moment]:
+    def check_vids(self, vids: Sequence[str]) -> list[str]:
         assert self.corpus is not None
-        if not q.text or not q.text.strip():
-            return self._no_result(q, "bm25-text needs a text query; this query has none")
-        with stage("query_encode", items=1):
-            terms = self.tokenizer.tokenize_query(q.text, q.lang)
-        if not terms:
-            return self._no_result(q, "the query has no searchable terms (only stop words or "
-                                      "punctuation after tokenization)")
-        if self.scorer is None:
-            return self._no_result(q, "the indexed videos have no searchable text")
-        if candidates.size == 0:
-            return self._no_result(q, "the requested videos have no extracted text")
-        p = self.params
-        with stage("search", items=1):
-            scores = self.scorer.scores(terms)
-            matching = self.scorer.matching(terms)
-            hit = candidates[matching[candidates]]
-            if hit.size == 0:
-                return []
-            # Visit videos by their best window; enough windows to fill top_k in most cases.
-            n_best = min(hit.size, max(4 * top_k, 32))
-            best = hit[np.argsort(-scores[hit], kind="stable")[:n_best]]
-            peak: dict[str, float] = {}  # vid -> its best window score, best videos first
-            for i in best.tolist():
-                peak.setdefault(self.corpus.windows[i].vid, float(scores[i]))
-            moments: list[Moment] = []
-            qset = frozenset(terms)
-            for vid, vid_peak in list(peak.items())[:top_k]:
-                # A moment scores at most its video's best window (plus the length prior), so
-                # once top_k moments beat that, this and later videos cannot enter.
-                bound = vid_peak + p.proposals.length_prior * math.log(
-                    max(self.corpus.durations_s[vid], 1e-3))
-                if len(moments) >= top_k and moments[top_k - 1].score >= bound:
-                    break
-                lo, hi = self.corpus.ranges[vid]
-                rows = np.flatnonzero(matching[lo:hi]) + lo
-                moments += self._video_moments(vid, rows, scores, qset, top_k)
-                moments.sort(key=lambda m: (-m.score, m.vid, m.start))
-            return moments[:top_k]
+        return self.corpus.check_vids(vids)
 
-    def _video_moments(self, vid: str, rows: np.ndarray, scores: np.ndarray, qset: frozenset[str],
-                       top_k: int) -> list[Moment]:
-        """Moments of ``vid`` from its windows ``rows`` (those containing a query term)."""
+    def prepare(self, queries: Sequence[QueryInput],
+                vids: Sequence[str] | None) -> list[_Query | NoAnswer]:
+        """Each query's terms, or why it cannot be answered (no text, only stop words, no
+        searchable text in the index or in the requested videos)."""
         assert self.corpus is not None
+        windows = self.corpus.window_ids(vids)
+        out: list[_Query | NoAnswer] = []
+        for q in queries:
+            if not q.text or not q.text.strip():
+                out.append(NoAnswer("bm25-text needs a text query; this query has none"))
+                continue
+            with stage("query_encode", items=1):
+                terms = self.tokenizer.tokenize_query(q.text, q.lang)
+            if not terms:
+                out.append(NoAnswer("the query has no searchable terms (only stop words or "
+                                    "punctuation after tokenization)"))
+            elif self.scorer is None:
+                out.append(NoAnswer("the indexed videos have no searchable text"))
+            elif windows.size == 0:
+                out.append(NoAnswer("the requested videos have no extracted text"))
+            else:
+                out.append(_Query(terms, frozenset(terms), windows))
+        return out
+
+    def candidates(self, prepared: _Query, vids: Sequence[str] | None, top_k: int) -> list[Candidate]:
+        """Videos by their best matching window; enough windows to fill ``top_k`` in most cases.
+        A video's moments score at most its best window (plus the length prior): its bound."""
+        assert self.corpus is not None and self.scorer is not None
+        q = prepared
+        q.scores = self.scorer.scores(q.terms)
+        q.matching = self.scorer.matching(q.terms)
+        hit = q.windows[q.matching[q.windows]]
+        if hit.size == 0:
+            return []
+        n_best = min(hit.size, max(4 * top_k, 32))
+        best = hit[np.argsort(-q.scores[hit], kind="stable")[:n_best]]
+        peak: dict[str, float] = {}  # vid -> its best window score, best videos first
+        for i in best.tolist():
+            peak.setdefault(self.corpus.windows[i].vid, float(q.scores[i]))
+        prior = self.params.proposals.length_prior
+        return [Candidate(vid, bound=vid_peak + prior * math.log(max(self.corpus.durations_s[vid], 1e-3)))
+                for vid, vid_peak in list(peak.items())[:top_k]]
+
+    def score(self, prepared: _Query, candidate: Candidate, max_windows: int) -> Curve | list[Moment]:
+        """The video's windows that contain a query term, painted over their matched lines."""
+        q, scores, matching = prepared, prepared.scores, prepared.matching
+        assert self.corpus is not None and scores is not None and matching is not None
         p = self.params
+        vid = candidate.vid
+        lo, hi = self.corpus.ranges[vid]
+        rows = np.flatnonzero(matching[lo:hi]) + lo
         spans: list[tuple[float, float, float]] = []
         matched: dict[int, float] = {}  # line index -> best score of a window holding it
         for i in rows.tolist():
             w = self.corpus.windows[i]
             score = float(scores[i])
             for j in self._win_segs[i]:
-                if qset.isdisjoint(self._seg_terms[j]):
+                if q.qset.isdisjoint(self._seg_terms[j]):
                     continue
                 s = self._segments[j]
                 spans.append((max(s.start, w.start), min(s.end, w.end), score))
@@ -424,26 +424,23 @@ class BM25Text:
             return []
         duration = self.corpus.durations_s[vid]
         times, curve = paint_curve(duration, p.curve_fps, spans, floor=0.0, falloff=1e-6)
-        config = p.proposals.model_copy(update={"max_windows": top_k})
-        out = []
-        for win in propose(times, curve, duration_s=duration, fps=p.curve_fps, config=config):
-            if win.score <= 0:
-                continue
-            out.append(Moment(vid=vid, start=win.start, end=win.end, score=win.score,
-                              evidence=self._evidence(win.start, win.end, matched, qset)))
-        return out
+
+        def explain(win: Window) -> TextEvidence | None:
+            return self._evidence(win.start, win.end, matched, q.qset) if win.score > 0 else None
+
+        return Curve(times, curve, duration, p.curve_fps, p.proposals, explain)
 
     def _evidence(self, start: float, end: float, matched: Mapping[int, float],
-                  qset: frozenset[str]) -> dict[str, Any]:
+                  qset: frozenset[str]) -> TextEvidence:
         segs = self._segments
         inside = [j for j in matched
                   if segs[j].start < end and max(segs[j].end, segs[j].start + 1e-9) > start]
         inside.sort(key=lambda j: (-matched[j], segs[j].start))
         shown = sorted(inside[:self.params.max_snippets], key=lambda j: segs[j].start)
-        snippets = [{"start": segs[j].start, "end": segs[j].end, "source": segs[j].source,
-                     "text": segs[j].text, "terms": sorted(qset & self._seg_terms[j])} for j in shown]
+        snippets = tuple(Snippet(segs[j].start, segs[j].end, segs[j].source, segs[j].text,
+                                 terms=tuple(sorted(qset & self._seg_terms[j]))) for j in shown)
         found = sorted(set().union(*(qset & self._seg_terms[j] for j in shown)))
-        return {"method": "bm25", "terms": found, "snippets": snippets}
+        return TextEvidence("bm25", snippets, terms=tuple(found))
 
     # -- reporting --------------------------------------------------------------------------
 

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import Field
 
+from bench.engine import Candidate, Curve, EngineSearch
 from bench.errors import BadInput, Unavailable
-from bench.timing import stage
+from bench.evidence import FrameEvidence, FrameMatch
 from bench.modelref import ModelRef, ResolvedModel
 from bench.retrievers._hf_vision import (
     EmbeddingCorpus,
@@ -43,8 +44,9 @@ from bench.retrievers._hf_vision import (
     weights_tag,
 )
 from bench.retrievers.base import RetrieverConfig, parse_params
-from bench.retrievers.proposals import ProposalConfig, propose
-from bench.types import Moment, QueryInput, Video
+from bench.retrievers.proposals import ProposalConfig, Window
+from bench.timing import stage
+from bench.types import QueryInput, Video
 
 if TYPE_CHECKING:
     import torch
@@ -83,7 +85,7 @@ class _TextTower:
         self.describe = describe
 
 
-class ClipFrames:
+class ClipFrames(EngineSearch):
     """The ``clip-frames`` family (CLIP, SigLIP, multilingual CLIP text tower).
 
     ``config.model`` is the image-text model (default ``openai/clip-vit-base-patch32``);
@@ -300,39 +302,33 @@ class ClipFrames:
                 out[i] += self.encode_pixels(self.transform(image[None]))[0]
         return unit_rows(out)
 
-    def search(self, queries: Sequence[QueryInput], *, top_k: int = 10,
-               vids: Sequence[str] | None = None) -> list[list[Moment]]:
-        """Per query, at most ``top_k`` moments by descending cosine similarity.
+    # -- search (the engine calls these; see bench.engine) ------------------------------------
 
-        ``vids`` grounds each query in those videos; ``None`` searches every indexed video.
-        """
-        if not self.corpus.videos:
-            raise BadInput(f"{self.name}: nothing indexed; call index() before search()")
-        if top_k < 1:
-            raise BadInput(f"top_k must be >= 1, got {top_k}")
-        targets = [self.corpus.get(v).vid for v in vids] if vids is not None else None
-        qvecs = self.encode_queries(queries)
-        results = []
-        for qv in qvecs:
-            with stage("search", items=1):
-                if targets is None:
-                    chosen = self.corpus.top_videos(qv, self.params.corpus_frames, top_k)
-                else:
-                    chosen = targets
-                moments = [m for vid in chosen for m in self._video_moments(vid, qv, top_k)]
-                moments.sort(key=lambda m: (-m.score, m.vid, m.start))
-            results.append(moments[:top_k])
-        return results
+    def ready(self) -> str | None:
+        return None if self.corpus.videos else "nothing indexed; call index() before search()"
 
-    def _video_moments(self, vid: str, qv: np.ndarray, top_k: int) -> list[Moment]:
-        item = self.corpus.get(vid)
-        curve = item.vectors @ qv
-        cfg = self.params.proposals.model_copy(update={"max_windows": top_k})
-        out = []
-        for w in propose(item.times_s, curve, duration_s=item.duration_s, fps=self.params.fps, config=cfg):
-            out.append(Moment(vid=vid, start=w.start, end=w.end, score=w.score,
-                              evidence=frame_evidence(item.times_s, curve, w.start, w.end)))
-        return out
+    def check_vids(self, vids: Sequence[str]) -> list[str]:
+        return [self.corpus.get(v).vid for v in vids]
+
+    def prepare(self, queries: Sequence[QueryInput], vids: Sequence[str] | None) -> list[np.ndarray]:
+        """float32 ``(d,)`` unit vector per query (BadInput for an empty query or a bad image)."""
+        return list(self.encode_queries(queries))
+
+    def candidates(self, prepared: np.ndarray, vids: Sequence[str] | None, top_k: int) -> list[Candidate]:
+        """The given videos, or in corpus search those of the ``corpus_frames`` nearest frames."""
+        if vids is None:
+            vids = self.corpus.top_videos(prepared, self.params.corpus_frames, top_k)
+        return [Candidate(vid) for vid in vids]
+
+    def score(self, prepared: np.ndarray, candidate: Candidate, max_windows: int) -> Curve:
+        """Cosine similarity of each sampled frame and the query."""
+        item = self.corpus.get(candidate.vid)
+        curve = item.vectors @ prepared
+
+        def explain(w: Window) -> FrameEvidence:
+            return frame_evidence(item.times_s, curve, w.start, w.end)
+
+        return Curve(item.times_s, curve, item.duration_s, self.params.fps, self.params.proposals, explain)
 
     # -- reporting ---------------------------------------------------------------------------
 
@@ -359,12 +355,11 @@ class ClipFrames:
 
 
 def frame_evidence(times_s: np.ndarray, curve: np.ndarray, start: float, end: float,
-                   max_frames: int = 5) -> dict[str, Any]:
-    """The best frames inside ``[start, end)``: ``{"method", "frames": [{"t", "score"}], "peak_s"}``,
-    frames in time order."""
+                   max_frames: int = 5) -> FrameEvidence:
+    """The best frames inside ``[start, end)`` (in time order) and the best one's time."""
     inside = np.flatnonzero((times_s >= start - 1e-6) & (times_s < end))
     if inside.size == 0:
-        return {"method": "clip-frames", "frames": [], "peak_s": None}
+        return FrameEvidence((), None)
     best = inside[np.argsort(-curve[inside], kind="stable")[:max_frames]]
-    frames = [{"t": float(times_s[i]), "score": float(curve[i])} for i in sorted(best.tolist())]
-    return {"method": "clip-frames", "frames": frames, "peak_s": float(times_s[best[0]])}
+    frames = tuple(FrameMatch(float(times_s[i]), float(curve[i])) for i in sorted(best.tolist()))
+    return FrameEvidence(frames, float(times_s[best[0]]))

@@ -10,22 +10,25 @@ import hashlib
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench.errors import BadInput, Unavailable
-from bench.timing import stage
+from bench.engine import Candidate, Curve, EngineSearch, NoAnswer
+from bench.errors import Unavailable
+from bench.evidence import Snippet, TextEvidence
 from bench.index.vector import Kind as IndexKind
 from bench.modelref import ModelRef, ResolvedModel, hub_unavailable_reason, resolve
 from bench.retrievers.base import RetrieverConfig, parse_params
-from bench.retrievers.proposals import ProposalConfig, propose
+from bench.retrievers.proposals import ProposalConfig, Window
 from bench.text.extract import TextSources, sources_provenance
 from bench.text.segments import Segment, sort_segments
 from bench.text.windows import TextCorpus, WindowConfig, load_corpus, paint_curve
-from bench.types import QID, Moment, QueryInput, Video
+from bench.timing import stage
+from bench.types import QueryInput, Video
 
 if TYPE_CHECKING:
     from bench.store import FeatureStore
@@ -69,7 +72,15 @@ class Params(BaseModel):
     max_snippets: int = Field(default=5, ge=1)
 
 
-class DenseText:
+@dataclass
+class _Query:
+    vector: np.ndarray
+    """float32 ``(d,)`` unit vector of the query."""
+    windows: np.ndarray
+    """int64 ids of the windows it may match."""
+
+
+class DenseText(EngineSearch):
     """The ``dense-text`` family: cosine similarity of query and text embeddings.
 
     Each window (context) and each line (segment) is embedded; a line's score is
@@ -78,7 +89,7 @@ class DenseText:
     :func:`~bench.retrievers.proposals.propose`. Scores are cosine similarities in [-1, 1].
 
     Like ``bm25-text``, an image-only query or a search over videos without text returns
-    no moments with the reason in :attr:`last_errors`.
+    no moments with the reason (:meth:`search_results`).
     """
 
     def __init__(self, config: RetrieverConfig, device: str = "cpu") -> None:
@@ -96,8 +107,6 @@ class DenseText:
         self.line_vecs = np.zeros((0, 0), dtype=np.float32)
         self._line_index: dict[Segment, int] = {}
         self._vindex: Any = None
-        self.last_errors: dict[QID | None, str] = {}
-        self._logged: set[str] = set()
         self._encoded = 0
         self._cached_videos = 0
         self._model_provenance: dict[str, Any] | None = None
@@ -239,67 +248,55 @@ class DenseText:
                 index.add(self.window_vecs, np.arange(len(self.window_vecs), dtype=np.int64))
                 self._vindex = index
 
-    # -- search -----------------------------------------------------------------------------
+    # -- search (the engine calls these; see bench.engine) ------------------------------------
 
-    def search(self, queries: Sequence[QueryInput], *, top_k: int = 10,
-               vids: Sequence[str] | None = None) -> list[list[Moment]]:
-        """Per query, at most ``top_k`` moments by descending similarity.
+    def ready(self) -> str | None:
+        return None if self.corpus is not None else "call index() before search()"
 
-        ``vids=None`` searches every indexed video (nearest windows through the vector
-        index, then each of their videos' curves); ``vids=[v]`` grounds in ``v``.
-        """
-        if self.corpus is None:
-            raise BadInput(f"{self.name}: call index() before search()")
-        if top_k < 1:
-            raise BadInput(f"top_k must be >= 1, got {top_k}")
-        self.last_errors = {}
-        candidates = self.corpus.window_ids(vids)
+    def check_vids(self, vids: Sequence[str]) -> list[str]:
+        assert self.corpus is not None
+        return self.corpus.check_vids(vids)
+
+    def prepare(self, queries: Sequence[QueryInput],
+                vids: Sequence[str] | None) -> list[_Query | NoAnswer]:
+        """Query vectors (one batch), or why a query cannot be answered."""
+        assert self.corpus is not None
+        windows = self.corpus.window_ids(vids)
         texts = [q.text for q in queries if q.text and q.text.strip()]
         with stage("query_encode", items=len(texts)):
-            qvecs = self.encode(texts, query=True) if texts and candidates.size else None
-        out: list[list[Moment]] = []
+            qvecs = self.encode(texts, query=True) if texts and windows.size else None
+        out: list[_Query | NoAnswer] = []
         row = 0
         for q in queries:
             if not q.text or not q.text.strip():
-                out.append(self._no_result(q, "dense-text needs a text query; this query has none"))
-                continue
-            if qvecs is None:
-                why = ("the indexed videos have no searchable text" if not self.corpus.windows
-                       else "the requested videos have no extracted text")
-                out.append(self._no_result(q, why))
-                continue
-            with stage("search", items=1):
-                out.append(self._search_one(qvecs[row], candidates, top_k, vids is None))
-            row += 1
+                out.append(NoAnswer("dense-text needs a text query; this query has none"))
+            elif qvecs is None:
+                out.append(NoAnswer("the indexed videos have no searchable text" if not self.corpus.windows
+                                    else "the requested videos have no extracted text"))
+            else:
+                out.append(_Query(qvecs[row], windows))
+                row += 1
         return out
 
-    def _no_result(self, q: QueryInput, reason: str) -> list[Moment]:
-        self.last_errors[q.qid] = reason
-        if reason not in self._logged:
-            self._logged.add(reason)
-            log.warning("%s: %s (query %r); no moments returned", self.name, reason, q.qid)
-        return []
-
-    def _search_one(self, qvec: np.ndarray, candidates: np.ndarray, top_k: int,
-                    corpus_mode: bool) -> list[Moment]:
+    def candidates(self, prepared: _Query, vids: Sequence[str] | None, top_k: int) -> list[Candidate]:
+        """Videos of the nearest windows (through the vector index in corpus search)."""
         assert self.corpus is not None
-        n_best = min(candidates.size, max(4 * top_k, 32))
-        if corpus_mode and self._vindex is not None:
+        qvec, windows = prepared.vector, prepared.windows
+        n_best = min(windows.size, max(4 * top_k, 32))
+        if vids is None and self._vindex is not None:
             _, ids = self._vindex.search(qvec[None, :], n_best)
             best = [int(i) for i in ids[0] if i >= 0]
         else:
-            sims = self.window_vecs[candidates] @ qvec
-            best = candidates[np.argsort(-sims, kind="stable")[:n_best]].tolist()
+            sims = self.window_vecs[windows] @ qvec
+            best = windows[np.argsort(-sims, kind="stable")[:n_best]].tolist()
         order = list(dict.fromkeys(self.corpus.windows[i].vid for i in best))
-        moments: list[Moment] = []
-        for vid in order[:top_k]:
-            moments += self._video_moments(vid, qvec, top_k)
-        moments.sort(key=lambda m: (-m.score, m.vid, m.start))
-        return moments[:top_k]
+        return [Candidate(vid) for vid in order[:top_k]]
 
-    def _video_moments(self, vid: str, qvec: np.ndarray, top_k: int) -> list[Moment]:
+    def score(self, prepared: _Query, candidate: Candidate, max_windows: int) -> Curve:
+        """Each line's blended similarity painted over its time span."""
         assert self.corpus is not None
         p = self.params
+        vid, qvec = candidate.vid, prepared.vector
         lo, hi = self.corpus.ranges[vid]
         win_sims = self.window_vecs[lo:hi] @ qvec
         line_sim: dict[Segment, float] = {}
@@ -313,19 +310,17 @@ class DenseText:
         duration = self.corpus.durations_s[vid]
         floor = min(v for _, _, v in spans) - 1e-3
         times, curve = paint_curve(duration, p.curve_fps, spans, floor=floor, falloff=1e-6)
-        config = p.proposals.model_copy(update={"max_windows": top_k})
-        out = []
-        for win in propose(times, curve, duration_s=duration, fps=p.curve_fps, config=config):
+
+        def explain(win: Window) -> TextEvidence | None:
             inside = [s for s in line_sim if s.start < win.end and max(s.end, s.start + 1e-9) > win.start]
             if not inside:
-                continue  # a stretch with no text at all
+                return None  # a stretch with no text at all
             inside.sort(key=lambda s: (-line_sim[s], s.start))
-            snippets = [{"start": s.start, "end": s.end, "source": s.source, "text": s.text,
-                         "similarity": line_sim[s]}
-                        for s in sorted(inside[:p.max_snippets], key=lambda s: s.start)]
-            out.append(Moment(vid=vid, start=win.start, end=win.end, score=win.score,
-                              evidence={"method": "dense", "model": self.ref.id, "snippets": snippets}))
-        return out
+            snippets = tuple(Snippet(s.start, s.end, s.source, s.text, similarity=line_sim[s])
+                             for s in sorted(inside[:p.max_snippets], key=lambda s: s.start))
+            return TextEvidence("dense", snippets, model=self.ref.id)
+
+        return Curve(times, curve, duration, p.curve_fps, p.proposals, explain)
 
     # -- reporting --------------------------------------------------------------------------
 

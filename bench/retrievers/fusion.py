@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bench.engine import QueryResult, check_top_k, rank_moments
 from bench.errors import BadInput, Unavailable
+from bench.evidence import FusedEvidence, MemberMatch
 from bench.retrievers.base import Retriever, RetrieverConfig, parse_params
 from bench.retrievers.proposals import temporal_iou
-from bench.types import QID, Moment, QueryInput, Video
+from bench.types import Moment, QueryInput, Video
 
 if TYPE_CHECKING:
     from bench.store import FeatureStore
@@ -107,8 +109,8 @@ def _normalized(moments: Sequence[Moment]) -> list[float]:
 
 def fuse(results: Mapping[str, Sequence[Moment]], *, method: Method = "rrf", k: float = 60.0,
          weights: Mapping[str, float] | None = None, iou_threshold: float = 0.3,
-         span: Span = "mean", top_k: int = 10) -> list[Moment]:
-    """Fuse per-member ranked moments of one query into at most ``top_k`` moments.
+         span: Span = "mean", top_k: int | None = None) -> list[Moment]:
+    """Fuse per-member ranked moments of one query into moments (at most ``top_k``), best first.
 
     ``results``: member name -> its moments, best first. Each member moment contributes
     ``weight / (k + rank)`` (``rrf``, rank from 1) or ``weight * normalized score``
@@ -148,11 +150,10 @@ def fuse(results: Mapping[str, Sequence[Moment]], *, method: Method = "rrf", k: 
     out = []
     for c in clusters[:top_k]:
         start, end = c.window(span)
-        members = {name: {"rank": rank, "score": m.score, "start": m.start, "end": m.end,
-                          "evidence": m.evidence}
+        members = {name: MemberMatch(rank, m.score, m.start, m.end, m.evidence)
                    for name, (rank, m, _) in sorted(c.parts.items())}
         out.append(Moment(vid=c.vid, start=start, end=end, score=c.score,
-                          evidence={"method": "fusion", "fusion": method, "members": members}))
+                          evidence=FusedEvidence(method, members)))
     return out
 
 
@@ -170,7 +171,6 @@ class Fusion:
         self.device = device
         self.params: Params = parse_params(Params, config)
         self.unavailable: dict[str, str] = {}
-        self.last_errors: dict[QID | None, str] = {}
         self.members: dict[str, Retriever] = dict(members) if members is not None else self._build()
         if members is not None and set(members) != set(self.params.members):
             raise BadInput(f"{self.name}: members given {sorted(members)} do not match "
@@ -225,34 +225,32 @@ class Fusion:
     def search(self, queries: Sequence[QueryInput], *, top_k: int = 10,
                vids: Sequence[str] | None = None) -> list[list[Moment]]:
         """Per query, at most ``top_k`` fused moments by descending fused score."""
-        if top_k < 1:
-            raise BadInput(f"top_k must be >= 1, got {top_k}")
+        return [r.moments for r in self.search_results(queries, top_k=top_k, vids=vids)]
+
+    def search_results(self, queries: Sequence[QueryInput], *, top_k: int = 10,
+                       vids: Sequence[str] | None = None) -> list[QueryResult]:
+        """Each member's results (from its own engine search) fused per query; a query with
+        no fused moment carries its members' reasons."""
+        check_top_k(top_k)
         p = self.params
-        per_member: dict[str, list[list[Moment]]] = {}
-        member_errors: dict[str, dict[Any, str]] = {}
-        for name, member in self.members.items():
-            per_member[name] = member.search(queries, top_k=max(p.member_top_k, top_k), vids=vids)
-            errs = getattr(member, "last_errors", None)
-            member_errors[name] = dict(errs) if isinstance(errs, dict) else {}
-        self.last_errors = {}
+        per_member = {name: member.search_results(queries, top_k=max(p.member_top_k, top_k), vids=vids)
+                      for name, member in self.members.items()}
         out = []
-        for i, q in enumerate(queries):
-            fused = fuse({name: res[i] for name, res in per_member.items()}, method=p.method, k=p.k,
-                         weights=p.weights, iou_threshold=p.iou_threshold, span=p.span, top_k=top_k)
-            if not fused:
-                why = [f"{name}: {errs[q.qid]}" for name, errs in member_errors.items() if q.qid in errs]
-                if why:
-                    self.last_errors[q.qid] = "; ".join(why)
-            out.append(fused)
+        for i in range(len(queries)):
+            fused = fuse({name: res[i].moments for name, res in per_member.items()}, method=p.method,
+                         k=p.k, weights=p.weights, iou_threshold=p.iou_threshold, span=p.span)
+            why = [f"{name}: {res[i].reason}" for name, res in per_member.items() if res[i].reason]
+            reason = "; ".join(why) if why and not fused else None
+            # fuse() ranks ties by contribution, member and rank: the engine keeps that order.
+            out.append(QueryResult(rank_moments(fused, top_k, ties="given"), reason))
         return out
 
     def stats(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, member in self.members.items():
-            stats = getattr(member, "stats", None)
-            if callable(stats):
-                out[name] = stats()
-        return out
+        return {name: member.stats() for name, member in self.members.items()}
+
+    def reset_stats(self) -> None:
+        for member in self.members.values():
+            member.reset_stats()
 
     def provenance(self) -> dict[str, Any]:
         p = self.params

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench.errors import BadInput, BenchError, Unavailable
-from bench.timing import stage
+from bench.engine import Candidate, EngineSearch, NoAnswer
+from bench.errors import BadInput, BenchError
+from bench.evidence import SceneEvidence
 from bench.llm.backends import BackendKind, EndpointConfig, LLMBackend, OpenAIBackend, select_backend
 from bench.llm.cache import LLMCache, LLMClient, Pricing
 from bench.llm.metadata import (
@@ -33,7 +33,8 @@ from bench.llm.parsing import MERGE_IOU, InvalidOutput, Scene, format_range, iou
 from bench.llm.prompts import PROMPT_REVISION, localization_messages
 from bench.modelref import ModelRef
 from bench.retrievers.base import RetrieverConfig, parse_params
-from bench.types import QID, Moment, QueryInput, Video
+from bench.timing import stage
+from bench.types import Moment, QueryInput, Video
 
 if TYPE_CHECKING:
     from bench.store import FeatureStore
@@ -95,20 +96,21 @@ class QueryRecord:
     error: str | None = None
 
 
-@dataclass
-class _Localized:
-    moments: list[Moment] = field(default_factory=list)
-    error: str | None = None
+@dataclass(frozen=True)
+class _Ask:
+    query: QueryInput
+    grounding: bool
+    """The videos were given (no "not in this video" answers); else corpus search."""
 
 
-class LLMMetadata:
+class LLMMetadata(EngineSearch):
     """Retriever of the ``llm-metadata`` family (see the module docstring).
 
     Per-query problems never stop a run: a query whose LLM call fails (endpoint down, timeout,
     HTTP 500 after retries) or whose answer holds no valid scene gets no moments from that
-    video, and the reason is in :attr:`last_errors` (qid -> reason, reset by each
-    :meth:`search`; read by the benchmark runner). An endpoint that refuses the API key
-    raises :class:`~bench.errors.Unavailable` (the whole configuration cannot run).
+    video, and the reason comes with the query's result (:meth:`search_results`). An
+    endpoint that refuses the API key raises :class:`~bench.errors.Unavailable` (the whole
+    configuration cannot run).
 
     Scores: a scene's score is ``1/(1 + rank) * (0.5 + 0.5 * confidence)`` (rank in the
     model's answer, stated confidence in [0, 1], 1 when absent); in corpus search it is
@@ -130,7 +132,6 @@ class LLMMetadata:
             ep = p.endpoint.resolved()
             vlm_ep = ep.model_copy(update={"model": p.metadata.vlm_model or ep.model})
             self.vlm_client = LLMClient(OpenAIBackend(vlm_ep), PROMPT_REVISION, cache=cache, pricing=pricing)
-        self.last_errors: dict[QID | None, str] = {}
         self.index_errors: dict[str, str] = {}
         """vid -> why its metadata is partial (a fallback was used) or missing."""
         self.records: list[QueryRecord] = []
@@ -316,14 +317,11 @@ class LLMMetadata:
             for s in scenes:
                 if chunked and not (s.end_s > lo and s.start_s < hi):
                     continue  # outside the chunk the model was shown: no evidence for it
-                evidence: dict[str, Any] = {
-                    "method": "llm-metadata", "description": s.description, "evidence": list(s.evidence),
-                    "confidence": s.confidence, "timestamp": s.timestamp, "rank": s.rank,
-                    "model": self.backend.model}
-                if chunked:
-                    evidence["chunk"] = format_range(lo, hi, hours=hours)
-                if weight != 1.0:
-                    evidence["file_weight"] = weight
+                evidence = SceneEvidence(
+                    s.description, tuple(s.evidence), confidence=s.confidence, timestamp=s.timestamp,
+                    rank=s.rank, model=self.backend.model,
+                    chunk=format_range(lo, hi, hours=hours) if chunked else None,
+                    file_weight=weight if weight != 1.0 else None)
                 found.append(Moment(vid=vid, start=s.start_s, end=s.end_s, score=s.score * weight,
                                     evidence=evidence))
         if not found and failures:
@@ -333,54 +331,40 @@ class LLMMetadata:
         rec.scenes = len(moments)
         return moments
 
-    def search(self, queries: Sequence[QueryInput], *, top_k: int = 10,
-               vids: Sequence[str] | None = None) -> list[list[Moment]]:
-        """Per query, at most ``top_k`` moments by descending score (see the class docstring).
+    # -- search (the engine calls these; see bench.engine) ------------------------------------
 
-        ``vids=None``: corpus search (file-level retrieval picks ``top_n_videos``); ``vids``
-        given: grounding in those videos (file-level retrieval only when there are more than
-        ``top_n_videos`` of them).
-        """
-        if top_k < 1:
-            raise BadInput(f"top_k must be >= 1, got {top_k}")
-        if not self._meta:
-            raise BadInput(f"{self.name}: no video is indexed; call index() before search()")
-        if vids is not None:
-            missing = [v for v in vids if v not in self._meta]
-            if missing:
-                raise BadInput(f"{self.name}: video(s) not indexed: {', '.join(missing[:5])}")
+    def ready(self) -> str | None:
+        return None if self._meta else "no video is indexed; call index() before search()"
+
+    def check_vids(self, vids: Sequence[str]) -> list[str]:
+        missing = [v for v in vids if v not in self._meta]
+        if missing:
+            raise BadInput(f"{self.name}: video(s) not indexed: {', '.join(missing[:5])}")
+        return list(vids)
+
+    def prepare(self, queries: Sequence[QueryInput],
+                vids: Sequence[str] | None) -> list[_Ask | NoAnswer]:
+        return [_Ask(q, grounding=vids is not None) if q.text and q.text.strip()
+                else NoAnswer("llm-metadata needs a text query; this query has none") for q in queries]
+
+    def candidates(self, prepared: _Ask, vids: Sequence[str] | None, top_k: int) -> list[Candidate]:
+        """File-level retrieval: in corpus search the ``top_n_videos`` best videos with their
+        weights; in grounding the given videos (ranked only when there are more than that)."""
         pool = list(vids) if vids is not None else self.vids()
-        self.last_errors = {}
-        return [self._search_one(q, pool, vids is not None, top_k) for q in queries]
+        ranked = self._candidates(prepared.query, pool, prepared.grounding)
+        return [Candidate(vid, weight=w) for vid, w in ranked]
 
-    def _search_one(self, q: QueryInput, pool: Sequence[str], grounding: bool, top_k: int) -> list[Moment]:
-        if not q.text or not q.text.strip():
-            self.last_errors[q.qid] = "llm-metadata needs a text query; this query has none"
-            return []
-        with stage("search", items=1):
-            candidates = self._candidates(q, pool, grounding)
+    def score(self, prepared: _Ask, candidate: Candidate, max_windows: int) -> list[Moment]:
+        """The scenes the LLM returns for the video (a failed call or an answer with no valid
+        scene is this video's error, reported with the query)."""
+        try:
+            return self.localize(prepared.query, candidate.vid, weight=candidate.weight,
+                                 allow_empty=not prepared.grounding)
+        except InvalidOutput as exc:
+            raise BenchError(str(exc)) from None
 
-        def run(vw: tuple[str, float]) -> _Localized:
-            vid, weight = vw
-            try:
-                return _Localized(self.localize(q, vid, weight=weight, allow_empty=not grounding))
-            except Unavailable:
-                raise  # refused API key, missing model: the configuration cannot run at all
-            except (InvalidOutput, BenchError) as exc:
-                return _Localized(error=f"{vid}: {exc}")
-
-        workers = self.params.concurrency if self.backend.kind == "openai" else 1
-        if workers > 1 and len(candidates) > 1:
-            with ThreadPoolExecutor(max_workers=workers) as pool_ex:
-                results = list(pool_ex.map(run, candidates))
-        else:
-            results = [run(c) for c in candidates]
-        errors = [r.error for r in results if r.error]
-        if errors:
-            self.last_errors[q.qid] = "; ".join(errors)[:2000]
-        moments = [m for r in results for m in r.moments]
-        moments.sort(key=lambda m: (-m.score, m.vid, m.start))
-        return moments[:top_k]
+    def concurrency(self) -> int:
+        return self.params.concurrency if self.backend.kind == "openai" else 1
 
     # -- reporting --------------------------------------------------------------------------
 

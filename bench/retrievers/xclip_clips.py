@@ -7,6 +7,7 @@ clip by clip: with the default stride (half a clip) each sampled frame is encode
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections import deque
@@ -20,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import Field
 
+from bench.engine import Candidate, Curve, EngineSearch
 from bench.errors import BadInput, Unavailable
-from bench.timing import stage
+from bench.evidence import ClipEvidence, ClipMatch
 from bench.modelref import ModelRef, ResolvedModel
 from bench.retrievers._hf_vision import (
     EmbeddingCorpus,
@@ -46,7 +48,8 @@ from bench.retrievers._hf_vision import (
     weights_tag,
 )
 from bench.retrievers.base import RetrieverConfig, parse_params
-from bench.retrievers.proposals import ProposalConfig, Window, propose
+from bench.retrievers.proposals import ProposalConfig, Window
+from bench.timing import stage
 from bench.types import Moment, QueryInput, Video
 
 if TYPE_CHECKING:
@@ -169,7 +172,16 @@ class _Windows:
                  "clip_frames": clip_frames}, np.stack(self.prompts))
 
 
-class XClipClips:
+@dataclass
+class _Query:
+    vector: np.ndarray
+    """float32 ``(D,)`` unit query vector."""
+    raw: np.ndarray | None
+    """Projected text features before normalization (re-scoring); ``None`` without text."""
+    image: bool
+
+
+class XClipClips(EngineSearch):
     """The ``xclip-clips`` family (default ``microsoft/xclip-base-patch32``).
 
     Retrieval scores every clip by cosine(text, clip video embedding); the per-frame curve
@@ -400,38 +412,69 @@ class XClipClips:
         clip = pixels.unsqueeze(0).expand(1, self.clip_len, *pixels.shape[1:])
         return self.encode_clip_pixels(clip)[0][0]
 
-    def search(self, queries: Sequence[QueryInput], *, top_k: int = 10,
-               vids: Sequence[str] | None = None) -> list[list[Moment]]:
-        """Per query, at most ``top_k`` moments by descending score (the video-conditioned
-        cosine when re-scored, else the plain clip cosine). ``vids=None`` is corpus search."""
-        if not self.corpus.videos:
-            raise BadInput(f"{self.name}: nothing indexed; call index() before search()")
-        if top_k < 1:
-            raise BadInput(f"top_k must be >= 1, got {top_k}")
-        targets = [self.corpus.get(v).vid for v in vids] if vids is not None else None
+    # -- search (the engine calls these; see bench.engine) ------------------------------------
+
+    def ready(self) -> str | None:
+        return None if self.corpus.videos else "nothing indexed; call index() before search()"
+
+    def check_vids(self, vids: Sequence[str]) -> list[str]:
+        return [self.corpus.get(v).vid for v in vids]
+
+    def prepare(self, queries: Sequence[QueryInput], vids: Sequence[str] | None) -> list[_Query]:
+        """The unit query vector (text, image as a still clip, or both) and the raw text features
+        the re-scoring needs; BadInput for an empty query."""
         for i, q in enumerate(queries):
             if not (q.text and q.text.strip()) and q.image is None:
                 raise BadInput(f"query {q.qid if q.qid is not None else i}: empty; give text or an image")
-        results = []
+        out = []
         for q in queries:
             with stage("query_encode", items=1):
                 raw = self.encode_text([str(q.text)])[0] if q.text and q.text.strip() else None
                 qv = unit_rows(raw[None])[0] if raw is not None else np.zeros(self.dim, np.float32)
                 if q.image is not None:
                     qv = unit_rows((qv + self.encode_image_as_clip(q.image))[None])[0]
-            with stage("search", items=1):
-                pool = max(top_k, self.params.rerank_top)
-                chosen = targets if targets is not None else \
-                    self.corpus.top_videos(qv, self.params.corpus_clips, top_k)
-                candidates = [c for vid in chosen for c in self._video_candidates(vid, qv, pool)]
-                candidates.sort(key=lambda c: -c[1].score)
-                candidates = candidates[:pool]
-                rerank = q.image is None and self.params.rerank_top > 0
-                moments = self._rerank(candidates, raw) if rerank and raw is not None else \
-                    [self._moment(vid, w, w.score, clips, None) for vid, w, clips in candidates]
-                moments.sort(key=lambda m: (-m.score, m.vid, m.start))
-            results.append(moments[:top_k])
-        return results
+            out.append(_Query(qv, raw, q.image is not None))
+        return out
+
+    def candidates(self, prepared: _Query, vids: Sequence[str] | None, top_k: int) -> list[Candidate]:
+        """The given videos, or in corpus search those of the ``corpus_clips`` nearest clips."""
+        if vids is None:
+            vids = self.corpus.top_videos(prepared.vector, self.params.corpus_clips, top_k)
+        return [Candidate(vid) for vid in vids]
+
+    def windows_per_video(self, top_k: int) -> int:
+        return max(top_k, self.params.rerank_top)
+
+    def score(self, prepared: _Query, candidate: Candidate, max_windows: int) -> Curve:
+        """The per-frame curve: the best score of the clips covering each frame."""
+        vid = candidate.vid
+        item = self.corpus.get(vid)
+        spans = self.spans[vid]
+        clip_scores = item.vectors @ prepared.vector
+        n_frames = spans.frame_times_s.shape[0]
+        curve = np.full(n_frames, -np.inf)
+        for (lo, hi), s in zip(spans.clip_frames.tolist(), clip_scores.tolist(), strict=True):
+            np.maximum(curve[lo:hi + 1], s, out=curve[lo:hi + 1])
+        curve[~np.isfinite(curve)] = float(clip_scores.min())
+        starts, ends = self._clip_windows(vid)
+
+        def explain(w: Window) -> ClipEvidence:
+            inside = np.flatnonzero((starts < w.end) & (ends > w.start))
+            inside = inside[np.argsort(-clip_scores[inside], kind="stable")]
+            ranked = tuple((int(k), float(clip_scores[k])) for k in inside.tolist())
+            best = sorted((ClipMatch(float(starts[k]), float(ends[k]), s) for k, s in ranked[:3]),
+                          key=lambda c: c.start_s)
+            return ClipEvidence(tuple(best), ranked=ranked)
+
+        return Curve(spans.frame_times_s, curve, item.duration_s, self.params.fps, self.params.proposals,
+                     explain)
+
+    def finish(self, prepared: _Query, moments: list[Moment], top_k: int) -> list[Moment]:
+        """The best ``max(top_k, rerank_top)`` moments, re-scored for text-only queries."""
+        moments = moments[:self.windows_per_video(top_k)]
+        if prepared.image or self.params.rerank_top <= 0 or prepared.raw is None:
+            return moments
+        return self._rerank(moments, prepared.raw)
 
     def _clip_windows(self, vid: str) -> tuple[np.ndarray, np.ndarray]:
         """Each clip's (start_s, end_s), float64 ``(c,)`` each."""
@@ -441,27 +484,6 @@ class XClipClips:
         starts = spans.frame_times_s[spans.clip_frames[:, 0]]
         ends = np.minimum(spans.frame_times_s[spans.clip_frames[:, 1]] + span, item.duration_s)
         return starts, ends
-
-    def _video_candidates(self, vid: str, qv: np.ndarray, pool: int) -> list[tuple[str, Window, np.ndarray]]:
-        """Proposals on the frame curve (max over covering clips); with each, the clips inside."""
-        item = self.corpus.get(vid)
-        spans = self.spans[vid]
-        clip_scores = item.vectors @ qv
-        n_frames = spans.frame_times_s.shape[0]
-        curve = np.full(n_frames, -np.inf)
-        for (lo, hi), s in zip(spans.clip_frames.tolist(), clip_scores.tolist(), strict=True):
-            np.maximum(curve[lo:hi + 1], s, out=curve[lo:hi + 1])
-        curve[~np.isfinite(curve)] = float(clip_scores.min())
-        cfg = self.params.proposals.model_copy(update={"max_windows": pool})
-        starts, ends = self._clip_windows(vid)
-        out = []
-        for w in propose(spans.frame_times_s, curve, duration_s=item.duration_s, fps=self.params.fps,
-                         config=cfg):
-            inside = np.flatnonzero((starts < w.end) & (ends > w.start))
-            inside = inside[np.argsort(-clip_scores[inside], kind="stable")]
-            scored = np.stack([inside, clip_scores[inside]], axis=1) if inside.size else np.zeros((0, 2))
-            out.append((vid, w, scored))
-        return out
 
     def _prompt_features(self, vid: str) -> np.ndarray | None:
         if vid in self._prompt_cache:
@@ -478,27 +500,27 @@ class XClipClips:
         self._prompt_cache[vid] = arrays["prompt"]
         return arrays["prompt"]
 
-    def _rerank(self, candidates: list[tuple[str, Window, np.ndarray]], raw_text: np.ndarray) -> list[Moment]:
-        """Score each candidate by its best plain clip's video-conditioned cosine; a candidate
-        whose best clip already scored a better one is dropped. If any candidate's prompt
-        features are missing, none is re-scored (one scale per list)."""
+    def _rerank(self, moments: list[Moment], raw_text: np.ndarray) -> list[Moment]:
+        """Score each moment by its best plain clip's video-conditioned cosine; a moment whose
+        best clip already scored a better one is dropped. If any moment's prompt features are
+        missing, none is re-scored (one scale per list)."""
         torch = self._torch
-        picks: list[tuple[int, int]] = []  # (candidate index, clip index)
+        picks: list[tuple[int, int]] = []  # (moment index, clip index)
         feats: list[np.ndarray] = []
         used: set[tuple[str, int]] = set()
-        kept: list[tuple[str, Window, np.ndarray]] = []
-        for vid, w, clips in candidates:
-            prompt = self._prompt_features(vid)
-            if prompt is None or clips.shape[0] == 0:
-                return [self._moment(v, w, w.score, c, None) for v, w, c in candidates]
-            k = int(clips[0, 0])
-            if (vid, k) in used:
+        kept: list[Moment] = []
+        for m in moments:
+            prompt = self._prompt_features(m.vid)
+            ranked = m.evidence.ranked if isinstance(m.evidence, ClipEvidence) else ()
+            if prompt is None or not ranked:
+                return moments
+            k = ranked[0][0]
+            if (m.vid, k) in used:
                 continue  # same best clip as a better window: it would get the same score
-            used.add((vid, k))
+            used.add((m.vid, k))
             picks.append((len(kept), k))
-            kept.append((vid, w, clips))
+            kept.append(m)
             feats.append(prompt[k])
-        candidates = kept
         conditioned: dict[int, float] = {}
         if picks:
             with torch.inference_mode():
@@ -507,21 +529,14 @@ class XClipClips:
                 text = text.view(1, 1, -1).expand(len(picks), 1, -1)
                 text = text + self.model.prompts_generator(text, visual)
                 text_unit = torch.nn.functional.normalize(text.float()[:, 0, :], dim=-1).cpu().numpy()
-            for (ci, k), t in zip(picks, text_unit, strict=True):
-                vid = candidates[ci][0]
-                conditioned[ci] = float(self.corpus.get(vid).vectors[k] @ t)
-        return [self._moment(vid, w, conditioned[ci], clips, w.score)
-                for ci, (vid, w, clips) in enumerate(candidates)]
-
-    def _moment(self, vid: str, w: Window, score: float, clips: np.ndarray, plain: float | None) -> Moment:
-        starts, ends = self._clip_windows(vid)
-        best = [{"start": float(starts[int(k)]), "end": float(ends[int(k)]), "score": float(s)}
-                for k, s in clips[:3].tolist()]
-        evidence: dict[str, Any] = {"method": "xclip-clips", "clips": sorted(best, key=lambda c: c["start"]),
-                                    "reranked": plain is not None}
-        if plain is not None:
-            evidence["plain_score"] = plain
-        return Moment(vid=vid, start=w.start, end=w.end, score=score, evidence=evidence)
+            for (mi, k), t in zip(picks, text_unit, strict=True):
+                conditioned[mi] = float(self.corpus.get(kept[mi].vid).vectors[k] @ t)
+        out = []
+        for mi, m in enumerate(kept):
+            assert isinstance(m.evidence, ClipEvidence)
+            evidence = dataclasses.replace(m.evidence, reranked=True, plain_score=m.score)
+            out.append(Moment(m.vid, m.start, m.end, conditioned[mi], evidence))
+        return out
 
     # -- reporting ---------------------------------------------------------------------------
 

@@ -227,6 +227,13 @@ class TextCorpus:
         return cls(windows=windows, durations_s=horizon,
                    vids=frozenset(horizon))
 
+    def check_vids(self, vids: Sequence[str]) -> list[str]:
+        """``vids`` as a list; BadInput for a vid that was never indexed."""
+        unknown = [v for v in vids if v not in self.vids]
+        if unknown:
+            raise BadInput(f"video {unknown[0]!r} was not indexed; index it before searching it")
+        return list(vids)
+
     def window_ids(self, vids: Sequence[str] | None) -> np.ndarray:
         """int64 indices of the windows of ``vids`` (all windows when ``None``), in order.
 
@@ -234,9 +241,7 @@ class TextCorpus:
         """
         if vids is None:
             return np.arange(len(self.windows), dtype=np.int64)
-        unknown = [v for v in vids if v not in self.vids]
-        if unknown:
-            raise BadInput(f"video {unknown[0]!r} was not indexed; index it before searching it")
+        self.check_vids(vids)
         parts = [np.arange(*self.ranges[v], dtype=np.int64) for v in vids if v in self.ranges]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
