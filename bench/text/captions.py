@@ -15,9 +15,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bench.errors import BadInput, Unavailable
-from bench.timing import stage
 from bench.modelref import ModelRef, ResolvedModel, hub_unavailable_reason, resolve
 from bench.text.segments import Segment
+from bench.timing import stage
 
 CAPTION_PRESETS: dict[str, dict[str, Any]] = {
     "blip-base": {"model": {"id": "Salesforce/blip-image-captioning-base",
@@ -209,66 +209,3 @@ def caption_video(path: Path, vid: str, captioner: Captioner, *,
         times.extend(float(t) for t in batch.times_s)
     meta = {"model": captioner.config.model.id, "random_init": captioner.random_init}
     return merge_captions(vid, times, texts, hold_s=cfg.every_s, duration_s=duration_s, meta=meta)
-
-
-DEFAULT_TINY_WORDS = [
-    "a", "an", "the", "of", "on", "in", "at", "with", "and", "to", "is", "are", "near", "over", "under",
-    "man", "woman", "person", "people", "child", "dog", "cat", "bird", "horse", "car", "bus", "bike",
-    "boat", "train", "street", "road", "room", "kitchen", "table", "chair", "window", "door", "tree",
-    "grass", "sky", "water", "beach", "snow", "field", "city", "building", "house", "red", "blue",
-    "green", "white", "black", "yellow", "small", "large", "standing", "sitting", "walking",
-    "running", "holding", "looking", "playing", "riding", "eating", "talking",
-]
-"""Word list of the tiny captioner's tokenizer (any words do; these make its noise readable)."""
-
-
-def build_tiny_caption(config: dict[str, Any], out_dir: Path, seed: int) -> None:
-    """Build a random-init BLIP captioner (tokenizer, image processor, model) into ``out_dir``.
-
-    The tokenizer is a BERT word-piece tokenizer over a small word list (no download);
-    ``config`` keys (all optional): ``hidden_size``, ``layers``, ``heads``,
-    ``intermediate_size``, ``image_size``, ``patch_size``, ``words``, and ``vocab_size`` (pad
-    the vocabulary to this many tokens). With BLIP base's sizes (768, 12, 12, 3072, 384, 16,
-    vocab 30524) it has the real model's cost, which is what speed benchmarks need.
-    """
-    import torch
-    import transformers
-    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipProcessor
-
-    # transformers 5 splits a torchvision-backed processor from the PIL one (torchvision is
-    # not a dependency here); 4.x has only the PIL one, under the plain name.
-    image_processor_cls: Any = (getattr(transformers, "BlipImageProcessorPil", None)
-                                or transformers.BlipImageProcessor)
-
-    known = {"hidden_size", "layers", "heads", "intermediate_size", "image_size", "patch_size",
-             "words", "vocab_size"}
-    unknown = set(config) - known
-    if unknown:
-        raise BadInput(f"tiny caption recipe: unknown config key(s) {sorted(unknown)}; "
-                       f"known: {sorted(known)}")
-    hidden = int(config.get("hidden_size", 32))
-    layers = int(config.get("layers", 2))
-    heads = int(config.get("heads", 2))
-    image_size = int(config.get("image_size", 32))
-    patch = int(config.get("patch_size", 8))
-    intermediate = int(config.get("intermediate_size", 2 * hidden))
-    words = list(config.get("words", DEFAULT_TINY_WORDS))
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
-    tokens = specials + [w for w in words if w not in specials]
-    # Padding to a real vocabulary size gives the real embedding and output-layer cost.
-    tokens += [f"[unused{i}]" for i in range(int(config.get("vocab_size", 0)) - len(tokens))]
-    vocab = {w: i for i, w in enumerate(tokens)}
-    tokenizer = BertTokenizer(vocab=vocab, bos_token="[DEC]")
-    size = {"height": image_size, "width": image_size}
-    processor = BlipProcessor(image_processor=image_processor_cls(size=size), tokenizer=tokenizer)
-    text = {"vocab_size": len(vocab), "hidden_size": hidden, "num_hidden_layers": layers,
-            "num_attention_heads": heads, "intermediate_size": intermediate, "max_position_embeddings": 64,
-            "bos_token_id": vocab["[DEC]"], "sep_token_id": vocab["[SEP]"], "pad_token_id": vocab["[PAD]"],
-            "eos_token_id": vocab["[SEP]"]}
-    vision = {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
-              "intermediate_size": intermediate, "image_size": image_size, "patch_size": patch}
-    torch.manual_seed(seed)
-    model = BlipForConditionalGeneration(BlipConfig(text_config=text, vision_config=vision,
-                                                    projection_dim=hidden))
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
