@@ -17,12 +17,13 @@ import pytest
 
 from bench.errors import BadInput, Unavailable
 from bench.retrievers import build_retriever
-from bench.retrievers._hf_vision import ImageTransform, prefetch, preprocessed_batches
 from bench.retrievers.base import RetrieverConfig
 from bench.retrievers.clip_frames import ClipFrames
 from bench.store import FeatureStore
 from bench.types import QueryInput, Video
 from bench.video import probe
+from bench.video.stream import prefetch, preprocessed_batches
+from bench.vision.transforms import ImageTransform
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 
@@ -212,7 +213,7 @@ def _stream_items(n_batches: int) -> list[Any]:
     """Fake stream items: batches 0..n-1 (pixels = their number), a VideoEnd after every third."""
     import torch
 
-    from bench.retrievers._hf_vision import StreamBatch, VideoEnd
+    from bench.video.stream import StreamBatch, VideoEnd
 
     items: list[Any] = []
     for k in range(n_batches):
@@ -228,7 +229,7 @@ def test_encoder_workers_run_calls_at_once_and_keep_the_order() -> None:
 
     import torch
 
-    from bench.retrievers._hf_vision import StreamBatch, encoded_stream
+    from bench.video.stream import StreamBatch, encoded_stream
 
     both = threading.Barrier(2, timeout=10)  # the first two calls must be running together
     lock = threading.Lock()
@@ -262,7 +263,7 @@ def test_encoder_workers_run_calls_at_once_and_keep_the_order() -> None:
 def test_a_free_worker_takes_the_next_batch_while_an_older_call_runs() -> None:
     import threading
 
-    from bench.retrievers._hf_vision import StreamBatch, encoded_stream
+    from bench.video.stream import StreamBatch, encoded_stream
 
     release = threading.Event()  # holds up the call on batch 0
     started: dict[int, threading.Event] = {k: threading.Event() for k in range(8)}
@@ -300,7 +301,7 @@ def test_a_free_worker_takes_the_next_batch_while_an_older_call_runs() -> None:
 def test_encoder_workers_default_to_two_only_for_two_calls_of_work_on_the_cpu() -> None:
     import torch
 
-    from bench.retrievers._hf_vision import VisualParams
+    from bench.vision.params import VisualParams
 
     unset = VisualParams()
     two = 2 if torch.get_num_threads() >= 2 else 1
@@ -313,7 +314,7 @@ def test_encoder_workers_default_to_two_only_for_two_calls_of_work_on_the_cpu() 
 def test_encoder_worker_errors_and_early_stops_clean_up() -> None:
     import torch
 
-    from bench.retrievers._hf_vision import StreamBatch, encoded_stream
+    from bench.video.stream import StreamBatch, encoded_stream
 
     before = torch.get_num_threads()
     closed: list[bool] = []
@@ -386,7 +387,7 @@ def test_prefetched_batches_start_small_and_match_inline_ones(retriever: ClipFra
 
 def test_batches_shrink_at_the_end_so_that_the_encoder_workers_finish_together(
         retriever: ClipFrames, videos: list[Video]) -> None:
-    from bench.retrievers._hf_vision import StreamBatch, preprocessed_stream
+    from bench.video.stream import StreamBatch, preprocessed_stream
 
     paths = [Path(v.path or "") for v in videos]  # 8 + 6 frames at 1 fps
 
@@ -412,7 +413,7 @@ def build_tiny_siglip(out: Path) -> Path:
     import torch
     from transformers import SiglipConfig, SiglipModel
 
-    from bench.retrievers._hf_vision import build_clip_tokenizer
+    from bench.testing.tiny_models import build_clip_tokenizer
 
     out.mkdir(parents=True, exist_ok=True)
     tok = build_clip_tokenizer(out, 500, 16)
@@ -505,7 +506,7 @@ def test_large_corpus_index_is_saved_and_reused(videos: list[Video], store: Feat
 
 def test_frame_stream_runs_batches_across_videos_and_past_a_broken_one(
         retriever: ClipFrames, videos: list[Video], tmp_path: Path) -> None:
-    from bench.retrievers._hf_vision import StreamBatch, VideoEnd, preprocessed_stream
+    from bench.video.stream import StreamBatch, VideoEnd, preprocessed_stream
 
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video" * 20)

@@ -19,34 +19,32 @@ from pydantic import Field
 from bench.engine import Candidate, Curve, EngineSearch
 from bench.errors import BadInput, Unavailable
 from bench.evidence import FrameEvidence, FrameMatch
+from bench.index.corpus import EmbeddingCorpus, VideoVectors
 from bench.modelref import ModelRef, ResolvedModel
-from bench.retrievers._hf_vision import (
-    EmbeddingCorpus,
-    ImageTransform,
-    QueryTokenizer,
-    StreamBatch,
-    VideoEnd,
-    VideoVectors,
-    VisualParams,
-    count_decoder,
-    dtype_name,
-    encoded_stream,
-    image_processor_config,
-    load_image,
-    load_pretrained,
-    model_key,
-    only_outcome,
-    pooled,
-    preprocessed_stream,
-    resolve_or_unavailable,
-    torch_dtype,
-    unit_rows,
-    weights_tag,
-)
 from bench.retrievers.base import RetrieverConfig, parse_params
 from bench.retrievers.proposals import ProposalConfig, Window
 from bench.timing import stage
 from bench.types import QueryInput, Video
+from bench.video.stream import (
+    StreamBatch,
+    VideoEnd,
+    count_decoder,
+    encoded_stream,
+    only_outcome,
+    preprocessed_stream,
+)
+from bench.vision.encoding import QueryTokenizer, pooled, unit_rows
+from bench.vision.loading import (
+    dtype_name,
+    image_processor_config,
+    load_pretrained,
+    model_key,
+    resolve_or_unavailable,
+    torch_dtype,
+    weights_tag,
+)
+from bench.vision.params import VisualParams
+from bench.vision.transforms import ImageTransform, load_image
 
 if TYPE_CHECKING:
     import torch

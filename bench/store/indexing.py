@@ -20,6 +20,7 @@ from bench.errors import BadInput
 from bench.store.catalog import Extractor, FeatureStore
 from bench.types import Video
 from bench.video.probe import ProbeInfo, probe
+from bench.video.stream import decoder_errors
 
 log = logging.getLogger("bench")
 
@@ -29,19 +30,6 @@ JsonCompute = Callable[[Path, ProbeInfo], tuple[Any, Mapping[str, Any]]]
 Outcome = tuple[Any, Mapping[str, Any]] | BaseException
 """What computing one video gave: ``(arrays or obj, meta)``, or the decoder error it raised."""
 StreamCompute = Callable[[Sequence[tuple[Path, ProbeInfo]]], Iterator[tuple[int, Outcome]]]
-
-
-def decoder_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean "this file cannot be decoded": BadInput (which includes
-    bench.video.DecodeError) plus PyAV's and decord's own, when those are loaded."""
-    errors: list[type[BaseException]] = [BadInput]
-    av = sys.modules.get("av")
-    if av is not None:
-        errors.append(av.error.FFmpegError)
-    base = sys.modules.get("decord._ffi.base")
-    if base is not None:
-        errors.append(base.DECORDError)
-    return tuple(errors)
 
 
 def _probe_for(store: FeatureStore, video_id: str, path: Path) -> ProbeInfo:

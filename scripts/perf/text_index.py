@@ -166,7 +166,8 @@ def caption_subset(videos: list[Video], n_frames: int, every_s: float) -> dict[s
     import numpy as np
 
     from bench.modelref import ModelRef
-    from bench.text.captions import CaptionConfig, Captioner, build_tiny_caption
+    from bench.testing.tiny_models import build_tiny_caption
+    from bench.text.captions import CaptionConfig, Captioner
     from bench.video import sample_frames
 
     frames: list[Any] = []

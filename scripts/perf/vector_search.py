@@ -75,7 +75,7 @@ def text_tower() -> tuple[Any, Any]:
     import torch
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
-    from bench.retrievers._hf_vision import build_clip_tokenizer
+    from bench.testing.tiny_models import build_clip_tokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
         tok = build_clip_tokenizer(Path(tmp), 48894, 77)

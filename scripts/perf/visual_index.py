@@ -114,7 +114,7 @@ def source_video(work: Path, name: str, seconds: int) -> Path:
 
 
 RANDOM_INIT: dict[str, tuple[str, str, dict[str, Any]]] = {
-    # family: (builder in bench.retrievers._hf_vision, configuration name, extra params)
+    # family: (builder in bench.testing.tiny_models, configuration name, extra params)
     "clip-frames": ("build_tiny_clip", "clip-vit-b32-random", {}),
     "xclip-clips": ("build_tiny_xclip", "xclip-b32-random", {"stride_frames": 4}),
 }
@@ -125,11 +125,11 @@ RANDOM_INIT: dict[str, tuple[str, str, dict[str, Any]]] = {
 def build_model(out: Path, family: str = "clip-frames") -> Path:
     """Random-init model of ``family``'s default architecture, full BPE tokenizer, 224 px
     processor, into ``out`` (kept when already there)."""
-    from bench.retrievers import _hf_vision
+    from bench.testing import tiny_models
 
     if not (out / "model.safetensors").is_file():
         out.mkdir(parents=True, exist_ok=True)
-        getattr(_hf_vision, RANDOM_INIT[family][0])({"merges": 48894}, out, seed=0)
+        getattr(tiny_models, RANDOM_INIT[family][0])({"merges": 48894}, out, seed=0)
     return out
 
 
@@ -154,7 +154,7 @@ def timed_calls(call: Any, calls: int, workers: int) -> tuple[float, float]:
     """(wall s, CPU s) of ``calls`` encoder calls run ``workers`` at a time, as the retrievers
     run them (``EncoderWorkers``: each worker with its share of torch's intra-op threads),
     after one warm-up call per worker (allocations, kernels)."""
-    from bench.retrievers._hf_vision import EncoderWorkers
+    from bench.video.stream import EncoderWorkers
 
     with EncoderWorkers(workers) as pool:
         for future in [pool.submit(call) for _ in range(workers)]:
@@ -199,7 +199,7 @@ def pipeline(r: Any, video: Path, **params: Any) -> tuple[float, int, dict[str, 
 def decode_only(r: Any, video: Path, batch_size: int, decoder: str = "auto",
                 threads: int = 1) -> tuple[float, float]:
     """(frames/s, CPU seconds per frame) of decoding + preprocessing alone, in this thread."""
-    from bench.retrievers._hf_vision import preprocessed_batches
+    from bench.video.stream import preprocessed_batches
 
     t0, c0 = time.perf_counter(), cpu_s()
     n = 0

@@ -1,0 +1,135 @@
+"""Per-video embedding vectors (frames or clip windows) and the corpus-wide vector index
+over them, saved in the feature store when it is worth it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from bench.errors import BadInput
+from bench.index.vector import FLAT_MAX, VectorIndex
+from bench.timing import stage
+
+if TYPE_CHECKING:
+    from bench.store import FeatureStore
+
+log = logging.getLogger("bench")
+
+
+@dataclass
+class VideoVectors:
+    """One video's L2-normalized vectors at sample times (frames or clip windows)."""
+
+    vid: str
+    video_id: str
+    times_s: np.ndarray
+    """float64 ``(n,)`` seconds: the frame time, or a clip window's first frame time."""
+    vectors: np.ndarray
+    """float32 ``(n, d)``, unit rows."""
+    duration_s: float
+
+
+class EmbeddingCorpus:
+    """Vectors of every indexed video, with a lazily built :class:`~bench.index.VectorIndex`
+    over all of them for corpus search (rows map back to (vid, row)).
+
+    With :meth:`persist_in`, an index over more than ``persist_min`` vectors (an approximate
+    one, whose build and calibration take a while) is saved in the feature store and loaded
+    on the next run over the same videos."""
+
+    def __init__(self, dim: int, *, index_kind: str = "auto", device: str = "cpu",
+                 persist_min: int | None = None) -> None:
+        self.dim = dim
+        self.index_kind = index_kind
+        self.device = device
+        self.persist_min = FLAT_MAX if persist_min is None else persist_min
+        self.videos: dict[str, VideoVectors] = {}
+        self._index: VectorIndex | None = None
+        self._owners: list[str] = []
+        self._starts = np.zeros(0, dtype=np.int64)
+        self._cache: tuple[FeatureStore, str] | None = None
+        self.index_from_cache = False
+
+    def persist_in(self, store: FeatureStore, name: str) -> None:
+        """Save/load large corpus indexes under ``store.artifact_dir(name/...)``."""
+        self._cache = (store, name)
+
+    def _artifact(self, owners: list[str], sizes: np.ndarray) -> Path | None:
+        if self._cache is None or int(sizes.sum()) <= self.persist_min:
+            return None
+        store, name = self._cache
+        spec = json.dumps([self.index_kind, [[v, self.videos[v].video_id, int(n)]
+                                             for v, n in zip(owners, sizes.tolist(), strict=True)]])
+        digest = hashlib.sha256(spec.encode("utf-8")).hexdigest()[:16]
+        return store.artifact_dir(f"{name}/{digest}") / "index"
+
+    def add(self, item: VideoVectors) -> None:
+        if item.vectors.ndim != 2 or item.vectors.shape[1] != self.dim:
+            raise BadInput(f"{item.vid}: vectors of shape {item.vectors.shape}, expected (n, {self.dim})")
+        self.videos[item.vid] = item
+        self._index = None  # rebuilt on the next corpus search
+
+    def get(self, vid: str) -> VideoVectors:
+        if vid not in self.videos:
+            known = ", ".join(sorted(self.videos)[:10]) or "none"
+            raise BadInput(f"video {vid!r} is not indexed (indexed: {known}); index it first")
+        return self.videos[vid]
+
+    def __len__(self) -> int:
+        return sum(v.vectors.shape[0] for v in self.videos.values())
+
+    def vector_index(self) -> VectorIndex:
+        """The corpus index (built on first use, timed as stage ``index_build``)."""
+        if self._index is not None:
+            return self._index
+        owners = [v for v in self.videos if self.videos[v].vectors.shape[0]]
+        sizes = np.array([self.videos[v].vectors.shape[0] for v in owners], dtype=np.int64)
+        saved = self._artifact(owners, sizes)
+        index: VectorIndex | None = None
+        self.index_from_cache = False
+        if saved is not None and (saved / "meta.json").is_file():
+            try:
+                index = VectorIndex.load(saved, device=self.device)
+            except (BadInput, OSError, RuntimeError, ValueError) as exc:  # damaged: rebuild it
+                log.warning("corpus vector index at %s cannot be loaded (%s); rebuilding", saved, exc)
+            if index is not None and len(index) != int(sizes.sum()):
+                index = None
+            self.index_from_cache = index is not None
+        if index is None:
+            with stage("index_build", items=int(sizes.sum())):
+                index = VectorIndex(self.dim, kind=self.index_kind, device=self.device)  # type: ignore[arg-type]
+                start = 0
+                for vid, n in zip(owners, sizes.tolist(), strict=True):
+                    index.add(self.videos[vid].vectors, np.arange(start, start + n, dtype=np.int64))
+                    start += n
+                index.build()
+            if saved is not None:
+                index.save(saved)
+        self._index, self._owners = index, owners
+        self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        return index
+
+    def top_videos(self, query: np.ndarray, rows: int, max_videos: int) -> list[str]:
+        """Videos holding the ``rows`` best-matching vectors for one unit ``(d,)`` query,
+        ordered by their best match; at most ``max_videos``."""
+        index = self.vector_index()
+        if len(index) == 0:
+            return []
+        _, ids = index.search(query[None, :].astype(np.float32), min(rows, len(index)))
+        found = ids[0][ids[0] >= 0]
+        owner = np.searchsorted(self._starts, found, side="right") - 1
+        order: list[str] = []
+        for o in owner.tolist():
+            vid = self._owners[o]
+            if vid not in order:
+                order.append(vid)
+                if len(order) >= max_videos:
+                    break
+        return order

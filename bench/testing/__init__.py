@@ -1,0 +1,1 @@
+"""Test support: tiny random-init model builders for offline tests and benchmarks."""

@@ -1,0 +1,1 @@
+"""Shared pieces of the CLIP-style retrievers: model loading, parameters, image transforms, query encoding."""
