@@ -235,7 +235,7 @@ def handmade_segments(vid: str = "v1") -> list[Any]:
 def scene_segments(root: Path, vids: set[str] | None = None) -> dict[str, list[Any]]:
     """Segments from a built synthetic set's ground truth (``scenes.jsonl``): narration as
     speech, telops (top left) and lower-third captions (bottom) as on-screen text."""
-    from bench.datasets.synthetic import load_scenes
+    from bench.datasets.synthetic.queries import load_scenes
     from bench.text.segments import Segment
 
     out: dict[str, list[Any]] = {}

@@ -15,7 +15,12 @@ import pytest
 import yaml
 
 from bench.datasets import BuildOptions
-from bench.datasets import synthetic as syn
+from bench.datasets.synthetic import builder, render
+from bench.datasets.synthetic.card import render_card, spec_counts
+from bench.datasets.synthetic.narration import NARRATION_LEAD_S, NARRATION_TAIL_S
+from bench.datasets.synthetic.queries import load_scenes
+from bench.datasets.synthetic.spec import SynthSpec, load_spec, plan, spec_path
+from bench.datasets.synthetic.tools import check_tools
 from bench.errors import BadInput
 from bench.types import QuerySet
 
@@ -68,7 +73,7 @@ def test_mini_counts_and_fields(mini: QuerySet) -> None:
 
 def test_mini_windows_are_the_scene_intervals(mini: QuerySet) -> None:
     assert mini.root is not None
-    scenes = {(r["vid"], r["scene"]): r for r in syn.load_scenes(mini.root)}
+    scenes = {(r["vid"], r["scene"]): r for r in load_scenes(mini.root)}
     assert len(scenes) == 4
     for q in mini.queries:
         assert q.vid is not None and q.duration is not None
@@ -79,8 +84,8 @@ def test_mini_windows_are_the_scene_intervals(mini: QuerySet) -> None:
     for r in scenes.values():
         n = r["narration"]
         if n is not None:  # narration measured, and inside its scene with the margins
-            assert r["start"] + syn.NARRATION_LEAD_S == pytest.approx(n["start"])
-            assert n["start"] < n["end"] <= r["end"] - syn.NARRATION_TAIL_S
+            assert r["start"] + NARRATION_LEAD_S == pytest.approx(n["start"])
+            assert n["start"] < n["end"] <= r["end"] - NARRATION_TAIL_S
             assert n["end"] - n["start"] > 1.0
     assert scenes[("mini02-garden", 0)]["telop"] == {"text": "ねこカフェ 営業中", "lang": "ja"}
     assert scenes[("mini02-garden", 0)]["narration"] is None
@@ -112,7 +117,7 @@ def test_mini_narration_is_audible_where_the_scenes_say(mini: QuerySet) -> None:
 
 def test_same_spec_gives_identical_bytes(mini: QuerySet, tmp_path: Path) -> None:
     assert mini.root is not None
-    again = syn.build_mini(tmp_path / "mini", BuildOptions())
+    again = builder.build_mini(tmp_path / "mini", BuildOptions())
     assert again.root is not None
     for name in ("videos.jsonl", "queries.jsonl", "scenes.jsonl", "meta.json", "README.md",
                  "videos/mini01-mission.mp4", "videos/mini02-garden.mp4"):
@@ -126,8 +131,8 @@ def test_second_build_is_served_from_the_stamp(mini: QuerySet, monkeypatch: pyte
     def no_rebuild(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("rebuilt although the stamp matched")
 
-    monkeypatch.setattr(syn, "_build_into", no_rebuild)
-    again = syn.build_mini(mini.root, BuildOptions())
+    monkeypatch.setattr(builder, "_build_into", no_rebuild)
+    again = builder.build_mini(mini.root, BuildOptions())
     assert [q.to_row() for q in again.queries] == [q.to_row() for q in mini.queries]
     assert {p.name: p.stat().st_mtime_ns for p in (mini.root / "videos").iterdir()} == before
 
@@ -137,7 +142,7 @@ def test_refuses_to_replace_a_folder_it_did_not_make(tmp_path: Path) -> None:
     out.mkdir()
     (out / "notes.txt").write_text("keep me", encoding="utf-8")
     with pytest.raises(BadInput, match="not made by this generator"):
-        syn.build_mini(out, BuildOptions())
+        builder.build_mini(out, BuildOptions())
     assert (out / "notes.txt").read_text(encoding="utf-8") == "keep me"
 
 
@@ -165,7 +170,7 @@ def write_spec(tmp_path: Path, doc: dict[str, Any]) -> Path:
 
 
 def test_vfr_and_rotated_video_are_real(tmp_path: Path) -> None:
-    qs = syn.build_from_spec(write_spec(tmp_path, TINY), tmp_path / "out")
+    qs = builder.build_from_spec(write_spec(tmp_path, TINY), tmp_path / "out")
     assert qs.root is not None
     path = qs.root / "videos/turned.mp4"
     info = ffprobe(path)
@@ -180,10 +185,10 @@ def test_vfr_and_rotated_video_are_real(tmp_path: Path) -> None:
     shown = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "rawvideo",
                             "-pix_fmt", "rgb24", "pipe:1"], capture_output=True, check=True).stdout
     assert len(shown) == 160 * 96 * 3  # a rotating decoder shows it landscape again...
-    spec = syn.SynthSpec.model_validate(TINY)
-    first_scene = syn._plan(spec, 0, spec.videos[0])[0]
-    expected = next(syn._scene_frames(spec, first_scene))
-    layer = syn._overlay(spec, first_scene.spec, "here")
+    spec = SynthSpec.model_validate(TINY)
+    first_scene = plan(spec, 0, spec.videos[0])[0]
+    expected = next(render.scene_frames(spec, first_scene))
+    layer = render.overlay(spec, first_scene.spec, "here")
     assert layer is not None
     expected.paste(layer[0], layer[1], layer[0])
     want = np.asarray(expected).astype(np.int16)
@@ -205,19 +210,19 @@ def two_videos() -> dict[str, Any]:
 
 def test_limit_is_part_of_the_stamp_and_keeps_the_first_queries(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, two_videos())
-    qs = syn.build_from_spec(spec, tmp_path / "out", BuildOptions(limit=1))
+    qs = builder.build_from_spec(spec, tmp_path / "out", BuildOptions(limit=1))
     assert [(q.qid, q.query) for q in qs.queries] == [("tiny-0001", "hello")]
-    full = syn.build_from_spec(spec, tmp_path / "out", BuildOptions())
+    full = builder.build_from_spec(spec, tmp_path / "out", BuildOptions())
     assert [q.qid for q in full.queries] == ["tiny-0001", "tiny-0002", "tiny-0003"]
     assert full.queries[2].relevant_windows == [(0.0, 1.0)] and full.queries[2].vid == "plain"
 
 
 def test_a_killed_rebuild_leaves_the_old_set_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = write_spec(tmp_path, two_videos())
-    out = syn.build_from_spec(spec, tmp_path / "out").root
+    out = builder.build_from_spec(spec, tmp_path / "out").root
     assert out is not None
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    real = syn._make_video
+    real = builder.make_video
     calls = []
 
     def dies_on_second_video(*args: Any, **kwargs: Any) -> Any:
@@ -226,23 +231,23 @@ def test_a_killed_rebuild_leaves_the_old_set_whole(tmp_path: Path, monkeypatch: 
             raise KeyboardInterrupt  # as if the build were killed half-way
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(syn, "_make_video", dies_on_second_video)
-    monkeypatch.setattr(syn.os, "cpu_count", lambda: 1)  # one worker: a fixed order
+    monkeypatch.setattr(builder, "make_video", dies_on_second_video)
+    monkeypatch.setattr(builder.os, "cpu_count", lambda: 1)  # one worker: a fixed order
     with pytest.raises(KeyboardInterrupt):
-        syn.build_from_spec(spec, out, BuildOptions(force=True))
+        builder.build_from_spec(spec, out, BuildOptions(force=True))
     assert calls == ["turned", "plain"]
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert not list(out.parent.glob(".out.build-*"))
 
 
 def test_telop_is_high_contrast_where_it_is_drawn(tmp_path: Path) -> None:
-    spec = syn.SynthSpec.model_validate(TINY)
-    layer = syn._overlay(spec, spec.videos[0].scenes[0], "here")
+    spec = SynthSpec.model_validate(TINY)
+    layer = render.overlay(spec, spec.videos[0].scenes[0], "here")
     assert layer is not None
     patch, (x, y) = layer
     alpha = np.asarray(patch)[:, :, 3]
     assert (x, y) == (5, 5) and alpha.max() == 255 and (alpha >= 200).mean() > 0.9
-    assert syn._overlay(spec, spec.videos[0].scenes[1], "here") is None
+    assert render.overlay(spec, spec.videos[0].scenes[1], "here") is None
 
 
 def with_video(**changes: Any) -> dict[str, Any]:
@@ -267,7 +272,7 @@ def with_video(**changes: Any) -> dict[str, Any]:
 def test_bad_specs_name_the_file_and_the_rule(tmp_path: Path, doc: dict[str, Any], message: str) -> None:
     path = write_spec(tmp_path, doc)
     with pytest.raises(BadInput, match=message) as err:
-        syn.load_spec(path)
+        load_spec(path)
     assert str(path) in str(err.value)
 
 
@@ -276,7 +281,7 @@ def test_narration_that_cannot_fit_is_refused(tmp_path: Path) -> None:
         "text": "This sentence is far too long to be spoken in one second and a half.", "lang": "en"}}],
         queries=[], vfr=False, rotation=0)
     with pytest.raises(BadInput, match="shorten the text or lengthen the scene"):
-        syn.build_from_spec(write_spec(tmp_path, doc), tmp_path / "out")
+        builder.build_from_spec(write_spec(tmp_path, doc), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -296,31 +301,31 @@ def fake_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep: tuple[str, 
 
 
 def test_missing_tools_name_the_debian_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = syn.load_spec(syn.spec_path("synthetic-mini"))
+    spec = load_spec(spec_path("synthetic-mini"))
     fake_path(tmp_path, monkeypatch, ())
     with pytest.raises(BadInput, match="Debian package 'ffmpeg'"):
-        syn._check_tools(spec)
+        check_tools(spec)
     fake_path(tmp_path / "with-ffmpeg", monkeypatch, ("ffmpeg", "ffprobe"))
     with pytest.raises(BadInput, match="Debian package 'espeak-ng'"):
-        syn._check_tools(spec)
+        check_tools(spec)
 
 
 def test_missing_cjk_font_names_fonts_noto_cjk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dejavu = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf|0|DejaVu Sans"
     fake_path(tmp_path, monkeypatch, (), {"fc-match": f"printf '{dejavu}'"})
-    syn._font_path.cache_clear()
+    render._font_path.cache_clear()
     try:
         with pytest.raises(BadInput, match="fonts-noto-cjk"):
-            syn._font_path("ja", True)
+            render._font_path("ja", True)
     finally:
-        syn._font_path.cache_clear()
+        render._font_path.cache_clear()
 
 
 def test_v1_spec_meets_the_brief_without_building() -> None:
-    spec = syn.load_spec(syn.spec_path("synthetic-v1"))
+    spec = load_spec(spec_path("synthetic-v1"))
     durations = [sum(s.duration_s for s in v.scenes) for v in spec.videos]
     assert len(spec.videos) >= 12 and all(30 <= d <= 90 for d in durations)
-    counts = syn.spec_counts(spec)
+    counts = spec_counts(spec)
     n = sum(counts["tags"].values())
     assert n >= 60 and set(counts["tags"]) == {"speech", "onscreen-text", "visual", "multi"}
     assert n - counts["langs"]["en"] >= n / 3 and {"ja", "zh", "ru", "pt"} <= set(counts["langs"])
@@ -336,10 +341,10 @@ def test_v1_spec_meets_the_brief_without_building() -> None:
 
 
 def test_committed_card_matches_the_generator() -> None:
-    path = syn.spec_path("synthetic-v1")
+    path = spec_path("synthetic-v1")
     card = (path.parent / "README.md").read_text(encoding="utf-8")
-    assert card == syn.render_card(syn.load_spec(path), path), \
-        "regenerate datasets/synthetic-v1/README.md with bench.datasets.synthetic.render_card"
+    assert card == render_card(load_spec(path), path), \
+        "regenerate datasets/synthetic-v1/README.md with bench.datasets.synthetic.card.render_card"
 
 
 @pytest.mark.slow
@@ -367,10 +372,10 @@ def test_v1_builds_as_specified(synthetic_v1: QuerySet, tmp_path: Path) -> None:
     for q in qs.queries:
         assert q.vid is not None and q.duration is not None
         assert all(0 <= s < e <= q.duration for s, e in q.relevant_windows)
-    scenes = syn.load_scenes(qs.root)
+    scenes = load_scenes(qs.root)
     assert all(r["narration"] is None or r["start"] < r["narration"]["start"] < r["narration"]["end"]
                <= r["end"] for r in scenes)
-    again = syn.build(tmp_path / "v1", BuildOptions())
+    again = builder.build(tmp_path / "v1", BuildOptions())
     assert again.root is not None
     for name in ("videos.jsonl", "queries.jsonl", "scenes.jsonl"):
         assert (again.root / name).read_bytes() == (qs.root / name).read_bytes(), name

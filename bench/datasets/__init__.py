@@ -43,8 +43,8 @@ class BuildOptions(BaseModel):
 Builder = Callable[[Path, BuildOptions], QuerySet]
 
 BUILDERS: Registry[Builder] = Registry("dataset")
-BUILDERS.register("synthetic-v1", "bench.datasets.synthetic:build")
-BUILDERS.register("synthetic-mini", "bench.datasets.synthetic:build_mini")
+BUILDERS.register("synthetic-v1", "bench.datasets.synthetic.builder:build")
+BUILDERS.register("synthetic-mini", "bench.datasets.synthetic.builder:build_mini")
 BUILDERS.register("qvhighlights", "bench.datasets.qvhighlights:build")
 BUILDERS.register("charades-sta", "bench.datasets.charades_sta:build")
 BUILDERS.register("activitynet", "bench.datasets.activitynet:build")

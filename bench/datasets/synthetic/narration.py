@@ -1,0 +1,81 @@
+"""Narration: each scene's line spoken by espeak-ng, sped up until it fits, laid on one track."""
+
+from __future__ import annotations
+
+import math
+import wave
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from bench.datasets.synthetic.spec import Scene, SynthSpec, TextSpec, VideoSpec
+from bench.datasets.synthetic.tools import Tools, run_tool
+from bench.errors import BadInput, BenchError
+
+NARRATION_LEAD_S = 0.4
+"""Silence between a cut and the start of its narration."""
+NARRATION_TAIL_S = 0.3
+"""Silence kept between the end of a narration and the next cut."""
+MAX_WPM = 280
+"""Fastest espeak-ng rate tried when a narration does not fit its scene at the spec's rate."""
+SAMPLE_RATE = 22050
+"""espeak-ng's native output rate; the AAC track keeps it."""
+
+
+def narration_track(tools: Tools, spec: SynthSpec, v: VideoSpec, scenes: Sequence[Scene], work: Path,
+                    where: str) -> tuple[Path, dict[int, tuple[float, float, int]]]:
+    """Speak the narrated scenes of ``v`` onto one WAV track as long as the video, each line
+    :data:`NARRATION_LEAD_S` after its cut; returns the file and, per scene index, the
+    measured (start_s, end_s, wpm) of its narration."""
+    total = sum(s.frames for s in scenes)
+    track = np.zeros(round(total / spec.fps * SAMPLE_RATE), dtype=np.int16)
+    spoken: dict[int, tuple[float, float, int]] = {}
+    for s in scenes:
+        if s.spec.narration is None:
+            continue
+        room = s.end_s - s.start_s - NARRATION_LEAD_S - NARRATION_TAIL_S
+        samples, wpm = _speak(tools, spec, s.spec.narration, work / f"{v.vid}-{s.index}.wav", room,
+                              f"{where}: video {v.vid} scene {s.index}")
+        at = round((s.start_s + NARRATION_LEAD_S) * SAMPLE_RATE)
+        track[at:at + len(samples)] = samples
+        spoken[s.index] = (s.start_s + NARRATION_LEAD_S,
+                           s.start_s + NARRATION_LEAD_S + len(samples) / SAMPLE_RATE, wpm)
+    wav = work / f"{v.vid}.wav"
+    _write_wav(wav, track)
+    return wav, spoken
+
+def _read_wav(path: Path) -> np.ndarray:
+    with wave.open(str(path), "rb") as wf:
+        if wf.getframerate() != SAMPLE_RATE or wf.getnchannels() != 1 or wf.getsampwidth() != 2:
+            raise BenchError(f"{path}: espeak-ng wrote {wf.getframerate()} Hz x{wf.getnchannels()}, "
+                             f"{8 * wf.getsampwidth()}-bit; expected {SAMPLE_RATE} Hz mono 16-bit")
+        return np.frombuffer(wf.readframes(wf.getnframes()), dtype="<i2")
+
+
+def _speak(tools: Tools, spec: SynthSpec, text: TextSpec, dst: Path, room_s: float,
+           where: str) -> tuple[np.ndarray, int]:
+    """Narrate ``text`` into int16 samples that last at most ``room_s`` seconds; returns (samples, wpm)."""
+    assert tools.espeak is not None
+    wpm = spec.wpm[text.lang]
+    while True:
+        run_tool([tools.espeak, "-v", spec.voices[text.lang], "-s", str(wpm), "-b", "1", "-w", str(dst),
+                  text.text], f"espeak-ng ({where})")
+        samples = _read_wav(dst)
+        length_s = len(samples) / SAMPLE_RATE
+        if length_s <= room_s:
+            return samples, wpm
+        faster = math.ceil(wpm * length_s / room_s * 1.03)
+        if faster > MAX_WPM:
+            raise BadInput(f"{where}: narration lasts {length_s:.1f}s at {wpm} wpm but the scene leaves "
+                           f"{room_s:.1f}s; shorten the text or lengthen the scene")
+        wpm = faster
+
+
+def _write_wav(path: Path, samples: np.ndarray) -> None:
+    with wave.open(str(path), "wb") as wf:
+        wf.setnchannels(1)
+        wf.setsampwidth(2)
+        wf.setframerate(SAMPLE_RATE)
+        wf.writeframes(samples.astype("<i2").tobytes())
+

@@ -1,0 +1,268 @@
+"""What a synthetic set is made of: the source photographs, the YAML spec (parsed and checked)
+and the timeline of scenes it implies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bench.errors import BadInput
+from bench.paths import repo_root
+
+Lang = Literal["en", "ja", "zh", "ru", "pt"]
+Move = Literal["zoom-in", "zoom-out", "pan-left", "pan-right", "pan-up", "pan-down"]
+Tag = Literal["speech", "onscreen-text", "visual", "multi"]
+Cue = Literal["speech", "onscreen-text", "visual"]
+MOVES: tuple[Move, ...] = ("zoom-in", "pan-right", "zoom-out", "pan-left", "pan-up", "pan-down")
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """A photograph that ships inside an installed package, with its licence."""
+
+    package: str
+    call: str
+    shows: str
+    license: str
+    credit: str
+    focus: tuple[float, float] = (0.5, 0.5)
+    """Point of interest (x, y as fractions of width, height) that crops and zooms keep in view."""
+
+
+IMAGES: dict[str, SourceImage] = {
+    "astronaut": SourceImage("scikit-image", "skimage.data.astronaut()",
+                             "astronaut Eileen Collins in an orange spacesuit beside a US flag",
+                             "public domain", "NASA Great Images", (0.4, 0.22)),
+    "rocket": SourceImage("scikit-image", "skimage.data.rocket()",
+                          "a Falcon 9 rocket on its launch pad at night between lit towers",
+                          "public domain", "SpaceX"),
+    "hubble_deep_field": SourceImage("scikit-image", "skimage.data.hubble_deep_field()",
+                                     "hundreds of distant galaxies on a black sky",
+                                     "public domain", "NASA / HubbleSite"),
+    "chelsea": SourceImage("scikit-image", "skimage.data.chelsea()",
+                           "close-up of a tabby cat with green eyes", "CC0", "Stefan van der Walt"),
+    "coffee": SourceImage("scikit-image", "skimage.data.coffee()",
+                          "a cup of espresso on a red saucer on a wooden table", "CC0",
+                          "Rachel Michetti (Pikolo Espresso Bar)"),
+    "camera": SourceImage("scikit-image", "skimage.data.camera()",
+                          "black-and-white photo of a man filming with a camera on a tripod",
+                          "CC0", "Lav Varshney", (0.45, 0.4)),
+    "coins": SourceImage("scikit-image", "skimage.data.coins()",
+                         "rows of ancient Greek coins from Pompeii (grey)",
+                         "no known copyright restrictions", "Brooklyn Museum"),
+    "brick": SourceImage("scikit-image", "skimage.data.brick()", "a grey brick wall",
+                         "CC0", "CC0Textures (Bricks25)"),
+    "grass": SourceImage("scikit-image", "skimage.data.grass()", "close-up of grass (grey)",
+                         "CC0", "linolafett (DeviantArt)"),
+    "gravel": SourceImage("scikit-image", "skimage.data.gravel()", "a patch of gravel (grey)",
+                          "CC0", "CC0Textures (Gravel04)"),
+    "retina": SourceImage("scikit-image", "skimage.data.retina()",
+                          "fundus photograph of a human retina: an orange disc with red vessels",
+                          "CC0", "Mikael Häggström"),
+    "immunohistochemistry": SourceImage("scikit-image", "skimage.data.immunohistochemistry()",
+                                        "stained tissue under a microscope, brown and blue",
+                                        "no known copyright restrictions",
+                                        "Center for Microscopy And Molecular Imaging"),
+    "horse": SourceImage("scikit-image", "skimage.data.horse()",
+                         "black silhouette of a horse on white", "CC0", "Andreas Preuss (openclipart)"),
+    "cell": SourceImage("scikit-image", "skimage.data.cell()",
+                        "a single cell floating in saline (grey phase image)", "CC0", "Paul Müller"),
+    "clock": SourceImage("scikit-image", "skimage.data.clock()",
+                         "a motion-blurred wall clock (grey)", "public domain", "Stefan van der Walt"),
+    "motorcycle_left": SourceImage("scikit-image", "skimage.data.stereo_motorcycle()[0]",
+                                   "a red motorcycle parked in a workshop",
+                                   "Middlebury 2014 stereo data set (cite Scharstein et al., GCPR 2014)",
+                                   "Middlebury College"),
+    "china": SourceImage("scikit-learn", "sklearn.datasets.load_sample_image('china.jpg')",
+                         "a Chinese pagoda above a lake among trees", "CC BY 2.0",
+                         "danielbuechele (Flickr)"),
+    "flower": SourceImage("scikit-learn", "sklearn.datasets.load_sample_image('flower.jpg')",
+                          "an orange dahlia on a dark green background", "CC BY 2.0",
+                          "vultilion (Flickr)"),
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TextSpec(_Model):
+    """A line of text and its language (a telop, caption or narration)."""
+
+    text: str = Field(min_length=1)
+    lang: Lang
+
+
+class SceneSpec(_Model):
+    """One shot: a photograph with slow motion, optional telop/caption and narration."""
+
+    image: str
+    duration_s: float = Field(gt=0)
+    move: Move | None = None
+    """Ken Burns path; by default it cycles through :data:`MOVES`."""
+    telop: TextSpec | None = None
+    """Large headline box at the top left (high contrast, for OCR)."""
+    caption: TextSpec | None = None
+    """Smaller lower-third line at the bottom."""
+    narration: TextSpec | None = None
+
+
+class QuerySpec(_Model):
+    """A labelled query. Windows come from ``scenes`` or, for visual ones, from ``image``."""
+
+    query: str = Field(min_length=1)
+    lang: Lang
+    tag: Tag
+    scenes: list[int] | None = None
+    image: str | None = None
+    cues: list[Cue] | None = None
+    """For ``multi``: the two (or more) kinds of evidence that together pick the scenes."""
+
+
+class VideoSpec(_Model):
+    vid: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+    lang: Lang
+    """Main language (of the narration, or of the telops when there is no audio)."""
+    audio: bool = True
+    vfr: bool = False
+    """Drop frames in an irregular pattern, keeping true timestamps (variable frame rate)."""
+    rotation: Literal[0, 90] = 0
+    """Store frames turned a quarter and a display matrix that turns them back."""
+    scenes: list[SceneSpec] = Field(min_length=1)
+    queries: list[QuerySpec] = []
+
+
+class SynthSpec(_Model):
+    """A whole generated set: rendering parameters, voices, videos and their queries."""
+
+    name: str
+    title: str
+    summary: str
+    qid_prefix: str
+    fps: int = Field(default=10, ge=2, le=60)
+    width: int = Field(default=640, ge=64)
+    height: int = Field(default=360, ge=64)
+    voices: dict[Lang, str]
+    """Query/narration language -> espeak-ng voice."""
+    wpm: dict[Lang, int]
+    """Starting speech rate per language (words per minute, espeak-ng ``-s``)."""
+    videos: list[VideoSpec] = Field(min_length=1)
+
+
+def spec_path(name: str) -> Path:
+    """``datasets/NAME/spec.yaml`` in the checkout."""
+    path = repo_root() / "datasets" / name / "spec.yaml"
+    if not path.is_file():
+        raise BadInput(f"{path}: spec not found; the synthetic sets need the repository's datasets/ folder")
+    return path
+
+
+def load_spec(path: Path) -> SynthSpec:
+    """Parse and check a spec file; every problem raises BadInput naming the file and the field."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise BadInput(f"{path}: cannot read the spec ({str(exc).splitlines()[0]})") from None
+    try:
+        spec = SynthSpec.model_validate(doc)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise BadInput(f"{path}: field '{loc}': {err['msg']}") from None
+    _check_spec(spec, path)
+    return spec
+
+
+def _check_spec(spec: SynthSpec, path: Path) -> None:
+    def fail(where: str, rule: str) -> BadInput:
+        return BadInput(f"{path}: {where}: {rule}")
+
+    if spec.width % 2 or spec.height % 2:
+        raise fail("width/height", "must be even (H.264 with 4:2:0 chroma)")
+    seen_vids: set[str] = set()
+    seen_text: dict[str, str] = {}
+    for v in spec.videos:
+        if v.vid in seen_vids:
+            raise fail(f"video {v.vid}", "duplicate vid")
+        seen_vids.add(v.vid)
+        for i, s in enumerate(v.scenes):
+            where = f"video {v.vid} scene {i}"
+            if s.image not in IMAGES:
+                raise fail(where, f"unknown image {s.image!r}; known: {', '.join(sorted(IMAGES))}")
+            frames = s.duration_s * spec.fps
+            if abs(frames - round(frames)) > 1e-6:
+                raise fail(where, f"duration_s {s.duration_s:g} is not a whole number of frames at "
+                                  f"{spec.fps} fps")
+            if s.narration is not None:
+                if not v.audio:
+                    raise fail(where, "has narration but the video has audio: false")
+                if s.narration.lang not in spec.voices or s.narration.lang not in spec.wpm:
+                    raise fail(where, f"no voice/wpm for narration language {s.narration.lang!r}")
+            # Unique text keeps corpus search meaningful: one line names one video.
+            for kind, text in (("telop", s.telop), ("caption", s.caption), ("narration", s.narration)):
+                if text is None:
+                    continue
+                if text.text in seen_text:
+                    raise fail(where, f"{kind} {text.text!r} repeats {seen_text[text.text]}; make it unique")
+                seen_text[text.text] = where
+        for j, q in enumerate(v.queries):
+            _check_query(v, j, q, fail)
+
+
+def _check_query(v: VideoSpec, j: int, q: QuerySpec, fail: Any) -> None:
+    where = f"video {v.vid} query {j}"
+    n = len(v.scenes)
+    if q.scenes is not None and (not q.scenes or any(not 0 <= i < n for i in q.scenes)):
+        raise fail(where, f"scenes must be indices in 0..{n - 1}, got {q.scenes}")
+    if q.image is not None and q.image not in {s.image for s in v.scenes}:
+        raise fail(where, f"image {q.image!r} is not shown in video {v.vid}")
+    if q.tag == "visual" and q.image is None and q.scenes is None:
+        raise fail(where, "a visual query needs image or scenes")
+    if q.tag != "visual" and q.scenes is None:
+        raise fail(where, f"a {q.tag} query needs scenes")
+    scenes = q.scenes or []
+    if q.tag == "speech" and (not v.audio or any(v.scenes[i].narration is None for i in scenes)):
+        raise fail(where, "a speech query must point at narrated scenes of a video with audio")
+    if q.tag == "onscreen-text" and any(v.scenes[i].telop is None and v.scenes[i].caption is None
+                                        for i in scenes):
+        raise fail(where, "an onscreen-text query must point at scenes with a telop or caption")
+    if q.tag == "multi":
+        if not q.cues or len(set(q.cues)) < 2:
+            raise fail(where, "a multi query needs cues naming two or more kinds of evidence")
+        if q.image is not None:
+            shown = {i for i, s in enumerate(v.scenes) if s.image == q.image}
+            if not set(scenes) < shown:
+                raise fail(where, f"scenes {scenes} must be a strict subset of the scenes showing "
+                                  f"{q.image} {sorted(shown)} (else the picture alone answers it)")
+    elif q.cues is not None:
+        raise fail(where, "cues only apply to multi queries")
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One scene placed on its video's timeline: frames ``[start_s, end_s)`` and its Ken Burns move."""
+
+    index: int
+    start_s: float
+    end_s: float
+    frames: int
+    move: Move
+    spec: SceneSpec
+
+
+def plan(spec: SynthSpec, vi: int, v: VideoSpec) -> list[Scene]:
+    """The scenes of video ``v`` (number ``vi`` in the spec) back to back, as hard cuts on whole frames."""
+    out: list[Scene] = []
+    frame = 0
+    for i, s in enumerate(v.scenes):
+        n = round(s.duration_s * spec.fps)
+        move = s.move or MOVES[(vi + i) % len(MOVES)]
+        out.append(Scene(i, frame / spec.fps, (frame + n) / spec.fps, n, move, s))
+        frame += n
+    return out
+
