@@ -12,10 +12,10 @@ import pytest
 from pydantic import ValidationError
 
 from bench.errors import BadInput
-from bench.timing import TimingRecorder, recording
 from bench.store import FeatureStore
 from bench.text.extract import TextSources, extract_segments, sources_provenance
 from bench.text.segments import Segment
+from bench.timing import TimingRecorder, recording
 from bench.types import Video
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")

@@ -438,8 +438,8 @@ def test_llm_summary_stage_falls_back_and_retries_next_run(subtitled_video: Vide
 
 
 def test_retriever_index_and_search_end_to_end(subtitled_video: Video, tmp_path: Path) -> None:
-    from bench.timing import TimingRecorder, recording
     from bench.store import FeatureStore
+    from bench.timing import TimingRecorder, recording
 
     with ScriptedLLMServer(keyword_responder) as srv:
         cfg = RetrieverConfig(name="llm-e2e", family="llm-metadata", params={

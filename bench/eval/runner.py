@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 from tqdm import tqdm
 
-from bench.errors import BadInput, BenchError, Unavailable
 from bench import timing
+from bench.errors import BadInput, BenchError, Unavailable
 from bench.eval.results import ResultFile, find_random_init, save_result
 from bench.paths import repo_root
 from bench.retrievers import build_retriever, get_config, load_configs

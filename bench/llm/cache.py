@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.timing import stage
 from bench.llm.backends import BackendError, Completion, LLMBackend
 from bench.llm.prompts import Message
 from bench.paths import cache_home
+from bench.timing import stage
 
 log = logging.getLogger("bench")
 

@@ -22,13 +22,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench.errors import BadInput, Unavailable
-from bench.timing import stage
 from bench.retrievers.base import RetrieverConfig, parse_params
 from bench.retrievers.proposals import ProposalConfig, propose
 from bench.text.extract import TextSources, sources_provenance
 from bench.text.segments import Segment
 from bench.text.tokenize import Tokenizer, TokenizerConfig, resolve_lang
 from bench.text.windows import TextCorpus, WindowConfig, corpus_digest, load_corpus, paint_curve
+from bench.timing import stage
 from bench.types import QID, Moment, QueryInput, Video
 
 if TYPE_CHECKING:

@@ -17,7 +17,6 @@ import numpy as np
 from pydantic import Field
 
 from bench.errors import BadInput, Unavailable
-from bench.timing import stage
 from bench.modelref import ModelRef, ResolvedModel
 from bench.retrievers._hf_vision import (
     EmbeddingCorpus,
@@ -44,6 +43,7 @@ from bench.retrievers._hf_vision import (
 )
 from bench.retrievers.base import RetrieverConfig, parse_params
 from bench.retrievers.proposals import ProposalConfig, propose
+from bench.timing import stage
 from bench.types import Moment, QueryInput, Video
 
 if TYPE_CHECKING:

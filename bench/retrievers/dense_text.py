@@ -17,7 +17,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench.errors import BadInput, Unavailable
-from bench.timing import stage
 from bench.index.vector import Kind as IndexKind
 from bench.modelref import ModelRef, ResolvedModel, hub_unavailable_reason, resolve
 from bench.retrievers.base import RetrieverConfig, parse_params
@@ -25,6 +24,7 @@ from bench.retrievers.proposals import ProposalConfig, propose
 from bench.text.extract import TextSources, sources_provenance
 from bench.text.segments import Segment, sort_segments
 from bench.text.windows import TextCorpus, WindowConfig, load_corpus, paint_curve
+from bench.timing import stage
 from bench.types import QID, Moment, QueryInput, Video
 
 if TYPE_CHECKING:

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench.errors import BadInput, BenchError, Unavailable
-from bench.timing import stage
 from bench.llm.backends import BackendKind, EndpointConfig, LLMBackend, OpenAIBackend, select_backend
 from bench.llm.cache import LLMCache, LLMClient, Pricing
 from bench.llm.metadata import (
@@ -33,6 +32,7 @@ from bench.llm.parsing import MERGE_IOU, InvalidOutput, Scene, format_range, iou
 from bench.llm.prompts import PROMPT_REVISION, localization_messages
 from bench.modelref import ModelRef
 from bench.retrievers.base import RetrieverConfig, parse_params
+from bench.timing import stage
 from bench.types import QID, Moment, QueryInput, Video
 
 if TYPE_CHECKING:

@@ -21,7 +21,6 @@ import numpy as np
 from pydantic import Field
 
 from bench.errors import BadInput, Unavailable
-from bench.timing import stage
 from bench.modelref import ModelRef, ResolvedModel
 from bench.retrievers._hf_vision import (
     EmbeddingCorpus,
@@ -47,6 +46,7 @@ from bench.retrievers._hf_vision import (
 )
 from bench.retrievers.base import RetrieverConfig, parse_params
 from bench.retrievers.proposals import ProposalConfig, Window, propose
+from bench.timing import stage
 from bench.types import Moment, QueryInput, Video
 
 if TYPE_CHECKING:

@@ -15,9 +15,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bench.errors import BadInput, Unavailable
-from bench.timing import stage
 from bench.modelref import ModelRef, ResolvedModel, hub_unavailable_reason, resolve
 from bench.text.segments import Segment
+from bench.timing import stage
 
 CAPTION_PRESETS: dict[str, dict[str, Any]] = {
     "blip-base": {"model": {"id": "Salesforce/blip-image-captioning-base",

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bench.errors import BadInput
-from bench.timing import stage
 from bench.modelref import ResolvedModel, weights_checksum
 from bench.text.asr import AsrConfig, Transcriber, asr_revision
 from bench.text.captions import CaptionConfig, Captioner, caption_video
 from bench.text.ocr import OCR_MODEL_ID, OcrConfig, OcrEngine, ocr_revision, read_video
 from bench.text.segments import SOURCES, Segment, Source, sort_segments
+from bench.timing import stage
 from bench.types import Video
 
 if TYPE_CHECKING:

@@ -18,8 +18,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench.errors import Unavailable
-from bench.timing import stage
 from bench.text.segments import Segment
+from bench.timing import stage
 
 OCR_MODEL_ID = "package:rapidocr_onnxruntime/models"
 """PP-OCRv4 detection + recognition (ONNX) as shipped inside the ``rapidocr-onnxruntime`` wheel."""

@@ -138,13 +138,13 @@ def main() -> None:
     from llm_server import ScriptedLLMServer, keyword_responder, scene_segments
 
     from bench.datasets import resolve_dataset
-    from bench.timing import TimingRecorder, recording
     from bench.llm.cache import LLMCache
     from bench.llm.metadata import chunk_windows, metadata_from_segments, render_metadata
     from bench.modelref import ModelRef
     from bench.retrievers.base import RetrieverConfig
     from bench.retrievers.llm_metadata import LLMMetadata
     from bench.store import FeatureStore
+    from bench.timing import TimingRecorder, recording
     from bench.types import QueryInput, Video
 
     qs = resolve_dataset(args.dataset)
