@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bench.errors import BadInput, Unavailable
 from bench.retrievers.base import Retriever, RetrieverConfig, parse_params
-from bench.retrievers.proposals import temporal_iou
+from bench.spans import temporal_iou
 from bench.types import QID, Moment, QueryInput, Video
 
 if TYPE_CHECKING:

@@ -45,7 +45,8 @@ from bench.retrievers._hf_vision import (
     weights_tag,
 )
 from bench.retrievers.base import RetrieverConfig, parse_params
-from bench.retrievers.proposals import ProposalConfig, Window, propose
+from bench.retrievers.proposals import ProposalConfig, propose
+from bench.spans import Window
 from bench.timing import stage
 from bench.types import Moment, QueryInput, Video
 
