@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 from bench.errors import BadInput, Unavailable
+from bench.fsio import directory_swap
 from bench.paths import cache_home, repo_root
 from bench.registry import import_object
 
@@ -111,17 +112,11 @@ def build_tiny(name: str) -> Path:
     out = cache_home() / "tiny" / f"{name}-{digest}"
     if (out / ".done").is_file():
         return out
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
     builder = import_object(recipe["builder"])
-    builder(dict(recipe.get("config", {})), tmp, int(recipe.get("seed", 0)))
-    (tmp / ".done").write_text(digest + "\n", encoding="utf-8")
-    if out.exists():  # another process finished first; keep theirs
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-        return out
-    tmp.rename(out)
+    # Another process that finished the same model first keeps its copy.
+    with directory_swap(out, keep_existing=True) as tmp:
+        builder(dict(recipe.get("config", {})), tmp, int(recipe.get("seed", 0)))
+        (tmp / ".done").write_text(digest + "\n", encoding="utf-8")
     return out
 
 

@@ -13,7 +13,7 @@ import pytest
 from bench.errors import BadInput
 from bench.retrievers.base import RetrieverConfig
 from bench.retrievers.bm25_text import BM25Formula, BM25Text, make_bm25
-from bench.retrievers.proposals import temporal_iou
+from bench.spans import temporal_iou
 from bench.text.segments import Segment
 from bench.text.windows import TextCorpus, WindowConfig, build_windows, paint_curve, split_sentences
 from bench.types import QueryInput, Video

@@ -13,7 +13,7 @@ from bench.errors import BadInput, Unavailable
 from bench.modelref import ModelRef
 from bench.retrievers.base import RetrieverConfig
 from bench.retrievers.dense_text import BUNDLED_MINILM, DenseText
-from bench.retrievers.proposals import temporal_iou
+from bench.spans import temporal_iou
 from bench.text.segments import Segment
 from bench.text.windows import TextCorpus, WindowConfig
 from bench.types import QueryInput, Video

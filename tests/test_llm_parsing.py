@@ -14,7 +14,7 @@ from bench.llm.parsing import (
     extract_json,
     format_range,
     format_timestamp,
-    merge_overlapping,
+    merge_same_scenes,
     parse_scenes,
     parse_time_range,
     parse_timestamp,
@@ -130,7 +130,7 @@ def test_same_moment_merges_and_duplicates_collapse() -> None:
 def test_a_long_vague_scene_does_not_swallow_a_short_one() -> None:
     scenes = [Scene(10.0, 14.0, "precise", rank=0), Scene(0.0, 120.0, "vague", rank=1),
               Scene(12.0, 30.0, "neighbour", rank=2)]
-    assert [(s.start_s, s.end_s) for s in merge_overlapping(scenes)] == [
+    assert [(s.start_s, s.end_s) for s in merge_same_scenes(scenes)] == [
         (10.0, 14.0), (0.0, 120.0), (12.0, 30.0)]
 
 

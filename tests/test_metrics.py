@@ -13,6 +13,7 @@ import pytest
 from bench.errors import BadInput
 from bench.eval import metrics as m
 from bench.eval.evaluate import evaluate_files, evaluate_predictions, format_table, is_qvhighlights_style
+from bench.spans import temporal_iou_matrix
 from bench.types import Prediction, Query
 
 
@@ -31,21 +32,6 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-# ---------------------------------------------------------------------------------------------- IoU
-
-
-def test_iou_identical_disjoint_nested_touching() -> None:
-    iou = m.temporal_iou([[0, 10], [20, 30], [2, 4], [10, 12]], [[0, 10]])
-    assert iou[:, 0].tolist() == [1.0, 0.0, pytest.approx(0.2), 0.0]
-
-
-def test_iou_partial_overlap_and_degenerate_window() -> None:
-    iou = m.temporal_iou([[5, 15], [3, 3], [8, 2]], [[0, 10], [10, 20]])
-    assert iou[0].tolist() == pytest.approx([5 / 15, 5 / 15])
-    assert iou[1:].tolist() == [[0.0, 0.0], [0.0, 0.0]]
-    assert m.temporal_iou(np.zeros((0, 2)), [[0, 1]]).shape == (0, 1)
-
-
 # ---------------------------------------------------------------------------------------------- AP
 
 
@@ -54,7 +40,7 @@ def test_average_precision_by_hand() -> None:
     # VOC all-point: 0.5 * 1 + 0.5 * 2/3 = 5/6 at every threshold.
     gt = [[0, 10], [20, 30]]
     pred = np.array([[0, 10], [40, 50], [20, 30]], dtype=float)
-    ap = m.average_precision(m.temporal_iou(pred, gt), [0.9, 0.8, 0.7])
+    ap = m.average_precision(temporal_iou_matrix(pred, gt), [0.9, 0.8, 0.7])
     assert ap.shape == (10,)
     assert ap == pytest.approx([5 / 6] * 10)
 
@@ -63,11 +49,11 @@ def test_average_precision_sorts_by_score_and_counts_duplicates_as_false() -> No
     # By score: [0,10] (hit), [0,10] again (the GT is taken: false), [0,12] (IoU 10/12 = 0.833).
     gt = [[0, 10]]
     pred = np.array([[0, 12], [0, 10], [0, 10]], dtype=float)
-    ap = m.average_precision(m.temporal_iou(pred, gt), [0.1, 0.9, 0.8])
+    ap = m.average_precision(temporal_iou_matrix(pred, gt), [0.1, 0.9, 0.8])
     assert ap == pytest.approx([1.0] * 10)
     # With [0,12] ranked first: a hit up to IoU 0.8 (AP 1); above 0.833 a false positive before
     # the hit, so precision 0 then 1/2 at recall 1 (AP 1/2).
-    ap = m.average_precision(m.temporal_iou(pred, gt), [0.9, 0.1, 0.2])
+    ap = m.average_precision(temporal_iou_matrix(pred, gt), [0.9, 0.1, 0.2])
     by_threshold = dict(zip(m.QVH_IOUS, ap, strict=True))
     assert by_threshold[0.8] == pytest.approx(1.0)
     assert by_threshold[0.85] == pytest.approx(0.5)

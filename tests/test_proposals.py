@@ -1,4 +1,4 @@
-"""Score curve -> windows: hand-made curves with known answers, NMS and merging."""
+"""Score curve -> windows: hand-made curves with known answers and NMS."""
 
 from __future__ import annotations
 
@@ -7,15 +7,8 @@ import pytest
 from pydantic import ValidationError
 
 from bench.errors import BadInput
-from bench.retrievers.proposals import (
-    ProposalConfig,
-    Window,
-    merge_overlapping,
-    nms,
-    propose,
-    temporal_iou,
-    window_score,
-)
+from bench.retrievers.proposals import ProposalConfig, nms, propose, window_score
+from bench.spans import Window, temporal_iou
 
 STRATEGIES = ("peak", "sliding")
 
@@ -168,24 +161,9 @@ def test_bad_curves_fail_loudly() -> None:
         ProposalConfig(unknown=1)  # type: ignore[call-arg]
 
 
-def test_temporal_iou_values() -> None:
-    assert temporal_iou((0, 10), (5, 15)) == pytest.approx(5 / 15)
-    assert temporal_iou((0, 1), (2, 3)) == 0.0
-    assert temporal_iou((0, 4), (1, 3)) == pytest.approx(0.5)
-
-
 def test_nms_keeps_best_and_drops_overlaps() -> None:
     windows = [(0.0, 10.0, 0.5), (1.0, 11.0, 0.9), (20.0, 25.0, 0.4), (2.0, 4.0, 0.3)]
     kept = nms(windows, iou_threshold=0.5)
     assert kept == [Window(1.0, 11.0, 0.9), Window(20.0, 25.0, 0.4), Window(2.0, 4.0, 0.3)]
     assert nms(windows, iou_threshold=0.5, max_windows=1) == [Window(1.0, 11.0, 0.9)]
 
-
-def test_merge_overlapping_max_and_sum() -> None:
-    windows = [(0.0, 5.0, 0.2), (4.0, 8.0, 0.6), (9.0, 10.0, 0.1), (20.0, 21.0, 0.3)]
-    merged = merge_overlapping(windows)
-    assert merged == [Window(0.0, 8.0, 0.6), Window(20.0, 21.0, 0.3), Window(9.0, 10.0, 0.1)]
-    merged_gap = merge_overlapping(windows, gap_s=1.0, score="sum")
-    assert merged_gap[0] == Window(0.0, 10.0, pytest.approx(0.9))
-    with pytest.raises(BadInput):
-        merge_overlapping(windows, gap_s=-1.0)

@@ -10,14 +10,13 @@ are read through the generic column mapping of :mod:`bench.datasets.jsonl`.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.datasets import BuildOptions
 from bench.datasets.jsonl import FIELDS, SetCollector, convert_rows, finish
 from bench.errors import BadInput
+from bench.fsio import directory_swap
 from bench.types import SCHEMA_VERSION, Query, QuerySet, RowError, Video
 
 if TYPE_CHECKING:
@@ -92,17 +91,10 @@ def to_hf(qs: QuerySet) -> datasets.DatasetDict:
 def export_hf(qs: QuerySet, path: Path) -> Path:
     """Save ``to_hf(qs)`` with ``save_to_disk`` at ``path`` (replaced atomically); card as README.md."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        to_hf(qs).save_to_disk(str(tmp / "data"))
+    with directory_swap(path) as tmp:
+        to_hf(qs).save_to_disk(str(tmp))
         if qs.card:
-            (tmp / "data" / "README.md").write_text(qs.card, encoding="utf-8")
-        if path.exists():
-            shutil.rmtree(path)
-        (tmp / "data").rename(path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            (tmp / "README.md").write_text(qs.card, encoding="utf-8")
     return path
 
 

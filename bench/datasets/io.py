@@ -7,15 +7,13 @@ directory is written beside the target and renamed, so nothing half-written is l
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BadInput
-from bench.paths import umask_mode
+from bench.fsio import atomic_writer, directory_swap
 from bench.types import Prediction, Query, QuerySet, RowError, Video
 
 
@@ -42,18 +40,9 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     """Write rows atomically (temp file + rename); keys keep their order, UTF-8 unescaped."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        Path(tmp).chmod(umask_mode())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(Path(path), newline="\n") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def load_queries(path: Path) -> list[Query]:
@@ -107,10 +96,7 @@ def save_query_set(qs: QuerySet, directory: Path, *, copy_videos: bool = False) 
     """Write ``qs`` as a directory, atomically replacing ``directory`` if it exists."""
     directory = Path(directory)
     qs.validate()
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    tmp.chmod(umask_mode(directory=True))
-    try:
+    with directory_swap(directory) as tmp:
         rows = []
         for video in qs.videos.values():
             row = video.to_row()
@@ -128,15 +114,4 @@ def save_query_set(qs: QuerySet, directory: Path, *, copy_videos: bool = False) 
                                        encoding="utf-8")
         if qs.card:
             (tmp / "README.md").write_text(qs.card, encoding="utf-8")
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            directory.rename(old)
-            tmp.rename(directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return directory

@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from bench.errors import BadInput
+from bench.spans import paired_iou, temporal_iou_matrix
 from bench.types import QID, Prediction, Query
 
 QVH_IOUS: tuple[float, ...] = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
@@ -54,19 +55,6 @@ def percent(fraction: float) -> float:
 
 # ----------------------------------------------------------------------------------------------
 # Array-level metrics
-
-
-def temporal_iou(a: ArrayLike, b: ArrayLike) -> np.ndarray:
-    """IoU of every window of ``a`` (N, 2) with every window of ``b`` (M, 2); returns (N, M) in [0, 1].
-
-    Windows are ``[start, end]`` in seconds. A window with ``end <= start`` overlaps nothing (IoU 0).
-    """
-    x = np.asarray(a, dtype=float).reshape(-1, 2)
-    y = np.asarray(b, dtype=float).reshape(-1, 2)
-    inter = np.clip(np.minimum(x[:, None, 1], y[None, :, 1]) - np.maximum(x[:, None, 0], y[None, :, 0]),
-                    0.0, None)
-    union = (x[:, 1] - x[:, 0])[:, None] + (y[:, 1] - y[:, 0])[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=(union > 0) & (inter > 0))
 
 
 def _voc_ap(precision: np.ndarray, recall: np.ndarray) -> float:
@@ -190,7 +178,7 @@ class RankedCase:
     def ious(self, limit: int | None = None) -> np.ndarray:
         """(K, M) IoU of the first ``limit`` predicted windows with every GT window; 0 off-video."""
         k = len(self.vids) if limit is None else min(limit, len(self.vids))
-        return temporal_iou(self.windows[:k], self.gt) * self.on_truth[:k, None]
+        return temporal_iou_matrix(self.windows[:k], self.gt) * self.on_truth[:k, None]
 
     def with_gt(self, gt: np.ndarray) -> RankedCase:
         return RankedCase(self.qid, gt, self.windows, self.scores, self.vids, self.on_truth)
@@ -260,11 +248,8 @@ def _best_iou_per_rank(case: RankedCase, limit: int) -> np.ndarray:
     if k == 0:
         return np.zeros(0)
     pred = case.windows[:k]
-    best = case.gt[np.argmax(temporal_iou(pred, case.gt), axis=1)]
-    inter = np.clip(np.minimum(pred[:, 1], best[:, 1]) - np.maximum(pred[:, 0], best[:, 0]), 0.0, None)
-    hull = np.maximum(pred[:, 1], best[:, 1]) - np.minimum(pred[:, 0], best[:, 0])
-    iou = np.divide(inter, hull, out=np.zeros_like(inter), where=hull > 0)
-    return iou * case.on_truth[:k]
+    best = case.gt[np.argmax(temporal_iou_matrix(pred, case.gt), axis=1)]
+    return paired_iou(pred, best) * case.on_truth[:k]
 
 
 def _top1_iou(case: RankedCase) -> float:
@@ -509,7 +494,7 @@ def corpus_metrics(queries: Sequence[Query], predictions: Mapping[QID, Predictio
         hits = [i + 1 for i, v in enumerate(distinct) if v in answer]
         ranks.append(hits[0] if hits else math.inf)
         k = min(max(CORPUS_KS), len(c.vids))
-        best.append(np.array([temporal_iou(c.windows[i:i + 1], answer[v]).max()
+        best.append(np.array([temporal_iou_matrix(c.windows[i:i + 1], answer[v]).max()
                               if (v := c.vids[i]) in answer else 0.0 for i in range(k)]))
     for k in CORPUS_KS:
         out[f"video-R@{k}"] = float(np.mean([r <= k for r in ranks]))

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bench.errors import BadInput
-from bench.paths import umask_mode
+from bench.fsio import atomic_write_text
 
 log = logging.getLogger("bench")
 
@@ -122,27 +120,14 @@ def result_path(root: Path, result: ResultFile) -> Path:
         f"{result.split_key}.json"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        Path(tmp).chmod(umask_mode())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_result(root: Path, result: ResultFile,
                 predictions: list[dict[str, Any]] | None = None) -> Path:
     """Write the result JSON (and ``<split>.predictions.jsonl`` beside it) atomically."""
     path = result_path(root, result)
     if predictions is not None:
         lines = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions)
-        _atomic_write(path.with_name(f"{result.split_key}.predictions.jsonl"), lines)
-    _atomic_write(path, result.model_dump_json(indent=2) + "\n")
+        atomic_write_text(path.with_name(f"{result.split_key}.predictions.jsonl"), lines)
+    atomic_write_text(path, result.model_dump_json(indent=2) + "\n")
     return path
 
 

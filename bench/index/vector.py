@@ -11,8 +11,6 @@ import contextlib
 import json
 import logging
 import math
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from bench.errors import BadInput
+from bench.fsio import directory_swap
 
 log = logging.getLogger("bench")
 
@@ -421,10 +420,11 @@ class VectorIndex:
         """Write the index to directory ``path`` (replaced atomically): ``meta.json``,
         ``ids.npy`` and ``index.faiss`` or ``vectors.npy``."""
         self.build()
-        out = Path(path)
-        tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        with directory_swap(Path(path)) as tmp:
+            self._write_files(tmp)
+
+    def _write_files(self, tmp: Path) -> None:
+        """The files of :meth:`save` into the empty directory ``tmp``."""
         np.save(tmp / "ids.npy", self._ids)
         if self.backend == "faiss":
             faiss = _faiss()
@@ -441,13 +441,6 @@ class VectorIndex:
         meta = {"format_version": FORMAT_VERSION, **self.stats(), "built_kind": self._built_kind,
                 "requested_kind": self.kind, "target_recall": self.target_recall}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        if out.exists():
-            old = out.with_name(out.name + f".old{os.getpid()}")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
 
     @classmethod
     def load(cls, path: Path | str, device: str = "cpu") -> VectorIndex:

@@ -9,14 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.fsio import atomic_write_json
 from bench.llm.backends import BackendError, Completion, LLMBackend
 from bench.llm.prompts import Message
 from bench.paths import cache_home
@@ -58,16 +57,7 @@ class LLMCache:
 
     def put(self, key: str, entry: dict[str, Any]) -> None:
         """Atomic: readers see the old file or the new one, never a partial write."""
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:8]}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(entry, fh, ensure_ascii=False)
-            Path(tmp).replace(path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_json(self.path(key), entry)
 
 
 @dataclass

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bench.spans import temporal_iou
+
 MAX_DESCRIPTION_CHARS = 300
 MAX_EVIDENCE_ITEMS = 5
 MAX_EVIDENCE_CHARS = 200
@@ -364,7 +366,7 @@ def validate_scenes(items: list[Any], duration_s: float, *, max_scenes: int = 3,
             start_s=window[0], end_s=window[1], description=_clip_text(desc, MAX_DESCRIPTION_CHARS),
             evidence=tuple(_clip_text(e, MAX_EVIDENCE_CHARS) for e in evidence[:MAX_EVIDENCE_ITEMS]),
             confidence=conf, rank=i, timestamp=_clip_text(stamp, 40)))
-    out = merge_overlapping(kept, notes) if merge else kept
+    out = merge_same_scenes(kept, notes) if merge else kept
     if len(out) > max_scenes:
         notes.append(f"{len(out) - max_scenes} scene(s) beyond the first {max_scenes} dropped")
         out = out[:max_scenes]
@@ -402,17 +404,8 @@ def parse_scenes(answer: str, duration_s: float, *, max_scenes: int = 3, allow_e
     return ParsedScenes(scenes=scenes, notes=notes)
 
 
-def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Temporal intersection over union of two ``(start_s, end_s)`` windows."""
-    inter = min(a[1], b[1]) - max(a[0], b[0])
-    if inter <= 0:
-        return 0.0
-    union = max(a[1], b[1]) - min(a[0], b[0])
-    return inter / union if union > 0 else 0.0
-
-
-def merge_overlapping(scenes: list[Scene], notes: list[str] | None = None, *,
-                      min_iou: float = MERGE_IOU) -> list[Scene]:
+def merge_same_scenes(scenes: list[Scene], notes: list[str] | None = None, *,
+                    min_iou: float = MERGE_IOU) -> list[Scene]:
     """Merge scenes that are the same moment (IoU >= ``min_iou``) into the first-listed one.
 
     The merged scene keeps the first-listed window, description and rank (the model's best
@@ -427,7 +420,7 @@ def merge_overlapping(scenes: list[Scene], notes: list[str] | None = None, *,
         for i in range(len(out)):
             for j in range(i + 1, len(out)):
                 a, b = out[i], out[j]
-                if iou((a.start_s, a.end_s), (b.start_s, b.end_s)) >= min_iou:
+                if temporal_iou((a.start_s, a.end_s), (b.start_s, b.end_s)) >= min_iou:
                     evidence = tuple(dict.fromkeys(a.evidence + b.evidence))[:MAX_EVIDENCE_ITEMS]
                     confs = [c for c in (a.confidence, b.confidence) if c is not None]
                     out[i] = replace(a, evidence=evidence, confidence=max(confs) if confs else None)

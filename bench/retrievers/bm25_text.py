@@ -10,7 +10,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,8 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from bench.engine import Candidate, Curve, EngineSearch, NoAnswer
 from bench.errors import BadInput, Unavailable
 from bench.evidence import Snippet, TextEvidence
+from bench.fsio import directory_swap
 from bench.retrievers.base import RetrieverConfig, parse_params
-from bench.retrievers.proposals import ProposalConfig, Window
+from bench.retrievers.proposals import ProposalConfig
+from bench.spans import Window
 from bench.text.extract import TextSources, sources_provenance
 from bench.text.segments import Segment
 from bench.text.tokenize import Tokenizer, TokenizerConfig, resolve_lang
@@ -332,22 +333,16 @@ class BM25Text(EngineSearch):
 
     def _save(self, store: FeatureStore, key: str, seg_terms: list[list[str]],
               scorer: BM25Scorer | None) -> None:
-        parent = store.artifact_dir("bm25-text")
-        final = parent / key
+        final = store.artifact_dir("bm25-text") / key
         if (final / "done").is_file():
             return
-        tmp = parent / f".{key}.tmp{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        (tmp / "terms.json").write_text(json.dumps(seg_terms, ensure_ascii=False), encoding="utf-8")
-        if isinstance(scorer, BM25sScorer):
-            scorer.save(tmp / "bm25s")
-        (tmp / "done").write_text(key + "\n", encoding="utf-8")
         shutil.rmtree(final, ignore_errors=True)  # a half-written leftover of a killed run
-        try:
-            tmp.rename(final)
-        except OSError:  # another process finished the same index first; keep theirs
-            shutil.rmtree(tmp, ignore_errors=True)
+        # Another process that finished the same index first keeps its copy.
+        with directory_swap(final, keep_existing=True) as tmp:
+            (tmp / "terms.json").write_text(json.dumps(seg_terms, ensure_ascii=False), encoding="utf-8")
+            if isinstance(scorer, BM25sScorer):
+                scorer.save(tmp / "bm25s")
+            (tmp / "done").write_text(key + "\n", encoding="utf-8")
 
     # -- search (the engine calls these; see bench.engine) ------------------------------------
 

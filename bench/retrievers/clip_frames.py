@@ -22,7 +22,8 @@ from bench.evidence import FrameEvidence, FrameMatch
 from bench.index.corpus import EmbeddingCorpus, VideoVectors
 from bench.modelref import ModelRef, ResolvedModel
 from bench.retrievers.base import RetrieverConfig, parse_params
-from bench.retrievers.proposals import ProposalConfig, Window
+from bench.retrievers.proposals import ProposalConfig
+from bench.spans import Window
 from bench.timing import stage
 from bench.types import QueryInput, Video
 from bench.video.stream import (

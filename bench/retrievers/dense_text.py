@@ -23,7 +23,8 @@ from bench.evidence import Snippet, TextEvidence
 from bench.index.vector import Kind as IndexKind
 from bench.modelref import ModelRef, ResolvedModel, hub_unavailable_reason, resolve
 from bench.retrievers.base import RetrieverConfig, parse_params
-from bench.retrievers.proposals import ProposalConfig, Window
+from bench.retrievers.proposals import ProposalConfig
+from bench.spans import Window
 from bench.text.extract import TextSources, sources_provenance
 from bench.text.segments import Segment, sort_segments
 from bench.text.windows import TextCorpus, WindowConfig, load_corpus, paint_curve

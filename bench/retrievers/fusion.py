@@ -16,7 +16,7 @@ from bench.engine import QueryResult, check_top_k, rank_moments
 from bench.errors import BadInput, Unavailable
 from bench.evidence import FusedEvidence, MemberMatch
 from bench.retrievers.base import Retriever, RetrieverConfig, parse_params
-from bench.retrievers.proposals import temporal_iou
+from bench.spans import temporal_iou
 from bench.types import Moment, QueryInput, Video
 
 if TYPE_CHECKING:

@@ -29,10 +29,11 @@ from bench.llm.metadata import (
     fit_text,
     render_metadata,
 )
-from bench.llm.parsing import MERGE_IOU, InvalidOutput, Scene, format_range, iou, parse_scenes, uses_hours
+from bench.llm.parsing import MERGE_IOU, InvalidOutput, Scene, format_range, parse_scenes, uses_hours
 from bench.llm.prompts import PROMPT_REVISION, localization_messages
 from bench.modelref import ModelRef
 from bench.retrievers.base import RetrieverConfig, parse_params
+from bench.spans import temporal_iou
 from bench.timing import stage
 from bench.types import Moment, QueryInput, Video
 
@@ -420,6 +421,6 @@ def _merge_moments(moments: list[Moment]) -> list[Moment]:
     overlapping chunks) only the best-scored is kept; the result is sorted by score."""
     out: list[Moment] = []
     for m in sorted(moments, key=lambda m: (-m.score, m.start)):
-        if all(iou((m.start, m.end), (kept.start, kept.end)) < MERGE_IOU for kept in out):
+        if all(temporal_iou((m.start, m.end), (kept.start, kept.end)) < MERGE_IOU for kept in out):
             out.append(m)
     return out

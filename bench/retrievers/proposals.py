@@ -9,20 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bench.errors import BadInput
-
-
-class Window(NamedTuple):
-    """A proposed moment: seconds on the video's timeline and its score (higher is better)."""
-
-    start: float
-    end: float
-    score: float
+from bench.spans import Window, temporal_iou
 
 
 class ProposalConfig(BaseModel):
@@ -78,13 +71,6 @@ class ProposalConfig(BaseModel):
         return self
 
 
-def temporal_iou(a: tuple[float, float] | Window, b: tuple[float, float] | Window) -> float:
-    """Intersection over union of two time intervals ``(start, end)`` in seconds (0 if disjoint)."""
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    union = max(a[1], b[1]) - min(a[0], b[0])
-    return inter / union if union > 0 else 0.0
-
-
 def nms(windows: Iterable[Window | tuple[float, float, float]], iou_threshold: float = 0.5,
         max_windows: int | None = None) -> list[Window]:
     """Greedy temporal non-maximum suppression.
@@ -102,28 +88,6 @@ def nms(windows: Iterable[Window | tuple[float, float, float]], iou_threshold: f
             if max_windows is not None and len(kept) >= max_windows:
                 break
     return kept
-
-
-def merge_overlapping(windows: Iterable[Window | tuple[float, float, float]], *, gap_s: float = 0.0,
-                      score: Literal["max", "sum"] = "max") -> list[Window]:
-    """Union windows that overlap or lie within ``gap_s`` seconds of each other.
-
-    The merged window spans its parts; its score is their max (or sum, for fusion that
-    rewards agreement). Returned sorted by descending score.
-    """
-    if gap_s < 0:
-        raise BadInput(f"gap_s must be >= 0 seconds, got {gap_s}")
-    items = sorted((Window(float(s), float(e), float(c)) for s, e, c in windows),
-                   key=lambda w: (w.start, w.end))
-    merged: list[list[float]] = []
-    for w in items:
-        if merged and w.start <= merged[-1][1] + gap_s:
-            last = merged[-1]
-            last[1] = max(last[1], w.end)
-            last[2] = max(last[2], w.score) if score == "max" else last[2] + w.score
-        else:
-            merged.append([w.start, w.end, w.score])
-    return sorted((Window(s, e, c) for s, e, c in merged), key=lambda w: (-w.score, w.start))
 
 
 def _check_curve(times_s: np.ndarray, scores: np.ndarray) -> None:

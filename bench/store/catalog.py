@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import sqlite3
-import tempfile
 import threading
 import time
 import zipfile
@@ -26,6 +25,7 @@ from typing import Any, BinaryIO, Literal
 import numpy as np
 
 from bench.errors import BadInput
+from bench.fsio import fsync_dir, temp_file
 from bench.paths import cache_home
 from bench.video.probe import ProbeInfo
 
@@ -121,16 +121,6 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _fsync_dir(directory: Path) -> None:
-    # The rename itself is durable only once the directory entry is flushed.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _write_atomic(directory: Path, stem: str, suffix: str,
                   write: Callable[[BinaryIO], None]) -> tuple[Path, int, str]:
     """Write through ``write`` into a temp file in ``directory``, fsync it, hash it, and
@@ -139,20 +129,17 @@ def _write_atomic(directory: Path, stem: str, suffix: str,
     The name carries the content hash so concurrent writers of the same artefact never
     replace a file another process's catalog row points to.
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=directory)
+    with temp_file(directory, f".{stem}.") as (fh, tmp):
+        write(fh)
     try:
-        with os.fdopen(fd, "w+b") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        digest = sha256_file(Path(tmp))
+        digest = sha256_file(tmp)
         target = directory / f"{stem}.{digest[:12]}.{suffix}"
-        Path(tmp).replace(target)
+        tmp.replace(target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(directory)
+    # The rename itself is durable only once the directory entry is flushed.
+    fsync_dir(directory)
     return target, target.stat().st_size, digest
 
 
