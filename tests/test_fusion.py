@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bench.engine import QueryResult
+from bench.engine.search import QueryResult
 from bench.errors import BadInput, Unavailable
 from bench.evidence import NoEvidence
 from bench.retrievers.base import Retriever, RetrieverConfig

@@ -13,22 +13,24 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 LAYERS: dict[str, int] = {
     # 0: leaves
-    "__init__": 0, "errors": 0, "types": 0, "paths": 0, "registry": 0, "timing": 0, "fsio": 0,
-    "spans": 0,
+    "__init__": 0, "errors": 0, "types": 0, "evidence": 0, "paths": 0, "registry": 0, "timing": 0,
+    "fsio": 0, "spans": 0,
     # 1
     "modelref": 1, "video": 1, "store": 1, "index": 1,
     # 2
     "text": 2, "llm": 2, "vision": 2, "testing": 2,
     # 3
     "datasets": 3,
-    # 4
-    "retrievers": 4, "engine": 4,
-    # 5
-    "workspace": 5,
+    # 4: the one search engine; families build on it and it never imports them
+    "engine": 4,
+    # 5: the families (scorers)
+    "retrievers": 5,
     # 6
-    "eval": 6,
-    # 7: what users run (``__main__`` is ``python -m bench``)
-    "serving": 7, "cli": 7, "__main__": 7,
+    "workspace": 6,
+    # 7: evaluation scores and reports; nothing it evaluates imports it
+    "eval": 7,
+    # 8: what users run (``__main__`` is ``python -m bench``)
+    "serving": 8, "cli": 8, "__main__": 8,
 }
 """Part -> layer. A part is a subpackage (``bench/retrievers/``) or a top-level module
 (``bench/timing.py``); ``bench/__init__.py`` is the part ``__init__``."""

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from bench.engine.proposals import ProposalConfig, nms, propose, window_score
 from bench.errors import BadInput
-from bench.retrievers.proposals import ProposalConfig, nms, propose, window_score
 from bench.spans import Window, temporal_iou
 
 STRATEGIES = ("peak", "sliding")

@@ -14,7 +14,7 @@ from bench.modelref import ModelRef
 from bench.types import Moment, QueryInput, Video
 
 if TYPE_CHECKING:
-    from bench.engine import QueryResult
+    from bench.engine.search import QueryResult
     from bench.store import FeatureStore
 
 Device = Literal["auto", "cpu", "cuda"]

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench.engine import Candidate, Curve, EngineSearch, NoAnswer
+from bench.engine.proposals import ProposalConfig
+from bench.engine.search import Candidate, Curve, EngineSearch, NoAnswer
 from bench.errors import BadInput, Unavailable
 from bench.evidence import Snippet, TextEvidence
 from bench.fsio import directory_swap
 from bench.retrievers.base import RetrieverConfig, parse_params
-from bench.retrievers.proposals import ProposalConfig
 from bench.spans import Window
 from bench.text.extract import TextSources, sources_provenance
 from bench.text.segments import Segment
@@ -220,7 +220,7 @@ class BM25Text(EngineSearch):
     """The ``bm25-text`` family: BM25 over overlapping time windows of extracted text.
 
     A window's BM25 score is painted onto the lines (segments) of that window that contain
-    a query term; the resulting curve goes through :func:`~bench.retrievers.proposals.propose`,
+    a query term; the resulting curve goes through :func:`~bench.engine.proposals.propose`,
     so a moment spans the matched lines, not the whole window. Evidence lists the matched
     lines with their times, source and terms.
 

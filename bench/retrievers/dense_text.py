@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench.engine import Candidate, Curve, EngineSearch, NoAnswer
+from bench.engine.proposals import ProposalConfig
+from bench.engine.search import Candidate, Curve, EngineSearch, NoAnswer
 from bench.errors import Unavailable
 from bench.evidence import Snippet, TextEvidence
 from bench.index.vector import Kind as IndexKind
 from bench.modelref import ModelRef, ResolvedModel, hub_unavailable_reason, resolve
 from bench.retrievers.base import RetrieverConfig, parse_params
-from bench.retrievers.proposals import ProposalConfig
 from bench.spans import Window
 from bench.text.extract import TextSources, sources_provenance
 from bench.text.segments import Segment, sort_segments
@@ -87,7 +87,7 @@ class DenseText(EngineSearch):
     Each window (context) and each line (segment) is embedded; a line's score is
     ``(1 - line_weight) * sim(window) + line_weight * sim(line)``, painted over the line's
     time span (the best window wins where windows overlap) and turned into moments by
-    :func:`~bench.retrievers.proposals.propose`. Scores are cosine similarities in [-1, 1].
+    :func:`~bench.engine.proposals.propose`. Scores are cosine similarities in [-1, 1].
 
     Like ``bm25-text``, an image-only query or a search over videos without text returns
     no moments with the reason (:meth:`search_results`).

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bench.engine import QueryResult, check_top_k, rank_moments
+from bench.engine.search import QueryResult, check_top_k, rank_moments
 from bench.errors import BadInput, Unavailable
 from bench.evidence import FusedEvidence, MemberMatch
 from bench.retrievers.base import Retriever, RetrieverConfig, parse_params

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench.engine import Candidate, EngineSearch, NoAnswer
+from bench.engine.search import Candidate, EngineSearch, NoAnswer
 from bench.errors import BadInput, BenchError
 from bench.evidence import SceneEvidence
 from bench.llm.backends import BackendKind, EndpointConfig, LLMBackend, OpenAIBackend, select_backend

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import Field
 
-from bench.engine import Candidate, Curve, EngineSearch
+from bench.engine.proposals import ProposalConfig
+from bench.engine.search import Candidate, Curve, EngineSearch
 from bench.errors import BadInput, Unavailable
 from bench.evidence import ClipEvidence, ClipMatch
 from bench.index.corpus import EmbeddingCorpus, VideoVectors
 from bench.modelref import ModelRef, ResolvedModel
 from bench.retrievers.base import RetrieverConfig, parse_params
-from bench.retrievers.proposals import ProposalConfig
 from bench.spans import Window
 from bench.timing import stage
 from bench.types import Moment, QueryInput, Video

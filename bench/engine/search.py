@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
+from bench.engine.proposals import ProposalConfig, propose
 from bench.errors import BadInput, BenchError, Unavailable
 from bench.evidence import Evidence
 from bench.timing import stage
 from bench.types import Moment, QueryInput
 
 if TYPE_CHECKING:
-    from bench.retrievers.proposals import ProposalConfig, Window
+    from bench.spans import Window
 
 log = logging.getLogger("bench")
 
@@ -137,8 +138,6 @@ def rank_moments(moments: list[Moment], top_k: int | None = None, *,
 
 def curve_moments(vid: str, curve: Curve, max_windows: int) -> list[Moment]:
     """Proposals on ``curve`` -> moments of ``vid`` with their evidence, best first."""
-    from bench.retrievers.proposals import propose
-
     config = curve.config.model_copy(update={"max_windows": max_windows})
     out = []
     for w in propose(curve.times_s, curve.scores, duration_s=curve.duration_s, fps=curve.fps,

@@ -1,0 +1,1 @@
+"""The one search engine under every family (``search``) and score curve -> windows (``proposals``)."""
