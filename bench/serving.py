@@ -1,9 +1,10 @@
 """What the Gradio Space does, as plain library functions (the UI in ``demo/app.py`` is thin).
 
-Uploads are validated and copied into a per-session folder; retrievers are built lazily,
-once per process, and shared between sessions behind a lock per retriever; every search
-goes through the same :class:`~bench.retrievers.base.Retriever` protocol as the benchmark
-runner; the leaderboard and benchmark browser read the runner's result files.
+Uploads are validated and copied into a per-session folder; retrievers come from the
+process's :class:`~bench.workspace.Workspace` (built once, shared between sessions behind a
+lock per retriever); every search goes through the same
+:class:`~bench.retrievers.base.Retriever` protocol as the benchmark runner; the
+leaderboard and benchmark browser read the runner's result files.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ import re
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,8 +32,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from bench.eval.results import ResultFile
-    from bench.retrievers.base import Retriever
-    from bench.store import FeatureStore
+    from bench.workspace import Workspace
 
 log = logging.getLogger("bench")
 
@@ -207,94 +206,7 @@ def check_query(text: str | None, image: str | None = None) -> QueryInput:
     return QueryInput(text=clean[:MAX_QUERY_CHARS] or None, image=image or None)
 
 
-# --- retrievers ---------------------------------------------------------------------------
-
-Builder = Callable[[str, str], "Retriever"]
-
-
-def _build(name: str, device: str) -> Retriever:
-    from bench.retrievers import build_retriever
-
-    return build_retriever(name, device)
-
-
-class ModelPool:
-    """Retrievers built lazily, once per process, shared by every session.
-
-    A retriever searches what its last ``index`` call gave it, and it is shared, so
-    index-then-search runs under that retriever's lock; features come from the feature
-    store, so indexing a set seen before costs a cache lookup, not a model pass. A
-    retriever that cannot be built is remembered as unavailable with its reason.
-    """
-
-    def __init__(self, device: str = "auto", store: FeatureStore | None = None,
-                 build: Builder = _build) -> None:
-        self.device = device
-        self._store = store
-        self._build = build
-        self._lock = threading.Lock()
-        self._locks: dict[str, threading.Lock] = {}
-        self._retrievers: dict[str, Retriever] = {}
-        self._unavailable: dict[str, str] = {}
-        self._indexed: dict[str, frozenset[tuple[str, str | None]]] = {}
-
-    def store(self) -> FeatureStore:
-        with self._lock:
-            if self._store is None:
-                from bench.store import FeatureStore
-
-                self._store = FeatureStore()
-            return self._store
-
-    def _lock_for(self, name: str) -> threading.Lock:
-        with self._lock:
-            return self._locks.setdefault(name, threading.Lock())
-
-    def loaded(self) -> list[str]:
-        with self._lock:
-            return sorted(self._retrievers)
-
-    def get(self, name: str) -> Retriever:
-        """The retriever ``name``, built on first use; Unavailable when it cannot be."""
-        with self._lock_for(name):
-            return self._get_locked(name)
-
-    def _get_locked(self, name: str) -> Retriever:
-        if name in self._unavailable:
-            raise Unavailable(self._unavailable[name])
-        r = self._retrievers.get(name)
-        if r is None:
-            try:
-                r = self._build(name, self.device)
-            except Unavailable as exc:
-                self._unavailable[name] = str(exc)
-                raise
-            with self._lock:
-                self._retrievers[name] = r
-        return r
-
-    def _index_locked(self, name: str, r: Retriever, corpus: Sequence[Video]) -> None:
-        key = frozenset((v.vid, v.path) for v in corpus)
-        if self._indexed.get(name) != key:
-            self._indexed.pop(name, None)  # a failed index call leaves the index unknown
-            r.index(list(corpus), self.store())
-            self._indexed[name] = key
-
-    def prepare(self, name: str, corpus: Sequence[Video]) -> None:
-        """Build ``name`` and index ``corpus`` (cached), e.g. right after an upload."""
-        with self._lock_for(name):
-            self._index_locked(name, self._get_locked(name), corpus)
-
-    def search(self, name: str, corpus: Sequence[Video], query: QueryInput, *, top_k: int,
-               vids: Sequence[str]) -> tuple[list[Moment], float]:
-        """Index ``corpus`` if needed, then search ``vids``; returns (moments, search seconds)."""
-        with self._lock_for(name):
-            r = self._get_locked(name)
-            self._index_locked(name, r, corpus)
-            t0 = time.perf_counter()
-            moments = r.search([query], top_k=top_k, vids=list(vids))[0]
-            return list(moments), time.perf_counter() - t0
-
+# --- search ------------------------------------------------------------------------------
 
 @dataclass
 class SearchOutcome:
@@ -312,7 +224,7 @@ def one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def search(pool: ModelPool, retriever: str, videos: Sequence[Video], query: QueryInput, *,
+def search(workspace: Workspace, retriever: str, videos: Sequence[Video], query: QueryInput, *,
            top_k: int = 5, corpus: Sequence[Video] = ()) -> SearchOutcome:
     """Search ``videos`` with ``retriever``; its index holds ``corpus`` plus ``videos``.
 
@@ -326,8 +238,8 @@ def search(pool: ModelPool, retriever: str, videos: Sequence[Video], query: Quer
     merged.update({v.vid: v for v in videos})
     t0 = time.perf_counter()
     try:
-        moments, took = pool.search(retriever, list(merged.values()), query, top_k=top_k,
-                                    vids=[v.vid for v in videos])
+        results, took = workspace.search(retriever, list(merged.values()), [query], top_k=top_k,
+                                         vids=[v.vid for v in videos])
     except Unavailable as exc:
         return SearchOutcome(retriever, [], 0.0, f"unavailable: {one_line(exc)}", unavailable=True)
     except BenchError as exc:
@@ -337,7 +249,7 @@ def search(pool: ModelPool, retriever: str, videos: Sequence[Video], query: Quer
         return SearchOutcome(retriever, [], time.perf_counter() - t0,
                              f"failed: {type(exc).__name__}: {one_line(exc)}")
     wanted = {v.vid for v in videos}
-    moments = sorted((m for m in moments if m.vid in wanted), key=lambda m: -m.score)[:top_k]
+    moments = sorted((m for m in results[0] if m.vid in wanted), key=lambda m: -m.score)[:top_k]
     return SearchOutcome(retriever, moments, took)
 
 

@@ -27,6 +27,7 @@ from bench import serving  # noqa: E402
 from bench.errors import BadInput, BenchError  # noqa: E402
 from bench.paths import cache_home  # noqa: E402
 from bench.types import Moment, Query, QuerySet, Video  # noqa: E402
+from bench.workspace import Workspace  # noqa: E402
 
 if TYPE_CHECKING:
     from bench.eval.results import ResultFile
@@ -50,7 +51,7 @@ class App:
     """What requests share: built once at start-up; its caches fill lazily under locks."""
 
     def __init__(self, results_dir: Path, dataset: str | None = None, device: str = "auto",
-                 sessions: Path | None = None, pool: serving.ModelPool | None = None,
+                 sessions: Path | None = None, workspace: Workspace | None = None,
                  methods: Sequence[str] | None = None, sheets: Path | None = None,
                  default_method: str | None = None) -> None:
         self.results_dir = Path(results_dir)
@@ -58,7 +59,8 @@ class App:
         self.methods = list(methods) if methods else None
         self.default_method = default_method
         self.sessions = sessions or serving.sessions_root()
-        self.pool = pool or serving.ModelPool(device)
+        self.workspace = workspace or Workspace(device=device)
+        """The store and the retrievers, shared by every session and tab."""
         self.limits = serving.UploadLimits()
         self.sheets = sheets or cache_home() / "demo" / "thumbnails"
         """Thumbnail sheets of the embedded set's videos (made by the warm-up)."""
@@ -310,7 +312,7 @@ def on_search(app: App, sess: serving.Session | None, selected: Sequence[str] | 
         return sess, "→ Choose at least one video, or upload one.", [], [], None, ""
     if progress is not None:
         progress(0.05, desc=f"{name}: indexing new videos (cached after the first time)")
-    outcome = serving.search(app.pool, name, picked, q, top_k=int(top_k),
+    outcome = serving.search(app.workspace, name, picked, q, top_k=int(top_k),
                              corpus=list(app.embedded().values()))
     if outcome.error:
         return sess, f"⚠ **{name}** {outcome.error}", [], [], None, ""
@@ -374,7 +376,7 @@ def on_compare(app: App, sess: serving.Session | None, label: str | None, text: 
     for i, name in enumerate(names):
         if progress is not None:
             progress(i / max(1, len(names)), desc=f"{name} ({i + 1}/{len(names)})")
-        outcome = serving.search(app.pool, name, [videos[vid]], q, top_k=5, corpus=corpus)
+        outcome = serving.search(app.workspace, name, [videos[vid]], q, top_k=5, corpus=corpus)
         top = outcome.moments[0] if outcome.moments else None
         if not outcome.error:
             rows.append((name, outcome.moments))
@@ -684,13 +686,13 @@ def warm_up(app: App) -> None:
     try:
         name, _ = app.best()
         corpus = app.embedded()
-        app.pool.prepare(name, list(corpus.values()))
+        app.workspace.index(name, list(corpus.values()))
         per_lang: dict[str | None, Query] = {}
         for q in app.query_set().queries:
             if q.vid in corpus and q.query.strip():
                 per_lang.setdefault(q.lang, q)
         for q in per_lang.values():
-            serving.search(app.pool, name, [corpus[q.vid or ""]], QueryInput(text=q.query),
+            serving.search(app.workspace, name, [corpus[q.vid or ""]], QueryInput(text=q.query),
                            top_k=1, corpus=list(corpus.values()))
         for video in corpus.values():
             serving.build_sheet(video, app.sheets)

@@ -22,7 +22,9 @@ import pytest
 from bench import serving
 from bench.errors import BadInput, Unavailable
 from bench.eval.results import ResultFile, save_result
+from bench.retrievers.base import RetrieverConfig
 from bench.types import Moment, Query, QueryInput, QuerySet, Video
+from bench.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -265,7 +267,7 @@ def test_score_timeline_has_one_panel_per_video_best_first() -> None:
     assert serving.score_timeline([], {}) is None
 
 
-# --- the model pool and search ---------------------------------------------------------------
+# --- search ----------------------------------------------------------------------------------
 
 class FakeRetriever:
     """Moments at fixed places in every indexed video the query may search."""
@@ -301,7 +303,8 @@ class FakeBuilder:
         self.built: list[str] = []
         self.made: dict[str, FakeRetriever] = {}
 
-    def __call__(self, name: str, device: str) -> FakeRetriever:
+    def __call__(self, config: RetrieverConfig, device: str, workspace: Workspace) -> FakeRetriever:
+        name = config.name
         self.built.append(name)
         if name.startswith("missing"):
             raise Unavailable(f"{name}: weights not found; see models/README.md")
@@ -309,46 +312,58 @@ class FakeBuilder:
         return self.made[name]
 
 
+@pytest.fixture
+def fake_build() -> FakeBuilder:
+    return FakeBuilder()
+
+
+@pytest.fixture
+def fake_workspace(fake_build: FakeBuilder, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    """A workspace of stand-in retrievers, whatever name is asked for."""
+    monkeypatch.setattr("bench.retrievers.get_config",
+                        lambda spec: RetrieverConfig(name=spec, family="fake"))
+    return Workspace(device="cpu", store=object(), build=fake_build)  # type: ignore[arg-type]
+
+
 def videos(*vids: str) -> list[Video]:
     return [Video(vid=v, path=f"/videos/{v}.mp4", duration=30.0) for v in vids]
 
 
-def test_pool_builds_once_and_reindexes_only_when_the_corpus_changes() -> None:
-    build = FakeBuilder()
-    pool = serving.ModelPool("cpu", store=object(), build=build)  # type: ignore[arg-type]
+def test_search_indexes_the_corpus_and_the_chosen_videos(fake_workspace: Workspace,
+                                                         fake_build: FakeBuilder) -> None:
+    ws, build = fake_workspace, fake_build
     corpus = videos("a", "b")
     q = QueryInput(text="x")
-    out = serving.search(pool, "bm25", videos("b"), q, top_k=5, corpus=corpus)
+    out = serving.search(ws, "bm25", videos("b"), q, top_k=5, corpus=corpus)
     assert out.error is None and [m.vid for m in out.moments] == ["b"]
-    serving.search(pool, "bm25", videos("a"), q, corpus=corpus)
+    serving.search(ws, "bm25", videos("a"), q, corpus=corpus)
     assert build.built == ["bm25"] and build.made["bm25"].index_calls == [["a", "b"]]
     # an upload joins the corpus for that search only
-    serving.search(pool, "bm25", videos("up"), q, corpus=corpus)
-    serving.search(pool, "bm25", videos("a"), q, corpus=corpus)
+    serving.search(ws, "bm25", videos("up"), q, corpus=corpus)
+    serving.search(ws, "bm25", videos("a"), q, corpus=corpus)
     assert build.made["bm25"].index_calls == [["a", "b"], ["a", "b", "up"], ["a", "b"]]
-    assert pool.loaded() == ["bm25"]
+    assert ws.loaded() == ["bm25"] and ws.builds == {"bm25": 1}
 
 
-def test_search_reports_problems_as_one_line() -> None:
-    build = FakeBuilder()
-    pool = serving.ModelPool("cpu", store=object(), build=build)  # type: ignore[arg-type]
+def test_search_reports_problems_as_one_line(fake_workspace: Workspace,
+                                             fake_build: FakeBuilder) -> None:
+    ws, build = fake_workspace, fake_build
     vs = videos("a")
-    out = serving.search(pool, "missing-llm", vs, QueryInput(text="x"))
+    out = serving.search(ws, "missing-llm", vs, QueryInput(text="x"))
     assert out.unavailable and out.moments == []
     assert out.error == "unavailable: missing-llm: weights not found; see models/README.md"
-    serving.search(pool, "missing-llm", vs, QueryInput(text="x"))
+    serving.search(ws, "missing-llm", vs, QueryInput(text="x"))
     assert build.built == ["missing-llm"]  # the reason is remembered, not retried
-    out = serving.search(pool, "bm25", vs, QueryInput(text="crash"))
+    out = serving.search(ws, "bm25", vs, QueryInput(text="crash"))
     assert out.error == "failed: RuntimeError: boom second line" and not out.unavailable
-    out = serving.search(pool, "bm25", vs, QueryInput(text="bad"))
+    out = serving.search(ws, "bm25", vs, QueryInput(text="bad"))
     assert out.error == "this method takes text queries"
     with pytest.raises(BadInput, match="^Choose at least one video"):
-        serving.search(pool, "bm25", [], QueryInput(text="x"))
+        serving.search(ws, "bm25", [], QueryInput(text="x"))
 
 
-def test_search_keeps_only_the_chosen_videos_best_first() -> None:
-    pool = serving.ModelPool("cpu", store=object(), build=FakeBuilder())  # type: ignore[arg-type]
-    out = serving.search(pool, "r", videos("b", "c"), QueryInput(text="x"), top_k=1,
+def test_search_keeps_only_the_chosen_videos_best_first(fake_workspace: Workspace) -> None:
+    out = serving.search(fake_workspace, "r", videos("b", "c"), QueryInput(text="x"), top_k=1,
                          corpus=videos("a", "b", "c"))
     assert [(m.vid, m.score) for m in out.moments] == [("b", 1.0)]
 
@@ -503,12 +518,10 @@ def app_module() -> ModuleType:
 
 @pytest.fixture
 def app(app_module: ModuleType, tmp_path: Path, results_dir: Path, video_file: Path,
-        monkeypatch: pytest.MonkeyPatch) -> Any:
+        monkeypatch: pytest.MonkeyPatch, fake_workspace: Workspace) -> Any:
     toy_set(tmp_path / "toy", video_file)
-    build = FakeBuilder()
-    pool = serving.ModelPool("cpu", store=object(), build=build)  # type: ignore[arg-type]
-    a = app_module.App(results_dir, str(tmp_path / "toy"), sessions=tmp_path / "sessions", pool=pool,
-                       sheets=tmp_path / "sheets")
+    a = app_module.App(results_dir, str(tmp_path / "toy"), sessions=tmp_path / "sessions",
+                       workspace=fake_workspace, sheets=tmp_path / "sheets")
     monkeypatch.setattr(a, "configurations", lambda: ["bm25-text", "clip-frames", "missing-llm"])
     return a
 
@@ -668,10 +681,10 @@ def test_unload_and_state_expiry_delete_the_session_folder(app: Any, app_module:
     assert app.sessions.is_dir()
 
 
-def test_warm_up_indexes_the_set_and_asks_one_query_per_language(app: Any,
-                                                                   app_module: ModuleType) -> None:
+def test_warm_up_indexes_the_set_and_asks_one_query_per_language(
+        app: Any, app_module: ModuleType, fake_build: FakeBuilder) -> None:
     app_module.warm_up(app)
-    made = app.pool._build.made
+    made = fake_build.made
     assert list(made) == ["bm25-text"]  # the leaderboard's best
     assert made["bm25-text"].index_calls == [["v1", "v2"]]
     assert made["bm25-text"].asked == ["the red sign", "会議"]  # en, ja

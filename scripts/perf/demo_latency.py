@@ -102,10 +102,10 @@ def in_process(dataset: str, retriever: str | None, repeats: int) -> dict[str, A
         name = retriever or report.best_configuration(app.results_dir, qs.name, qs.split) \
             or serving.DEFAULT_RETRIEVER
         t0 = time.perf_counter()
-        app.pool.prepare(name, corpus)
+        app.workspace.index(name, corpus)
         index_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        app.pool.prepare(name, corpus)
+        app.workspace.index(name, corpus)
         reindex_s = time.perf_counter() - t0
         # what the app does at start: one query per language loads the tokenizers
         app.methods = [name]
@@ -119,9 +119,9 @@ def in_process(dataset: str, retriever: str | None, repeats: int) -> dict[str, A
         for _ in range(repeats):
             for q in queries:
                 query = QueryInput(text=q.query, lang=q.lang)
-                one = serving.search(app.pool, name, [by_vid[q.vid or ""]], query, top_k=5,
+                one = serving.search(app.workspace, name, [by_vid[q.vid or ""]], query, top_k=5,
                                      corpus=corpus)
-                every = serving.search(app.pool, name, corpus, query, top_k=5, corpus=corpus)
+                every = serving.search(app.workspace, name, corpus, query, top_k=5, corpus=corpus)
                 for out in (one, every):
                     if out.error:
                         errors.append(f"{q.qid}: {out.error}")
