@@ -1,0 +1,63 @@
+"""The Space builds each configuration once per process, fusion members included: a Search
+and then a Compare of every configuration in models/ on synthetic-mini, with the real
+retrievers (those that cannot be built offline are unavailable, and asked for once)."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bench.retrievers
+from bench import serving
+from bench.retrievers import load_configs
+from bench.types import QuerySet
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_app_module() -> Any:
+    spec = importlib.util.spec_from_file_location("scenebench_demo_app", REPO / "demo" / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_search_then_compare_builds_every_configuration_once(
+        synthetic_mini: QuerySet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Count real constructions too, not only the workspace's own bookkeeping: a fusion
+    # that built its members by itself would not show in workspace.builds.
+    constructed: Counter[str] = Counter()
+    real_build = bench.retrievers.build_retriever
+
+    def counting_build(config: Any, device: str = "auto", **kwargs: Any) -> Any:
+        constructed[config if isinstance(config, str) else config.name] += 1
+        return real_build(config, device, **kwargs)
+
+    monkeypatch.setattr(bench.retrievers, "build_retriever", counting_build)
+    handlers = load_app_module()
+    app = handlers.App(tmp_path / "results", "synthetic-mini", "cpu",
+                       sessions=tmp_path / "sessions", sheets=tmp_path / "sheets")
+    names = sorted(load_configs())
+    assert app.configurations() == names
+    q = next(q for q in synthetic_mini.queries if q.vid is not None and q.relevant_windows)
+    label = serving.query_label(q)
+
+    sess = serving.Session.open(app.sessions, "builds")
+    _, status, _, moments, _, _ = handlers.on_search(app, sess, [q.vid], q.query, None,
+                                                     "fusion-text", 5)
+    assert status.startswith("**") and "from **fusion-text**" in status and moments
+    _, table, status = handlers.on_compare(app, sess, label, q.query, q.vid)
+
+    rows = {r[0]: r for r in table["data"]}
+    assert list(rows) == names
+    offline = {"bm25-text", "dense-text-minilm", "fusion-text", "fusion-text-weighted",
+               "clip-frames-tiny", "xclip-clips-tiny", "fusion-all-tiny", "llm-tiny"}
+    assert {n for n in offline if rows[n][5].startswith(("unavailable", "failed"))} == set()
+    assert rows["fusion-all"][5].startswith("unavailable: ")  # no CLIP ViT-B/32 offline
+    assert app.workspace.builds == Counter(dict.fromkeys(names, 1))
+    assert constructed == Counter(dict.fromkeys(names, 1))
