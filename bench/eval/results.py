@@ -122,6 +122,11 @@ def result_path(root: Path, result: ResultFile) -> Path:
         f"{result.split_key}.json"
 
 
+def predictions_path(root: Path, result: ResultFile) -> Path:
+    """``<split>.predictions.jsonl`` beside the result file."""
+    return result_path(root, result).with_name(f"{result.split_key}.predictions.jsonl")
+
+
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -141,7 +146,7 @@ def save_result(root: Path, result: ResultFile,
     path = result_path(root, result)
     if predictions is not None:
         lines = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions)
-        _atomic_write(path.with_name(f"{result.split_key}.predictions.jsonl"), lines)
+        _atomic_write(predictions_path(root, result), lines)
     _atomic_write(path, result.model_dump_json(indent=2) + "\n")
     return path
 
