@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 import bench.retrievers
-from bench import serving
 from bench.retrievers import load_configs
+from bench.serving.leaderboard import query_label
+from bench.serving.sessions import Session
 from bench.types import QuerySet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,9 +46,9 @@ def test_search_then_compare_builds_every_configuration_once(
     names = sorted(load_configs())
     assert app.configurations() == names
     q = next(q for q in synthetic_mini.queries if q.vid is not None and q.relevant_windows)
-    label = serving.query_label(q)
+    label = query_label(q)
 
-    sess = serving.Session.open(app.sessions, "builds")
+    sess = Session.open(app.sessions, "builds")
     _, status, _, moments, _, _ = handlers.on_search(app, sess, [q.vid], q.query, None,
                                                      "fusion-text", 5)
     assert status.startswith("**") and "from **fusion-text**" in status and moments
