@@ -45,6 +45,7 @@ from bench.serving.sessions import (
 )
 from bench.types import Moment, Query, QueryInput, QuerySet, Video, fmt_ts, fmt_window
 from bench.workspace import Workspace
+from demo import handlers
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -537,11 +538,11 @@ def app_module() -> ModuleType:
 
 
 @pytest.fixture
-def app(app_module: ModuleType, tmp_path: Path, results_dir: Path, video_file: Path,
+def app(tmp_path: Path, results_dir: Path, video_file: Path,
         monkeypatch: pytest.MonkeyPatch, fake_workspace: Workspace) -> Any:
     toy_set(tmp_path / "toy", video_file)
-    a = app_module.App(results_dir, str(tmp_path / "toy"), sessions=tmp_path / "sessions",
-                       workspace=fake_workspace, sheets=tmp_path / "sheets")
+    a = handlers.App(results_dir, str(tmp_path / "toy"), sessions=tmp_path / "sessions",
+                     workspace=fake_workspace, sheets=tmp_path / "sheets")
     monkeypatch.setattr(a, "configurations", lambda: ["bm25-text", "clip-frames", "missing-llm"])
     return a
 
@@ -550,14 +551,14 @@ def upload_obj(path: Path, name: str) -> SimpleNamespace:
     return SimpleNamespace(path=str(path), orig_name=name)
 
 
-def test_load_opens_a_session_named_by_the_browser_session(app: Any, app_module: ModuleType) -> None:
-    sess, retr, lb, br = app_module.on_load(app, SimpleNamespace(session_hash="h1"))
+def test_load_opens_a_session_named_by_the_browser_session(app: Any) -> None:
+    sess, retr, lb, br = handlers.on_load(app, SimpleNamespace(session_hash="h1"))
     assert sess.root == (app.sessions / "h1").resolve() and sess.root.is_dir()
     assert retr["choices"] == [("bm25-text", "bm25-text"), ("clip-frames", "clip-frames"),
                                ("missing-llm", "missing-llm")] or retr["choices"] == [
         "bm25-text", "clip-frames", "missing-llm"]
     assert lb["value"] == br["value"] == "toy · test"
-    sess, videos_upd, retr2, why, bq, cmp_video = app_module.on_load_videos(app, sess)
+    sess, videos_upd, retr2, why, bq, cmp_video = handlers.on_load_videos(app, sess)
     assert videos_upd["value"] == ["v1", "v2"]
     assert retr2["value"] == "bm25-text"
     assert why == "Best on the toy leaderboard: **bm25-text** (you can change it)."
@@ -572,14 +573,14 @@ def test_default_method_can_be_set_by_the_deployer(app: Any) -> None:
         app.best()
 
 
-def test_upload_handler_accepts_and_refuses(app: Any, app_module: ModuleType, tmp_path: Path,
+def test_upload_handler_accepts_and_refuses(app: Any, tmp_path: Path,
                                             video_file: Path) -> None:
     junk = tmp_path / "notes.txt"
     junk.write_text("hello")
     sess = Session.open(app.sessions, "h2")
     files = [upload_obj(video_file, "v1.mp4"), upload_obj(junk, "../../etc/passwd"),
              upload_obj(junk, "notes.mp4")]
-    sess, note, chosen, cleared, cmp_video = app_module.on_upload(app, sess, files, ["v2"])
+    sess, note, chosen, cleared, cmp_video = handlers.on_upload(app, sess, files, ["v2"])
     assert note.split("\n\n") == [
         "✓ **v1-2** accepted (00:03); it is indexed on your first search.",
         "✗ ../../etc/passwd: not a video file; upload one of .mp4, .mkv, .webm, .mov, .avi, .m4v",
@@ -592,7 +593,7 @@ def test_upload_handler_accepts_and_refuses(app: Any, app_module: ModuleType, tm
     assert video_file.is_file() and junk.is_file()  # not gradio's copies: left alone
 
 
-def test_upload_handler_drops_gradios_copy(app: Any, app_module: ModuleType, tmp_path: Path,
+def test_upload_handler_drops_gradios_copy(app: Any, tmp_path: Path,
                                            video_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gradio_tmp = tmp_path / "gradio"
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(gradio_tmp))
@@ -603,40 +604,40 @@ def test_upload_handler_drops_gradios_copy(app: Any, app_module: ModuleType, tmp
         copy.write_bytes(data)
         copies.append(copy)
     sess = Session.open(app.sessions, "h6")
-    _, note, *_ = app_module.on_upload(app, sess, [str(c) for c in copies], [])
+    _, note, *_ = handlers.on_upload(app, sess, [str(c) for c in copies], [])
     assert note.startswith("✓ **a** accepted") and "✗ notes.txt: not a video file" in note
     assert [c.exists() for c in copies] == [False, False]
     assert files_under(app.sessions) == ["h6/uploads/a.mp4"]
 
 
-def test_search_handler(app: Any, app_module: ModuleType) -> None:
+def test_search_handler(app: Any) -> None:
     sess = Session.open(app.sessions, "h3")
-    out = app_module.on_search(app, sess, ["v1"], "  ", None, "bm25-text", 5)
+    out = handlers.on_search(app, sess, ["v1"], "  ", None, "bm25-text", 5)
     assert out == (sess, "→ Type what you are looking for (any language), or give an example image.",
                    [], [], None, "")
-    out = app_module.on_search(app, sess, [], "sign", None, "bm25-text", 5)
+    out = handlers.on_search(app, sess, [], "sign", None, "bm25-text", 5)
     assert out[1] == "→ Choose at least one video, or upload one."
     calls: list[tuple[float, str]] = []
-    sess, status, cards, moments, player, details = app_module.on_search(
+    sess, status, cards, moments, player, details = handlers.on_search(
         app, sess, ["v2"], "sign", None, "bm25-text", 3, lambda p, desc="": calls.append((p, desc)))
     assert status.startswith("**1 moment** from **bm25-text** in ")
     assert [(m.vid, m.start, m.end, m.score) for m in moments] == [("v2", 1.0, 2.0, 1.0)]
     assert len(cards) == 1 and cards[0][1] == "#1 · v2 · 00:01-00:02 · score 1.000"
     assert Path(cards[0][0]).parent == sess.root / "thumbs"
-    fig = app_module.on_timeline(app, sess, moments)
+    fig = handlers.on_timeline(app, sess, moments)
     assert [ax.get_title(loc="left") for ax in fig.axes] == ["v2"]
     assert fig.axes[0].get_xlim() == (0.0, 3.0)  # the video's duration
-    assert app_module.on_timeline(app, sess, []) is None
+    assert handlers.on_timeline(app, sess, []) is None
     assert "1. `v2` **00:01-00:02** · score 1.000 · text: hit" in details
     assert calls and calls[0][0] == 0.05
-    out = app_module.on_search(app, sess, ["v1"], "sign", None, "missing-llm", 3)
+    out = handlers.on_search(app, sess, ["v1"], "sign", None, "missing-llm", 3)
     assert out[1] == ("⚠ **missing-llm** unavailable: missing-llm: weights not found; "
                       "see models/README.md")
-    clip = app_module.on_card(app, sess, moments, 0)
+    clip = handlers.on_card(app, sess, moments, 0)
     assert Path(clip).parent == sess.root / "clips" and Path(clip).stat().st_size > 0
-    assert app_module.on_card(app, sess, moments, 5) is None
+    assert handlers.on_card(app, sess, moments, 5) is None
     # several videos: cards keep the ranking, thumbnails cut in parallel land in the session
-    _, status, cards, moments, _, _ = app_module.on_search(app, sess, ["v1", "v2"], "sign", None,
+    _, status, cards, moments, _, _ = handlers.on_search(app, sess, ["v1", "v2"], "sign", None,
                                                            "bm25-text", 5)
     assert [c[1] for c in cards] == ["#1 · v1 · 00:01-00:02 · score 1.000",
                                      "#2 · v2 · 00:02-00:03 · score 0.500"]
@@ -644,10 +645,10 @@ def test_search_handler(app: Any, app_module: ModuleType) -> None:
         "v1-00000015.jpg", "v2-00000015.jpg", "v2-00000025.jpg"]
 
 
-def test_compare_handler_shows_truth_iou_and_reasons(app: Any, app_module: ModuleType) -> None:
-    query, vid = app_module.on_bench_query(app, "1 · the red sign")
+def test_compare_handler_shows_truth_iou_and_reasons(app: Any) -> None:
+    query, vid = handlers.on_bench_query(app, "1 · the red sign")
     assert (query, vid) == ("the red sign", "v1")
-    fig, table, status = app_module.on_compare(app, None, "1 · the red sign", query, vid)
+    fig, table, status = handlers.on_compare(app, None, "1 · the red sign", query, vid)
     data = table["data"]
     assert [r[0] for r in data] == ["bm25-text", "clip-frames", "missing-llm"]
     assert data[0][1:4] == ["00:01-00:02", "1.000", "1.00"]  # fake hit [1, 2] vs truth [1, 2]
@@ -656,48 +657,48 @@ def test_compare_handler_shows_truth_iou_and_reasons(app: Any, app_module: Modul
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == ["ground truth", "bm25-text", "clip-frames"]
     # an edited query is no longer the benchmark query: no truth, no IoU
-    _, table, status = app_module.on_compare(app, None, "1 · the red sign", "red", "v1")
+    _, table, status = handlers.on_compare(app, None, "1 · the red sign", "red", "v1")
     assert table["data"][0][3] == "–" and "pick a benchmark query" in status
-    _, _, status = app_module.on_compare(app, None, None, "", "v1")
+    _, _, status = handlers.on_compare(app, None, None, "", "v1")
     assert status.startswith("→ Type what you are looking for")
 
 
-def test_leaderboard_and_browser_handlers(app: Any, app_module: ModuleType) -> None:
-    table, note, images, tags, langs = app_module.on_leaderboard(app, "toy · test", "all", "all")
+def test_leaderboard_and_browser_handlers(app: Any) -> None:
+    table, note, images, tags, langs = handlers.on_leaderboard(app, "toy · test", "all", "all")
     assert [r[1] for r in table["data"]] == ["bm25-text", "clip-frames", "llm-tiny"]
     assert tags["choices"] == ["all", "speech"] and langs["choices"] == ["all", "ja"]
     assert len(images) >= 3 and all(title.startswith("toy · test") for _, title in images)
-    table, note, *_ = app_module.on_leaderboard(app, "toy · test", "speech", "ja")
+    table, note, *_ = handlers.on_leaderboard(app, "toy · test", "speech", "ja")
     assert note.startswith("Results break down by tag or by language, not both")
     assert table["data"][0][3] == "0.250"
-    upd, note = app_module.on_browser_dataset(app, "toy · test", "disagreement")
+    upd, note = handlers.on_browser_dataset(app, "toy · test", "disagreement")
     assert upd["value"] == "2 · 会議" and note == "3 queries, 2 methods with predictions."
-    truth, video, fig, table = app_module.on_browser_query(app, "toy · test", "2 · 会議")
+    truth, video, fig, table = handlers.on_browser_query(app, "toy · test", "2 · 会議")
     assert truth == "**会議** in `v2` — truth: **00:00-00:01** · ja · speech"
     assert video is not None and Path(video).name == "clip.mp4"
     assert table["data"] == [["bm25-text", "00:00-00:01", "4.000", "1.00"],
                              ["clip-frames", "00:02-00:03", "0.200", "0.00"]]
-    upd, note = app_module.on_browser_dataset(app, "other · test", "disagreement")
+    upd, note = handlers.on_browser_dataset(app, "other · test", "disagreement")
     assert note == "→ the query set of 'other' is not available in this app"
 
 
-def test_no_results_is_a_hint_not_an_error(app_module: ModuleType, tmp_path: Path) -> None:
-    a = app_module.App(tmp_path / "nothing", str(tmp_path), sessions=tmp_path / "s")
-    table, note, images, *_ = app_module.on_leaderboard(a, None, "all", "all")
+def test_no_results_is_a_hint_not_an_error(tmp_path: Path) -> None:
+    a = handlers.App(tmp_path / "nothing", str(tmp_path), sessions=tmp_path / "s")
+    table, note, images, *_ = handlers.on_leaderboard(a, None, "all", "all")
     assert note.startswith("No benchmark results here yet") and images == []
 
 
-def test_unload_and_state_expiry_delete_the_session_folder(app: Any, app_module: ModuleType,
+def test_unload_and_state_expiry_delete_the_session_folder(app: Any,
                                                            video_file: Path) -> None:
     sess = Session.open(app.sessions, "h4")
     accept_upload(sess, video_file, "mine.mp4")
-    app_module.on_unload(app, SimpleNamespace(session_hash="h4"))
+    handlers.on_unload(app, SimpleNamespace(session_hash="h4"))
     assert not sess.root.exists()
     other = Session.open(app.sessions, "h5")
-    app_module.cleanup_session(other)
-    app_module.cleanup_session(None)
+    handlers.cleanup_session(other)
+    handlers.cleanup_session(None)
     assert not other.root.exists() and app.sessions.is_dir()
-    app_module.on_unload(app, SimpleNamespace(session_hash="../.."))
+    handlers.on_unload(app, SimpleNamespace(session_hash="../.."))
     assert app.sessions.is_dir()
 
 
@@ -710,12 +711,12 @@ def test_warm_up_indexes_the_set_and_asks_one_query_per_language(
     assert made["bm25-text"].asked == ["the red sign", "会議"]  # en, ja
     # the cards of the embedded set now come from the thumbnail sheets, not ffmpeg
     sess = Session.open(app.sessions, "h7")
-    cards = app_module.on_search(app, sess, ["v1"], "sign", None, "bm25-text", 5)[2]
+    cards = handlers.on_search(app, sess, ["v1"], "sign", None, "bm25-text", 5)[2]
     assert [Path(c[0]).parent.parent for c in cards] == [app.sheets]
     assert not (sess.root / "thumbs").exists()
 
 
-def test_guarded_turns_errors_into_one_line_messages(app_module: ModuleType) -> None:
+def test_guarded_turns_errors_into_one_line_messages() -> None:
     import gradio as gr
 
     def boom() -> None:
@@ -725,10 +726,10 @@ def test_guarded_turns_errors_into_one_line_messages(app_module: ModuleType) -> 
         raise BadInput("a clear reason")
 
     with pytest.raises(gr.Error) as info:
-        app_module.guarded(boom)()
+        handlers.guarded(boom)()
     assert info.value.message == "Something went wrong: RuntimeError: missing thing"
     with pytest.raises(gr.Error) as info:
-        app_module.guarded(bad)()
+        handlers.guarded(bad)()
     assert info.value.message == "a clear reason"
 
 

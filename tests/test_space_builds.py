@@ -4,7 +4,6 @@ retrievers (those that cannot be built offline are unavailable, and asked for on
 
 from __future__ import annotations
 
-import importlib.util
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -16,16 +15,7 @@ from bench.retrievers import load_configs
 from bench.serving.leaderboard import query_label
 from bench.serving.sessions import Session
 from bench.types import QuerySet
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def load_app_module() -> Any:
-    spec = importlib.util.spec_from_file_location("scenebench_demo_app", REPO / "demo" / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from demo import handlers
 
 
 def test_search_then_compare_builds_every_configuration_once(
@@ -40,7 +30,6 @@ def test_search_then_compare_builds_every_configuration_once(
         return real_build(config, device, **kwargs)
 
     monkeypatch.setattr(bench.retrievers, "build_retriever", counting_build)
-    handlers = load_app_module()
     app = handlers.App(tmp_path / "results", "synthetic-mini", "cpu",
                        sessions=tmp_path / "sessions", sheets=tmp_path / "sheets")
     names = sorted(load_configs())

@@ -43,6 +43,7 @@ if str(REPO) not in sys.path:
 from bench.serving.search import DEFAULT_RETRIEVER, demo_dataset, search  # noqa: E402
 from bench.serving.sessions import Session  # noqa: E402
 from bench.types import QueryInput  # noqa: E402
+from demo import handlers  # noqa: E402
 
 CHROMIUM = os.environ.get("SCENEBENCH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -95,7 +96,7 @@ def in_process(dataset: str, retriever: str | None, repeats: int) -> dict[str, A
 
     app_mod = load_app_module()
     with tempfile.TemporaryDirectory(prefix="demo-latency-") as tmp:
-        app = app_mod.App(REPO / "results", dataset, "cpu", sessions=Path(tmp) / "sessions")
+        app = handlers.App(REPO / "results", dataset, "cpu", sessions=Path(tmp) / "sessions")
         t0 = time.perf_counter()
         qs = app.query_set()
         build_s = time.perf_counter() - t0
@@ -132,8 +133,8 @@ def in_process(dataset: str, retriever: str | None, repeats: int) -> dict[str, A
                 everywhere.append(every.latency_s)
                 sess = Session.open(app.sessions)
                 t0 = time.perf_counter()
-                result = app_mod.on_search(app, sess, [q.vid], q.query, None, name, 5)
-                fig = app_mod.on_timeline(app, sess, result[3])
+                result = handlers.on_search(app, sess, [q.vid], q.query, None, name, 5)
+                fig = handlers.on_timeline(app, sess, result[3])
                 if fig is not None:  # gradio renders the plot to an image before sending it
                     fig.savefig(io.BytesIO(), format="webp")
                 handler.append(time.perf_counter() - t0)
