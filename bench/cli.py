@@ -16,7 +16,7 @@ from typing import Any
 
 from bench import __version__
 from bench.errors import BadInput, BenchError
-from bench.types import fmt_window
+from bench.evidence import fmt_window
 
 log = logging.getLogger("bench")
 

@@ -87,20 +87,6 @@ def parse_windows(
     return out
 
 
-def fmt_ts(seconds: float) -> str:
-    """``mm:ss`` (``h:mm:ss`` past an hour), rounded to the second; negative times read as
-    ``00:00``. For people reading times (CLI, Space), not for files."""
-    total = max(0, int(round(seconds)))
-    h, rem = divmod(total, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
-def fmt_window(start: float, end: float) -> str:
-    """``mm:ss-mm:ss`` of a window in seconds (see :func:`fmt_ts`)."""
-    return f"{fmt_ts(start)}-{fmt_ts(end)}"
-
-
 @dataclass(frozen=True)
 class Video:
     """One video of a query set. ``path`` is relative to the set's root, absolute, or a URL."""

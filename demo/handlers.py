@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import gradio as gr
 
 from bench.errors import BadInput, BenchError
+from bench.evidence import fmt_ts, fmt_window
 from bench.paths import cache_home
 from bench.serving.display import best_iou, describe_evidence, score_timeline, timeline_figure
 from bench.serving.leaderboard import (
@@ -43,7 +44,7 @@ from bench.serving.sessions import (
     remove_session,
     sessions_root,
 )
-from bench.types import Moment, Query, QuerySet, Video, fmt_ts, fmt_window
+from bench.types import Moment, Query, QuerySet, Video
 from bench.workspace import Workspace
 
 if TYPE_CHECKING:

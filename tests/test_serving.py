@@ -21,6 +21,7 @@ import pytest
 
 from bench.errors import BadInput, Unavailable
 from bench.eval.results import ResultFile, predictions_path, save_result
+from bench.evidence import fmt_ts, fmt_window
 from bench.retrievers.base import RetrieverConfig
 from bench.serving.display import best_iou, describe_evidence, iou, score_timeline, timeline_figure
 from bench.serving.leaderboard import (
@@ -43,7 +44,7 @@ from bench.serving.sessions import (
     safe_name,
     session_dir,
 )
-from bench.types import Moment, Query, QueryInput, QuerySet, Video, fmt_ts, fmt_window
+from bench.types import Moment, Query, QueryInput, QuerySet, Video
 from bench.workspace import Workspace
 from demo import handlers
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from bench.types import Moment, fmt_ts, fmt_window
+from bench.evidence import fmt_ts, fmt_window
+from bench.types import Moment
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

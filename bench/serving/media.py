@@ -11,8 +11,9 @@ import tempfile
 from pathlib import Path
 
 from bench.errors import BadInput
+from bench.evidence import fmt_ts
 from bench.serving.sessions import safe_name
-from bench.types import Video, fmt_ts
+from bench.types import Video
 
 FFMPEG_TIMEOUT_S = 120
 

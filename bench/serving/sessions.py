@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import BadInput
-from bench.types import QueryInput, Video, fmt_ts
+from bench.evidence import fmt_ts
+from bench.types import QueryInput, Video
 
 log = logging.getLogger("bench")
 
