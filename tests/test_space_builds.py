@@ -13,7 +13,8 @@ import pytest
 import bench.retrievers
 from bench.retrievers import load_configs
 from bench.serving.leaderboard import query_label
-from bench.serving.sessions import Session
+from bench.serving.search import search
+from bench.serving.sessions import Session, check_query
 from bench.types import QuerySet
 from demo import handlers
 
@@ -38,9 +39,11 @@ def test_search_then_compare_builds_every_configuration_once(
     label = query_label(q)
 
     sess = Session.open(app.sessions, "builds")
-    _, status, _, moments, _, _ = handlers.on_search(app, sess, [q.vid], q.query, None,
-                                                     "fusion-text", 5)
-    assert status.startswith("**") and "from **fusion-text**" in status and moments
+    # What the Search tab runs (its handler then renders cards and evidence lines).
+    videos = handlers.all_videos(app, sess)
+    found = search(app.workspace, "fusion-text", [videos[q.vid]], check_query(q.query),
+                   corpus=list(app.embedded().values()))
+    assert found.error is None and found.moments
     _, table, status = handlers.on_compare(app, sess, label, q.query, q.vid)
 
     rows = {r[0]: r for r in table["data"]}

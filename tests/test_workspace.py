@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bench.engine import QueryResult
 from bench.errors import BadInput, Unavailable
 from bench.retrievers.base import Retriever, RetrieverConfig
 from bench.retrievers.fusion import Fusion
@@ -22,9 +23,9 @@ class Recorder:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.device = "cpu"
         self.index_calls: list[list[str]] = []
         self.indexed: list[str] = []
-        self.last_errors: dict[Any, str] = {}
         self.fail_next_index = False
 
     def index(self, videos: Sequence[Video], store: Any) -> None:
@@ -36,10 +37,20 @@ class Recorder:
 
     def search(self, queries: Sequence[QueryInput], *, top_k: int = 10,
                vids: Sequence[str] | None = None) -> list[list[Moment]]:
-        self.last_errors = {q.qid: f"{self.name} saw {self.indexed}" for q in queries}
-        hits = [Moment(v, 1.0, 2.0, 1.0 / (i + 1), {"by": self.name})
+        return [r.moments for r in self.search_results(queries, top_k=top_k, vids=vids)]
+
+    def search_results(self, queries: Sequence[QueryInput], *, top_k: int = 10,
+                       vids: Sequence[str] | None = None) -> list[QueryResult]:
+        hits = [Moment(v, 1.0, 2.0, 1.0 / (i + 1))
                 for i, v in enumerate(x for x in self.indexed if vids is None or x in vids)]
-        return [hits[:top_k] for _ in queries]
+        # the reason says what the retriever held when it answered
+        return [QueryResult(hits[:top_k], f"{self.name} saw {self.indexed}") for _ in queries]
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+    def reset_stats(self) -> None:
+        return None
 
     def provenance(self) -> dict[str, Any]:
         return {"family": "recorder"}
@@ -203,11 +214,12 @@ def test_a_fusion_searches_its_members_on_its_own_videos() -> None:
     ws.search("bm25-text", videos("c"), Q, top_k=5, vids=None)
     out, _ = ws.search(spec, videos("a", "b"), Q, top_k=5, vids=None)
     assert {m.vid for m in out[0]} == {"a", "b"}
-    assert {name for m in out[0] for name in m.evidence["members"]} == {"bm25-text",
-                                                                       "dense-text-minilm"}
+    assert {name for m in out[0] for name in m.evidence.members} == {  # type: ignore[attr-defined]
+        "bm25-text", "dense-text-minilm"}
     assert bm25.index_calls == [["a", "b"], ["c"], ["a", "b"]]
     assert build.made["dense-text-minilm"].index_calls == [["a", "b"]]  # not moved: not redone
-    # the member's own errors are the fusion's search's, read under the member's lock
-    fused = build.made["fused"]
-    assert fused.members["bm25-text"].last_errors == {"q": "bm25-text saw ['a', 'b']"}
+    # moved once more: the member answers from the fusion's videos again
+    ws.index("bm25-text", videos("d"))
+    (result,) = build.made["fused"].members["bm25-text"].search_results(Q, top_k=5)
+    assert result.reason == "bm25-text saw ['a', 'b']"
     assert ws.builds["bm25-text"] == 1

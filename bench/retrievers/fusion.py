@@ -277,8 +277,8 @@ class _SharedMember:
         self.workspace = workspace
         self.retriever = workspace.retriever(spec)
         self.name = self.retriever.name
+        self.device = self.retriever.device
         self.videos: list[Video] | None = None
-        self.last_errors: dict[QID | None, str] = {}
 
     def index(self, videos: Sequence[Video], store: FeatureStore) -> None:
         self.workspace.index(self.spec, videos)
@@ -286,20 +286,20 @@ class _SharedMember:
 
     def search(self, queries: Sequence[QueryInput], *, top_k: int = 10,
                vids: Sequence[str] | None = None) -> list[list[Moment]]:
+        return [r.moments for r in self.search_results(queries, top_k=top_k, vids=vids)]
+
+    def search_results(self, queries: Sequence[QueryInput], *, top_k: int = 10,
+                       vids: Sequence[str] | None = None) -> list[QueryResult]:
         with self.workspace.holding(self.spec) as r:
-            if self.videos is None:  # never indexed by this fusion: search what it holds
-                out = r.search(queries, top_k=top_k, vids=vids)
-            else:
-                out, _ = self.workspace.search(self.spec, self.videos, queries, top_k=top_k,
-                                               vids=vids)
-            errs = getattr(r, "last_errors", None)  # read under the lock: it is per search
-            self.last_errors = dict(errs) if isinstance(errs, dict) else {}
-        return out
+            if self.videos is not None:  # a no-op unless someone else indexed it since
+                self.workspace.index(self.spec, self.videos)
+            return r.search_results(queries, top_k=top_k, vids=vids)
+
+    def stats(self) -> dict[str, Any]:
+        return self.retriever.stats()
+
+    def reset_stats(self) -> None:
+        self.retriever.reset_stats()
 
     def provenance(self) -> dict[str, Any]:
         return self.retriever.provenance()
-
-    def __getattr__(self, attr: str) -> Any:
-        if attr == "retriever":  # not set yet (e.g. during copying): no recursion
-            raise AttributeError(attr)
-        return getattr(self.retriever, attr)
