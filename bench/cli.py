@@ -16,19 +16,13 @@ from typing import Any
 
 from bench import __version__
 from bench.errors import BadInput, BenchError
+from bench.evidence import fmt_window
 
 log = logging.getLogger("bench")
 
 
 def _emit_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2, default=str) + "\n")
-
-
-def _fmt_time(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    h, rem = divmod(int(round(seconds)), 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
 def _parse_columns(pairs: Sequence[str]) -> dict[str, str]:
@@ -113,7 +107,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not moments:
         print("no moments found")
     for i, m in enumerate(moments, start=1):
-        print(f"{i:2d}. {m.vid}  {_fmt_time(m.start)}-{_fmt_time(m.end)}  score {m.score:.4f}")
+        print(f"{i:2d}. {m.vid}  {fmt_window(m.start, m.end)}  score {m.score:.4f}")
     return 0
 
 

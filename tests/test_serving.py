@@ -19,10 +19,34 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench import serving
 from bench.errors import BadInput, Unavailable
-from bench.eval.results import ResultFile, save_result
+from bench.eval.results import ResultFile, predictions_path, save_result
+from bench.evidence import fmt_ts, fmt_window
+from bench.retrievers.base import RetrieverConfig
+from bench.serving.display import best_iou, describe_evidence, iou, score_timeline, timeline_figure
+from bench.serving.leaderboard import (
+    browser_queries,
+    disagreement,
+    find_query,
+    leaderboard_table,
+    load_predictions,
+    prediction_rows,
+)
+from bench.serving.media import build_sheet, card_thumbnail, clip_from, sheet_frame, thumbnail
+from bench.serving.search import search
+from bench.serving.sessions import (
+    MAX_QUERY_CHARS,
+    Session,
+    UploadLimits,
+    accept_upload,
+    check_query,
+    remove_session,
+    safe_name,
+    session_dir,
+)
 from bench.types import Moment, Query, QueryInput, QuerySet, Video
+from bench.workspace import Workspace
+from demo import handlers
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,8 +66,8 @@ def video_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> serving.Session:
-    return serving.Session.open(tmp_path / "sessions", "abc123")
+def session(tmp_path: Path) -> Session:
+    return Session.open(tmp_path / "sessions", "abc123")
 
 
 def files_under(root: Path) -> list[str]:
@@ -64,41 +88,41 @@ def files_under(root: Path) -> list[str]:
     ("ｆｕｌｌｗｉｄｔｈ.mp4", "fullwidth.mp4"),
 ])
 def test_safe_name(raw: str, expected: str) -> None:
-    assert serving.safe_name(raw) == expected
+    assert safe_name(raw) == expected
 
 
 def test_safe_name_keeps_the_suffix_of_a_long_name() -> None:
-    name = serving.safe_name("x" * 500 + ".webm")
+    name = safe_name("x" * 500 + ".webm")
     assert name.endswith(".webm")
     assert len(name) == 120
 
 
 def test_session_folder_is_named_by_key_and_refuses_odd_keys(tmp_path: Path) -> None:
     base = tmp_path / "sessions"
-    s = serving.Session.open(base, "k_1-A")
+    s = Session.open(base, "k_1-A")
     assert s.root == (base / "k_1-A").resolve() and s.root.is_dir()
     for bad in ("../escape", "a/b", "", ".", "x" * 65, "ü"):
         with pytest.raises(BadInput, match="refused session id"):
-            serving.session_dir(base, bad)
+            session_dir(base, bad)
     assert not (tmp_path / "escape").exists()
-    assert serving.remove_session(base, "k_1-A") is True
+    assert remove_session(base, "k_1-A") is True
     assert not s.root.exists()
-    assert serving.remove_session(base, "k_1-A") is False
-    assert serving.remove_session(base, "../sessions") is False
+    assert remove_session(base, "k_1-A") is False
+    assert remove_session(base, "../sessions") is False
     assert base.is_dir()
 
 
 def test_session_without_key_gets_a_fresh_folder(tmp_path: Path) -> None:
-    a = serving.Session.open(tmp_path)
-    b = serving.Session.open(tmp_path)
+    a = Session.open(tmp_path)
+    b = Session.open(tmp_path)
     assert a.root != b.root and a.root.parent == b.root.parent == tmp_path
     a.cleanup()
     assert not a.root.exists() and b.root.exists()
 
 
-def test_upload_of_a_video_is_copied_into_the_session(session: serving.Session,
+def test_upload_of_a_video_is_copied_into_the_session(session: Session,
                                                       video_file: Path) -> None:
-    v = serving.accept_upload(session, video_file, "../../holiday.mp4")
+    v = accept_upload(session, video_file, "../../holiday.mp4")
     assert v.vid == "holiday"
     assert v.path == str(session.root / "uploads" / "holiday.mp4")
     assert v.duration == pytest.approx(3.0, abs=0.15)
@@ -106,16 +130,16 @@ def test_upload_of_a_video_is_copied_into_the_session(session: serving.Session,
     assert session.uploads == {"holiday": v}
 
 
-def test_upload_names_never_collide(session: serving.Session, video_file: Path) -> None:
-    a = serving.accept_upload(session, video_file, "clip.mp4", reserved=["clip"])
-    b = serving.accept_upload(session, video_file, "clip.mp4", reserved=["clip"])
-    c = serving.accept_upload(session, video_file, "sub/clip.MP4", reserved=["clip"])
+def test_upload_names_never_collide(session: Session, video_file: Path) -> None:
+    a = accept_upload(session, video_file, "clip.mp4", reserved=["clip"])
+    b = accept_upload(session, video_file, "clip.mp4", reserved=["clip"])
+    c = accept_upload(session, video_file, "sub/clip.MP4", reserved=["clip"])
     assert [a.vid, b.vid, c.vid] == ["clip-2", "clip-3", "clip-4"]
     assert files_under(session.root) == ["uploads/clip-2.mp4", "uploads/clip-3.mp4",
                                          "uploads/clip-4.mp4"]
 
 
-def test_upload_refusals_write_nothing(tmp_path: Path, session: serving.Session,
+def test_upload_refusals_write_nothing(tmp_path: Path, session: Session,
                                        video_file: Path) -> None:
     text = tmp_path / "in" / "passwd"
     text.parent.mkdir()
@@ -127,29 +151,29 @@ def test_upload_refusals_write_nothing(tmp_path: Path, session: serving.Session,
         (text, "../../etc/passwd", {}, r"^\.\./\.\./etc/passwd: not a video file; upload one of "
                                        r"\.mp4, \.mkv"),
         (fake_mp4, "fake.mp4", {}, "^fake.mp4: not a readable video; upload an mp4"),
-        (video_file, "big.mp4", {"limits": serving.UploadLimits(max_bytes=1000)},
+        (video_file, "big.mp4", {"limits": UploadLimits(max_bytes=1000)},
          r"^big.mp4: 0 MiB is over the 0 MiB limit$"),
-        (video_file, "long.mp4", {"limits": serving.UploadLimits(max_seconds=2.0)},
+        (video_file, "long.mp4", {"limits": UploadLimits(max_seconds=2.0)},
          r"^long.mp4: 00:03 is longer than the 00:02 limit$"),
         (tmp_path / "in" / "gone.mp4", "gone.mp4", {}, "did not arrive"),
     ]
     for src, name, kwargs, message in cases:
         with pytest.raises(BadInput, match=message):
-            serving.accept_upload(session, src, name, **kwargs)
+            accept_upload(session, src, name, **kwargs)
     assert files_under(tmp_path) == before
     assert session.uploads == {}
 
 
-def test_upload_count_is_limited(session: serving.Session, video_file: Path) -> None:
-    limits = serving.UploadLimits(max_files=1)
-    serving.accept_upload(session, video_file, "a.mp4", limits=limits)
+def test_upload_count_is_limited(session: Session, video_file: Path) -> None:
+    limits = UploadLimits(max_files=1)
+    accept_upload(session, video_file, "a.mp4", limits=limits)
     with pytest.raises(BadInput, match="already has 1 uploads, the limit"):
-        serving.accept_upload(session, video_file, "b.mp4", limits=limits)
+        accept_upload(session, video_file, "b.mp4", limits=limits)
     assert list(session.uploads) == ["a"]
 
 
 def test_limits_are_described_for_the_page() -> None:
-    text = serving.UploadLimits().describe()
+    text = UploadLimits().describe()
     assert text.startswith("up to 5 videos of at most 200 MiB and 15:00 each (.mp4, ")
 
 
@@ -158,23 +182,23 @@ def test_limits_are_described_for_the_page() -> None:
 def test_empty_query_is_a_friendly_prompt() -> None:
     for text in (None, "", "   \n\t "):
         with pytest.raises(BadInput, match="^Type what you are looking for"):
-            serving.check_query(text, None)
+            check_query(text, None)
 
 
 def test_query_is_cleaned_and_bounded() -> None:
-    q = serving.check_query("  the\x07 budget\n slide  ", None)
+    q = check_query("  the\x07 budget\n slide  ", None)
     assert q == QueryInput(text="the budget slide")
-    assert serving.check_query("x" * 2000).text == "x" * serving.MAX_QUERY_CHARS
-    assert serving.check_query("", "/tmp/example.png") == QueryInput(image="/tmp/example.png")
-    assert serving.check_query("ホワイトボード").text == "ホワイトボード"
+    assert check_query("x" * 2000).text == "x" * MAX_QUERY_CHARS
+    assert check_query("", "/tmp/example.png") == QueryInput(image="/tmp/example.png")
+    assert check_query("ホワイトボード").text == "ホワイトボード"
 
 
 def test_time_formatting() -> None:
-    assert serving.fmt_ts(0) == "00:00"
-    assert serving.fmt_ts(59.6) == "01:00"
-    assert serving.fmt_ts(-3) == "00:00"
-    assert serving.fmt_ts(3725) == "1:02:05"
-    assert serving.fmt_window(12.2, 18.9) == "00:12-00:19"
+    assert fmt_ts(0) == "00:00"
+    assert fmt_ts(59.6) == "01:00"
+    assert fmt_ts(-3) == "00:00"
+    assert fmt_ts(3725) == "1:02:05"
+    assert fmt_window(12.2, 18.9) == "00:12-00:19"
 
 
 # --- evidence, IoU, plots --------------------------------------------------------------------
@@ -190,51 +214,51 @@ BM25_EVIDENCE = {
 
 
 def test_evidence_of_text_methods_shows_snippets_with_times() -> None:
-    assert serving.describe_evidence(BM25_EVIDENCE) == (
+    assert describe_evidence(BM25_EVIDENCE) == (
         "terms: budget, slide · snippets: [00:12 ocr] Budget 2025; [00:14 speech] the budget "
         "slide; [00:30 speech] x (+1)")
     dense = {"method": "dense", "model": "minilm", "snippets": [
         {"start": 3.0, "end": 4.0, "source": "subtitle", "text": "hello", "similarity": 0.71}]}
-    assert serving.describe_evidence(dense) == "snippets: [00:03 subtitle] hello"
+    assert describe_evidence(dense) == "snippets: [00:03 subtitle] hello"
 
 
 def test_evidence_of_frame_llm_and_fusion_methods() -> None:
-    assert serving.describe_evidence({"frame_times": [1.5, 2.0], "peak": 0.31234}) == (
+    assert describe_evidence({"frame_times": [1.5, 2.0], "peak": 0.31234}) == (
         "frame times: 1.5, 2 · peak: 0.312")
     llm = {"method": "llm-metadata", "description": "a chef  cuts a pizza",
            "evidence": ["[00:03] narration: cutting"], "confidence": 0.8, "timestamp": "00:03",
            "rank": 1, "model": "tiny", "window": [3, 9]}
-    assert serving.describe_evidence(llm) == (
+    assert describe_evidence(llm) == (
         "description: a chef cuts a pizza · evidence: [00:03] narration: cutting · confidence: 0.8"
         " · window: 00:03-00:09")
     fused = {"method": "fusion", "fusion": "rrf", "members": {
         "clip-frames-tiny": {"rank": 4, "score": 0.2, "start": 1, "end": 2,
                              "evidence": {"method": "clip"}},
         "bm25-text": {"rank": 1, "score": 7.0, "start": 12, "end": 16, "evidence": BM25_EVIDENCE}}}
-    assert serving.describe_evidence(fused, limit=1000) == (
+    assert describe_evidence(fused, limit=1000) == (
         "agreed: bm25-text #1, clip-frames-tiny #4 · terms: budget, slide · snippets: [00:12 ocr] "
         "Budget 2025; [00:14 speech] the budget slide; [00:30 speech] x (+1)")
-    assert serving.describe_evidence({"ranks": {"bm25-text": 1, "clip": 4}}) == (
+    assert describe_evidence({"ranks": {"bm25-text": 1, "clip": 4}}) == (
         "ranks: bm25-text 1, clip 4")
 
 
 def test_evidence_is_cut_to_the_limit() -> None:
-    text = serving.describe_evidence({"description": "word " * 100}, limit=40)
+    text = describe_evidence({"description": "word " * 100}, limit=40)
     assert len(text) == 40 and text.endswith("…")
 
 
 def test_iou() -> None:
-    assert serving.iou((0, 10), (5, 15)) == pytest.approx(5 / 15)
-    assert serving.iou((0, 1), (2, 3)) == 0.0
-    assert serving.best_iou((10, 20), [(0, 5), (12, 20)]) == pytest.approx(0.8)
-    assert serving.best_iou((10, 20), []) == 0.0
+    assert iou((0, 10), (5, 15)) == pytest.approx(5 / 15)
+    assert iou((0, 1), (2, 3)) == 0.0
+    assert best_iou((10, 20), [(0, 5), (12, 20)]) == pytest.approx(0.8)
+    assert best_iou((10, 20), []) == 0.0
 
 
 def test_timeline_figure_puts_truth_first_and_every_method_on_one_axis() -> None:
     rows = [("bm25-text", [Moment("v", 10, 20, 3.0), Moment("v", 40, 45, 1.0)]),
             ("clip", [Moment("v", 12, 18, 0.3)]),
             ("broken", [])]
-    fig = serving.timeline_figure(rows, 60.0, [(11.0, 19.0)], title="q")
+    fig = timeline_figure(rows, 60.0, [(11.0, 19.0)], title="q")
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["ground truth", "bm25-text", "clip",
                                                             "broken"]
@@ -255,17 +279,17 @@ def test_timeline_figure_puts_truth_first_and_every_method_on_one_axis() -> None
 
 def test_score_timeline_has_one_panel_per_video_best_first() -> None:
     ms = [Moment("b", 5, 8, 0.9), Moment("a", 1, 2, 0.5), Moment("b", 20, 25, 0.2)]
-    fig = serving.score_timeline(ms, {"a": 10.0, "b": 30.0})
+    fig = score_timeline(ms, {"a": 10.0, "b": 30.0})
     assert fig is not None
     assert [ax.get_title(loc="left") for ax in fig.axes] == ["b", "a"]
     assert fig.axes[0].get_xlim() == (0.0, 30.0)
     tops = sorted(round(p.get_height() + p.get_y(), 3)  # type: ignore[attr-defined]
                   for p in fig.axes[0].patches)
     assert tops == [0.2, 0.9]
-    assert serving.score_timeline([], {}) is None
+    assert score_timeline([], {}) is None
 
 
-# --- the model pool and search ---------------------------------------------------------------
+# --- search ----------------------------------------------------------------------------------
 
 class FakeRetriever:
     """Moments at fixed places in every indexed video the query may search."""
@@ -301,7 +325,8 @@ class FakeBuilder:
         self.built: list[str] = []
         self.made: dict[str, FakeRetriever] = {}
 
-    def __call__(self, name: str, device: str) -> FakeRetriever:
+    def __call__(self, config: RetrieverConfig, device: str, workspace: Workspace) -> FakeRetriever:
+        name = config.name
         self.built.append(name)
         if name.startswith("missing"):
             raise Unavailable(f"{name}: weights not found; see models/README.md")
@@ -309,46 +334,58 @@ class FakeBuilder:
         return self.made[name]
 
 
+@pytest.fixture
+def fake_build() -> FakeBuilder:
+    return FakeBuilder()
+
+
+@pytest.fixture
+def fake_workspace(fake_build: FakeBuilder, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    """A workspace of stand-in retrievers, whatever name is asked for."""
+    monkeypatch.setattr("bench.retrievers.get_config",
+                        lambda spec: RetrieverConfig(name=spec, family="fake"))
+    return Workspace(device="cpu", store=object(), build=fake_build)  # type: ignore[arg-type]
+
+
 def videos(*vids: str) -> list[Video]:
     return [Video(vid=v, path=f"/videos/{v}.mp4", duration=30.0) for v in vids]
 
 
-def test_pool_builds_once_and_reindexes_only_when_the_corpus_changes() -> None:
-    build = FakeBuilder()
-    pool = serving.ModelPool("cpu", store=object(), build=build)  # type: ignore[arg-type]
+def test_search_indexes_the_corpus_and_the_chosen_videos(fake_workspace: Workspace,
+                                                         fake_build: FakeBuilder) -> None:
+    ws, build = fake_workspace, fake_build
     corpus = videos("a", "b")
     q = QueryInput(text="x")
-    out = serving.search(pool, "bm25", videos("b"), q, top_k=5, corpus=corpus)
+    out = search(ws, "bm25", videos("b"), q, top_k=5, corpus=corpus)
     assert out.error is None and [m.vid for m in out.moments] == ["b"]
-    serving.search(pool, "bm25", videos("a"), q, corpus=corpus)
+    search(ws, "bm25", videos("a"), q, corpus=corpus)
     assert build.built == ["bm25"] and build.made["bm25"].index_calls == [["a", "b"]]
     # an upload joins the corpus for that search only
-    serving.search(pool, "bm25", videos("up"), q, corpus=corpus)
-    serving.search(pool, "bm25", videos("a"), q, corpus=corpus)
+    search(ws, "bm25", videos("up"), q, corpus=corpus)
+    search(ws, "bm25", videos("a"), q, corpus=corpus)
     assert build.made["bm25"].index_calls == [["a", "b"], ["a", "b", "up"], ["a", "b"]]
-    assert pool.loaded() == ["bm25"]
+    assert ws.loaded() == ["bm25"] and ws.builds == {"bm25": 1}
 
 
-def test_search_reports_problems_as_one_line() -> None:
-    build = FakeBuilder()
-    pool = serving.ModelPool("cpu", store=object(), build=build)  # type: ignore[arg-type]
+def test_search_reports_problems_as_one_line(fake_workspace: Workspace,
+                                             fake_build: FakeBuilder) -> None:
+    ws, build = fake_workspace, fake_build
     vs = videos("a")
-    out = serving.search(pool, "missing-llm", vs, QueryInput(text="x"))
+    out = search(ws, "missing-llm", vs, QueryInput(text="x"))
     assert out.unavailable and out.moments == []
     assert out.error == "unavailable: missing-llm: weights not found; see models/README.md"
-    serving.search(pool, "missing-llm", vs, QueryInput(text="x"))
+    search(ws, "missing-llm", vs, QueryInput(text="x"))
     assert build.built == ["missing-llm"]  # the reason is remembered, not retried
-    out = serving.search(pool, "bm25", vs, QueryInput(text="crash"))
+    out = search(ws, "bm25", vs, QueryInput(text="crash"))
     assert out.error == "failed: RuntimeError: boom second line" and not out.unavailable
-    out = serving.search(pool, "bm25", vs, QueryInput(text="bad"))
+    out = search(ws, "bm25", vs, QueryInput(text="bad"))
     assert out.error == "this method takes text queries"
     with pytest.raises(BadInput, match="^Choose at least one video"):
-        serving.search(pool, "bm25", [], QueryInput(text="x"))
+        search(ws, "bm25", [], QueryInput(text="x"))
 
 
-def test_search_keeps_only_the_chosen_videos_best_first() -> None:
-    pool = serving.ModelPool("cpu", store=object(), build=FakeBuilder())  # type: ignore[arg-type]
-    out = serving.search(pool, "r", videos("b", "c"), QueryInput(text="x"), top_k=1,
+def test_search_keeps_only_the_chosen_videos_best_first(fake_workspace: Workspace) -> None:
+    out = search(fake_workspace, "r", videos("b", "c"), QueryInput(text="x"), top_k=1,
                          corpus=videos("a", "b", "c"))
     assert [(m.vid, m.score) for m in out.moments] == [("b", 1.0)]
 
@@ -359,23 +396,23 @@ def test_thumbnail_and_clip(tmp_path: Path, video_file: Path) -> None:
     from bench.video import probe
 
     v = Video(vid="clip", path=str(video_file), duration=3.0)
-    thumb = serving.thumbnail(v, 1.5, tmp_path / "thumbs", width=64)
+    thumb = thumbnail(v, 1.5, tmp_path / "thumbs", width=64)
     assert thumb.name == "clip-00000015.jpg" and thumb.read_bytes()[:2] == b"\xff\xd8"
-    assert serving.thumbnail(v, 1.5, tmp_path / "thumbs") == thumb  # cached
-    clip = serving.clip_from(v, 1.0, 1.5, tmp_path / "clips")
+    assert thumbnail(v, 1.5, tmp_path / "thumbs") == thumb  # cached
+    clip = clip_from(v, 1.0, 1.5, tmp_path / "clips")
     info = probe(clip)
     assert info.duration_s == pytest.approx(2.0, abs=0.25)  # to the end of the video
     assert info.video_codec == "h264"
     with pytest.raises(BadInput, match="ffmpeg produced nothing"):
-        serving.thumbnail(Video("gone", str(tmp_path / "gone.mp4")), 1.0, tmp_path / "thumbs")
+        thumbnail(Video("gone", str(tmp_path / "gone.mp4")), 1.0, tmp_path / "thumbs")
     assert sorted(p.name for p in (tmp_path / "thumbs").iterdir()) == ["clip-00000015.jpg"]
 
 
 def test_thumbnail_sheet(tmp_path: Path, video_file: Path) -> None:
     v = Video(vid="clip", path=str(video_file), duration=3.0)
     root = tmp_path / "sheets"
-    assert serving.sheet_frame(root, v, 1.0) is None  # no sheet yet
-    sheet = serving.build_sheet(v, root, fps=2.0, short_side=32)
+    assert sheet_frame(root, v, 1.0) is None  # no sheet yet
+    sheet = build_sheet(v, root, fps=2.0, short_side=32)
     names = sorted(p.name for p in sheet.iterdir())
     assert names == ["000000000.jpg", "000000500.jpg", "000001000.jpg", "000001500.jpg",
                      "000002000.jpg", "000002500.jpg", "done"]
@@ -383,13 +420,13 @@ def test_thumbnail_sheet(tmp_path: Path, video_file: Path) -> None:
 
     with Image.open(sheet / "000001000.jpg") as im:
         assert min(im.size) == 32
-    assert serving.sheet_frame(root, v, 1.2) == sheet / "000001000.jpg"
-    assert serving.sheet_frame(root, v, 99.0) == sheet / "000002500.jpg"
-    assert serving.build_sheet(v, root) == sheet  # finished sheets are reused
+    assert sheet_frame(root, v, 1.2) == sheet / "000001000.jpg"
+    assert sheet_frame(root, v, 99.0) == sheet / "000002500.jpg"
+    assert build_sheet(v, root) == sheet  # finished sheets are reused
     assert [p.name for p in root.iterdir()] == [sheet.name]  # no temp folder left
     # a video without a sheet gets an ffmpeg frame in the session's folder
     other = Video(vid="other", path=str(video_file), duration=3.0)
-    out = serving.card_thumbnail(other, 1.0, tmp_path / "thumbs", root)
+    out = card_thumbnail(other, 1.0, tmp_path / "thumbs", root)
     assert out == tmp_path / "thumbs" / "other-00000010.jpg"
 
 
@@ -440,49 +477,49 @@ def test_leaderboard_table_filters_by_tag_and_language(results_dir: Path) -> Non
     from bench.eval import report
 
     rows = report.group(report.load_all(results_dir))[("toy", "test")]
-    headers, data = serving.leaderboard_table(rows)
+    headers, data = leaderboard_table(rows)
     assert headers == ["#", "retriever", "family", "R1@0.5", "R1@0.3", "R1@0.7", "R5@0.5", "mIoU",
                        "queries", "p50 ms", "note"]
     assert [r[:4] for r in data] == [[1, "bm25-text", "bm25", "1.000"],
                                      [2, "clip-frames", "clip", "0.670"],
                                      ["–", "llm-tiny", "llm", "–"]]
     assert data[0][8:10] == [2, "12.3"] and data[2][10] == "unavailable: no weights"
-    _, by_tag = serving.leaderboard_table(rows, tag="speech")
+    _, by_tag = leaderboard_table(rows, tag="speech")
     assert [r[3] for r in by_tag] == ["0.500", "0.335", "–"] and by_tag[0][8] == 1
-    _, by_lang = serving.leaderboard_table(rows, lang="ja")
+    _, by_lang = leaderboard_table(rows, lang="ja")
     assert [r[3] for r in by_lang] == ["0.250", "0.250", "–"]
-    assert serving.leaderboard_table([]) == ([], [])
+    assert leaderboard_table([]) == ([], [])
 
 
 def test_predictions_and_disagreement(tmp_path: Path, results_dir: Path, video_file: Path) -> None:
     from bench.eval import report
 
     qs = toy_set(tmp_path / "toy", video_file)
-    preds = serving.load_predictions(results_dir, report.load_all(results_dir), "toy")
+    preds = load_predictions(results_dir, report.load_all(results_dir), "toy")
     assert sorted(preds) == ["bm25-text", "clip-frames"]  # the unavailable run has none
     assert preds["bm25-text"]["1"] == [[1.0, 2.0, 5.0]]
     q1, q2, q10 = qs.queries
-    assert serving.disagreement(q2, preds) == 1.0   # bm25 exact, clip misses
-    assert serving.disagreement(q1, preds) == 0.0
-    ranked = serving.browser_queries(qs, preds, "disagreement")
+    assert disagreement(q2, preds) == 1.0   # bm25 exact, clip misses
+    assert disagreement(q1, preds) == 0.0
+    ranked = browser_queries(qs, preds, "disagreement")
     assert [label for label, _ in ranked] == ["2 · 会議", "1 · the red sign", "10 · clock"]
-    by_id = serving.browser_queries(qs, preds, "query id")
+    by_id = browser_queries(qs, preds, "query id")
     assert [label for label, _ in by_id] == ["1 · the red sign", "2 · 会議", "10 · clock"]
-    rows = serving.prediction_rows(q2, preds)
+    rows = prediction_rows(q2, preds)
     assert [(n, [(m.start, m.end) for m in ms]) for n, ms in rows] == [
         ("bm25-text", [(0.0, 1.0)]), ("clip-frames", [(2.0, 3.0)])]
-    assert serving.find_query(qs, "10 · anything").query == "clock"
+    assert find_query(qs, "10 · anything").query == "clock"
     with pytest.raises(BadInput, match="unknown benchmark query '99'"):
-        serving.find_query(qs, "99 · x")
+        find_query(qs, "99 · x")
 
 
 def test_damaged_prediction_lines_are_skipped(results_dir: Path) -> None:
     from bench.eval import report
 
     results = report.load_all(results_dir)
-    path = serving.predictions_path(results_dir, next(r for r in results if r.retriever == "bm25-text"))
+    path = predictions_path(results_dir, next(r for r in results if r.retriever == "bm25-text"))
     path.write_text('{"qid": 1, "pred_relevant_windows": [[1, 2, 3]]}\nnot json\n{"qid": 2}\n')
-    preds = serving.load_predictions(results_dir, results, "toy")
+    preds = load_predictions(results_dir, results, "toy")
     assert preds["bm25-text"] == {"1": [[1.0, 2.0, 3.0]], "2": []}
 
 
@@ -502,13 +539,11 @@ def app_module() -> ModuleType:
 
 
 @pytest.fixture
-def app(app_module: ModuleType, tmp_path: Path, results_dir: Path, video_file: Path,
-        monkeypatch: pytest.MonkeyPatch) -> Any:
+def app(tmp_path: Path, results_dir: Path, video_file: Path,
+        monkeypatch: pytest.MonkeyPatch, fake_workspace: Workspace) -> Any:
     toy_set(tmp_path / "toy", video_file)
-    build = FakeBuilder()
-    pool = serving.ModelPool("cpu", store=object(), build=build)  # type: ignore[arg-type]
-    a = app_module.App(results_dir, str(tmp_path / "toy"), sessions=tmp_path / "sessions", pool=pool,
-                       sheets=tmp_path / "sheets")
+    a = handlers.App(results_dir, str(tmp_path / "toy"), sessions=tmp_path / "sessions",
+                     workspace=fake_workspace, sheets=tmp_path / "sheets")
     monkeypatch.setattr(a, "configurations", lambda: ["bm25-text", "clip-frames", "missing-llm"])
     return a
 
@@ -517,14 +552,14 @@ def upload_obj(path: Path, name: str) -> SimpleNamespace:
     return SimpleNamespace(path=str(path), orig_name=name)
 
 
-def test_load_opens_a_session_named_by_the_browser_session(app: Any, app_module: ModuleType) -> None:
-    sess, retr, lb, br = app_module.on_load(app, SimpleNamespace(session_hash="h1"))
+def test_load_opens_a_session_named_by_the_browser_session(app: Any) -> None:
+    sess, retr, lb, br = handlers.on_load(app, SimpleNamespace(session_hash="h1"))
     assert sess.root == (app.sessions / "h1").resolve() and sess.root.is_dir()
     assert retr["choices"] == [("bm25-text", "bm25-text"), ("clip-frames", "clip-frames"),
                                ("missing-llm", "missing-llm")] or retr["choices"] == [
         "bm25-text", "clip-frames", "missing-llm"]
     assert lb["value"] == br["value"] == "toy · test"
-    sess, videos_upd, retr2, why, bq, cmp_video = app_module.on_load_videos(app, sess)
+    sess, videos_upd, retr2, why, bq, cmp_video = handlers.on_load_videos(app, sess)
     assert videos_upd["value"] == ["v1", "v2"]
     assert retr2["value"] == "bm25-text"
     assert why == "Best on the toy leaderboard: **bm25-text** (you can change it)."
@@ -539,14 +574,14 @@ def test_default_method_can_be_set_by_the_deployer(app: Any) -> None:
         app.best()
 
 
-def test_upload_handler_accepts_and_refuses(app: Any, app_module: ModuleType, tmp_path: Path,
+def test_upload_handler_accepts_and_refuses(app: Any, tmp_path: Path,
                                             video_file: Path) -> None:
     junk = tmp_path / "notes.txt"
     junk.write_text("hello")
-    sess = serving.Session.open(app.sessions, "h2")
+    sess = Session.open(app.sessions, "h2")
     files = [upload_obj(video_file, "v1.mp4"), upload_obj(junk, "../../etc/passwd"),
              upload_obj(junk, "notes.mp4")]
-    sess, note, chosen, cleared, cmp_video = app_module.on_upload(app, sess, files, ["v2"])
+    sess, note, chosen, cleared, cmp_video = handlers.on_upload(app, sess, files, ["v2"])
     assert note.split("\n\n") == [
         "✓ **v1-2** accepted (00:03); it is indexed on your first search.",
         "✗ ../../etc/passwd: not a video file; upload one of .mp4, .mkv, .webm, .mov, .avi, .m4v",
@@ -559,7 +594,7 @@ def test_upload_handler_accepts_and_refuses(app: Any, app_module: ModuleType, tm
     assert video_file.is_file() and junk.is_file()  # not gradio's copies: left alone
 
 
-def test_upload_handler_drops_gradios_copy(app: Any, app_module: ModuleType, tmp_path: Path,
+def test_upload_handler_drops_gradios_copy(app: Any, tmp_path: Path,
                                            video_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gradio_tmp = tmp_path / "gradio"
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(gradio_tmp))
@@ -569,41 +604,41 @@ def test_upload_handler_drops_gradios_copy(app: Any, app_module: ModuleType, tmp
         copy.parent.mkdir(parents=True, exist_ok=True)
         copy.write_bytes(data)
         copies.append(copy)
-    sess = serving.Session.open(app.sessions, "h6")
-    _, note, *_ = app_module.on_upload(app, sess, [str(c) for c in copies], [])
+    sess = Session.open(app.sessions, "h6")
+    _, note, *_ = handlers.on_upload(app, sess, [str(c) for c in copies], [])
     assert note.startswith("✓ **a** accepted") and "✗ notes.txt: not a video file" in note
     assert [c.exists() for c in copies] == [False, False]
     assert files_under(app.sessions) == ["h6/uploads/a.mp4"]
 
 
-def test_search_handler(app: Any, app_module: ModuleType) -> None:
-    sess = serving.Session.open(app.sessions, "h3")
-    out = app_module.on_search(app, sess, ["v1"], "  ", None, "bm25-text", 5)
+def test_search_handler(app: Any) -> None:
+    sess = Session.open(app.sessions, "h3")
+    out = handlers.on_search(app, sess, ["v1"], "  ", None, "bm25-text", 5)
     assert out == (sess, "→ Type what you are looking for (any language), or give an example image.",
                    [], [], None, "")
-    out = app_module.on_search(app, sess, [], "sign", None, "bm25-text", 5)
+    out = handlers.on_search(app, sess, [], "sign", None, "bm25-text", 5)
     assert out[1] == "→ Choose at least one video, or upload one."
     calls: list[tuple[float, str]] = []
-    sess, status, cards, moments, player, details = app_module.on_search(
+    sess, status, cards, moments, player, details = handlers.on_search(
         app, sess, ["v2"], "sign", None, "bm25-text", 3, lambda p, desc="": calls.append((p, desc)))
     assert status.startswith("**1 moment** from **bm25-text** in ")
     assert [(m.vid, m.start, m.end, m.score) for m in moments] == [("v2", 1.0, 2.0, 1.0)]
     assert len(cards) == 1 and cards[0][1] == "#1 · v2 · 00:01-00:02 · score 1.000"
     assert Path(cards[0][0]).parent == sess.root / "thumbs"
-    fig = app_module.on_timeline(app, sess, moments)
+    fig = handlers.on_timeline(app, sess, moments)
     assert [ax.get_title(loc="left") for ax in fig.axes] == ["v2"]
     assert fig.axes[0].get_xlim() == (0.0, 3.0)  # the video's duration
-    assert app_module.on_timeline(app, sess, []) is None
+    assert handlers.on_timeline(app, sess, []) is None
     assert "1. `v2` **00:01-00:02** · score 1.000 · text: hit" in details
     assert calls and calls[0][0] == 0.05
-    out = app_module.on_search(app, sess, ["v1"], "sign", None, "missing-llm", 3)
+    out = handlers.on_search(app, sess, ["v1"], "sign", None, "missing-llm", 3)
     assert out[1] == ("⚠ **missing-llm** unavailable: missing-llm: weights not found; "
                       "see models/README.md")
-    clip = app_module.on_card(app, sess, moments, 0)
+    clip = handlers.on_card(app, sess, moments, 0)
     assert Path(clip).parent == sess.root / "clips" and Path(clip).stat().st_size > 0
-    assert app_module.on_card(app, sess, moments, 5) is None
+    assert handlers.on_card(app, sess, moments, 5) is None
     # several videos: cards keep the ranking, thumbnails cut in parallel land in the session
-    _, status, cards, moments, _, _ = app_module.on_search(app, sess, ["v1", "v2"], "sign", None,
+    _, status, cards, moments, _, _ = handlers.on_search(app, sess, ["v1", "v2"], "sign", None,
                                                            "bm25-text", 5)
     assert [c[1] for c in cards] == ["#1 · v1 · 00:01-00:02 · score 1.000",
                                      "#2 · v2 · 00:02-00:03 · score 0.500"]
@@ -611,10 +646,10 @@ def test_search_handler(app: Any, app_module: ModuleType) -> None:
         "v1-00000015.jpg", "v2-00000015.jpg", "v2-00000025.jpg"]
 
 
-def test_compare_handler_shows_truth_iou_and_reasons(app: Any, app_module: ModuleType) -> None:
-    query, vid = app_module.on_bench_query(app, "1 · the red sign")
+def test_compare_handler_shows_truth_iou_and_reasons(app: Any) -> None:
+    query, vid = handlers.on_bench_query(app, "1 · the red sign")
     assert (query, vid) == ("the red sign", "v1")
-    fig, table, status = app_module.on_compare(app, None, "1 · the red sign", query, vid)
+    fig, table, status = handlers.on_compare(app, None, "1 · the red sign", query, vid)
     data = table["data"]
     assert [r[0] for r in data] == ["bm25-text", "clip-frames", "missing-llm"]
     assert data[0][1:4] == ["00:01-00:02", "1.000", "1.00"]  # fake hit [1, 2] vs truth [1, 2]
@@ -623,66 +658,66 @@ def test_compare_handler_shows_truth_iou_and_reasons(app: Any, app_module: Modul
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == ["ground truth", "bm25-text", "clip-frames"]
     # an edited query is no longer the benchmark query: no truth, no IoU
-    _, table, status = app_module.on_compare(app, None, "1 · the red sign", "red", "v1")
+    _, table, status = handlers.on_compare(app, None, "1 · the red sign", "red", "v1")
     assert table["data"][0][3] == "–" and "pick a benchmark query" in status
-    _, _, status = app_module.on_compare(app, None, None, "", "v1")
+    _, _, status = handlers.on_compare(app, None, None, "", "v1")
     assert status.startswith("→ Type what you are looking for")
 
 
-def test_leaderboard_and_browser_handlers(app: Any, app_module: ModuleType) -> None:
-    table, note, images, tags, langs = app_module.on_leaderboard(app, "toy · test", "all", "all")
+def test_leaderboard_and_browser_handlers(app: Any) -> None:
+    table, note, images, tags, langs = handlers.on_leaderboard(app, "toy · test", "all", "all")
     assert [r[1] for r in table["data"]] == ["bm25-text", "clip-frames", "llm-tiny"]
     assert tags["choices"] == ["all", "speech"] and langs["choices"] == ["all", "ja"]
     assert len(images) >= 3 and all(title.startswith("toy · test") for _, title in images)
-    table, note, *_ = app_module.on_leaderboard(app, "toy · test", "speech", "ja")
+    table, note, *_ = handlers.on_leaderboard(app, "toy · test", "speech", "ja")
     assert note.startswith("Results break down by tag or by language, not both")
     assert table["data"][0][3] == "0.250"
-    upd, note = app_module.on_browser_dataset(app, "toy · test", "disagreement")
+    upd, note = handlers.on_browser_dataset(app, "toy · test", "disagreement")
     assert upd["value"] == "2 · 会議" and note == "3 queries, 2 methods with predictions."
-    truth, video, fig, table = app_module.on_browser_query(app, "toy · test", "2 · 会議")
+    truth, video, fig, table = handlers.on_browser_query(app, "toy · test", "2 · 会議")
     assert truth == "**会議** in `v2` — truth: **00:00-00:01** · ja · speech"
     assert video is not None and Path(video).name == "clip.mp4"
     assert table["data"] == [["bm25-text", "00:00-00:01", "4.000", "1.00"],
                              ["clip-frames", "00:02-00:03", "0.200", "0.00"]]
-    upd, note = app_module.on_browser_dataset(app, "other · test", "disagreement")
+    upd, note = handlers.on_browser_dataset(app, "other · test", "disagreement")
     assert note == "→ the query set of 'other' is not available in this app"
 
 
-def test_no_results_is_a_hint_not_an_error(app_module: ModuleType, tmp_path: Path) -> None:
-    a = app_module.App(tmp_path / "nothing", str(tmp_path), sessions=tmp_path / "s")
-    table, note, images, *_ = app_module.on_leaderboard(a, None, "all", "all")
+def test_no_results_is_a_hint_not_an_error(tmp_path: Path) -> None:
+    a = handlers.App(tmp_path / "nothing", str(tmp_path), sessions=tmp_path / "s")
+    table, note, images, *_ = handlers.on_leaderboard(a, None, "all", "all")
     assert note.startswith("No benchmark results here yet") and images == []
 
 
-def test_unload_and_state_expiry_delete_the_session_folder(app: Any, app_module: ModuleType,
+def test_unload_and_state_expiry_delete_the_session_folder(app: Any,
                                                            video_file: Path) -> None:
-    sess = serving.Session.open(app.sessions, "h4")
-    serving.accept_upload(sess, video_file, "mine.mp4")
-    app_module.on_unload(app, SimpleNamespace(session_hash="h4"))
+    sess = Session.open(app.sessions, "h4")
+    accept_upload(sess, video_file, "mine.mp4")
+    handlers.on_unload(app, SimpleNamespace(session_hash="h4"))
     assert not sess.root.exists()
-    other = serving.Session.open(app.sessions, "h5")
-    app_module.cleanup_session(other)
-    app_module.cleanup_session(None)
+    other = Session.open(app.sessions, "h5")
+    handlers.cleanup_session(other)
+    handlers.cleanup_session(None)
     assert not other.root.exists() and app.sessions.is_dir()
-    app_module.on_unload(app, SimpleNamespace(session_hash="../.."))
+    handlers.on_unload(app, SimpleNamespace(session_hash="../.."))
     assert app.sessions.is_dir()
 
 
-def test_warm_up_indexes_the_set_and_asks_one_query_per_language(app: Any,
-                                                                   app_module: ModuleType) -> None:
+def test_warm_up_indexes_the_set_and_asks_one_query_per_language(
+        app: Any, app_module: ModuleType, fake_build: FakeBuilder) -> None:
     app_module.warm_up(app)
-    made = app.pool._build.made
+    made = fake_build.made
     assert list(made) == ["bm25-text"]  # the leaderboard's best
     assert made["bm25-text"].index_calls == [["v1", "v2"]]
     assert made["bm25-text"].asked == ["the red sign", "会議"]  # en, ja
     # the cards of the embedded set now come from the thumbnail sheets, not ffmpeg
-    sess = serving.Session.open(app.sessions, "h7")
-    cards = app_module.on_search(app, sess, ["v1"], "sign", None, "bm25-text", 5)[2]
+    sess = Session.open(app.sessions, "h7")
+    cards = handlers.on_search(app, sess, ["v1"], "sign", None, "bm25-text", 5)[2]
     assert [Path(c[0]).parent.parent for c in cards] == [app.sheets]
     assert not (sess.root / "thumbs").exists()
 
 
-def test_guarded_turns_errors_into_one_line_messages(app_module: ModuleType) -> None:
+def test_guarded_turns_errors_into_one_line_messages() -> None:
     import gradio as gr
 
     def boom() -> None:
@@ -692,10 +727,10 @@ def test_guarded_turns_errors_into_one_line_messages(app_module: ModuleType) -> 
         raise BadInput("a clear reason")
 
     with pytest.raises(gr.Error) as info:
-        app_module.guarded(boom)()
+        handlers.guarded(boom)()
     assert info.value.message == "Something went wrong: RuntimeError: missing thing"
     with pytest.raises(gr.Error) as info:
-        app_module.guarded(bad)()
+        handlers.guarded(bad)()
     assert info.value.message == "a clear reason"
 
 

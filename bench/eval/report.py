@@ -72,7 +72,8 @@ def group(results: Sequence[ResultFile]) -> dict[tuple[str, str], list[ResultFil
     return dict(sorted(groups.items()))
 
 
-def _fmt(v: float | None, digits: int = 3) -> str:
+def fmt_metric(v: float | None, digits: int = 3) -> str:
+    """A metric for display: ``digits`` decimals, ``–`` when missing or NaN."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     return f"{v:.{digits}f}"
@@ -112,8 +113,8 @@ def markdown(results: Sequence[ResultFile]) -> str:
         parts.append("|" + "|".join("---" for _ in header) + "|")
         for row in leaderboard_rows(rows):
             cells = [str(row["rank"]) if row["rank"] else "–", f"`{row['retriever']}`", row["family"],
-                     _fmt(row["main"]), *[_fmt(row.get(c)) for c in cols if c != main],
-                     _fmt(row["p50_ms"], 1), _fmt(row["index_x_realtime"], 1), row["note"]]
+                     fmt_metric(row["main"]), *[fmt_metric(row.get(c)) for c in cols if c != main],
+                     fmt_metric(row["p50_ms"], 1), fmt_metric(row["index_x_realtime"], 1), row["note"]]
             parts.append("| " + " | ".join(cells) + " |")
         parts.append("")
     if len(parts) == 2:
@@ -221,9 +222,9 @@ def html_page(results: Sequence[ResultFile], images: dict[str, str]) -> str:
         body.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>")
         for row in leaderboard_rows(rows):
             cls = "" if row["rank"] else ' class="unranked"'
-            cells = [str(row["rank"] or "–"), row["retriever"], row["family"], _fmt(row["main"]),
-                     *[_fmt(row.get(c)) for c in cols if c != main], _fmt(row["p50_ms"], 1),
-                     _fmt(row["index_x_realtime"], 1), row["note"]]
+            cells = [str(row["rank"] or "–"), row["retriever"], row["family"], fmt_metric(row["main"]),
+                     *[fmt_metric(row.get(c)) for c in cols if c != main], fmt_metric(row["p50_ms"], 1),
+                     fmt_metric(row["index_x_realtime"], 1), row["note"]]
             body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
                         + "</tr>")
         body.append("</table>")

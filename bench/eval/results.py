@@ -120,13 +120,18 @@ def result_path(root: Path, result: ResultFile) -> Path:
         f"{result.split_key}.json"
 
 
+def predictions_path(root: Path, result: ResultFile) -> Path:
+    """``<split>.predictions.jsonl`` beside the result file."""
+    return result_path(root, result).with_name(f"{result.split_key}.predictions.jsonl")
+
+
 def save_result(root: Path, result: ResultFile,
                 predictions: list[dict[str, Any]] | None = None) -> Path:
     """Write the result JSON (and ``<split>.predictions.jsonl`` beside it) atomically."""
     path = result_path(root, result)
     if predictions is not None:
         lines = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions)
-        atomic_write_text(path.with_name(f"{result.split_key}.predictions.jsonl"), lines)
+        atomic_write_text(predictions_path(root, result), lines)
     atomic_write_text(path, result.model_dump_json(indent=2) + "\n")
     return path
 

@@ -6,14 +6,18 @@ one ``FAMILIES.register`` line here.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.errors import BadInput, Unavailable
 from bench.paths import repo_root
 from bench.registry import Registry
 from bench.retrievers.base import Retriever, RetrieverConfig
+
+if TYPE_CHECKING:
+    from bench.workspace import Workspace
 
 Factory = Callable[[RetrieverConfig, str], Retriever]
 
@@ -73,12 +77,19 @@ def resolve_device(device: str) -> str:
     return "cuda" if has_cuda else "cpu"
 
 
-def build_retriever(config: RetrieverConfig | str, device: str = "auto") -> Retriever:
-    """Instantiate a configuration. Missing weights/packages raise :class:`Unavailable`."""
+def build_retriever(config: RetrieverConfig | str, device: str = "auto", *,
+                    workspace: Workspace | None = None) -> Retriever:
+    """Instantiate a configuration. Missing weights/packages raise :class:`Unavailable`.
+
+    ``workspace`` goes to families that take one (fusion gets its members from it).
+    """
     cfg = get_config(config) if isinstance(config, str) else config
     cls = FAMILIES.get(cfg.family)
+    kwargs: dict[str, Any] = {}
+    if workspace is not None and "workspace" in inspect.signature(cls).parameters:
+        kwargs["workspace"] = workspace
     try:
-        return cls(cfg, resolve_device(device))  # type: ignore[no-any-return]
+        return cls(cfg, resolve_device(device), **kwargs)  # type: ignore[no-any-return]
     except ImportError as exc:
         raise Unavailable(f"{cfg.name}: missing package {exc.name or exc}; "
                           f"install the matching extra (see README)") from exc

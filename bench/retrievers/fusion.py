@@ -21,6 +21,7 @@ from bench.types import Moment, QueryInput, Video
 
 if TYPE_CHECKING:
     from bench.store import FeatureStore
+    from bench.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -160,15 +161,18 @@ def fuse(results: Mapping[str, Sequence[Moment]], *, method: Method = "rrf", k: 
 class Fusion:
     """The ``fusion`` family: runs its member retrievers and fuses their moments with :func:`fuse`.
 
-    Members are other configurations, built with :func:`bench.retrievers.build_retriever`
-    (or handed in with :meth:`from_retrievers`, e.g. by the demo that already holds them).
+    Members are other configurations: with a ``workspace``, the workspace's own retrievers
+    (built once, shared with every other user of the workspace); without one, built here
+    with :func:`bench.retrievers.build_retriever` (or handed in with :meth:`from_retrievers`).
     """
 
     def __init__(self, config: RetrieverConfig, device: str = "cpu",
-                 members: Mapping[str, Retriever] | None = None) -> None:
+                 members: Mapping[str, Retriever] | None = None, *,
+                 workspace: Workspace | None = None) -> None:
         self.name = config.name
         self.config = config
         self.device = device
+        self.workspace = workspace
         self.params: Params = parse_params(Params, config)
         self.unavailable: dict[str, str] = {}
         self.members: dict[str, Retriever] = dict(members) if members is not None else self._build()
@@ -193,7 +197,8 @@ class Fusion:
             built: dict[str, Retriever] = {}
             for name in self.params.members:
                 try:
-                    built[name] = build_retriever(name, self.device)
+                    built[name] = (_SharedMember(name, self.workspace) if self.workspace is not None
+                                   else build_retriever(name, self.device))
                 except Unavailable as exc:
                     self._drop(name, str(exc))
         finally:
@@ -213,7 +218,8 @@ class Fusion:
             raise Unavailable(f"{self.name}: no member is available ({why})")
 
     def index(self, videos: Sequence[Video], store: FeatureStore) -> None:
-        """Index every member (each caches its own features)."""
+        """Index every member (each caches its own features); members from a workspace are
+        indexed through it, in its own store."""
         for name in list(self.members):
             try:
                 self.members[name].index(videos, store)
@@ -259,3 +265,41 @@ class Fusion:
                 "iou_threshold": p.iou_threshold, "span": p.span, "members": members,
                 "unavailable": dict(self.unavailable), "device": self.device,
                 "random_init": any(bool(m.get("random_init")) for m in members.values())}
+
+
+class _SharedMember:
+    """A fusion member that its workspace holds and shares with other users, who may index it
+    on other videos at any time: it is indexed through the workspace, and each search first
+    re-indexes it on this fusion's videos when needed, under the member's lock."""
+
+    def __init__(self, spec: str, workspace: Workspace) -> None:
+        self.spec = spec
+        self.workspace = workspace
+        self.retriever = workspace.retriever(spec)
+        self.name = self.retriever.name
+        self.device = self.retriever.device
+        self.videos: list[Video] | None = None
+
+    def index(self, videos: Sequence[Video], store: FeatureStore) -> None:
+        self.workspace.index(self.spec, videos)
+        self.videos = list(videos)
+
+    def search(self, queries: Sequence[QueryInput], *, top_k: int = 10,
+               vids: Sequence[str] | None = None) -> list[list[Moment]]:
+        return [r.moments for r in self.search_results(queries, top_k=top_k, vids=vids)]
+
+    def search_results(self, queries: Sequence[QueryInput], *, top_k: int = 10,
+                       vids: Sequence[str] | None = None) -> list[QueryResult]:
+        with self.workspace.holding(self.spec) as r:
+            if self.videos is not None:  # a no-op unless someone else indexed it since
+                self.workspace.index(self.spec, self.videos)
+            return r.search_results(queries, top_k=top_k, vids=vids)
+
+    def stats(self) -> dict[str, Any]:
+        return self.retriever.stats()
+
+    def reset_stats(self) -> None:
+        self.retriever.reset_stats()
+
+    def provenance(self) -> dict[str, Any]:
+        return self.retriever.provenance()

@@ -5,7 +5,7 @@
 
 1. In process, with the same library calls the app makes: index the embedded set once
    (cached in the feature store), then time every text query of the set through
-   ``bench.serving.search`` (grounding in the query's video, and over every video) and
+   ``bench.search`` (grounding in the query's video, and over every video) and
    through the app's search handlers (search, thumbnails, score plot rendered as an image,
    a fresh session each time, as a new visitor gets). Target: < 1 s.
 2. In Chromium (Playwright): ``python demo/app.py`` in a subprocess, once its warm-up is
@@ -40,8 +40,10 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench import serving  # noqa: E402
+from bench.serving.search import DEFAULT_RETRIEVER, demo_dataset, search  # noqa: E402
+from bench.serving.sessions import Session  # noqa: E402
 from bench.types import QueryInput  # noqa: E402
+from demo import handlers  # noqa: E402
 
 CHROMIUM = os.environ.get("SCENEBENCH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -94,18 +96,18 @@ def in_process(dataset: str, retriever: str | None, repeats: int) -> dict[str, A
 
     app_mod = load_app_module()
     with tempfile.TemporaryDirectory(prefix="demo-latency-") as tmp:
-        app = app_mod.App(REPO / "results", dataset, "cpu", sessions=Path(tmp) / "sessions")
+        app = handlers.App(REPO / "results", dataset, "cpu", sessions=Path(tmp) / "sessions")
         t0 = time.perf_counter()
         qs = app.query_set()
         build_s = time.perf_counter() - t0
         corpus = list(app.embedded().values())
         name = retriever or report.best_configuration(app.results_dir, qs.name, qs.split) \
-            or serving.DEFAULT_RETRIEVER
+            or DEFAULT_RETRIEVER
         t0 = time.perf_counter()
-        app.pool.prepare(name, corpus)
+        app.workspace.index(name, corpus)
         index_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        app.pool.prepare(name, corpus)
+        app.workspace.index(name, corpus)
         reindex_s = time.perf_counter() - t0
         # what the app does at start: one query per language loads the tokenizers
         app.methods = [name]
@@ -119,9 +121,9 @@ def in_process(dataset: str, retriever: str | None, repeats: int) -> dict[str, A
         for _ in range(repeats):
             for q in queries:
                 query = QueryInput(text=q.query, lang=q.lang)
-                one = serving.search(app.pool, name, [by_vid[q.vid or ""]], query, top_k=5,
+                one = search(app.workspace, name, [by_vid[q.vid or ""]], query, top_k=5,
                                      corpus=corpus)
-                every = serving.search(app.pool, name, corpus, query, top_k=5, corpus=corpus)
+                every = search(app.workspace, name, corpus, query, top_k=5, corpus=corpus)
                 for out in (one, every):
                     if out.error:
                         errors.append(f"{q.qid}: {out.error}")
@@ -129,10 +131,10 @@ def in_process(dataset: str, retriever: str | None, repeats: int) -> dict[str, A
                 if one.moments:
                     answered.setdefault(str(q.qid), (q.vid or "", q.query))
                 everywhere.append(every.latency_s)
-                sess = serving.Session.open(app.sessions)
+                sess = Session.open(app.sessions)
                 t0 = time.perf_counter()
-                result = app_mod.on_search(app, sess, [q.vid], q.query, None, name, 5)
-                fig = app_mod.on_timeline(app, sess, result[3])
+                result = handlers.on_search(app, sess, [q.vid], q.query, None, name, 5)
+                fig = handlers.on_timeline(app, sess, result[3])
                 if fig is not None:  # gradio renders the plot to an image before sending it
                     fig.savefig(io.BytesIO(), format="webp")
                 handler.append(time.perf_counter() - t0)
@@ -341,7 +343,7 @@ def write_report(path: Path, command: str, mach: dict[str, str], load_before: tu
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default=serving.demo_dataset())
+    parser.add_argument("--dataset", default=demo_dataset())
     parser.add_argument("--retriever", action="append", default=None,
                         help="configuration, repeatable; the first one also drives the browser "
                              "part (default: best on the leaderboard, else bm25-text)")
