@@ -94,18 +94,27 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from bench.eval.runner import search_files
+    from bench.types import QueryInput
+    from bench.workspace import Workspace, videos_from_files
 
-    moments = search_files([Path(v) for v in args.video], args.query,
-                           Path(args.image) if args.image else None, args.retriever,
-                           top_k=args.top_k, device=args.device)
+    if not (args.query and args.query.strip()) and args.image is None:
+        raise BadInput("give a --query text or an --image to search for")
+    videos = videos_from_files([Path(v) for v in args.video])
+    query = QueryInput(text=args.query, image=args.image)
+    workspace = Workspace(device=args.device)
+    (result,), _ = workspace.search(args.retriever, videos, [query], top_k=args.top_k,
+                                    vids=[v.vid for v in videos])
+    moments = result.moments
     if args.json:
-        _emit_json({"query": args.query, "image": args.image, "retriever": args.retriever,
-                    "moments": [{"vid": m.vid, "start": m.start, "end": m.end, "score": m.score,
-                                 "evidence": m.evidence.to_dict()} for m in moments]})
+        doc = {"query": args.query, "image": args.image, "retriever": args.retriever,
+               "moments": [{"vid": m.vid, "start": m.start, "end": m.end, "score": m.score,
+                            "evidence": m.evidence.to_dict()} for m in moments]}
+        if result.reason:
+            doc["reason"] = result.reason
+        _emit_json(doc)
         return 0
     if not moments:
-        print("no moments found")
+        print(f"no moments found: {result.reason}" if result.reason else "no moments found")
     for i, m in enumerate(moments, start=1):
         print(f"{i:2d}. {m.vid}  {fmt_window(m.start, m.end)}  score {m.score:.4f}")
     return 0

@@ -7,19 +7,49 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.errors import Unavailable
-from bench.types import Moment, QueryInput, Video
+from bench.errors import BadInput, Unavailable
+from bench.types import QueryInput, Video
 
 if TYPE_CHECKING:
+    from bench.engine.search import QueryResult
     from bench.retrievers.base import Retriever, RetrieverConfig
     from bench.store import FeatureStore
 
 Build = Callable[["RetrieverConfig", str, "Workspace"], "Retriever"]
 IndexKey = frozenset[tuple[str, str | None]]
+
+
+def unique_vid(stem: str, taken: Collection[str]) -> str:
+    """The vid of a video file named ``stem``: the stem itself, or ``stem-2``, ``stem-3``...
+    while that is taken (two files with one name in a search, an upload named like a video
+    of the embedded set)."""
+    vid, n = stem, 2
+    while vid in taken:
+        vid, n = f"{stem}-{n}", n + 1
+    return vid
+
+
+def videos_from_files(paths: Sequence[Path], taken: Collection[str] = ()) -> list[Video]:
+    """Local video files as :class:`Video` rows (probed for their duration), vids by
+    :func:`unique_vid`. BadInput for a missing or unreadable file."""
+    from bench.video import probe
+
+    used = set(taken)
+    videos = []
+    for p in paths:
+        path = Path(p)
+        if not path.is_file():
+            raise BadInput(f"{path}: video file not found")
+        info = probe(path)
+        vid = unique_vid(path.stem, used)
+        used.add(vid)
+        videos.append(Video(vid=vid, path=str(path.resolve()), duration=info.duration_s))
+    return videos
 
 
 def _build(config: RetrieverConfig, device: str, workspace: Workspace) -> Retriever:
@@ -149,15 +179,15 @@ class Workspace:
 
     def search(self, spec: str | RetrieverConfig, videos: Sequence[Video],
                queries: Sequence[QueryInput], *, top_k: int, vids: Sequence[str] | None,
-               ) -> tuple[list[list[Moment]], float]:
+               ) -> tuple[list[QueryResult], float]:
         """Index ``videos`` if needed, then search ``vids`` (None: all of ``videos``), all
-        under the retriever's lock. Returns (moments per query, search seconds): indexing
-        is not counted."""
+        under the retriever's lock: the one search path of the CLI, the runner and the Space.
+        Returns (per query its moments and reason, search seconds): indexing is not counted."""
         name, config = self._config(spec)
         with self._lock_for(name):
             r = self._get_locked(name, config)
             self._index_locked(name, r, videos)
             t0 = time.perf_counter()
-            results = r.search(list(queries), top_k=top_k,
-                               vids=list(vids) if vids is not None else None)
-            return [list(moments) for moments in results], time.perf_counter() - t0
+            results = r.search_results(list(queries), top_k=top_k,
+                                       vids=list(vids) if vids is not None else None)
+            return results, time.perf_counter() - t0

@@ -7,9 +7,10 @@ import json
 import pytest
 
 from bench.cli import main
+from bench.engine.search import QueryResult
 from bench.errors import Unavailable
 from bench.eval.results import iter_results
-from bench.eval.runner import run_one
+from bench.eval.runner import mock_run, run, run_one
 from bench.retrievers import FAMILIES
 from bench.retrievers.base import Retriever, RetrieverConfig
 from bench.types import Moment
@@ -32,6 +33,9 @@ class Oracle:
         self.indexed = [v.vid for v in videos]
 
     def search(self, queries, *, top_k=10, vids=None):
+        return [r.moments for r in self.search_results(queries, top_k=top_k, vids=vids)]
+
+    def search_results(self, queries, *, top_k=10, vids=None):
         if self.mode == "crash":
             raise RuntimeError("boom")
         out = []
@@ -40,8 +44,14 @@ class Oracle:
                        for i, (v, s, e) in enumerate(self.truth[str(q.qid)])]
             if vids is not None:
                 moments = [m for m in moments if m.vid in vids]
-            out.append(moments[:top_k])
+            out.append(QueryResult(moments[:top_k]))
         return out
+
+    def stats(self):
+        return {"indexed": len(self.indexed)}
+
+    def reset_stats(self):
+        return None
 
     def provenance(self):
         return {"models": [{"id": "oracle", "random_init": False}]}
@@ -95,6 +105,32 @@ def test_unavailable_and_failed_are_recorded_and_the_run_goes_on(oracle_truth, t
     assert "RuntimeError: boom" in (crashed[0].reason or "")
     fine = run_one(cfg(), qs, ("grounding",), out=tmp_path, progress=False)
     assert fine[0].status == "ok"
+
+
+def test_mock_run_indexes_once_and_a_run_builds_each_model_once(oracle_truth, tmp_path, monkeypatch):
+    path = tmp_path / "oracle.yaml"
+    path.write_text("name: oracle-mock\nfamily: test-oracle\n", encoding="utf-8")
+    calls = {"built": 0, "indexed": 0}
+    init, index = Oracle.__init__, Oracle.index
+
+    def counted_init(self, config, device):
+        calls["built"] += 1
+        init(self, config, device)
+
+    def counted_index(self, videos, store):
+        calls["indexed"] += 1
+        index(self, videos, store)
+
+    monkeypatch.setattr(Oracle, "__init__", counted_init)
+    monkeypatch.setattr(Oracle, "index", counted_index)
+    doc = mock_run(str(path), device="cpu")
+    assert doc["status"] == "ok" and doc["checks"] == [] and doc["metrics"]["R1@0.5"] == 1.0
+    assert calls == {"built": 1, "indexed": 1}
+    # two sets over the same videos: one build, one index
+    results = run(["synthetic-mini", str(oracle_truth.root)], [str(path)], out=None, device="cpu",
+                  modes=("grounding",), progress=False)
+    assert [r.status for r in results] == ["ok", "ok"]
+    assert calls == {"built": 2, "indexed": 2}
 
 
 def test_cli_list_and_bad_input_exit_codes(capsys, tmp_path):

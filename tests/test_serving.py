@@ -19,11 +19,25 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.engine.search import QueryResult
 from bench.errors import BadInput, Unavailable
 from bench.eval.results import ResultFile, predictions_path, save_result
-from bench.evidence import fmt_ts, fmt_window
+from bench.evidence import (
+    ClipEvidence,
+    ClipMatch,
+    FrameEvidence,
+    FrameMatch,
+    FusedEvidence,
+    MemberMatch,
+    NoEvidence,
+    SceneEvidence,
+    Snippet,
+    TextEvidence,
+    fmt_ts,
+    fmt_window,
+)
 from bench.retrievers.base import RetrieverConfig
-from bench.serving.display import best_iou, describe_evidence, iou, score_timeline, timeline_figure
+from bench.serving.display import best_iou, describe_evidence, score_timeline, timeline_figure
 from bench.serving.leaderboard import (
     browser_queries,
     disagreement,
@@ -203,54 +217,50 @@ def test_time_formatting() -> None:
 
 # --- evidence, IoU, plots --------------------------------------------------------------------
 
-BM25_EVIDENCE = {
-    "method": "bm25", "terms": ["budget", "slide"],
-    "snippets": [{"start": 12.0, "end": 15.0, "source": "ocr", "text": "Budget 2025",
-                  "terms": ["budget"]},
-                 {"start": 14.0, "end": 16.0, "source": "speech", "text": "the  budget\nslide",
-                  "terms": ["budget", "slide"]},
-                 {"start": 30.0, "source": "speech", "text": "x"},
-                 {"start": 40.0, "source": "speech", "text": "y"}]}
+BM25_EVIDENCE = TextEvidence("bm25", (
+    Snippet(12.0, 15.0, "ocr", "Budget 2025", terms=("budget",)),
+    Snippet(14.0, 16.0, "speech", "the  budget\nslide", terms=("budget", "slide")),
+    Snippet(30.0, 31.0, "speech", "x"), Snippet(40.0, 41.0, "speech", "y")), terms=("budget", "slide"))
 
 
 def test_evidence_of_text_methods_shows_snippets_with_times() -> None:
     assert describe_evidence(BM25_EVIDENCE) == (
         "terms: budget, slide · snippets: [00:12 ocr] Budget 2025; [00:14 speech] the budget "
         "slide; [00:30 speech] x (+1)")
-    dense = {"method": "dense", "model": "minilm", "snippets": [
-        {"start": 3.0, "end": 4.0, "source": "subtitle", "text": "hello", "similarity": 0.71}]}
+    dense = TextEvidence("dense", (Snippet(3.0, 4.0, "subtitle", "hello", similarity=0.71),),
+                         model="minilm")
     assert describe_evidence(dense) == "snippets: [00:03 subtitle] hello"
+    assert dense.to_dict() == {"method": "dense", "model": "minilm", "snippets": [
+        {"start": 3.0, "end": 4.0, "source": "subtitle", "text": "hello", "similarity": 0.71}]}
 
 
-def test_evidence_of_frame_llm_and_fusion_methods() -> None:
-    assert describe_evidence({"frame_times": [1.5, 2.0], "peak": 0.31234}) == (
-        "frame times: 1.5, 2 · peak: 0.312")
-    llm = {"method": "llm-metadata", "description": "a chef  cuts a pizza",
-           "evidence": ["[00:03] narration: cutting"], "confidence": 0.8, "timestamp": "00:03",
-           "rank": 1, "model": "tiny", "window": [3, 9]}
+def test_evidence_of_frame_clip_llm_and_fusion_methods() -> None:
+    frames = FrameEvidence((FrameMatch(1.5, 0.25), FrameMatch(2.0, 0.31234)), peak_s=2.0)
+    assert describe_evidence(frames) == "frames: 00:02 (0.312), 00:02 (0.25) · peak: 00:02"
+    clips = ClipEvidence((ClipMatch(0.0, 8.0, 0.2),), reranked=True, plain_score=0.31234)
+    assert describe_evidence(clips) == "clips: 00:00-00:08 (0.2) · plain score: 0.312"
+    llm = SceneEvidence("a chef  cuts a pizza", ("[00:03] narration: cutting",), confidence=0.8,
+                        timestamp="00:03", rank=1, model="tiny", chunk="00:00-05:00")
     assert describe_evidence(llm) == (
         "description: a chef cuts a pizza · evidence: [00:03] narration: cutting · confidence: 0.8"
-        " · window: 00:03-00:09")
-    fused = {"method": "fusion", "fusion": "rrf", "members": {
-        "clip-frames-tiny": {"rank": 4, "score": 0.2, "start": 1, "end": 2,
-                             "evidence": {"method": "clip"}},
-        "bm25-text": {"rank": 1, "score": 7.0, "start": 12, "end": 16, "evidence": BM25_EVIDENCE}}}
+        " · chunk: 00:00-05:00")
+    fused = FusedEvidence("rrf", {
+        "clip-frames-tiny": MemberMatch(4, 0.2, 1, 2, FrameEvidence((), None)),
+        "bm25-text": MemberMatch(1, 7.0, 12, 16, BM25_EVIDENCE)})
     assert describe_evidence(fused, limit=1000) == (
         "agreed: bm25-text #1, clip-frames-tiny #4 · terms: budget, slide · snippets: [00:12 ocr] "
         "Budget 2025; [00:14 speech] the budget slide; [00:30 speech] x (+1)")
-    assert describe_evidence({"ranks": {"bm25-text": 1, "clip": 4}}) == (
-        "ranks: bm25-text 1, clip 4")
+    assert list(fused.to_dict()["members"]) == ["bm25-text", "clip-frames-tiny"]
 
 
 def test_evidence_is_cut_to_the_limit() -> None:
-    text = describe_evidence({"description": "word " * 100}, limit=40)
+    text = describe_evidence(SceneEvidence("word " * 100), limit=40)
     assert len(text) == 40 and text.endswith("…")
 
 
-def test_iou() -> None:
-    assert iou((0, 10), (5, 15)) == pytest.approx(5 / 15)
-    assert iou((0, 1), (2, 3)) == 0.0
+def test_best_iou() -> None:
     assert best_iou((10, 20), [(0, 5), (12, 20)]) == pytest.approx(0.8)
+    assert best_iou((0, 10), [(5, 15)]) == pytest.approx(5 / 15)
     assert best_iou((10, 20), []) == 0.0
 
 
@@ -306,15 +316,21 @@ class FakeRetriever:
 
     def search(self, queries: Sequence[QueryInput], *, top_k: int = 10,
                vids: Sequence[str] | None = None) -> list[list[Moment]]:
+        return [r.moments for r in self.search_results(queries, top_k=top_k, vids=vids)]
+
+    def search_results(self, queries: Sequence[QueryInput], *, top_k: int = 10,
+                       vids: Sequence[str] | None = None) -> list[QueryResult]:
         self.asked.append(queries[0].text)
         if queries[0].text == "crash":
             raise RuntimeError("boom\nsecond line")
         if queries[0].text == "bad":
             raise BadInput("this method takes text queries")
+        if queries[0].text == "stop":
+            return [QueryResult([], "the query has no searchable terms")]
         out = []
         for i, vid in enumerate(v for v in self.indexed if vids is None or v in vids):
-            out.append(Moment(vid, 1.0 + i, 2.0 + i, 1.0 / (i + 1), {"text": "hit"}))
-        return [out[:top_k]]
+            out.append(Moment(vid, 1.0 + i, 2.0 + i, 1.0 / (i + 1), NoEvidence(note="hit")))
+        return [QueryResult(out[:top_k])]
 
     def provenance(self) -> dict[str, Any]:
         return {}
@@ -380,6 +396,8 @@ def test_search_reports_problems_as_one_line(fake_workspace: Workspace,
     assert out.error == "failed: RuntimeError: boom second line" and not out.unavailable
     out = search(ws, "bm25", vs, QueryInput(text="bad"))
     assert out.error == "this method takes text queries"
+    out = search(ws, "bm25", vs, QueryInput(text="stop"))  # no moments: the engine's reason
+    assert out.moments == [] and out.error == "the query has no searchable terms"
     with pytest.raises(BadInput, match="^Choose at least one video"):
         search(ws, "bm25", [], QueryInput(text="x"))
 
@@ -629,7 +647,7 @@ def test_search_handler(app: Any) -> None:
     assert [ax.get_title(loc="left") for ax in fig.axes] == ["v2"]
     assert fig.axes[0].get_xlim() == (0.0, 3.0)  # the video's duration
     assert handlers.on_timeline(app, sess, []) is None
-    assert "1. `v2` **00:01-00:02** · score 1.000 · text: hit" in details
+    assert "1. `v2` **00:01-00:02** · score 1.000 · hit" in details
     assert calls and calls[0][0] == 0.05
     out = handlers.on_search(app, sess, ["v1"], "sign", None, "missing-llm", 3)
     assert out[1] == ("⚠ **missing-llm** unavailable: missing-llm: weights not found; "

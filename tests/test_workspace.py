@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bench.engine import QueryResult
+from bench.engine.search import QueryResult
 from bench.errors import BadInput, Unavailable
 from bench.retrievers.base import Retriever, RetrieverConfig
 from bench.retrievers.fusion import Fusion
@@ -91,7 +91,7 @@ def test_builds_once_and_reindexes_only_when_the_videos_change() -> None:
     ws = workspace(build)
     r = cfg("r")
     out, took = ws.search(r, videos("a", "b"), Q, top_k=5, vids=["b"])
-    assert [[m.vid for m in ms] for ms in out] == [["b"]] and took >= 0.0
+    assert [[m.vid for m in r.moments] for r in out] == [["b"]] and took >= 0.0
     ws.search(r, videos("b", "a"), Q, top_k=5, vids=None)  # the same videos in another order
     assert ws.builds == {"r": 1} and build.made["r"].index_calls == [["a", "b"]]
     ws.search(r, videos("a", "b", "up"), Q, top_k=5, vids=None)
@@ -154,7 +154,7 @@ def test_concurrent_callers_share_one_build_and_no_lock_spans_all_retrievers() -
         t.start()
     assert slow_started.wait(10)
     # while "slow" is being built, another retriever builds and searches
-    fast: list[list[list[Moment]]] = []
+    fast: list[list[QueryResult]] = []
     other = threading.Thread(target=lambda: fast.append(
         ws.search(cfg("fast"), videos("a"), Q, top_k=1, vids=None)[0]))
     other.start()
@@ -162,7 +162,7 @@ def test_concurrent_callers_share_one_build_and_no_lock_spans_all_retrievers() -
     done_before_release = not other.is_alive()
     release.set()
     other.join(10)
-    assert done_before_release and [m.vid for m in fast[0][0]] == ["a"]
+    assert done_before_release and [m.vid for m in fast[0][0].moments] == ["a"]
     for t in threads:
         t.join(10)
     assert len(got) == 3 and all(r is inner.made["slow"] for r in got)
@@ -213,8 +213,8 @@ def test_a_fusion_searches_its_members_on_its_own_videos() -> None:
     # someone else moves the shared member to other videos between the fusion's calls
     ws.search("bm25-text", videos("c"), Q, top_k=5, vids=None)
     out, _ = ws.search(spec, videos("a", "b"), Q, top_k=5, vids=None)
-    assert {m.vid for m in out[0]} == {"a", "b"}
-    assert {name for m in out[0] for name in m.evidence.members} == {  # type: ignore[attr-defined]
+    assert {m.vid for m in out[0].moments} == {"a", "b"}
+    assert {name for m in out[0].moments for name in m.evidence.members} == {  # type: ignore[attr-defined]
         "bm25-text", "dense-text-minilm"}
     assert bm25.index_calls == [["a", "b"], ["c"], ["a", "b"]]
     assert build.made["dense-text-minilm"].index_calls == [["a", "b"]]  # not moved: not redone

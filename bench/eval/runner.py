@@ -24,9 +24,10 @@ from bench import timing
 from bench.errors import BadInput, BenchError, Unavailable
 from bench.eval.results import ResultFile, find_random_init, save_result
 from bench.paths import repo_root
-from bench.retrievers import build_retriever, get_config, load_configs
-from bench.retrievers.base import Retriever, RetrieverConfig
+from bench.retrievers import get_config, load_configs
+from bench.retrievers.base import RetrieverConfig
 from bench.types import Moment, Prediction, Query, QueryInput, QuerySet, Video
+from bench.workspace import Workspace
 
 log = logging.getLogger("bench")
 
@@ -96,19 +97,20 @@ def percentiles(values: Sequence[float]) -> dict[str, float]:
             "p99_s": float(np.percentile(arr, 99)), "mean_s": float(arr.mean()), "n": float(len(arr))}
 
 
-def search_queries(retriever: Retriever, qs: QuerySet, queries: Sequence[Query], mode: Mode,
-                   top_k: int, recorder: timing.TimingRecorder,
+def search_queries(workspace: Workspace, cfg: RetrieverConfig, videos: Sequence[Video], qs: QuerySet,
+                   queries: Sequence[Query], mode: Mode, top_k: int, recorder: timing.TimingRecorder,
                    errors: dict[str, str], progress: bool = True) -> list[Prediction]:
-    """One search call per query (so latency is per query), in grounding or corpus mode."""
+    """One search call per query (so latency is per query), in grounding or corpus mode,
+    through the workspace; a query's reason (or its BadInput) goes to ``errors``."""
     preds = []
-    for q in tqdm(queries, desc=f"search {retriever.name} [{mode}]", unit="q", leave=False,
+    for q in tqdm(queries, desc=f"search {cfg.name} [{mode}]", unit="q", leave=False,
                   disable=not progress):
         qin = QueryInput.from_query(q, qs.root)
         vids = [q.vid] if mode == "grounding" and q.vid is not None else None
         t0 = time.perf_counter()
         try:
             with timing.stage("query_total"):
-                result = retriever.search_results([qin], top_k=top_k, vids=vids)[0]
+                (result,), _ = workspace.search(cfg, videos, [qin], top_k=top_k, vids=vids)
             moments = result.moments
             if result.reason:
                 errors[str(q.qid)] = result.reason
@@ -150,11 +152,12 @@ def _split_metrics(result: dict[str, Any]) -> tuple[dict[str, float], dict[str, 
 
 def run_one(cfg: RetrieverConfig, qs: QuerySet, modes: Sequence[Mode], *, device: str = "auto",
             top_k: int = 10, out: Path | None = None, store: Any = None,
-            progress: bool = True) -> list[ResultFile]:
-    """Run one configuration on one query set in each mode; write results when ``out`` is set."""
-    from bench.store import FeatureStore
+            progress: bool = True, workspace: Workspace | None = None) -> list[ResultFile]:
+    """Run one configuration on one query set in each mode; write results when ``out`` is set.
 
-    store = store or FeatureStore()
+    The retriever comes from ``workspace`` (a new one on ``device`` and ``store`` if not
+    given), so a run over several sets builds each model once."""
+    workspace = workspace or Workspace(device=device, store=store)
     base: dict[str, Any] = dict(retriever=cfg.name, family=cfg.family, config_revision=cfg.revision,
                 dataset=qs.name, split=qs.split)
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -163,12 +166,12 @@ def run_one(cfg: RetrieverConfig, qs: QuerySet, modes: Sequence[Mode], *, device
     recorder = timing.TimingRecorder()
     try:
         with timing.recording(recorder):
-            retriever = build_retriever(cfg, device)
+            retriever = workspace.retriever(cfg)
             videos = local_videos(qs)
             video_s = sum(v.duration or 0.0 for v in videos)
             t0 = time.perf_counter()
             with timing.stage("index_total", items=len(videos), video_s=video_s):
-                retriever.index(videos, store)
+                workspace.index(cfg, videos)
             index_wall = time.perf_counter() - t0
     except Unavailable as exc:
         log.warning("%s unavailable: %s", cfg.name, exc)
@@ -196,7 +199,8 @@ def run_one(cfg: RetrieverConfig, qs: QuerySet, modes: Sequence[Mode], *, device
         errors: dict[str, str] = {}
         try:
             with timing.recording(rec):
-                preds = search_queries(retriever, qs, queries, mode, top_k, rec, errors, progress)
+                preds = search_queries(workspace, cfg, videos, qs, queries, mode, top_k, rec, errors,
+                                       progress)
             scored = _metrics(qs, queries, preds)
         except Unavailable as exc:
             results.append(_write(out, ResultFile(**base, mode=mode, status="unavailable",
@@ -238,6 +242,7 @@ def run(datasets: Sequence[str], retrievers: Sequence[str], *, out: Path | None,
     from bench.datasets import resolve_dataset
 
     configs = [get_config(r) for r in retrievers] if retrievers else list(load_configs().values())
+    workspace = Workspace(device=device)
     results = []
     for spec in datasets or ["synthetic-v1"]:
         qs = resolve_dataset(spec)
@@ -246,51 +251,26 @@ def run(datasets: Sequence[str], retrievers: Sequence[str], *, out: Path | None,
         for cfg in configs:
             log.info("running %s on %s", cfg.name, qs.name)
             results.extend(run_one(cfg, qs, modes, device=device, top_k=top_k, out=out,
-                                   progress=progress))
+                                   progress=progress, workspace=workspace))
     return results
 
 
 def index_dataset(dataset: str, retriever: str, *, device: str = "auto") -> dict[str, Any]:
     """``python -m bench index``: index every video of a set into the feature store."""
     from bench.datasets import resolve_dataset
-    from bench.store import FeatureStore
 
     qs = resolve_dataset(dataset)
     cfg = get_config(retriever)
+    workspace = Workspace(device=device)
     rec = timing.TimingRecorder()
     with timing.recording(rec):
-        r = build_retriever(cfg, device)
+        workspace.retriever(cfg)
         videos = local_videos(qs)
         t0 = time.perf_counter()
-        r.index(videos, FeatureStore())
+        workspace.index(cfg, videos)
         wall = time.perf_counter() - t0
     return {"dataset": qs.name, "retriever": cfg.name, "videos": len(videos), "wall_s": wall,
             "timing": rec.as_dict()}
-
-
-def search_files(paths: Sequence[Path], text: str | None, image: Path | None, retriever: str,
-                 *, top_k: int = 10, device: str = "auto") -> list[Moment]:
-    """``python -m bench search``: index the given files (cached) and search them."""
-    from bench.store import FeatureStore
-    from bench.video import probe
-
-    if not (text and text.strip()) and image is None:
-        raise BadInput("give a --query text or an --image to search for")
-    videos: list[Video] = []
-    seen: dict[str, int] = {}
-    for p in paths:
-        path = Path(p)
-        if not path.is_file():
-            raise BadInput(f"{path}: video file not found")
-        info = probe(path)
-        stem = path.stem
-        seen[stem] = seen.get(stem, 0) + 1
-        vid = stem if seen[stem] == 1 else f"{stem}-{seen[stem]}"
-        videos.append(Video(vid=vid, path=str(path.resolve()), duration=info.duration_s))
-    r = build_retriever(retriever, device)
-    r.index(videos, FeatureStore())
-    query = QueryInput(text=text, image=str(image) if image else None)
-    return r.search([query], top_k=top_k, vids=[v.vid for v in videos])[0]
 
 
 def mock_run(retriever: str, *, device: str = "cpu") -> dict[str, Any]:
@@ -304,24 +284,24 @@ def mock_run(retriever: str, *, device: str = "cpu") -> dict[str, Any]:
     qs = resolve_dataset("synthetic-mini")
     cfg = get_config(retriever)
     problems: list[str] = []
-    results = run_one(cfg, qs, ("grounding",), device=device, top_k=5, out=None, progress=False)
+    workspace = Workspace(device=device)
+    results = run_one(cfg, qs, ("grounding",), device=device, top_k=5, out=None, progress=False,
+                      workspace=workspace)
     res = results[0] if results else None
     if res is None or res.status != "ok":
         return {"retriever": cfg.name, "status": res.status if res else "failed",
                 "reason": res.reason if res else "no result", "checks": []}
-    r = build_retriever(cfg, device)
-    from bench.store import FeatureStore
-
-    r.index(local_videos(qs), FeatureStore())
+    videos = local_videos(qs)  # indexed by the run above: the workspace does not index again
     durations = {v.vid: v.duration for v in qs.videos.values()}
     for q in qs.queries:
         if q.vid is None:
             continue
-        got = r.search([QueryInput.from_query(q, qs.root)], top_k=5, vids=[q.vid])
+        got, _ = workspace.search(cfg, videos, [QueryInput.from_query(q, qs.root)], top_k=5,
+                                  vids=[q.vid])
         if len(got) != 1:
             problems.append(f"{q.qid}: {len(got)} result lists for 1 query")
             continue
-        moments = got[0]
+        moments = got[0].moments
         if len(moments) > 5:
             problems.append(f"{q.qid}: {len(moments)} moments > top_k=5")
         scores = [m.score for m in moments]

@@ -5,105 +5,26 @@ ground truth, and timeline plots (bare matplotlib Figures, no pyplot).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from bench.evidence import fmt_ts, fmt_window
+from bench.evidence import Evidence, cut, fmt_window
+from bench.spans import temporal_iou
 from bench.types import Moment
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-_TEXT_KEYS = ("text", "description", "snippet", "caption", "reason")
-_TIME_KEYS = ("start", "time", "t", "start_s")
-_WINDOW_KEYS = ("window", "span", "range")
-
-
-def _is_window(key: str, value: Any) -> bool:
-    """``[start, end]`` under a window-like key (a bare pair of numbers may be two frame times)."""
-    return (any(w in key for w in _WINDOW_KEYS) and isinstance(value, list | tuple)
-            and len(value) == 2 and all(isinstance(x, int | float) for x in value))
-
-
-def _item(value: Any) -> str:
-    if isinstance(value, Mapping):
-        text = next((_scalar(value[k]) for k in _TEXT_KEYS if value.get(k)), "")
-        t = next((value[k] for k in _TIME_KEYS if isinstance(value.get(k), int | float)), None)
-        src = value.get("source")
-        stamp = " ".join(x for x in (fmt_ts(float(t)) if t is not None else "", str(src or "")) if x)
-        head = f"[{stamp}]" if stamp else ""
-        if not text:
-            text = ", ".join(f"{k}={_scalar(v)}" for k, v in value.items()
-                             if isinstance(v, str | int | float) and k not in _TIME_KEYS)
-        return f"{head} {text}".strip() if head else text
-    return _scalar(value)
-
-
-def _scalar(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return " ".join(str(value).split())
-
-
-_QUIET_KEYS = frozenset({"method", "model", "fusion", "rank", "timestamp"})
-"""Evidence keys that say which code ran, not why the moment matched."""
-
-
-def describe_evidence(evidence: Mapping[str, Any], limit: int = 240, per_list: int = 3) -> str:
-    """One readable line of why a moment matched: text snippets with their times, matched
-    frame times, an LLM's description, and for a fusion the members that agreed (with the
-    best-ranked member's own evidence)."""
-    parts = []
-    members = evidence.get("members")
-    if isinstance(members, Mapping) and members:
-        ranked = sorted(members.items(), key=lambda kv: _rank_of(kv[1]))
-        parts.append("agreed: " + ", ".join(
-            f"{name} #{_rank_of(m)}" if _rank_of(m) < 10**6 else name for name, m in ranked))
-        for _, m in ranked:
-            inner = m.get("evidence") if isinstance(m, Mapping) else None
-            if isinstance(inner, Mapping) and (text := describe_evidence(inner, limit, per_list)):
-                parts.append(text)
-                break
-    for key, value in evidence.items():
-        if key in _QUIET_KEYS or key == "members":
-            continue
-        if value is None or value == "" or value == [] or value == {}:
-            continue
-        label = key.replace("_", " ")
-        if _is_window(key, value):
-            parts.append(f"{label}: {fmt_window(float(value[0]), float(value[1]))}")
-        elif isinstance(value, list | tuple):
-            shown = [_item(v) for v in value[:per_list]]
-            sep = "; " if any(isinstance(v, Mapping) for v in value) else ", "
-            more = f" (+{len(value) - per_list})" if len(value) > per_list else ""
-            parts.append(f"{label}: " + sep.join(x for x in shown if x) + more)
-        elif isinstance(value, Mapping):
-            inner_text = ", ".join(f"{k} {_scalar(v)}" if isinstance(v, int | float | str) else str(k)
-                                   for k, v in list(value.items())[:4])
-            parts.append(f"{label}: {inner_text}")
-        else:
-            parts.append(f"{label}: {_item(value)}")
-    text = " · ".join(parts)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _rank_of(member: Any) -> int:
-    rank = member.get("rank") if isinstance(member, Mapping) else None
-    return int(rank) if isinstance(rank, int | float) and not isinstance(rank, bool) else 10**6
-
-
-def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Temporal IoU of two ``(start, end)`` windows in seconds."""
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    union = max(a[1], b[1]) - min(a[0], b[0])
-    return inter / union if union > 0 else 0.0
+def describe_evidence(evidence: Evidence, limit: int = 240, per_list: int = 3) -> str:
+    """One readable line of why a moment matched (the evidence describes itself: text
+    snippets with their times, matched frames, an LLM's description, the fusion members that
+    agreed), cut to ``limit`` characters."""
+    return cut(evidence.describe(per_list), limit)
 
 
 def best_iou(window: tuple[float, float], truth: Sequence[tuple[float, float]]) -> float:
     """The window's IoU with the ground-truth window it overlaps most (0 without truth)."""
-    return max((iou(window, (float(s), float(e))) for s, e in truth), default=0.0)
+    return max((temporal_iou(window, (float(s), float(e))) for s, e in truth), default=0.0)
 
 
 def _figure(width_in: float, height_in: float) -> Figure:

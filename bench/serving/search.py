@@ -79,6 +79,8 @@ def search(workspace: Workspace, retriever: str, videos: Sequence[Video], query:
         log.exception("%s failed on a demo query", retriever)
         return SearchOutcome(retriever, [], time.perf_counter() - t0,
                              f"failed: {type(exc).__name__}: {one_line(exc)}")
+    (result,) = results
+    # the engine ranked them; videos outside the choice are none of the visitor's business
     wanted = {v.vid for v in videos}
-    moments = sorted((m for m in results[0] if m.vid in wanted), key=lambda m: -m.score)[:top_k]
-    return SearchOutcome(retriever, moments, took)
+    moments = [m for m in result.moments if m.vid in wanted][:top_k]
+    return SearchOutcome(retriever, moments, took, None if moments else result.reason)

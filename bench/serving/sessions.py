@@ -18,6 +18,7 @@ from pathlib import Path
 from bench.errors import BadInput
 from bench.evidence import fmt_ts
 from bench.types import QueryInput, Video
+from bench.workspace import unique_vid
 
 log = logging.getLogger("bench")
 
@@ -143,11 +144,7 @@ def accept_upload(session: Session, src: Path, original_name: str | None = None,
     if info.duration_s > limits.max_seconds:
         raise BadInput(f"{shown}: {fmt_ts(info.duration_s)} is longer than the "
                        f"{fmt_ts(limits.max_seconds)} limit")
-    stem = Path(name).stem
-    taken = set(reserved) | set(session.uploads)
-    vid, n = stem, 2
-    while vid in taken:
-        vid, n = f"{stem}-{n}", n + 1
+    vid = unique_vid(Path(name).stem, set(reserved) | set(session.uploads))
     dest_dir = (session.root / "uploads").resolve()
     dest = (dest_dir / f"{vid}{suffix}").resolve()
     if dest.parent != dest_dir:  # unreachable after safe_name; kept as the last line of defence
