@@ -93,7 +93,8 @@ def run_queries(r: Any, queries: Sequence[Any], corpus: bool) -> list[dict[str, 
     for q in queries:
         first = len(r.records)
         t0 = time.perf_counter()
-        (moments,) = r.search([QueryInput.from_query(q)], top_k=10, vids=None if corpus else [q.vid])
+        (result,) = r.search_results([QueryInput.from_query(q)], top_k=10,
+                                     vids=None if corpus else [q.vid])
         wall = time.perf_counter() - t0
         recs = r.records[first:]
         rows.append({
@@ -101,8 +102,8 @@ def run_queries(r: Any, queries: Sequence[Any], corpus: bool) -> list[dict[str, 
             "tokens_in": sum(x.tokens_in for x in recs), "tokens_out": sum(x.tokens_out for x in recs),
             "llm_s": sum(x.latency_s for x in recs), "calls": sum(x.calls for x in recs),
             "cached": sum(x.cached_calls for x in recs), "retried": sum(x.retried for x in recs),
-            "chunks": sum(x.chunks for x in recs), "moments": len(moments), "wall_s": wall,
-            "error": r.last_errors.get(q.qid)})
+            "chunks": sum(x.chunks for x in recs), "moments": len(result.moments),
+            "wall_s": wall, "error": result.reason})
     return rows
 
 
