@@ -95,6 +95,12 @@ def _sibling_name(target: Path, tag: str) -> Path:
     return target.with_name(f".{target.name}.{tag}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
+def temp_sibling(target: Path) -> Path:
+    """A unique path beside ``target`` with its suffix, for a tool that writes the file itself
+    (ffmpeg picks its format by the suffix): write there, then ``replace`` it onto ``target``."""
+    return target.with_name(f".{target.stem}.{os.getpid()}-{secrets.token_hex(4)}{target.suffix}")
+
+
 def new_sibling_dir(target: Path) -> Path:
     """Create and return an empty directory beside ``target`` named
     ``.<name>.build-<pid>-<random>``, to build ``target``'s replacement in."""

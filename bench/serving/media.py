@@ -5,13 +5,12 @@ has one, else cut by ffmpeg), thumbnail sheets made once per video, and the clip
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 from bench.errors import BadInput
 from bench.evidence import fmt_ts
+from bench.fsio import directory_swap, temp_sibling
 from bench.serving.sessions import safe_name
 from bench.types import Video
 
@@ -22,6 +21,7 @@ def _ffmpeg(cmd: list[str], out: Path, what: str) -> Path:
     try:
         subprocess.run(cmd, check=False, capture_output=True, timeout=FFMPEG_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as exc:
+        out.unlink(missing_ok=True)  # a half-written file
         raise BadInput(f"{what}: ffmpeg did not finish ({type(exc).__name__})") from None
     if not out.is_file() or out.stat().st_size == 0:
         out.unlink(missing_ok=True)
@@ -37,7 +37,7 @@ def thumbnail(video: Video, t: float, out_dir: Path, width: int = 320) -> Path:
     out = out_dir / f"{safe_name(video.vid)}-{int(max(0.0, t) * 10):08d}.jpg"
     if out.is_file():
         return out
-    tmp = out.with_name(f".{out.name}")
+    tmp = temp_sibling(out)
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-ss", f"{max(0.0, t):.2f}", "-i", video.path,
            "-frames:v", "1", "-vf", f"scale={width}:-2", "-f", "image2", str(tmp)]
     _ffmpeg(cmd, tmp, f"{video.vid}: a frame at {fmt_ts(t)}").replace(out)
@@ -76,20 +76,12 @@ def build_sheet(video: Video, root: Path, *, fps: float = SHEET_FPS,
     if (out / SHEET_DONE).is_file():
         return out
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".sheet-", dir=root))
-    try:
+    with directory_swap(out, keep_existing=True) as tmp:  # a concurrent builder's sheet wins
         # The auto decoder hands over to PyAV where decord fails (e.g. sizes it cannot scale to).
         for batch in sample_frames(Path(str(video.path)), fps, short_side=short_side):
             for frame, t in zip(batch.frames, batch.times_s.tolist(), strict=True):
                 Image.fromarray(frame).save(tmp / f"{int(round(t * 1000)):09d}.jpg", quality=85)
         (tmp / SHEET_DONE).write_text(f"{video.vid}\n", encoding="utf-8")
-        try:
-            tmp.rename(out)
-        except OSError:  # another process finished the same sheet first
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -129,7 +121,7 @@ def clip_from(video: Video, start: float, end: float, out_dir: Path) -> Path:
     out = out_dir / f"{safe_name(video.vid)}-{int(start * 10):08d}-{int(stop * 10):08d}.mp4"
     if out.is_file():
         return out
-    tmp = out.with_name(f".{out.stem}.tmp.mp4")
+    tmp = temp_sibling(out)
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-ss", f"{start:.2f}", "-i", video.path,
            "-t", f"{max(0.5, stop - start):.2f}", "-map", "0:v:0", "-map", "0:a:0?",
            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",

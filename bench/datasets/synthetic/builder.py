@@ -10,7 +10,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -24,6 +23,7 @@ from bench.datasets.synthetic.queries import make_queries, scene_rows
 from bench.datasets.synthetic.spec import SynthSpec, load_spec, plan, spec_path
 from bench.datasets.synthetic.tools import Tools, check_tools
 from bench.errors import BadInput
+from bench.fsio import directory_swap
 from bench.types import QuerySet, Video
 
 log = logging.getLogger(__name__)
@@ -67,19 +67,8 @@ def build_from_spec(spec_file: Path, out: Path, options: BuildOptions | None = N
         for stale in [*out.parent.glob(f".{out.name}.build-*"), *out.parent.glob(f".{out.name}.old-*")]:
             shutil.rmtree(stale, ignore_errors=True)  # left by a killed build; we hold the lock
         tools = check_tools(spec)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.build-", dir=out.parent))
-        try:
+        with directory_swap(out) as tmp:
             _build_into(tmp, spec, spec_file, stamp, options, tools)
-            if out.exists():
-                old = out.with_name(f".{out.name}.old-{os.getpid()}")
-                out.rename(old)
-                tmp.rename(out)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return load_query_set(out, spec.name, check_files=True)
 
 
