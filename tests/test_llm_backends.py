@@ -21,7 +21,7 @@ from bench.llm.backends import (
     select_backend,
 )
 from bench.llm.cache import LLMCache, LLMClient, Pricing
-from bench.llm.metadata import metadata_from_segments
+from bench.llm.metadata_local import metadata_from_segments
 from bench.llm.prompts import PROMPT_REVISION
 from bench.retrievers.base import RetrieverConfig
 from bench.retrievers.llm_metadata import LLMMetadata

@@ -26,22 +26,23 @@ from bench.llm.backends import EndpointConfig, OpenAIBackend
 from bench.llm.cache import LLMCache, LLMClient
 from bench.llm.metadata import (
     Entry,
-    ExtractionFailed,
     MetadataConfig,
     VideoMetadata,
     chunk_windows,
-    extract_metadata,
     fit_text,
+    render_metadata,
+)
+from bench.llm.metadata_describe import (
+    ExtractionFailed,
     frame_data_url,
     llm_summary,
     merge_vlm_parts,
-    metadata_from_segments,
     parse_summary_answer,
     parse_vlm_answer,
-    position_label,
-    render_metadata,
     vlm_describe,
 )
+from bench.llm.metadata_extract import extract_metadata
+from bench.llm.metadata_local import metadata_from_segments, position_label
 from bench.llm.prompts import PROMPT_REVISION, localization_messages, vlm_messages
 from bench.retrievers.base import RetrieverConfig
 from bench.retrievers.llm_metadata import LLMMetadata

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from llm_server import Reply, ScriptedLLMServer, handmade_segments, user_text
 
-from bench.llm.metadata import metadata_from_segments, render_metadata
+from bench.llm.metadata import render_metadata
+from bench.llm.metadata_local import metadata_from_segments
 from bench.llm.prompts import DATA_BEGIN, DATA_END, QUERY_BEGIN, QUERY_END, localization_messages, neutralize
 from bench.retrievers.base import RetrieverConfig
 from bench.retrievers.llm_metadata import LLMMetadata

@@ -25,10 +25,10 @@ from bench.llm.metadata import (
     MetadataConfig,
     VideoMetadata,
     chunk_windows,
-    extract_metadata,
     fit_text,
     render_metadata,
 )
+from bench.llm.metadata_extract import extract_metadata
 from bench.llm.parsing import MERGE_IOU, InvalidOutput, Scene, format_range, parse_scenes, uses_hours
 from bench.llm.prompts import PROMPT_REVISION, localization_messages
 from bench.modelref import ModelRef

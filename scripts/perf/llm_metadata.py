@@ -140,7 +140,8 @@ def main() -> None:
 
     from bench.datasets import resolve_dataset
     from bench.llm.cache import LLMCache
-    from bench.llm.metadata import chunk_windows, metadata_from_segments, render_metadata
+    from bench.llm.metadata import chunk_windows, render_metadata
+    from bench.llm.metadata_local import metadata_from_segments
     from bench.modelref import ModelRef
     from bench.retrievers.base import RetrieverConfig
     from bench.retrievers.llm_metadata import LLMMetadata
