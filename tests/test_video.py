@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import bench.video.decode as decode_module
+import bench.video.decord_backend as decord_module
+import bench.video.pyav_backend as pyav_module
 from bench.errors import BadInput
 from bench.video import (
+    DecodeError,
     FrameSelector,
     choose_decoder,
     decord_available,
@@ -24,6 +26,7 @@ from bench.video import (
     sample_frames,
     select_indices,
 )
+from bench.video.packets import Packets, packets
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
                                 reason="ffmpeg/ffprobe not installed")
@@ -512,7 +515,7 @@ def gop_media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def decode_whole(monkeypatch: pytest.MonkeyPatch, path: Path, **kwargs: object) -> tuple[np.ndarray, ...]:
     with monkeypatch.context() as mp:
-        mp.setattr(decode_module, "decode_plan", lambda *a: None)
+        mp.setattr(pyav_module, "decode_plan", lambda *a: None)
         return sample_all(path, decoder="pyav", **kwargs)
 
 
@@ -520,22 +523,22 @@ def decode_whole(monkeypatch: pytest.MonkeyPatch, path: Path, **kwargs: object) 
 def test_planned_decoding_gives_the_same_frames_as_decoding_everything(
         gop_media: dict[str, Path], monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     path = gop_media[name]
-    monkeypatch.setattr(decode_module, "_PLAN_FAILED", set())
+    monkeypatch.setattr(pyav_module, "_PLAN_FAILED", set())
     for fps in (0.2, 1.0, 3.0):
         want = decode_whole(monkeypatch, path, fps=fps, short_side=48, threads=1)
         for threads in (1, 2, 0):
             got = sample_all(path, fps=fps, short_side=48, decoder="pyav", threads=threads)
             assert got[1].tolist() == want[1].tolist() and got[2].tolist() == want[2].tolist()
             assert np.array_equal(got[0], want[0]), (name, fps, threads)
-    assert not decode_module._PLAN_FAILED  # no file needed the fallback
+    assert not pyav_module._PLAN_FAILED  # no file needed the fallback
 
 
 def test_plan_skips_group_tails_only_in_closed_groups(gop_media: dict[str, Path]) -> None:
     for name, tails in (("closed.mp4", True), ("open.mp4", False)):
         path = gop_media[name]
         times = frame_times(path)
-        found = decode_module.packets(path)
-        plan = decode_module.decode_plan(found, times[select_indices(times, 0.2, 12.0)])
+        found = packets(path)
+        plan = pyav_module.decode_plan(found, times[select_indices(times, 0.2, 12.0)])
         assert plan is not None and len(plan) == len(found) == 300
         assert int((plan == 2).sum()) == 3  # 0, 5 and 10 s
         last = int(np.flatnonzero(plan)[-1])
@@ -547,21 +550,21 @@ def test_plan_skips_group_tails_only_in_closed_groups(gop_media: dict[str, Path]
 
 
 def test_plan_refuses_streams_it_cannot_trust(gop_media: dict[str, Path]) -> None:
-    found = decode_module.packets(gop_media["closed.mp4"])
+    found = packets(gop_media["closed.mp4"])
     times = found.time_s.copy()
     times[5] = np.nan
-    broken = decode_module.Packets(time_s=times, key=found.key, shown=found.shown)
-    assert decode_module.decode_plan(broken, np.array([0.0])) is None
-    no_keys = decode_module.Packets(time_s=found.time_s, key=np.zeros_like(found.key), shown=found.shown)
-    assert decode_module.decode_plan(no_keys, np.array([0.0])) is None
-    assert decode_module.decode_plan(found, np.array([0.123456])) is None  # not a frame time
+    broken = Packets(time_s=times, key=found.key, shown=found.shown)
+    assert pyav_module.decode_plan(broken, np.array([0.0])) is None
+    no_keys = Packets(time_s=found.time_s, key=np.zeros_like(found.key), shown=found.shown)
+    assert pyav_module.decode_plan(no_keys, np.array([0.0])) is None
+    assert pyav_module.decode_plan(found, np.array([0.123456])) is None  # not a frame time
 
 
 def test_a_plan_the_decoder_does_not_follow_falls_back_to_decoding_everything(
         gop_media: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     path = gop_media["closed.mkv"]
     want = decode_whole(monkeypatch, path, fps=1.0, batch_size=4)
-    real = decode_module.decode_plan
+    real = pyav_module.decode_plan
 
     def lossy(found: object, selected: np.ndarray) -> np.ndarray | None:
         plan = real(found, selected)  # type: ignore[arg-type]
@@ -570,11 +573,11 @@ def test_a_plan_the_decoder_does_not_follow_falls_back_to_decoding_everything(
         plan[np.flatnonzero(plan == 2)[6]] = 0  # the 7th sampled frame never reaches the decoder
         return plan
 
-    monkeypatch.setattr(decode_module, "decode_plan", lossy)
-    monkeypatch.setattr(decode_module, "_PLAN_FAILED", set())
+    monkeypatch.setattr(pyav_module, "decode_plan", lossy)
+    monkeypatch.setattr(pyav_module, "_PLAN_FAILED", set())
     got = sample_all(path, fps=1.0, batch_size=4, decoder="pyav")
     assert got[2].tolist() == want[2].tolist() and np.array_equal(got[0], want[0])
-    assert len(decode_module._PLAN_FAILED) == 1  # remembered: the next call decodes whole
+    assert len(pyav_module._PLAN_FAILED) == 1  # remembered: the next call decodes whole
 
 
 @pytest.mark.parametrize("decoder", DECODERS)
@@ -607,15 +610,15 @@ def test_pyav_goes_on_from_the_next_frame_when_decord_fails_part_way(
         media: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     path = media["vfr.mp4"]
     want = sample_all(path, fps=8.0, batch_size=3, decoder="pyav")
-    real = decode_module._sample_decord
+    real = decord_module.sample_decord
 
     def fails_after_two_batches(*args: object) -> object:
         for i, batch in enumerate(real(*args)):  # type: ignore[arg-type]
             if i == 2:
-                raise decode_module.DecodeError(f"{path}: decord failed at frame {batch.indices[0]}")
+                raise DecodeError(f"{path}: decord failed at frame {batch.indices[0]}")
             yield batch
 
-    monkeypatch.setattr(decode_module, "_sample_decord", fails_after_two_batches)
+    monkeypatch.setattr(decord_module, "sample_decord", fails_after_two_batches)
     batches = list(sample_frames(path, fps=8.0, batch_size=3))  # dense: auto takes decord
     assert [b.decoder for b in batches[:2]] == ["decord", "decord"]
     assert {b.decoder for b in batches[2:]} == {"pyav"}

@@ -4,17 +4,10 @@ Importing this package imports neither decord nor PyAV; they load on first use.
 """
 
 from bench.video.audio import extract_audio, has_audio_stream
-from bench.video.decode import (
-    DecodeError,
-    FrameBatch,
-    FrameSelector,
-    choose_decoder,
-    decord_available,
-    frame_times,
-    output_size,
-    sample_frames,
-    select_indices,
-)
+from bench.video.decode import sample_frames
+from bench.video.decord_backend import choose_decoder, decord_available
+from bench.video.frames import DecodeError, FrameBatch, FrameSelector, output_size, select_indices
+from bench.video.packets import frame_times
 from bench.video.probe import ProbeInfo, probe
 
 __all__ = [

@@ -22,7 +22,7 @@ import numpy as np
 
 from bench import timing
 from bench.errors import BadInput
-from bench.video.decode import BatchSizes
+from bench.video.frames import BatchSizes
 
 if TYPE_CHECKING:
     import torch

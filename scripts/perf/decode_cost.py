@@ -34,21 +34,21 @@ def cpu_s() -> float:
 def cost(path: Path, fps: float, decoder: str, threads: int, plan: bool,
          repeats: int) -> tuple[float, float, int]:
     """(CPU ms per sampled frame, wall ms per sampled frame, frames): the best of ``repeats``."""
-    import bench.video.decode as decode
+    import bench.video.pyav_backend as pyav_backend
     from bench.video import sample_frames
 
-    real = decode.decode_plan
+    real = pyav_backend.decode_plan
     best: tuple[float, float, int] | None = None
     for _ in range(repeats):
         if not plan:
-            decode.decode_plan = lambda *a: None  # type: ignore[assignment]
+            pyav_backend.decode_plan = lambda *a: None  # type: ignore[assignment]
         try:
             c0, t0 = cpu_s(), time.perf_counter()
             batches = sample_frames(path, fps, short_side=224, decoder=decoder, threads=threads)
             n = sum(len(b) for b in batches)
             cpu, wall = cpu_s() - c0, time.perf_counter() - t0
         finally:
-            decode.decode_plan = real
+            pyav_backend.decode_plan = real
         row = (1000 * cpu / n, 1000 * wall / n, n)
         best = row if best is None or row[0] < best[0] else best
     assert best is not None
