@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bench.engine.search import EngineSearch
 from bench.errors import BadInput
 from bench.modelref import ModelRef
 from bench.types import Moment, QueryInput, Video
@@ -16,6 +17,7 @@ from bench.types import Moment, QueryInput, Video
 if TYPE_CHECKING:
     from bench.engine.search import QueryResult
     from bench.store import FeatureStore
+    from bench.text.windows import TextCorpus
 
 Device = Literal["auto", "cpu", "cuda"]
 
@@ -99,3 +101,17 @@ class Retriever(Protocol):
     def provenance(self) -> dict[str, Any]:
         """Model ids, revisions, checksums, ``random_init`` flags, decoder, device."""
         ...
+
+
+class TextCorpusSearch(EngineSearch):
+    """Engine defaults for families over a :class:`~bench.text.windows.TextCorpus` of
+    timestamped text windows (``bm25-text``, ``dense-text``)."""
+
+    corpus: TextCorpus | None
+
+    def ready(self) -> str | None:
+        return None if self.corpus is not None else "call index() before search()"
+
+    def check_vids(self, vids: Sequence[str]) -> list[str]:
+        assert self.corpus is not None
+        return self.corpus.check_vids(vids)

@@ -21,11 +21,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench.engine.proposals import ProposalConfig
-from bench.engine.search import Candidate, Curve, EngineSearch, NoAnswer
+from bench.engine.search import Candidate, Curve, NoAnswer
 from bench.errors import BadInput, Unavailable
 from bench.evidence import Snippet, TextEvidence
 from bench.fsio import directory_swap
-from bench.retrievers.base import RetrieverConfig, parse_params
+from bench.retrievers.base import RetrieverConfig, TextCorpusSearch, parse_params
 from bench.spans import Window
 from bench.text.extract import TextSources, sources_provenance
 from bench.text.segments import Segment
@@ -216,7 +216,7 @@ def _package_version(dist: str) -> str | None:
         return None
 
 
-class BM25Text(EngineSearch):
+class BM25Text(TextCorpusSearch):
     """The ``bm25-text`` family: BM25 over overlapping time windows of extracted text.
 
     A window's BM25 score is painted onto the lines (segments) of that window that contain
@@ -345,13 +345,6 @@ class BM25Text(EngineSearch):
             (tmp / "done").write_text(key + "\n", encoding="utf-8")
 
     # -- search (the engine calls these; see bench.engine) ------------------------------------
-
-    def ready(self) -> str | None:
-        return None if self.corpus is not None else "call index() before search()"
-
-    def check_vids(self, vids: Sequence[str]) -> list[str]:
-        assert self.corpus is not None
-        return self.corpus.check_vids(vids)
 
     def prepare(self, queries: Sequence[QueryInput],
                 vids: Sequence[str] | None) -> list[_Query | NoAnswer]:

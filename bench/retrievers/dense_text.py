@@ -18,12 +18,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench.engine.proposals import ProposalConfig
-from bench.engine.search import Candidate, Curve, EngineSearch, NoAnswer
+from bench.engine.search import Candidate, Curve, NoAnswer
 from bench.errors import Unavailable
 from bench.evidence import Snippet, TextEvidence
 from bench.index.vector import Kind as IndexKind
 from bench.modelref import ModelRef, ResolvedModel, hub_unavailable_reason, resolve
-from bench.retrievers.base import RetrieverConfig, parse_params
+from bench.retrievers.base import RetrieverConfig, TextCorpusSearch, parse_params
 from bench.spans import Window
 from bench.text.extract import TextSources, sources_provenance
 from bench.text.segments import Segment, sort_segments
@@ -81,7 +81,7 @@ class _Query:
     """int64 ids of the windows it may match."""
 
 
-class DenseText(EngineSearch):
+class DenseText(TextCorpusSearch):
     """The ``dense-text`` family: cosine similarity of query and text embeddings.
 
     Each window (context) and each line (segment) is embedded; a line's score is
@@ -250,13 +250,6 @@ class DenseText(EngineSearch):
                 self._vindex = index
 
     # -- search (the engine calls these; see bench.engine) ------------------------------------
-
-    def ready(self) -> str | None:
-        return None if self.corpus is not None else "call index() before search()"
-
-    def check_vids(self, vids: Sequence[str]) -> list[str]:
-        assert self.corpus is not None
-        return self.corpus.check_vids(vids)
 
     def prepare(self, queries: Sequence[QueryInput],
                 vids: Sequence[str] | None) -> list[_Query | NoAnswer]:

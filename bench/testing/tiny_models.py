@@ -81,6 +81,17 @@ def _split_recipe(config: dict[str, Any], known: set[str]) -> tuple[dict[str, An
     return cfg, merges, image_size
 
 
+def _text_config_with_tokenizer(cfg: dict[str, Any], out_dir: Path, merges: int) -> dict[str, Any]:
+    """Pop ``text_config`` from ``cfg``, save a CLIP BPE tokenizer that fits it into ``out_dir``,
+    and return the text config with that tokenizer's vocabulary size and special token ids."""
+    text = dict(cfg.pop("text_config", {}))
+    max_length = int(text.get("max_position_embeddings", 77))
+    tokenizer = build_clip_tokenizer(out_dir, merges, max_length)
+    text.update(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    return text
+
+
 def build_tiny_clip(config: dict[str, Any], out_dir: Path, seed: int) -> None:
     """Random-init CLIPModel + CLIPTokenizer (open_clip BPE) + image processor into ``out_dir``.
 
@@ -92,11 +103,7 @@ def build_tiny_clip(config: dict[str, Any], out_dir: Path, seed: int) -> None:
 
     cfg, merges, image_size = _split_recipe(config, {"text_config", "vision_config", "projection_dim",
                                                      "logit_scale_init_value"})
-    text = dict(cfg.pop("text_config", {}))
-    max_length = int(text.get("max_position_embeddings", 77))
-    tokenizer = build_clip_tokenizer(out_dir, merges, max_length)
-    text.update(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    text = _text_config_with_tokenizer(cfg, out_dir, merges)
     _save_image_processor(out_dir, image_size, "CLIPImageProcessor")
     torch.manual_seed(seed)
     model = CLIPModel(CLIPConfig(text_config=text, vision_config=dict(cfg.pop("vision_config", {})), **cfg))
@@ -116,11 +123,7 @@ def build_tiny_xclip(config: dict[str, Any], out_dir: Path, seed: int) -> None:
              "prompt_hidden_act", "prompt_num_attention_heads", "prompt_attention_dropout",
              "prompt_projection_dropout", "logit_scale_init_value"}
     cfg, merges, image_size = _split_recipe(config, known)
-    text = dict(cfg.pop("text_config", {}))
-    max_length = int(text.get("max_position_embeddings", 77))
-    tokenizer = build_clip_tokenizer(out_dir, merges, max_length)
-    text.update(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    text = _text_config_with_tokenizer(cfg, out_dir, merges)
     _save_image_processor(out_dir, image_size, "VideoMAEImageProcessor")
     torch.manual_seed(seed)
     model = XCLIPModel(XCLIPConfig(text_config=text, vision_config=dict(cfg.pop("vision_config", {})), **cfg))
