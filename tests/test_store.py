@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -14,8 +15,9 @@ import numpy as np
 import pytest
 
 import bench.store.catalog as catalog
-from bench.errors import BadInput
+from bench.errors import BadInput, Unavailable
 from bench.store import Extractor, FeatureStore, index_videos, index_videos_json
+from bench.store.access import store_errors
 from bench.types import Video
 from bench.video import ProbeInfo, sample_frames
 
@@ -290,6 +292,171 @@ def test_two_stores_on_one_root_see_each_other(tmp_path: Path) -> None:
     assert b.status("v1", EX) == "done"
     b.mark_failed("v2", EX, "bad")
     assert a.failure("v2", EX) == "bad"
+
+
+# -- read-only caches and broken catalogs ---------------------------------------------------
+
+
+PROBE = ProbeInfo(path="v.mp4", duration_s=4.0, fps=25.0, width=64, height=48, rotation=0,
+                  n_frames=100, has_audio=False, video_codec="h264", audio_codec=None, vfr=False)
+
+
+def deny_writes_under(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+    """Make ``root`` (and everything under it) look unwritable, as a read-only mount does even
+    to root; the store decides writability with ``os.access``."""
+    real = os.access
+
+    def access(path: Any, mode: int, **kw: Any) -> bool:
+        if mode & os.W_OK and Path(path).is_relative_to(root):
+            return False
+        return real(path, mode, **kw)
+
+    monkeypatch.setattr(os, "access", access)
+
+
+def test_read_only_store_serves_what_is_indexed(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "cache" / "store"
+    clip = video_file(tmp_path / "v.mp4")
+    with FeatureStore(root) as rw:
+        vid = rw.video_id(clip)
+        rw.save(vid, EX, {"x": np.arange(4.0)}, {"n_frames": 4})
+        rw.save_json(vid, Extractor("ocr", {}), [{"start": 1.0, "text": "hi"}])
+        rw.record_probe(vid, PROBE)
+    def files() -> dict[Path, bytes]:  # SQLite's WAL index files aside: they hold no data
+        return {p: p.read_bytes() for p in root.rglob("*")
+                if p.is_file() and not p.name.endswith(("-wal", "-shm"))}
+
+    before = files()
+    deny_writes_under(monkeypatch, tmp_path / "cache")
+
+    ro = FeatureStore(root)
+    assert ro.read_only
+    assert ro.status(vid, EX) == "done"
+    assert np.array_equal(ro.load(vid, EX)["x"], np.arange(4.0))
+    assert ro.load_json(vid, Extractor("ocr", {})) == [{"start": 1.0, "text": "hi"}]
+    assert ro.load_meta(vid, EX) == {"n_frames": 4} and ro.get_probe(vid)["duration_s"] == 4.0
+    assert ro.video_id(clip) == vid
+    other = video_file(tmp_path / "other.mp4", b"other bytes")
+    assert ro.video_id(other) == catalog.sha256_file(other)[:32]  # hashed, not memoised
+    assert ro.status(vid, Extractor("asr", {})) == "missing"
+    assert ro.artifact_dir("bm25-text") == root / "artifacts" / "bm25-text"
+    for write in (lambda: ro.save(vid, Extractor("asr", {}), {"x": np.zeros(1)}),
+                  lambda: ro.save_json(vid, Extractor("asr", {}), []),
+                  lambda: ro.mark_failed(vid, EX, "no"),
+                  lambda: ro.record_probe(vid, PROBE)):
+        with pytest.raises(Unavailable, match=r"store/? is read-only|read-only and .*SCENEBENCH_CACHE"):
+            write()
+    ro.close()
+    assert files() == before
+    assert not (root / "artifacts").exists()
+
+
+def test_read_only_catalog_falls_back_to_immutable_without_a_wal_index(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only directory cannot hold the WAL index SQLite wants for plain ``mode=ro``."""
+    import bench.store.access as access
+
+    root = tmp_path / "store"
+    with FeatureStore(root) as rw:
+        rw.save("v1", EX, {"x": np.arange(3)})
+    uris: list[str] = []
+    real = access._connect
+
+    def connect(target: str, *, uri: bool = False) -> sqlite3.Connection:
+        uris.append(target)
+        if uri and "immutable" not in target:
+            return real(target + "&vfs=no-such-vfs", uri=True)  # fails to open, as on a read-only mount
+        return real(target, uri=uri)
+
+    monkeypatch.setattr(access, "_connect", connect)
+    deny_writes_under(monkeypatch, root)
+    ro = FeatureStore(root)
+    assert np.array_equal(ro.load("v1", EX)["x"], np.arange(3))
+    assert [u.rsplit("?", 1)[-1] for u in uris] == ["mode=ro", "mode=ro&immutable=1"]
+
+
+def test_read_only_store_ignores_a_damaged_file_without_deleting_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "store"
+    with FeatureStore(root) as rw:
+        rw.save("v1", EX, {"x": np.arange(100)})
+    (f,) = (root / "features").rglob("*.npz")
+    f.write_bytes(f.read_bytes()[:-10])
+    deny_writes_under(monkeypatch, root)
+    ro = FeatureStore(root)
+    assert ro.load("v1", EX) is None and f.exists()
+
+
+def test_read_only_empty_cache_fails_only_when_writing(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    deny_writes_under(monkeypatch, cache)
+    ro = FeatureStore(cache / "store")
+    assert ro.read_only and not (cache / "store").exists()
+    assert ro.status("v1", EX) == "missing" and ro.load("v1", EX) is None and ro.videos() == []
+    with pytest.raises(Unavailable) as err:
+        ro.save("v1", EX, {"x": np.zeros(1)})
+    msg = str(err.value)
+    assert str(cache / "store") in msg and "SCENEBENCH_CACHE" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_catalog_that_is_not_a_database_says_how_to_rebuild(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_only: bool) -> None:
+    root = tmp_path / "store"
+    root.mkdir()
+    bad = root / "catalog.sqlite"
+    bad.write_bytes(os.urandom(4096))
+    if read_only:
+        deny_writes_under(monkeypatch, root)
+    with pytest.raises(BadInput, match="not a SQLite database") as err:
+        FeatureStore(root)
+    assert f"mv {bad} {bad}.broken" in str(err.value)
+    bad.rename(bad.with_name("catalog.sqlite.broken"))
+    monkeypatch.undo()
+    rebuilt = FeatureStore(root)  # the advice works: a fresh catalog, features recomputed
+    rebuilt.save("v1", EX, {"x": np.arange(2)})
+    assert rebuilt.status("v1", EX) == "done"
+
+
+@pytest.mark.parametrize(("exc", "kind", "words"), [
+    (sqlite3.OperationalError("attempt to write a readonly database"), Unavailable, "SCENEBENCH_CACHE"),
+    (sqlite3.OperationalError("database is locked"), Unavailable, "locked"),
+    (sqlite3.DatabaseError("database disk image is malformed"), BadInput, "move it aside"),
+    (PermissionError(13, "Permission denied", "/c/store/features"), Unavailable,
+     "/c/store/features (Permission denied); point SCENEBENCH_CACHE"),
+    (OSError(30, "Read-only file system", "/c/store"), Unavailable, "SCENEBENCH_CACHE"),
+    (OSError(28, "No space left on device", "/c/store/x"), Unavailable, "no space left"),
+])
+def test_store_errors_become_one_line_errors(exc: BaseException, kind: type, words: str) -> None:
+    with pytest.raises(kind, match=re.escape(words)) as err, store_errors(Path("/c/store")):
+        raise exc
+    assert "\n" not in str(err.value)
+
+
+def test_other_os_errors_are_not_disguised() -> None:
+    with pytest.raises(FileNotFoundError), store_errors(Path("/c/store")):
+        raise FileNotFoundError(2, "No such file or directory", "/c/store/x")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through file modes")
+def test_a_chmod_read_only_cache_is_read_only(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    with FeatureStore(root) as rw:
+        rw.save("v1", EX, {"x": np.arange(3)})
+    modes = {p: p.stat().st_mode for p in [root, *root.rglob("*")]}
+    try:
+        for p in modes:
+            p.chmod(p.stat().st_mode & ~0o222)
+        ro = FeatureStore(root)
+        assert ro.read_only and np.array_equal(ro.load("v1", EX)["x"], np.arange(3))
+        with pytest.raises(Unavailable, match="read-only"):
+            ro.save("v2", EX, {"x": np.arange(3)})
+    finally:
+        for p, mode in modes.items():
+            p.chmod(mode)
 
 
 # -- index loop ---------------------------------------------------------------------------

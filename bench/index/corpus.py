@@ -110,7 +110,8 @@ class EmbeddingCorpus:
                     index.add(self.videos[vid].vectors, np.arange(start, start + n, dtype=np.int64))
                     start += n
                 index.build()
-            if saved is not None:
+            writable = self._cache is not None and not self._cache[0].read_only
+            if saved is not None and writable:  # a read-only cache keeps it in memory only
                 index.save(saved)
         self._index, self._owners = index, owners
         self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)

@@ -334,7 +334,7 @@ class BM25Text(TextCorpusSearch):
     def _save(self, store: FeatureStore, key: str, seg_terms: list[list[str]],
               scorer: BM25Scorer | None) -> None:
         final = store.artifact_dir("bm25-text") / key
-        if (final / "done").is_file():
+        if store.read_only or (final / "done").is_file():  # a read-only cache: kept in memory only
             return
         shutil.rmtree(final, ignore_errors=True)  # a half-written leftover of a killed run
         # Another process that finished the same index first keeps its copy.

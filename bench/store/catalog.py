@@ -27,6 +27,7 @@ import numpy as np
 from bench.errors import BadInput
 from bench.fsio import fsync_dir, temp_file
 from bench.paths import cache_home
+from bench.store.access import can_write, open_catalog, read_only_error, store_errors
 from bench.video.probe import ProbeInfo
 
 log = logging.getLogger("bench")
@@ -38,23 +39,6 @@ HASH_CHUNK_BYTES = 1 << 20
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # A machine path in extractor parameters would make the cache key differ between machines.
 _MACHINE_PATH_RE = re.compile(r"^(/|~|[A-Za-z]:[\\/]|\\\\|local-dir:)")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS files (
-    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-    video_id TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS videos (
-    video_id TEXT PRIMARY KEY, size INTEGER, probe TEXT, last_path TEXT);
-CREATE TABLE IF NOT EXISTS extractors (
-    key TEXT PRIMARY KEY, name TEXT NOT NULL, version TEXT NOT NULL, params TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS artefacts (
-    video_id TEXT NOT NULL, extractor TEXT NOT NULL, status TEXT NOT NULL,
-    kind TEXT, relpath TEXT, arrays TEXT, nbytes INTEGER, sha256 TEXT, meta TEXT,
-    reason TEXT,
-    PRIMARY KEY (video_id, extractor));
-"""
-
 
 def canonical_json(obj: Any) -> str:
     """Deterministic JSON (sorted keys, no spaces, NaN refused) used for hashing."""
@@ -167,11 +151,21 @@ class FeatureStore:
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else cache_home() / "store"
-        self.root.mkdir(parents=True, exist_ok=True)
         self.catalog_path = self.root / "catalog.sqlite"
+        self.read_only = not can_write(self.root)
+        """True where the cache cannot be written (a read-only mount, another user's cache):
+        what is indexed there is served, and anything that must be written fails with one
+        line saying so."""
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
+        if self.read_only:
+            log.info("feature store %s is read-only: serving what is indexed there", self.root)
+            with self._lock, store_errors(self.root):
+                self._connect()
+            return
+        with store_errors(self.root):
+            self.root.mkdir(parents=True, exist_ok=True)
         with self._tx() as db:
             db.execute("INSERT OR IGNORE INTO meta VALUES ('catalog_version', ?)", (str(CATALOG_VERSION),))
 
@@ -180,21 +174,17 @@ class FeatureStore:
     def _connect(self) -> sqlite3.Connection:
         # A connection must not cross fork(); reopen in a child process.
         if self._conn is None or self._pid != os.getpid():
-            conn = sqlite3.connect(self.catalog_path, timeout=60.0, isolation_level=None,
-                                   check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=60000")
-            conn.executescript(_SCHEMA)
-            self._conn, self._pid = conn, os.getpid()
+            self._conn = open_catalog(self.catalog_path, read_only=self.read_only)
+            self._pid = os.getpid()
         return self._conn
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE takes the write lock up front, so two
         processes never deadlock upgrading read locks)."""
-        with self._lock:
+        if self.read_only:
+            raise read_only_error(self.root)
+        with self._lock, store_errors(self.root):
             db = self._connect()
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -205,7 +195,7 @@ class FeatureStore:
             db.execute("COMMIT")
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, store_errors(self.root):
             return self._connect().execute(sql, args).fetchall()
 
     def close(self) -> None:
@@ -241,6 +231,8 @@ class FeatureStore:
         if rows:
             return str(rows[0]["video_id"])
         vid = sha256_file(resolved)[:32]
+        if self.read_only:  # the memo is only a shortcut; a read-only store serves without it
+            return vid
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
                        (str(resolved), st.st_size, st.st_mtime_ns, vid))
@@ -314,6 +306,10 @@ class FeatureStore:
         return "done"
 
     def _reset(self, video_id: str, ex: Extractor, why: str) -> None:
+        if self.read_only:
+            log.warning("feature store: %s for video %s is unusable (%s) and the store is "
+                        "read-only", ex.key, video_id, why)
+            return
         log.warning("feature store: discarding %s for video %s: %s; it will be recomputed",
                     ex.key, video_id, why)
         with self._tx() as db:
@@ -325,7 +321,10 @@ class FeatureStore:
             meta_text = canonical_json(dict(meta or {}))
         except (TypeError, ValueError) as exc:
             raise BadInput(f"extractor {ex.key}: meta must be JSON-able ({exc})") from None
-        target, nbytes, digest = _write_atomic(self._dir(video_id, ex), video_id, kind, write)
+        if self.read_only:
+            raise read_only_error(self.root)
+        with store_errors(self.root):
+            target, nbytes, digest = _write_atomic(self._dir(video_id, ex), video_id, kind, write)
         relpath = target.relative_to(self.root).as_posix()
         with self._tx() as db:
             old = db.execute("SELECT relpath FROM artefacts WHERE video_id=? AND extractor=?",
@@ -398,7 +397,8 @@ class FeatureStore:
             return None
         if not ok:
             self._reset(video_id, ex, f"{target} does not match its checksum (truncated or changed)")
-            target.unlink(missing_ok=True)
+            if not self.read_only:
+                target.unlink(missing_ok=True)
             return None
         return target, row
 
@@ -487,12 +487,15 @@ class FeatureStore:
         return removed
 
     def artifact_dir(self, name: str) -> Path:
-        """``root/artifacts/<name>`` (created) for corpus-level artefacts such as a vector
-        index; ``name`` is one or more safe path segments (``"clip/ivf-abc"``)."""
+        """``root/artifacts/<name>`` (created, unless the store is read-only) for corpus-level
+        artefacts such as a vector index; ``name`` is one or more safe path segments
+        (``"clip/ivf-abc"``). Callers skip saving an artefact when :attr:`read_only`."""
         parts = name.split("/")
         if not name or not all(_NAME_RE.match(p) for p in parts):
             raise BadInput(f"artifact name {name!r} must be '/'-separated segments of letters, "
                            "digits, '.', '_' or '-' (no '..')")
         path = self.root.joinpath("artifacts", *parts)
-        path.mkdir(parents=True, exist_ok=True)
+        if not self.read_only:
+            with store_errors(self.root):
+                path.mkdir(parents=True, exist_ok=True)
         return path
