@@ -256,6 +256,29 @@ def test_faststart_file_cut_after_the_first_frames_is_still_readable(media: dict
         assert len(times) >= 1 and np.all(np.diff(times) > 0)
 
 
+def test_truncated_file_takes_the_duration_it_holds_with_one_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    whole = tmp_path / "whole.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=25:duration=7", "-f", "lavfi",
+           "-i", "sine=frequency=440:duration=7", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+           "-c:a", "aac", "-movflags", "+faststart", str(whole))
+    cut = tmp_path / "cut.mp4"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 4])  # the header still says 7 s
+    with caplog.at_level("WARNING", logger="bench"):
+        assert probe(whole).duration_s == pytest.approx(7.0, abs=0.05)
+        assert not caplog.records
+        info = probe(cut)
+        again = probe(cut)
+    assert 0.5 < info.duration_s < 3.0 and again.duration_s == info.duration_s
+    # what the decoder can still give ends within a frame or two of the probed duration
+    times = np.concatenate([b.times_s for b in sample_frames(cut, 25.0, decoder="pyav")])
+    assert info.duration_s - 0.2 <= times[-1] + 0.04 <= info.duration_s + 0.2
+    (record,) = caplog.records  # once per file, not once per probe
+    assert str(cut) in record.message and "7.0 s" in record.message
+    assert f"{info.duration_s:.1f} s" in record.message
+
+
 # -- sampling -----------------------------------------------------------------------------
 
 

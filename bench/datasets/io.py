@@ -77,12 +77,9 @@ def load_query_set(directory: Path, name: str | None = None, *, check_files: boo
             videos[video.vid] = video
     queries = load_queries(qpath)
     card_path = directory / "README.md"
-    split = "test"
-    meta_path = directory / "meta.json"
-    if meta_path.is_file():
-        split = str(json.loads(meta_path.read_text(encoding="utf-8")).get("split", "test"))
     qs = QuerySet(name=name or directory.name, videos=videos, queries=queries, root=directory,
-                  split=split, card=card_path.read_text(encoding="utf-8") if card_path.is_file() else None)
+                  split=_read_split(directory / "meta.json"),
+                  card=_read_text(card_path) if card_path.is_file() else None)
     qs.validate(qpath)
     if check_files:
         for n, video in enumerate(videos.values(), start=1):
@@ -90,6 +87,33 @@ def load_query_set(directory: Path, name: str | None = None, *, check_files: boo
             if p is not None and not p.is_file():
                 raise RowError(f"{vpath}:{n}", "path", f"video file not found: {p}")
     return qs
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{path}: not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8") from None
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+def _read_split(meta_path: Path) -> str:
+    """The ``split`` in a set's ``meta.json`` (``test`` when the file or the key is absent)."""
+    if not meta_path.is_file():
+        return "test"
+    try:
+        meta = json.loads(_read_text(meta_path))
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{meta_path}:{exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno}); "
+                       "fix it, or delete the file (the split is then 'test')") from None
+    if not isinstance(meta, dict):
+        raise BadInput(f"{meta_path}: expected a JSON object like {{\"split\": \"test\"}}, "
+                       f"got {type(meta).__name__}")
+    split = meta.get("split", "test")
+    if isinstance(split, bool) or not isinstance(split, str | int) or not str(split).strip():
+        raise BadInput(f"{meta_path}: \"split\" must be a non-empty string, got {split!r}")
+    return str(split)
 
 
 def save_query_set(qs: QuerySet, directory: Path, *, copy_videos: bool = False) -> Path:

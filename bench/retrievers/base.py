@@ -45,8 +45,20 @@ class RetrieverConfig(BaseModel):
     def from_yaml(cls, path: Path) -> RetrieverConfig:
         try:
             data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise BadInput(f"{path}: cannot read retriever configuration: {exc}") from None
+        except yaml.MarkedYAMLError as exc:
+            # The parser's own message spans several lines with a snippet of the file.
+            mark = exc.problem_mark
+            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+            reason = " ".join(str(exc.problem or exc.context or "syntax error").split())
+            raise BadInput(f"{where}: invalid YAML in retriever configuration ({reason})") from None
+        except yaml.YAMLError as exc:
+            reason = " ".join(str(exc).split())
+            raise BadInput(f"{path}: invalid YAML in retriever configuration ({reason})") from None
+        except UnicodeDecodeError as exc:
+            raise BadInput(f"{path}: not valid UTF-8 (byte {exc.start}); "
+                           "re-encode the file as UTF-8") from None
+        except OSError as exc:
+            raise BadInput(f"{path}: cannot read retriever configuration ({exc.strerror or exc})") from None
         if not isinstance(data, dict):
             raise BadInput(f"{path}: a retriever configuration must be a YAML mapping")
         try:

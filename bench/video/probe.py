@@ -6,6 +6,7 @@ that a file which opens but holds no decodable frame is rejected here, not mid-i
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -15,9 +16,16 @@ from typing import Any
 
 from bench.errors import BadInput
 
+log = logging.getLogger("bench")
+
 VFR_SCAN_PACKETS = 2000
 """Packets read from the start of the stream to detect variable frame rate (about a minute
 at 30 fps); the whole file is never read by :func:`probe`."""
+
+TRUNCATION_SLACK_S = 1.0
+"""How far the header's duration may exceed the span of the packets in a fully scanned file
+before the file counts as truncated (container and stream ends differ by a frame or two)."""
+_warned_truncated: set[tuple[str, int, int]] = set()
 
 
 @dataclass(frozen=True)
@@ -126,6 +134,30 @@ def is_vfr(pts: list[int], time_base: Fraction) -> bool:
     return hi - lo > tolerance and float((hi - lo) * time_base) > 1e-3
 
 
+def _extend_span(spans: dict[int, list[float]], packet: Any) -> None:
+    tb = packet.time_base or Fraction(1, 1)
+    start = float(packet.pts * tb)
+    end = float((packet.pts + (packet.duration or 0)) * tb)
+    span = spans.setdefault(packet.stream.index, [start, end])
+    span[0], span[1] = min(span[0], start), max(span[1], end)
+
+
+def _decodable_duration(path: Path, header_s: float, packets_s: float) -> float:
+    """``header_s``, or ``packets_s`` (the longest stream's packets, every packet read) when
+    the header claims clearly more: a truncated file (an interrupted download or copy) is
+    indexed for what it holds, and its windows and score curves end there. Warned once per
+    file and process."""
+    if packets_s <= 0 or header_s - packets_s <= max(TRUNCATION_SLACK_S, 0.05 * header_s):
+        return header_s
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _warned_truncated:
+        _warned_truncated.add(key)
+        log.warning("%s: the header says %.1f s but the file holds only %.1f s of video and audio "
+                    "(truncated?); using %.1f s", path, header_s, packets_s, packets_s)
+    return packets_s
+
+
 def video_stream(container: Any, path: Path) -> Any:
     """The first video stream of an open PyAV container that is not cover art."""
     import av
@@ -161,11 +193,16 @@ def probe(path: Path) -> ProbeInfo:
         tb = vs.time_base or Fraction(1, 1)
 
         pts: list[int] = []
+        spans: dict[int, list[float]] = {}  # stream index -> [first start, last end] in seconds
         first = None
         scanned_all = True
         try:
-            for packet in container.demux(vs):
+            for packet in container.demux(*(s for s in (vs, audio) if s is not None)):
                 if packet.size == 0:  # flush packet at end of stream
+                    continue
+                if packet.pts is not None and not packet.is_discard:
+                    _extend_span(spans, packet)
+                if packet.stream is not vs:
                     continue
                 if packet.pts is not None and not packet.is_discard:  # edit-list trimmed
                     pts.append(packet.pts)
@@ -198,6 +235,8 @@ def probe(path: Path) -> ProbeInfo:
         if not math.isfinite(duration) or duration <= 0:
             raise unreadable(path, "zero duration" + (", a still image?" if len(pts) <= 1 else ""))
 
+        if scanned_all and spans:
+            duration = _decodable_duration(path, duration, max(end - start for start, end in spans.values()))
         fps = _rate(vs.average_rate) or _rate(vs.guessed_rate)
         if scanned_all and pts:
             n_frames = len(pts)  # counted: the container's count includes trimmed frames
