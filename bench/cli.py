@@ -94,9 +94,11 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from bench.types import QueryInput
+    from bench.types import QueryInput, check_utf8
     from bench.workspace import Workspace, videos_from_files
 
+    if args.query is not None:
+        check_utf8(args.query, "--query")
     if not (args.query and args.query.strip()) and args.image is None:
         raise BadInput("give a --query text or an --image to search for")
     videos = videos_from_files([Path(v) for v in args.video])

@@ -269,6 +269,20 @@ class QuerySet:
                                        f"starts at {s:g}s, past the duration {duration:g}s")
 
 
+def check_utf8(text: str, what: str) -> str:
+    """``text`` if it can be written as UTF-8, else BadInput naming ``what``. Undecodable
+    bytes in command-line arguments reach Python as lone surrogates, which would otherwise
+    be echoed raw into JSON output and result files."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = ord(text[exc.start])
+        byte = f"byte 0x{bad - 0xDC00:02x}" if 0xDC80 <= bad <= 0xDCFF else f"code point U+{bad:04X}"
+        raise BadInput(f"{what} is not valid UTF-8 ({byte} at character {exc.start + 1}); "
+                       "give the text in UTF-8") from None
+    return text
+
+
 @dataclass
 class QueryInput:
     """What a retriever is asked: text, an example image, or both."""
@@ -277,6 +291,10 @@ class QueryInput:
     image: str | None = None
     lang: str | None = None
     qid: QID | None = None
+
+    def __post_init__(self) -> None:
+        if self.text is not None:
+            check_utf8(self.text, "the query" if self.qid is None else f"query {self.qid!r}")
 
     @classmethod
     def from_query(cls, q: Query, root: Path | None = None) -> QueryInput:
