@@ -189,6 +189,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         _emit_json(outcome.as_dict())
     else:
         print(outcome.table())
+    if outcome.problem is not None:
+        print(f"error: {outcome.problem}", file=sys.stderr)
     return 0 if outcome.ok else 1
 
 
