@@ -53,6 +53,9 @@ class Oracle:
     def reset_stats(self):
         return None
 
+    def index_backend_errors(self):
+        return {}
+
     def provenance(self):
         return {"models": [{"id": "oracle", "random_init": False}]}
 
