@@ -149,3 +149,25 @@ def test_gate_fails_when_no_metric_was_compared(results_dir, tmp_path):
     assert "nothing compared" in (outcome.problem or "")
     assert outcome.table().endswith(f"FAIL: {outcome.problem}")
 
+
+def test_backend_failed_rows_are_never_ranked(results_dir):
+    """A row whose backend failed (no metrics, the reason says why) sorts after the ranked ones,
+    in the report and in the Space's leaderboard; the best configuration is a real one."""
+    from bench.eval.report import group, leaderboard_rows, load_all
+    from bench.serving.leaderboard import leaderboard_table
+
+    dead = result("llm-endpoint", 0.0, status="failed",
+                  reason="8 of 8 queries failed on the backend (first: http://127.0.0.1:9/v1 ...)")
+    dead.backend_failures = 8
+    save_result(results_dir, dead)
+    rows = group(load_all(results_dir))[("synthetic-v1", "test")]
+    flat = {r["retriever"]: r for r in leaderboard_rows(rows)}
+    assert flat["llm-endpoint"]["rank"] is None and flat["llm-endpoint"]["main"] is None
+    assert flat["llm-endpoint"]["note"].startswith("failed: 8 of 8 queries failed on the backend")
+    assert [r["retriever"] for r in leaderboard_rows(rows) if r["rank"]] == ["dense", "bm25"]
+    md = markdown(load_all(results_dir))
+    assert "| – | `llm-endpoint` |" in md
+    _, table = leaderboard_table(rows)
+    dead_row = next(r for r in table if r[1] == "llm-endpoint")
+    assert dead_row[0] == "–" and dead_row[3] == "–" and "failed on the backend" in dead_row[-1]
+    assert best_configuration(results_dir) == "dense"
