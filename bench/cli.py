@@ -1,7 +1,8 @@
 """``python -m bench <verb>``: the stable command-line surface (see DESIGN.md, "CLI verbs").
 
 ``--json`` prints one JSON document on stdout and nothing else there; logs go to stderr.
-Exit codes: 0 ok, 1 a check failed, 2 bad input (with a one-line reason), 130 interrupted.
+Exit codes: 0 ok, 1 a check failed, 2 bad input or unavailable (with a one-line reason),
+3 a backend (LLM endpoint) failed after its retries, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import __version__
-from bench.errors import BadInput, BenchError
+from bench.errors import BackendError, BadInput, BenchError
 from bench.evidence import fmt_window
 
 log = logging.getLogger("bench")
@@ -106,6 +107,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     workspace = Workspace(device=args.device)
     (result,), _ = workspace.search(args.retriever, videos, [query], top_k=args.top_k,
                                     vids=[v.vid for v in videos])
+    if result.backend_failed:
+        # No moments because the backend is down: not an answer, so no "no moments found".
+        first = result.backend_errors[0]
+        raise BackendError(f"{args.retriever}: {first}", unreachable=first.unreachable)
     moments = result.moments
     if args.json:
         doc = {"query": args.query, "image": args.image, "retriever": args.retriever,
@@ -191,6 +196,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         _emit_json(outcome.as_dict())
     else:
         print(outcome.table())
+    if outcome.problem is not None:
+        print(f"error: {outcome.problem}", file=sys.stderr)
     return 0 if outcome.ok else 1
 
 

@@ -64,7 +64,9 @@ def _qid(value: Any, where: str) -> QID:
 def parse_windows(
     value: Any, where: str, name: str, duration: float | None
 ) -> list[tuple[float, float]]:
-    """Validate ``[[start, end], ...]``; clip to ``[0, duration]``; ``end <= start`` is an error."""
+    """Validate ``[[start, end], ...]``; clip to ``[0, duration]``. ``end <= start`` is an
+    error, and so is a window entirely outside the video (ending at or before 0, starting at
+    or past the duration): clipping it would score an empty window."""
     if not isinstance(value, list):
         raise RowError(where, name, f"must be a list of [start, end] pairs, got {value!r}")
     out: list[tuple[float, float]] = []
@@ -75,6 +77,9 @@ def parse_windows(
         end = _number(pair[1], where, f"{name}[{i}][1]")
         if end <= start:
             raise RowError(where, f"{name}[{i}]", f"end <= start ({start:g} >= {end:g}); fix or drop it")
+        if end <= 0:
+            raise RowError(where, f"{name}[{i}]",
+                           f"ends at {end:g}s, at or before the start of the video; fix or drop it")
         if start < 0:
             start = 0.0
         if duration is not None:
@@ -185,6 +190,13 @@ class Query:
                 raise RowError(where, "duration", f"must be > 0 seconds, got {duration:g}")
         windows = parse_windows(row.get("relevant_windows", []), where, "relevant_windows",
                                 duration)
+        truth = row.get("truth_vid")
+        if truth is not None:
+            _text(truth, where, "truth_vid")
+        elif vid is None and windows:
+            # Scoring a corpus query needs the video its windows are in; say so here, by line.
+            raise RowError(where, "truth_vid", "is required for a corpus query (no 'vid') with "
+                           "relevant_windows: the vid of the video those windows are in")
         lang = row.get("lang")
         if lang is not None:
             lang = _text(lang, where, "lang")
@@ -260,7 +272,11 @@ class QuerySet:
             seen[q.qid] = i
             if q.vid is not None and self.videos and q.vid not in self.videos:
                 raise RowError(where, "vid", f"unknown vid {q.vid!r}: not in videos.jsonl")
-            video = self.videos.get(q.vid) if q.vid is not None else None
+            truth = q.extra.get("truth_vid") if q.vid is None else None
+            if isinstance(truth, str) and self.videos and truth not in self.videos:
+                raise RowError(where, "truth_vid", f"unknown vid {truth!r}: not in videos.jsonl")
+            in_vid = q.vid if q.vid is not None else (truth if isinstance(truth, str) else None)
+            video = self.videos.get(in_vid) if in_vid is not None else None
             duration = q.duration if q.duration is not None else (video.duration if video else None)
             if duration is not None:
                 for s, _ in q.relevant_windows:

@@ -84,3 +84,15 @@ def test_written_sets_are_readable_by_others(tmp_path):
         os.umask(old)
     assert stat.S_IMODE(out.stat().st_mode) == 0o755
     assert stat.S_IMODE((out / "queries.jsonl").stat().st_mode) == 0o644
+
+
+def test_corpus_query_without_truth_vid_names_the_line_at_load(tmp_path):
+    d = tmp_path / "set"
+    d.mkdir()
+    (d / "videos.jsonl").write_text(json.dumps({"vid": "v1", "path": "v1.mp4", "duration": 30.0}) + "\n",
+                                    encoding="utf-8")
+    rows = [{"qid": "q1", "query": "a cat", "vid": "v1", "relevant_windows": [[1, 2]]},
+            {"qid": "q2", "query": "a dog", "relevant_windows": [[3, 4]]}]
+    (d / "queries.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(BadInput, match=r"queries.jsonl:2: field 'truth_vid': is required"):
+        load_query_set(d)

@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 from llm_server import Reply, ScriptedLLMServer, handmade_segments, scenes_json
 
-from bench.errors import BadInput, Unavailable
+from bench.errors import BackendError, BadInput, Unavailable
 from bench.llm.backends import (
     AuthError,
-    BackendError,
     EndpointConfig,
     OpenAIBackend,
     TransformersBackend,
@@ -100,9 +99,10 @@ def test_401_with_refused_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_500_is_retried_then_fails() -> None:
     with ScriptedLLMServer([Reply(status=500)]) as srv:
-        with pytest.raises(BackendError, match=r"HTTP 500.*\(3 attempts\)"):
+        with pytest.raises(BackendError, match=r"HTTP 500.*\(3 attempts\)") as err:
             OpenAIBackend(endpoint(srv, max_retries=2)).generate(MSGS, max_new_tokens=8)
         assert srv.n_requests == 3
+    assert not err.value.unreachable  # the server is up, it fails
 
 
 def test_429_and_503_then_success() -> None:
@@ -121,9 +121,10 @@ def test_timeout() -> None:
 def test_connection_refused() -> None:
     with ScriptedLLMServer([Reply("[]")]) as srv:
         url = srv.base_url
-    with pytest.raises(BackendError, match="cannot connect"):
+    with pytest.raises(BackendError, match="cannot connect") as err:
         OpenAIBackend(EndpointConfig(base_url=url, model="m", max_retries=1, backoff_s=0.01)).generate(
             MSGS, max_new_tokens=8)
+    assert err.value.unreachable and err.value.exit_code == 3
 
 
 def test_malformed_http_body_and_400() -> None:

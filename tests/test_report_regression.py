@@ -113,3 +113,61 @@ def test_only_the_newest_result_of_a_configuration_is_shown(tmp_path):
     new = result("bm25", 0.5).model_copy(update={"config_revision": "2", "created_at": "2026-02-01T00:00:00"})
     rows = group([old, new])[("synthetic-v1", "test")]
     assert [(r.retriever, r.config_revision) for r in rows] == [("bm25", "2")]
+
+
+def test_gate_refuses_an_empty_or_unreadable_baseline_directory(results_dir, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(BadInput, match="nothing to compare against: it holds no result files"):
+        compare(results_dir, empty)
+    junk = tmp_path / "junk"
+    (junk / "a").mkdir(parents=True)
+    (junk / "a" / "test.json").write_text("{not json", encoding="utf-8")
+    (junk / "b.json").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(BadInput, match=r"none of its 2 \.json file\(s\) is a readable result file"):
+        compare(results_dir, junk)
+
+
+def test_gate_refuses_a_baseline_file_without_entries(results_dir, tmp_path):
+    p = tmp_path / "b.json"
+    p.write_text(json.dumps({"schema_version": 1, "entries": []}))
+    with pytest.raises(BadInput, match="the baseline has no entries"):
+        compare(results_dir, p)
+    p.write_text(json.dumps({"schema_version": 1, "entries": {"x": 1}}))
+    with pytest.raises(BadInput, match="'entries' must be a list"):
+        compare(results_dir, p)
+
+
+def test_gate_fails_when_no_metric_was_compared(results_dir, tmp_path):
+    p = tmp_path / "b.json"
+    entries = [{"retriever": "bm25", "dataset": "synthetic-v1", "split": "test", "status": "ok",
+                "metrics": {}}]
+    p.write_text(json.dumps({"schema_version": 1, "entries": entries}))
+    outcome = compare(results_dir, p)
+    assert not outcome.ok and outcome.rows == []
+    assert outcome.as_dict() == {"ok": False, "reason": outcome.problem, "rows": []}
+    assert "nothing compared" in (outcome.problem or "")
+    assert outcome.table().endswith(f"FAIL: {outcome.problem}")
+
+
+def test_backend_failed_rows_are_never_ranked(results_dir):
+    """A row whose backend failed (no metrics, the reason says why) sorts after the ranked ones,
+    in the report and in the Space's leaderboard; the best configuration is a real one."""
+    from bench.eval.report import group, leaderboard_rows, load_all
+    from bench.serving.leaderboard import leaderboard_table
+
+    dead = result("llm-endpoint", 0.0, status="failed",
+                  reason="8 of 8 queries failed on the backend (first: http://127.0.0.1:9/v1 ...)")
+    dead.backend_failures = 8
+    save_result(results_dir, dead)
+    rows = group(load_all(results_dir))[("synthetic-v1", "test")]
+    flat = {r["retriever"]: r for r in leaderboard_rows(rows)}
+    assert flat["llm-endpoint"]["rank"] is None and flat["llm-endpoint"]["main"] is None
+    assert flat["llm-endpoint"]["note"].startswith("failed: 8 of 8 queries failed on the backend")
+    assert [r["retriever"] for r in leaderboard_rows(rows) if r["rank"]] == ["dense", "bm25"]
+    md = markdown(load_all(results_dir))
+    assert "| – | `llm-endpoint` |" in md
+    _, table = leaderboard_table(rows)
+    dead_row = next(r for r in table if r[1] == "llm-endpoint")
+    assert dead_row[0] == "–" and dead_row[3] == "–" and "failed on the backend" in dead_row[-1]
+    assert best_configuration(results_dir) == "dense"

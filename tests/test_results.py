@@ -13,6 +13,7 @@ from bench.eval.results import (
     ResultFile,
     iter_results,
     load_result,
+    parse_result,
     result_path,
     save_result,
 )
@@ -62,3 +63,12 @@ def test_corrupt_and_foreign_files_are_reported_and_skipped(tmp_path, caplog):
     text = caplog.text
     assert "broken.json: unreadable result file" in text
     assert "foreign.json: not a SceneBench result file" in text
+
+
+def test_v2_document_migrates_with_no_backend_failures_counted():
+    doc = {"schema_version": 2, "retriever": "bm25-text", "family": "bm25-text", "config_revision": "1",
+           "dataset": "synthetic-v1", "split": "test", "mode": "grounding", "status": "ok",
+           "metrics": {"R1@0.5": 0.5}, "query_errors": {"q1": "x"}}
+    r = parse_result(doc)
+    assert r.schema_version == RESULT_SCHEMA_VERSION == 3
+    assert r.backend_failures == 0 and r.query_errors == {"q1": "x"}

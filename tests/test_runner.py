@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from llm_server import Reply, ScriptedLLMServer, scenes_json, user_text
 
 from bench.cli import main
 from bench.engine.search import QueryResult
-from bench.errors import Unavailable
+from bench.errors import BackendError, Unavailable
 from bench.eval.results import iter_results
-from bench.eval.runner import mock_run, run, run_one
+from bench.eval.runner import backend_verdict, mock_run, run, run_one
 from bench.retrievers import FAMILIES
 from bench.retrievers.base import Retriever, RetrieverConfig
 from bench.types import Moment
@@ -52,6 +53,9 @@ class Oracle:
 
     def reset_stats(self):
         return None
+
+    def index_backend_errors(self):
+        return {}
 
     def provenance(self):
         return {"models": [{"id": "oracle", "random_init": False}]}
@@ -143,3 +147,84 @@ def test_cli_list_and_bad_input_exit_codes(capsys, tmp_path):
     assert "\n" not in err
     assert main(["run", "--dataset", "no-such-set"]) == 2
     assert "no-such-set" in capsys.readouterr().err
+
+
+# -- backend failures: a dead endpoint is never scored as a real zero ------------------------
+
+def llm_cfg(base_url: str, *, summary: bool = False) -> RetrieverConfig:
+    return RetrieverConfig(name="llm-probe", family="llm-metadata", params={
+        "backend": "openai", "cache": False,
+        "endpoint": {"base_url": base_url, "model": "scripted", "max_retries": 0, "backoff_s": 0.0},
+        "metadata": {"summary_llm": summary, "sources": {"use": ["subtitle"]}}})
+
+
+def dead_url() -> str:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def test_backend_verdict_counts_and_names_the_first_error():
+    dead = BackendError("http://x/v1 (model m): cannot connect", unreachable=True)
+    down = BackendError("http://x/v1 (model m): HTTP 500")
+    assert backend_verdict(8, {}) is None
+    assert backend_verdict(8, {str(i): down for i in range(4)}) is None  # half: still ok
+    assert backend_verdict(8, {str(i): down for i in range(5)}) == (
+        "failed", "5 of 8 queries failed on the backend (first: http://x/v1 (model m): HTTP 500)")
+    assert backend_verdict(2, {"a": dead, "b": dead})[0] == "unavailable"  # nothing ever connected
+    assert backend_verdict(2, {"a": dead, "b": down})[0] == "failed"
+    assert backend_verdict(3, {"a": dead, "b": dead})[0] == "failed"  # one query was answered
+    assert backend_verdict(10, {"a": down}, max_share=0.0)[0] == "failed"
+
+
+def test_dead_endpoint_is_unavailable_with_the_reason_and_no_scores(synthetic_mini, tmp_path):
+    results = run_one(llm_cfg(dead_url(), summary=True), synthetic_mini, ("grounding", "corpus"),
+                      device="cpu", out=tmp_path, progress=False)
+    n = len(synthetic_mini.queries)
+    assert [r.status for r in results] == ["unavailable", "unavailable"]
+    for r in results:
+        assert r.metrics == {} and r.backend_failures == n == r.n_queries
+        assert r.reason.startswith(f"{n} of {n} queries failed on the backend (first: http://127.0.0.1:")
+        assert "cannot connect" in r.reason
+        # every video's metadata summary call failed too; its error is the same, said once
+        assert r.reason.endswith("; the backend failed while indexing every video (2 of 2)")
+    stored = {r.split_key: r for _, r in iter_results(tmp_path)}
+    assert stored[synthetic_mini.split].status == "unavailable"
+    assert not list(tmp_path.rglob("*.predictions.jsonl"))
+
+
+def test_http_500_fails_the_run(synthetic_mini):
+    with ScriptedLLMServer([Reply(status=500)]) as srv:
+        (r,) = run_one(llm_cfg(srv.base_url), synthetic_mini, ("grounding",), device="cpu",
+                       progress=False)
+    assert r.status == "failed" and r.metrics == {}
+    assert "queries failed on the backend" in r.reason and "HTTP 500" in r.reason
+    assert r.backend_failures == r.n_queries
+
+
+def test_a_few_backend_failures_keep_the_run_ok_with_the_count(synthetic_mini):
+    unlucky = synthetic_mini.queries[0].query
+
+    def answer(body):
+        if unlucky in user_text(body):
+            return Reply(status=500)
+        return Reply(scenes_json(("00:01-00:03", "something")))
+
+    with ScriptedLLMServer(answer) as srv:
+        (r,) = run_one(llm_cfg(srv.base_url), synthetic_mini, ("grounding",), device="cpu",
+                       progress=False)
+    assert r.status == "ok" and r.backend_failures == 1 and r.reason is None
+    assert "R1@0.5" in r.metrics
+    assert "HTTP 500" in r.query_errors[str(synthetic_mini.queries[0].qid)]
+
+
+def test_a_query_the_method_cannot_answer_is_no_backend_failure(synthetic_mini):
+    """An answer with no valid scene (here: always ``[]`` in grounding) is the method's miss."""
+    with ScriptedLLMServer([Reply("[]")]) as srv:
+        (r,) = run_one(llm_cfg(srv.base_url), synthetic_mini, ("grounding",), device="cpu",
+                       progress=False)
+    assert r.status == "ok" and r.backend_failures == 0
+    assert r.metrics["R1@0.5"] == 0.0 and len(r.query_errors) == r.n_queries

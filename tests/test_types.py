@@ -77,7 +77,7 @@ def test_prediction_from_moments_grounding_and_corpus():
     moments = [Moment("v1", 1, 2, 0.2), Moment("v2", 3, 4, 0.9), Moment("v1", 5, 6, 0.5)]
     p = Prediction.from_moments(q, moments)
     assert p.pred_relevant_windows == [[5, 6, 0.5], [1, 2, 0.2]]
-    corpus = Query.from_row(row(vid=None))
+    corpus = Query.from_row(row(vid=None, truth_vid="v2"))
     p = Prediction.from_moments(corpus, moments)
     assert p.vid == "v2"
     assert p.pred_moments == [["v2", 3, 4, 0.9], ["v1", 5, 6, 0.5], ["v1", 1, 2, 0.2]]
@@ -86,3 +86,33 @@ def test_prediction_from_moments_grounding_and_corpus():
 def test_prediction_row_validation():
     with pytest.raises(BadInput, match="p.jsonl:2: field 'pred_relevant_windows\\[0\\]'"):
         Prediction.from_row({"qid": 1, "pred_relevant_windows": [[1, 2]]}, "p.jsonl", 2)
+
+
+def test_window_entirely_before_zero_is_a_row_error():
+    with pytest.raises(BadInput, match=r"q.jsonl:4: field 'relevant_windows\[1\]': ends at -1s"):
+        Query.from_row(row(relevant_windows=[[2.0, 5.0], [-5, -1]]), "q.jsonl", 4)
+    with pytest.raises(BadInput, match=r"relevant_windows\[0\]': ends at 0s"):
+        Query.from_row(row(relevant_windows=[[-3, 0]]), "q.jsonl", 1)
+    # a window that only starts before 0 is clipped, as before
+    assert Query.from_row(row(relevant_windows=[[-2, 3]])).relevant_windows == [(0.0, 3.0)]
+
+
+def test_corpus_query_needs_truth_vid_at_load():
+    with pytest.raises(BadInput, match=r"queries.jsonl:7: field 'truth_vid': is required for a corpus query"):
+        Query.from_row(row(vid=None), "queries.jsonl", 7)
+    with pytest.raises(BadInput, match=r"queries.jsonl:7: field 'truth_vid': must be a string"):
+        Query.from_row(row(vid=None, truth_vid=3), "queries.jsonl", 7)
+    q = Query.from_row(row(vid=None, truth_vid="v1"))
+    assert q.is_corpus and q.extra["truth_vid"] == "v1"
+    # an absent corpus query has no windows, so no true video
+    assert Query.from_row(row(vid=None, relevant_windows=[], tags=["absent"])).is_corpus
+
+
+def test_truth_vid_must_be_a_known_video_and_bounds_the_windows():
+    videos = {"v1": Video("v1", "a.mp4", 10.0)}
+    q = Query.from_row({"qid": "a", "query": "x", "truth_vid": "v9", "relevant_windows": [[1, 2]]})
+    with pytest.raises(BadInput, match="queries.jsonl:1: field 'truth_vid': unknown vid 'v9'"):
+        QuerySet("s", videos, [q]).validate("queries.jsonl")
+    q = Query.from_row({"qid": "a", "query": "x", "truth_vid": "v1", "relevant_windows": [[12, 14]]})
+    with pytest.raises(BadInput, match="past the duration 10s"):
+        QuerySet("s", videos, [q]).validate("queries.jsonl")

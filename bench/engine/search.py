@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
 from bench.engine.proposals import ProposalConfig, propose
-from bench.errors import BadInput, BenchError, Unavailable
+from bench.errors import BackendError, BadInput, BenchError, Unavailable
 from bench.evidence import Evidence
 from bench.timing import stage
 from bench.types import Moment, QueryInput
@@ -38,10 +38,17 @@ class QueryResult:
 
     ``reason`` is set when the query could not be answered as asked (no text for a text
     method, no searchable terms, a backend call failed for some videos); a plain miss (the
-    query matched nothing) has no reason."""
+    query matched nothing) has no reason. Backend failures are also kept typed, apart from
+    the reasons that say the method cannot answer."""
 
     moments: list[Moment]
     reason: str | None = None
+    backend_errors: list[BackendError] = field(default_factory=list)
+    """Backend calls (an LLM endpoint) that failed after their retries for this query, one per
+    video they concerned. A query the method cannot answer, or a plain miss, has none."""
+    backend_failed: bool = False
+    """Every video the query was scored on failed on the backend: the query got no answer at
+    all (the runner counts these to tell a dead backend from a method that scores zero)."""
 
 
 @dataclass(frozen=True)
@@ -177,40 +184,48 @@ def _search_one(scorer: Scorer, prep: Any, pool: Sequence[str] | None, top_k: in
     per_video = scorer.windows_per_video(top_k)
     moments: list[Moment] = []
     errors: list[str] = []
+    backend_errors: list[BackendError] = []
+    scored = 0
 
-    def one(c: Candidate) -> list[Moment] | str:
+    def one(c: Candidate) -> list[Moment] | tuple[str, BenchError]:
         try:
             got = scorer.score(prep, c, per_video)
         except Unavailable:
             raise  # the configuration cannot run at all
         except BenchError as exc:
-            return f"{c.vid}: {exc}"
+            return f"{c.vid}: {exc}", exc
         return curve_moments(c.vid, got, per_video) if isinstance(got, Curve) else got
+
+    def keep(got: list[Moment] | tuple[str, BenchError]) -> None:
+        nonlocal moments
+        if isinstance(got, tuple):
+            errors.append(got[0])
+            if isinstance(got[1], BackendError):
+                backend_errors.append(got[1])
+        else:
+            moments += got
 
     workers = scorer.concurrency()
     if workers > 1 and len(candidates) > 1 and all(c.bound is None for c in candidates):
         with ThreadPoolExecutor(max_workers=workers) as ex:
             outcomes = list(ex.map(one, candidates))
+        scored = len(outcomes)
         for got in outcomes:
-            if isinstance(got, str):
-                errors.append(got)
-            else:
-                moments += got
+            keep(got)
     else:
         for c in candidates:
             # Once top_k moments beat what this video can reach, it and later ones cannot enter.
             if c.bound is not None and len(moments) >= top_k and moments[top_k - 1].score >= c.bound:
                 break
+            scored += 1
             got = one(c)
-            if isinstance(got, str):
-                errors.append(got)
-                continue
-            moments += got
-            if c.bound is not None:
+            keep(got)
+            if c.bound is not None and not isinstance(got, tuple):
                 rank_moments(moments)
     moments = scorer.finish(prep, rank_moments(moments), top_k)
     reason = "; ".join(errors)[:MAX_REASON_CHARS] if errors else None
-    return QueryResult(rank_moments(moments, top_k), reason)
+    return QueryResult(rank_moments(moments, top_k), reason, backend_errors,
+                       backend_failed=scored > 0 and len(backend_errors) == scored)
 
 
 def _log_once(scorer: Any, reason: str, q: QueryInput) -> None:
@@ -222,7 +237,8 @@ def _log_once(scorer: Any, reason: str, q: QueryInput) -> None:
 
 class EngineSearch:
     """The search half of the Retriever protocol for a :class:`Scorer`, plus protocol
-    defaults (no stats, nothing to reset, one candidate at a time, no re-ranking)."""
+    defaults (no stats, nothing to reset, no backend calls while indexing, one candidate at
+    a time, no re-ranking)."""
 
     name: str
 
@@ -250,3 +266,6 @@ class EngineSearch:
 
     def reset_stats(self) -> None:
         return None
+
+    def index_backend_errors(self) -> dict[str, BackendError]:
+        return {}

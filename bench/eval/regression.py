@@ -2,7 +2,9 @@
 
 A baseline is either a results directory or a JSON file written by :func:`make_baseline`
 (``{"schema_version", "tolerances", "entries": [...]}``). A drop beyond the tolerance, a
-missing result, or a result that is no longer ``ok`` is a regression (exit code 1).
+missing result, or a result that is no longer ``ok`` is a regression (exit code 1). The
+gate never passes vacuously: a baseline with nothing readable in it is bad input, and a
+comparison that checked no metric fails.
 """
 
 from __future__ import annotations
@@ -42,13 +44,19 @@ class Row:
 @dataclass
 class Outcome:
     rows: list[Row] = field(default_factory=list)
+    problem: str | None = None
+    """Why the comparison failed as a whole (it compared nothing), apart from its rows."""
 
     @property
     def ok(self) -> bool:
-        return not any(r.status in {"regressed", "missing", "not-ok"} for r in self.rows)
+        return self.problem is None and not any(
+            r.status in {"regressed", "missing", "not-ok"} for r in self.rows)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "rows": [
+        doc: dict[str, Any] = {"ok": self.ok}
+        if self.problem is not None:
+            doc["reason"] = self.problem
+        return {**doc, "rows": [
             {"retriever": r.key[0], "dataset": r.key[1], "split": r.key[2], "metric": r.metric,
              "baseline": r.baseline, "current": r.current, "delta": r.delta,
              "tolerance": r.tolerance, "status": r.status, "label": r.label} for r in self.rows]}
@@ -69,7 +77,10 @@ class Outcome:
                          f"{b:>9s} {c:>9s} {d:>8s} {r.tolerance:6.3f}  {r.status.upper()}{label}")
         n_bad = sum(r.status in {"regressed", "missing", "not-ok"} for r in self.rows)
         lines.append("")
-        lines.append("PASS: no regression" if self.ok else f"FAIL: {n_bad} regression(s)")
+        if self.problem is not None:
+            lines.append(f"FAIL: {self.problem}")
+        else:
+            lines.append("PASS: no regression" if self.ok else f"FAIL: {n_bad} regression(s)")
         return "\n".join(lines)
 
 
@@ -85,6 +96,12 @@ def load_baseline(path: Path) -> tuple[list[dict[str, Any]], dict[str, float]]:
                     "metrics": r.metrics, "status": r.status,
                     "label": "random-init: catches code changes only" if r.random_init else ""}
                    for _, r in iter_results(path)]
+        if not entries:
+            n_json = sum(1 for _ in path.rglob("*.json"))
+            why = (f"none of its {n_json} .json file(s) is a readable result file" if n_json
+                   else "it holds no result files")
+            raise BadInput(f"{path}: nothing to compare against: {why}; point --baseline at a "
+                           "results directory or a baseline JSON")
         return entries, {"default": DEFAULT_TOLERANCE}
     if not path.is_file():
         raise BadInput(f"{path}: baseline not found (a results directory or a baseline JSON)")
@@ -102,8 +119,13 @@ def load_baseline(path: Path) -> tuple[list[dict[str, Any]], dict[str, float]]:
     if isinstance(result_version, int) and result_version > RESULT_SCHEMA_VERSION:
         raise BadInput(f"{path}: baseline metrics come from result schema v{result_version}, "
                        f"newer than this SceneBench (v{RESULT_SCHEMA_VERSION})")
+    entries = doc["entries"]
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise BadInput(f"{path}: field 'entries' must be a list of objects")
+    if not entries:
+        raise BadInput(f"{path}: the baseline has no entries: nothing to compare against")
     tolerances = {"default": DEFAULT_TOLERANCE, **doc.get("tolerances", {})}
-    return list(doc["entries"]), tolerances
+    return list(entries), tolerances
 
 
 def compare(results_dir: Path, baseline: Path) -> Outcome:
@@ -135,6 +157,9 @@ def compare(results_dir: Path, baseline: Path) -> Outcome:
                 out.rows.append(Row(key, metric, base_value, cur, tol, "improved", label))
             else:
                 out.rows.append(Row(key, metric, base_value, cur, tol, "ok", label))
+    if not out.rows:
+        out.problem = (f"nothing compared: none of the {len(entries)} baseline entries has a metric "
+                       "to check (each was skipped: no metrics, or not ok in both)")
     return out
 
 

@@ -20,9 +20,9 @@ from bench.fsio import atomic_write_text
 
 log = logging.getLogger("bench")
 
-RESULT_SCHEMA_VERSION = 2
+RESULT_SCHEMA_VERSION = 3
 """v1: metrics only under ``metrics``; v2 adds ``mode``, ``metrics_by_tag``/``_lang`` and
-``timing.queries`` latency percentiles."""
+``timing.queries`` latency percentiles; v3 adds ``backend_failures``."""
 
 Status = Literal["ok", "unavailable", "failed"]
 
@@ -48,6 +48,9 @@ class ResultFile(BaseModel):
     timing: dict[str, Any] = Field(default_factory=dict)
     provenance: dict[str, Any] = Field(default_factory=dict)
     query_errors: dict[str, str] = Field(default_factory=dict)
+    backend_failures: int = 0
+    """Queries that got no answer because every backend call for them (an LLM endpoint)
+    failed after its retries; past a share of the queries the run is ``failed``."""
     created_at: str | None = None
 
     @property
@@ -81,7 +84,15 @@ def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+def _v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    # v2 runs did not count backend failures; their query_errors still hold the messages.
+    data = dict(data)
+    data.setdefault("backend_failures", 0)
+    data["schema_version"] = 3
+    return data
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def parse_result(data: Any, source: Path | str = "<memory>") -> ResultFile:

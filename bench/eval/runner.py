@@ -2,7 +2,8 @@
 
 Indexing goes through the feature store (cached, resumable) so an interrupted run is cheap
 to rerun. A configuration that cannot load its weights or backend is recorded as
-``unavailable`` with the reason; one that crashes is ``failed``; the run goes on.
+``unavailable`` with the reason; one that crashes, or whose backend failed for most
+queries, is ``failed``; the run goes on.
 """
 
 from __future__ import annotations
@@ -21,17 +22,21 @@ from typing import Any, Literal
 from tqdm import tqdm
 
 from bench import timing
-from bench.errors import BadInput, BenchError, Unavailable
-from bench.eval.results import ResultFile, find_random_init, save_result
+from bench.errors import BackendError, BadInput, BenchError, Unavailable
+from bench.eval.results import ResultFile, Status, find_random_init, save_result
 from bench.paths import repo_root
 from bench.retrievers import get_config, load_configs
-from bench.retrievers.base import RetrieverConfig
+from bench.retrievers.base import Retriever, RetrieverConfig
 from bench.types import Moment, Prediction, Query, QueryInput, QuerySet, Video
 from bench.workspace import Workspace
 
 log = logging.getLogger("bench")
 
 Mode = Literal["grounding", "corpus"]
+MAX_BACKEND_FAILED_SHARE = 0.5
+"""A mode in which more than this share of the queries failed on the backend is recorded as
+``failed`` (``unavailable`` when nothing ever answered at that address): its scores would
+measure the outage, not the method. Below it the result stays ``ok`` and carries the count."""
 PACKAGES = ("numpy", "torch", "transformers", "sentence-transformers", "faiss-cpu", "bm25s",
             "faster-whisper", "rapidocr-onnxruntime", "decord", "av", "httpx")
 
@@ -99,9 +104,12 @@ def percentiles(values: Sequence[float]) -> dict[str, float]:
 
 def search_queries(workspace: Workspace, cfg: RetrieverConfig, videos: Sequence[Video], qs: QuerySet,
                    queries: Sequence[Query], mode: Mode, top_k: int, recorder: timing.TimingRecorder,
-                   errors: dict[str, str], progress: bool = True) -> list[Prediction]:
+                   errors: dict[str, str], progress: bool = True,
+                   backend_failed: dict[str, BackendError] | None = None) -> list[Prediction]:
     """One search call per query (so latency is per query), in grounding or corpus mode,
-    through the workspace; a query's reason (or its BadInput) goes to ``errors``."""
+    through the workspace; a query's reason (or its BadInput) goes to ``errors``, and the
+    first backend error of each query that failed on the backend to ``backend_failed``."""
+    failed_on_backend = backend_failed if backend_failed is not None else {}
     preds = []
     for q in tqdm(queries, desc=f"search {cfg.name} [{mode}]", unit="q", leave=False,
                   disable=not progress):
@@ -114,14 +122,43 @@ def search_queries(workspace: Workspace, cfg: RetrieverConfig, videos: Sequence[
             moments = result.moments
             if result.reason:
                 errors[str(q.qid)] = result.reason
+            if result.backend_failed and result.backend_errors:
+                failed_on_backend[str(q.qid)] = result.backend_errors[0]
         except Unavailable:
             raise
         except BenchError as exc:
             errors[str(q.qid)] = str(exc)
+            if isinstance(exc, BackendError):
+                failed_on_backend[str(q.qid)] = exc
             moments = []
         recorder.query_latencies_s.append(time.perf_counter() - t0)
         preds.append(to_prediction(q, moments, mode))
     return preds
+
+
+def backend_verdict(n_queries: int, failed: dict[str, BackendError],
+                    max_share: float = MAX_BACKEND_FAILED_SHARE) -> tuple[Status, str] | None:
+    """``(status, reason)`` when more than ``max_share`` of ``n_queries`` failed on the backend
+    (``failed``; ``unavailable`` when all did and no attempt ever connected), else None."""
+    if not failed or len(failed) <= max_share * n_queries:
+        return None
+    first = next(iter(failed.values()))
+    every = len(failed) >= n_queries
+    status: Status = "unavailable" if every and all(e.unreachable for e in failed.values()) else "failed"
+    return status, (f"{len(failed)} of {n_queries} queries failed on the backend "
+                    f"(first: {first})")
+
+
+def index_backend_note(retriever: Retriever, videos: Sequence[Video]) -> tuple[str, str] | None:
+    """When the backend failed while indexing every video (e.g. each video's metadata LLM
+    call, so the index fell back to what needs no backend): the line for the result's reason,
+    and its first error."""
+    vids = {v.vid for v in videos}
+    failed = {vid: e for vid, e in retriever.index_backend_errors().items() if vid in vids}
+    if not vids or len(failed) < len(vids):
+        return None
+    return (f"the backend failed while indexing every video ({len(failed)} of {len(vids)})",
+            str(failed[min(failed)]))
 
 
 def to_prediction(q: Query, moments: Sequence[Moment], mode: Mode) -> Prediction:
@@ -152,11 +189,14 @@ def _split_metrics(result: dict[str, Any]) -> tuple[dict[str, float], dict[str, 
 
 def run_one(cfg: RetrieverConfig, qs: QuerySet, modes: Sequence[Mode], *, device: str = "auto",
             top_k: int = 10, out: Path | None = None, store: Any = None,
-            progress: bool = True, workspace: Workspace | None = None) -> list[ResultFile]:
+            progress: bool = True, workspace: Workspace | None = None,
+            max_backend_failed_share: float = MAX_BACKEND_FAILED_SHARE) -> list[ResultFile]:
     """Run one configuration on one query set in each mode; write results when ``out`` is set.
 
     The retriever comes from ``workspace`` (a new one on ``device`` and ``store`` if not
-    given), so a run over several sets builds each model once."""
+    given), so a run over several sets builds each model once. A mode in which more than
+    ``max_backend_failed_share`` of the queries failed on the backend is not scored (see
+    :data:`MAX_BACKEND_FAILED_SHARE`)."""
     workspace = workspace or Workspace(device=device, store=store)
     base: dict[str, Any] = dict(retriever=cfg.name, family=cfg.family, config_revision=cfg.revision,
                 dataset=qs.name, split=qs.split)
@@ -190,6 +230,10 @@ def run_one(cfg: RetrieverConfig, qs: QuerySet, modes: Sequence[Mode], *, device
             "retriever": retriever.provenance(), "config": cfg.model_dump()}
     prov["random_init"] = find_random_init(prov["retriever"])
     index_timing["backend"] = retriever.stats()
+    index_failed = index_backend_note(retriever, videos)
+    index_note = f"{index_failed[0]}; first: {index_failed[1]}" if index_failed else None
+    if index_note:
+        log.warning("%s on %s: %s", cfg.name, qs.name, index_note)
     for mode in modes:
         queries = [q for q in qs.queries if mode == "corpus" or q.vid is not None]
         if not queries:
@@ -197,11 +241,13 @@ def run_one(cfg: RetrieverConfig, qs: QuerySet, modes: Sequence[Mode], *, device
         retriever.reset_stats()  # per-mode LLM token/latency/cache counts
         rec = timing.TimingRecorder()
         errors: dict[str, str] = {}
+        backend_failed: dict[str, BackendError] = {}
         try:
             with timing.recording(rec):
                 preds = search_queries(workspace, cfg, videos, qs, queries, mode, top_k, rec, errors,
-                                       progress)
-            scored = _metrics(qs, queries, preds)
+                                       progress, backend_failed)
+            verdict = backend_verdict(len(queries), backend_failed, max_backend_failed_share)
+            scored = _metrics(qs, queries, preds) if verdict is None else {}
         except Unavailable as exc:
             results.append(_write(out, ResultFile(**base, mode=mode, status="unavailable",
                                                   reason=str(exc), provenance=prov,
@@ -214,7 +260,6 @@ def run_one(cfg: RetrieverConfig, qs: QuerySet, modes: Sequence[Mode], *, device
                                                   reason=f"search: {type(exc).__name__}: {exc}",
                                                   provenance=prov, created_at=now), None))
             continue
-        flat, by_tag, by_lang = _split_metrics(scored)
         timing_doc = {"index": index_timing, "index_wall_s": index_wall,
                       "video_s": video_s, "search": rec.as_dict(),
                       "queries": percentiles(rec.query_latencies_s),
@@ -222,9 +267,28 @@ def run_one(cfg: RetrieverConfig, qs: QuerySet, modes: Sequence[Mode], *, device
         if video_s and index_wall > 0:
             timing_doc["video_s_per_wall_s"] = video_s / index_wall
         timing_doc["backend"] = retriever.stats()
-        result = ResultFile(**base, mode=mode, status="ok", n_queries=len(queries), metrics=flat,
-                            metrics_by_tag=by_tag, metrics_by_lang=by_lang, timing=timing_doc,
-                            provenance=prov, query_errors=errors, created_at=now)
+        if verdict is not None:
+            # Not scored: zeros from a dead backend must never look like a method's result.
+            status, why = verdict
+            log.error("%s on %s [%s] %s: %s", cfg.name, qs.name, mode, status, why)
+            # The index line's own error is said once unless it differs from the queries'.
+            reason = why
+            if index_failed:
+                same = index_failed[1] == str(next(iter(backend_failed.values())))
+                reason += f"; {index_failed[0] if same else index_note}"
+            results.append(_write(out, ResultFile(
+                **base, mode=mode, status=status, reason=reason, n_queries=len(queries),
+                timing=timing_doc, provenance=prov, query_errors=errors,
+                backend_failures=len(backend_failed), created_at=now), None))
+            continue
+        if backend_failed:
+            log.warning("%s on %s [%s]: %d of %d queries failed on the backend", cfg.name, qs.name,
+                        mode, len(backend_failed), len(queries))
+        flat, by_tag, by_lang = _split_metrics(scored)
+        result = ResultFile(**base, mode=mode, status="ok", reason=index_note, n_queries=len(queries),
+                            metrics=flat, metrics_by_tag=by_tag, metrics_by_lang=by_lang,
+                            timing=timing_doc, provenance=prov, query_errors=errors,
+                            backend_failures=len(backend_failed), created_at=now)
         results.append(_write(out, result, [p.to_row() for p in preds]))
     return results
 
@@ -237,7 +301,8 @@ def _write(out: Path | None, result: ResultFile, preds: list[dict[str, Any]] | N
 
 def run(datasets: Sequence[str], retrievers: Sequence[str], *, out: Path | None,
         modes: Sequence[Mode] = ("grounding", "corpus"), device: str = "auto", top_k: int = 10,
-        limit: int | None = None, progress: bool = True) -> list[ResultFile]:
+        limit: int | None = None, progress: bool = True,
+        max_backend_failed_share: float = MAX_BACKEND_FAILED_SHARE) -> list[ResultFile]:
     """Every dataset x every configuration (all of ``models/`` when ``retrievers`` is empty)."""
     from bench.datasets import resolve_dataset
 
@@ -251,7 +316,8 @@ def run(datasets: Sequence[str], retrievers: Sequence[str], *, out: Path | None,
         for cfg in configs:
             log.info("running %s on %s", cfg.name, qs.name)
             results.extend(run_one(cfg, qs, modes, device=device, top_k=top_k, out=out,
-                                   progress=progress, workspace=workspace))
+                                   progress=progress, workspace=workspace,
+                                   max_backend_failed_share=max_backend_failed_share))
     return results
 
 

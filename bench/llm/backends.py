@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench.errors import BadInput, BenchError, Unavailable
+from bench.errors import BackendError, BadInput, Unavailable
 from bench.modelref import ModelRef, hub_unavailable_reason, resolve, weights_checksum
 
 if TYPE_CHECKING:
@@ -35,10 +35,6 @@ NOT_CONFIGURED = (f"set {ENV_BASE_URL} and {ENV_MODEL} (an OpenAI-compatible end
                   "or configure a local model")
 CHARS_PER_TOKEN = 4.0
 """ASCII characters per token in the estimate used when the backend has no tokenizer here."""
-
-
-class BackendError(BenchError):
-    """A chat call failed after its retries (down, timeout, HTTP error); the message is one line."""
 
 
 class AuthError(Unavailable):
@@ -216,14 +212,19 @@ class OpenAIBackend:
                 "temperature": 0.0, "stream": False}
         attempts = self.config.max_retries + 1
         last = ""
+        unreachable = False
         for attempt in range(attempts):
             retry_after: str | None = None
+            unreachable = False
             t0 = time.perf_counter()
             try:
                 resp = self._client.post(self.url, json=body, headers=self._headers())
             except httpx.TimeoutException:
                 last = f"timed out after {self.config.timeout_s:g}s"
             except httpx.TransportError as exc:
+                # ConnectError: refused or unknown host, nothing serves there (a read error
+                # after connecting is a server that is up but failing).
+                unreachable = isinstance(exc, httpx.ConnectError)
                 last = f"cannot connect ({type(exc).__name__}: {self._scrub(str(exc))[:160]})"
             else:
                 latency = time.perf_counter() - t0
@@ -246,7 +247,7 @@ class OpenAIBackend:
                           attempt + 1, self.config.max_retries)
                 self._wait(attempt, retry_after)
         raise BackendError(f"{self.public_url} (model {self.model}): {last} "
-                           f"({attempts} attempt{'s' if attempts > 1 else ''})")
+                           f"({attempts} attempt{'s' if attempts > 1 else ''})", unreachable=unreachable)
 
     def _completion(self, resp: Any, messages: list[Message], latency: float) -> Completion:
         try:

@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.errors import BackendError
 from bench.fsio import atomic_write_json
-from bench.llm.backends import BackendError, Completion, LLMBackend
+from bench.llm.backends import Completion, LLMBackend
 from bench.llm.prompts import Message
 from bench.paths import cache_home
 from bench.timing import stage
@@ -104,7 +105,7 @@ class LLMClient:
              tag: str = "") -> Completion:
         """The model's answer to ``messages`` (greedy), from the cache when it holds it.
 
-        Raises :class:`~bench.llm.backends.BackendError` when the backend fails after its
+        Raises :class:`~bench.errors.BackendError` when the backend fails after its
         retries (recorded, never cached) and :class:`~bench.errors.Unavailable` for
         authentication errors.
         """

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.errors import BadInput, BenchError, Unavailable
+from bench.errors import BackendError, BadInput, BenchError, Unavailable
 from bench.llm.metadata import (
     Entry,
     MetadataConfig,
@@ -37,7 +37,14 @@ if TYPE_CHECKING:
 
 class ExtractionFailed(BadInput):
     """Metadata for one video could not be made (its model call failed); recorded in the
-    store as failed with this reason and retried on the next run."""
+    store as failed with this reason and retried on the next run.
+
+    ``backend`` is the backend's error when the model calls failed on the backend (down,
+    timed out, HTTP errors after retries) rather than giving an unusable answer."""
+
+    def __init__(self, message: str, *, backend: BackendError | None = None) -> None:
+        super().__init__(message)
+        self.backend = backend
 
 
 def _timed(items: Any, duration_s: float, text_keys: Sequence[str], *,
@@ -173,6 +180,7 @@ def llm_summary(meta: VideoMetadata, client: LLMClient, config: MetadataConfig) 
     summaries: list[str] = []
     scenes: list[Entry] = []
     problems: list[str] = []
+    backend_errors: list[BackendError] = []
     hours = uses_hours(meta.duration_s)
     for lo, hi in windows:
         text, _ = fit_text(render_metadata(body, window=(lo, hi), sections=sections), budget, count)
@@ -185,12 +193,16 @@ def llm_summary(meta: VideoMetadata, client: LLMClient, config: MetadataConfig) 
             raise  # a refused key concerns every video: the configuration cannot run
         except (BenchError, InvalidOutput) as exc:
             problems.append(str(exc))
+            if isinstance(exc, BackendError):
+                backend_errors.append(exc)
             continue
         prefix = "" if len(windows) == 1 else f"{format_range(lo, hi, hours=hours)}: "
         summaries.append(prefix + summary)
         scenes.extend(e for e in found if e.end_s > lo and e.start_s < hi)
     if not summaries:
-        raise ExtractionFailed(f"{meta.vid}: LLM summary failed: {problems[0] if problems else 'no answer'}")
+        on_backend = backend_errors[0] if problems and len(backend_errors) == len(problems) else None
+        raise ExtractionFailed(f"{meta.vid}: LLM summary failed: {problems[0] if problems else 'no answer'}",
+                               backend=on_backend)
     return {"summary": " ".join(summaries),
             "important_scenes": [e.model_dump() for e in sorted(scenes, key=lambda e: (e.start_s, e.end_s))]}
 
@@ -217,7 +229,8 @@ def vlm_describe(path: Path, meta: VideoMetadata, client: LLMClient, config: Met
         except Unavailable:
             raise
         except (BenchError, InvalidOutput) as exc:
-            raise ExtractionFailed(f"{meta.vid}: VLM on {format_range(lo, hi)} failed: {exc}") from None
+            raise ExtractionFailed(f"{meta.vid}: VLM on {format_range(lo, hi)} failed: {exc}",
+                                   backend=exc if isinstance(exc, BackendError) else None) from None
     if not parts:
         raise ExtractionFailed(f"{meta.vid}: no frames could be sampled for the VLM")
     return parts

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.errors import BadInput
+from bench.errors import BackendError, BadInput
 from bench.llm.metadata import METADATA_VERSION, Entry, MetadataConfig, VideoMetadata, render_metadata
 from bench.llm.metadata_describe import ExtractionFailed, VlmPart, llm_summary, merge_vlm_parts, vlm_describe
 from bench.llm.metadata_local import metadata_from_segments
@@ -32,6 +32,8 @@ class ExtractedMetadata:
 
     metadata: dict[str, VideoMetadata]
     errors: dict[str, str] = field(default_factory=dict)
+    backend_errors: dict[str, BackendError] = field(default_factory=dict)
+    """vid -> the backend error of a model stage (summary, VLM) that failed on the backend."""
 
 
 def _portable(name: str) -> str:
@@ -149,6 +151,8 @@ def extract_metadata(videos: Sequence[Video], store: FeatureStore, config: Metad
                 meta = _with_summary(meta, got)
             except ExtractionFailed as exc:
                 out.errors[video.vid] = f"{exc}; the fixed-form summary is used"
+                if exc.backend is not None:
+                    out.backend_errors[video.vid] = exc.backend
                 log.warning("%s", out.errors[video.vid])
         if vlm_ex is not None and vlm is not None:
             try:
@@ -158,6 +162,8 @@ def extract_metadata(videos: Sequence[Video], store: FeatureStore, config: Metad
                                        _portable(vlm.backend.model))
             except ExtractionFailed as exc:
                 out.errors[video.vid] = f"{exc}; the text-side metadata is used"
+                if exc.backend is not None:
+                    out.backend_errors[video.vid] = exc.backend
                 log.warning("%s", out.errors[video.vid])
         out.metadata[video.vid] = meta
     return out

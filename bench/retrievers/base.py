@@ -16,6 +16,7 @@ from bench.types import Moment, QueryInput, Video
 
 if TYPE_CHECKING:
     from bench.engine.search import QueryResult
+    from bench.errors import BackendError
     from bench.store import FeatureStore
     from bench.text.windows import TextCorpus
 
@@ -108,6 +109,12 @@ class Retriever(Protocol):
 
     def reset_stats(self) -> None:
         """Start per-mode counters (LLM tokens, latency, cache hits) afresh."""
+        ...
+
+    def index_backend_errors(self) -> dict[str, BackendError]:
+        """vid -> the backend error (an LLM call failed after its retries) that left that
+        video's features partial in the last :meth:`index` call; empty for families that
+        call no backend while indexing."""
         ...
 
     def provenance(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bench.engine.search import QueryResult, check_top_k, rank_moments
-from bench.errors import BadInput, Unavailable
+from bench.errors import BackendError, BadInput, Unavailable
 from bench.evidence import FusedEvidence, MemberMatch
 from bench.retrievers.base import Retriever, RetrieverConfig, parse_params
 from bench.spans import temporal_iou
@@ -247,8 +247,12 @@ class Fusion:
                          k=p.k, weights=p.weights, iou_threshold=p.iou_threshold, span=p.span)
             why = [f"{name}: {res[i].reason}" for name, res in per_member.items() if res[i].reason]
             reason = "; ".join(why) if why and not fused else None
+            # Fused only from what answered: it failed on the backend when every member did.
+            backend_errors = [e for res in per_member.values() for e in res[i].backend_errors]
+            failed = bool(per_member) and all(res[i].backend_failed for res in per_member.values())
             # fuse() ranks ties by contribution, member and rank: the engine keeps that order.
-            out.append(QueryResult(rank_moments(fused, top_k, ties="given"), reason))
+            out.append(QueryResult(rank_moments(fused, top_k, ties="given"), reason, backend_errors,
+                                   backend_failed=failed))
         return out
 
     def stats(self) -> dict[str, Any]:
@@ -257,6 +261,14 @@ class Fusion:
     def reset_stats(self) -> None:
         for member in self.members.values():
             member.reset_stats()
+
+    def index_backend_errors(self) -> dict[str, BackendError]:
+        """Per video, the first member's backend error while indexing it."""
+        out: dict[str, BackendError] = {}
+        for member in self.members.values():
+            for vid, err in member.index_backend_errors().items():
+                out.setdefault(vid, err)
+        return out
 
     def provenance(self) -> dict[str, Any]:
         p = self.params
@@ -300,6 +312,9 @@ class _SharedMember:
 
     def reset_stats(self) -> None:
         self.retriever.reset_stats()
+
+    def index_backend_errors(self) -> dict[str, BackendError]:
+        return self.retriever.index_backend_errors()
 
     def provenance(self) -> dict[str, Any]:
         return self.retriever.provenance()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench.engine.search import Candidate, EngineSearch, NoAnswer
-from bench.errors import BadInput, BenchError
+from bench.errors import BackendError, BadInput, BenchError
 from bench.evidence import SceneEvidence
 from bench.llm.backends import BackendKind, EndpointConfig, LLMBackend, OpenAIBackend, select_backend
 from bench.llm.cache import LLMCache, LLMClient, Pricing
@@ -135,6 +135,7 @@ class LLMMetadata(EngineSearch):
             self.vlm_client = LLMClient(OpenAIBackend(vlm_ep), PROMPT_REVISION, cache=cache, pricing=pricing)
         self.index_errors: dict[str, str] = {}
         """vid -> why its metadata is partial (a fallback was used) or missing."""
+        self._index_backend_errors: dict[str, BackendError] = {}
         self.records: list[QueryRecord] = []
         self._meta: dict[str, VideoMetadata] = {}
         self._file_index: Any = None
@@ -154,6 +155,9 @@ class LLMMetadata(EngineSearch):
                                    llm=self.client if self.params.metadata.summary_llm else None,
                                    vlm=self.vlm_client)
         self.index_errors.update(got.errors)
+        for v in videos:
+            self._index_backend_errors.pop(v.vid, None)
+        self._index_backend_errors.update(got.backend_errors)
         for vid, why in got.errors.items():
             log.warning("%s: %s: %s", self.name, vid, why)
         self.add_metadata(got.metadata.values())
@@ -288,7 +292,8 @@ class LLMMetadata(EngineSearch):
 
         ``weight`` scales the scores (file-level retrieval); ``allow_empty`` lets the model
         answer that the video holds no match (corpus candidates), which is then no error.
-        Raises BackendError (call failed) or InvalidOutput (no valid scene in any chunk).
+        Raises :class:`~bench.errors.BackendError` (call failed) or InvalidOutput (no valid
+        scene in any chunk).
         """
         meta = self.metadata(vid)
         qid = "" if query.qid is None else str(query.qid)
@@ -388,6 +393,11 @@ class LLMMetadata(EngineSearch):
             "localizations_retried": sum(r.retried for r in self.records),
             "index_errors": dict(self.index_errors)})
         return out
+
+    def index_backend_errors(self) -> dict[str, BackendError]:
+        """vid -> the backend error of its metadata LLM stage (summary or VLM) in the last
+        index call: that video's metadata fell back to what needs no LLM."""
+        return dict(self._index_backend_errors)
 
     def reset_stats(self) -> None:
         """Forget the call records, so the next :meth:`stats` covers only what follows (e.g.
