@@ -126,7 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     modes: tuple[Mode, ...] = ("grounding", "corpus") if args.mode == "both" else (args.mode,)
     results = run(args.dataset or [], args.retriever or [], out=Path(args.out), modes=modes,
                   device=args.device, top_k=args.top_k, limit=args.limit,
-                  progress=not args.json)
+                  progress=not args.json, include_tiny=args.include_tiny)
     from bench.eval.results import result_path
 
     rows = []
@@ -258,8 +258,17 @@ def build_parser() -> argparse.ArgumentParser:
     device_arg(sp)
 
     sp = add("run", cmd_run, "run retrievers on datasets with timing; write versioned results")
+    sp.epilog = ("With no --retriever, runs every configuration in models/ except the random-init "
+                 "test ones (tagged tiny; name them, or add --include-tiny, to run them). "
+                 "Configurations whose weights or backend cannot be had on this machine are "
+                 "reported unavailable with the reason.")
     sp.add_argument("--dataset", action="append", help="repeatable; default synthetic-v1")
-    sp.add_argument("--retriever", action="append", help="repeatable; default every configuration")
+    sp.add_argument("--retriever", action="append",
+                    help="repeatable; default every configuration in models/ except the random-init "
+                         "test ones (tagged tiny)")
+    sp.add_argument("--include-tiny", action="store_true",
+                    help="with no --retriever, also run the random-init test configurations "
+                         "(tagged tiny: they exercise the code, their numbers mean nothing)")
     sp.add_argument("--out", default="results", help="results directory (default results/)")
     sp.add_argument("--mode", choices=["grounding", "corpus", "both"], default="both")
     sp.add_argument("--top-k", type=int, default=10)

@@ -143,3 +143,28 @@ def test_cli_list_and_bad_input_exit_codes(capsys, tmp_path):
     assert "\n" not in err
     assert main(["run", "--dataset", "no-such-set"]) == 2
     assert "no-such-set" in capsys.readouterr().err
+
+
+def test_a_plain_run_leaves_out_random_init_configurations(monkeypatch):
+    from bench.eval import runner
+    from bench.retrievers import TINY_TAG, load_configs
+
+    configs = load_configs()
+    tiny = {n for n, c in configs.items() if TINY_TAG in c.tags}
+    assert {"clip-frames-tiny", "xclip-clips-tiny", "llm-tiny", "fusion-all-tiny"} <= tiny
+    plain = [c.name for c in runner.default_configs()]
+    assert plain == [n for n in configs if n not in tiny]
+    assert {"bm25-text", "dense-text-minilm", "fusion-text", "clip-frames-vit-b32"} <= set(plain)
+    assert [c.name for c in runner.default_configs(include_tiny=True)] == list(configs)
+
+    asked: dict[str, object] = {}
+
+    def fake_run(datasets, retrievers, **kwargs):
+        asked.update(retrievers=list(retrievers), include_tiny=kwargs["include_tiny"])
+        return []
+
+    monkeypatch.setattr(runner, "run", fake_run)
+    assert main(["run", "--json"]) == 0
+    assert asked == {"retrievers": [], "include_tiny": False}
+    assert main(["run", "--json", "--include-tiny"]) == 0
+    assert asked == {"retrievers": [], "include_tiny": True}
