@@ -302,7 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verbose:
         level = logging.DEBUG
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(message)s")
-    for noisy in ("httpx", "urllib3", "faster_whisper", "jieba", "filelock"):
+    # bm25s sets its own logger to DEBUG; faiss logs at INFO each CPU extension it cannot load.
+    for noisy in ("httpx", "urllib3", "faster_whisper", "jieba", "filelock", "bm25s", "faiss"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.func(args))
