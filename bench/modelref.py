@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,10 +206,6 @@ DEFAULT_HUB_ENDPOINT = "https://huggingface.co"
 HUB_PROBE_TIMEOUT_S = 3.0
 TRUE_VALUES = frozenset({"1", "on", "yes", "true"})
 
-HubProbe = Callable[[str, float], str | None]
-"""``probe(endpoint, timeout_s)`` -> None when the hub answers, else why it cannot be reached."""
-
-
 def hub_endpoint() -> str:
     """The hub the client talks to: ``HF_ENDPOINT``, default https://huggingface.co."""
     return (os.environ.get("HF_ENDPOINT") or DEFAULT_HUB_ENDPOINT).rstrip("/")
@@ -243,14 +238,15 @@ def probe_hub(endpoint: str, timeout_s: float, *, transport: Any = None) -> str 
 @dataclass
 class _HubCheck:
     done: bool = False
-    reason: str | None = None
+    reason: str | None = None  # why the hub cannot be reached; None: it answered
+    client_was_offline: bool | None = None  # the hub client's flag before it was switched
 
 
 _HUB = _HubCheck()
 _HUB_LOCK = threading.Lock()
 
 
-def hub_unreachable(probe: HubProbe | None = None) -> str | None:
+def hub_unreachable() -> str | None:
     """Why the hub cannot be reached (None when it can, or when ``HF_HUB_OFFLINE`` is set and
     nothing is tried). Probes once per process; after a failure the hub client's offline mode
     is on, so no later load waits on the network."""
@@ -258,10 +254,10 @@ def hub_unreachable(probe: HubProbe | None = None) -> str | None:
         return None
     with _HUB_LOCK:
         if not _HUB.done:
-            reason = (probe or probe_hub)(hub_endpoint(), HUB_PROBE_TIMEOUT_S)
+            reason = probe_hub(hub_endpoint(), HUB_PROBE_TIMEOUT_S)
             _HUB.done, _HUB.reason = True, reason
             if reason is not None:
-                _hub_client_offline()
+                _HUB.client_was_offline = _set_hub_client_offline(True)
                 log.warning("%s", unreachable_message(reason))
         return _HUB.reason
 
@@ -274,9 +270,11 @@ def hub_offline() -> bool:
 
 def forget_hub_check() -> None:
     """Check again on the next hub model (tests; a long-lived process after the network
-    returns). The hub client stays offline if it was switched."""
+    returns); the hub client's offline flag goes back to what it was before the check."""
     with _HUB_LOCK:
-        _HUB.done, _HUB.reason = False, None
+        if _HUB.client_was_offline is not None:
+            _set_hub_client_offline(_HUB.client_was_offline)
+        _HUB.done, _HUB.reason, _HUB.client_was_offline = False, None, None
 
 
 def unreachable_message(reason: str) -> str:
@@ -284,12 +282,17 @@ def unreachable_message(reason: str) -> str:
             "unavailable; set HF_HUB_OFFLINE=1 to skip the check")
 
 
-def _hub_client_offline() -> None:
-    """``huggingface_hub`` reads ``HF_HUB_OFFLINE`` once, at import, into its constants, and
+def _set_hub_client_offline(offline: bool) -> bool | None:
+    """Set the hub client's offline flag; return what it was (None without the client).
+
+    ``huggingface_hub`` reads ``HF_HUB_OFFLINE`` once, at import, into its constants, and
     transformers, sentence-transformers and faster-whisper ask it through
-    ``constants.is_offline_mode()``: setting the constant is what turns their retries off."""
+    ``constants.is_offline_mode()``: setting the constant, not the environment, is what turns
+    their retries off."""
     try:
         from huggingface_hub import constants
     except ImportError:
-        return
-    constants.HF_HUB_OFFLINE = True
+        return None
+    before = bool(constants.HF_HUB_OFFLINE)
+    constants.HF_HUB_OFFLINE = offline
+    return before

@@ -88,6 +88,8 @@ def test_one_failed_probe_turns_the_hub_off_for_the_process(hub_env, connects) -
     assert constants.HF_HUB_OFFLINE is True  # what transformers and the hub client ask
     assert load_kwargs(first)["local_files_only"] is True
     assert len(probe.calls) == 1 and connects == []
+    forget_hub_check()  # checking again puts the hub client back as it was
+    assert constants.HF_HUB_OFFLINE is False
 
 
 def test_later_configurations_are_unavailable_at_once_with_the_reason(
