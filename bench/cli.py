@@ -133,7 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     modes: tuple[Mode, ...] = ("grounding", "corpus") if args.mode == "both" else (args.mode,)
     results = run(args.dataset or [], args.retriever or [], out=Path(args.out), modes=modes,
                   device=args.device, top_k=args.top_k, limit=args.limit,
-                  progress=not args.json)
+                  progress=not args.json, include_tiny=args.include_tiny)
     from bench.eval.results import result_path
 
     rows = []
@@ -267,8 +267,17 @@ def build_parser() -> argparse.ArgumentParser:
     device_arg(sp)
 
     sp = add("run", cmd_run, "run retrievers on datasets with timing; write versioned results")
+    sp.epilog = ("With no --retriever, runs every configuration in models/ except the random-init "
+                 "test ones (tagged tiny; name them, or add --include-tiny, to run them). "
+                 "Configurations whose weights or backend cannot be had on this machine are "
+                 "reported unavailable with the reason.")
     sp.add_argument("--dataset", action="append", help="repeatable; default synthetic-v1")
-    sp.add_argument("--retriever", action="append", help="repeatable; default every configuration")
+    sp.add_argument("--retriever", action="append",
+                    help="repeatable; default every configuration in models/ except the random-init "
+                         "test ones (tagged tiny)")
+    sp.add_argument("--include-tiny", action="store_true",
+                    help="with no --retriever, also run the random-init test configurations "
+                         "(tagged tiny: they exercise the code, their numbers mean nothing)")
     sp.add_argument("--out", default="results", help="results directory (default results/)")
     sp.add_argument("--mode", choices=["grounding", "corpus", "both"], default="both")
     sp.add_argument("--top-k", type=int, default=10)
@@ -302,7 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verbose:
         level = logging.DEBUG
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(message)s")
-    for noisy in ("httpx", "urllib3", "faster_whisper", "jieba", "filelock"):
+    # bm25s sets its own logger to DEBUG; faiss logs at INFO each CPU extension it cannot load.
+    for noisy in ("httpx", "urllib3", "faster_whisper", "jieba", "filelock", "bm25s", "faiss"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.func(args))

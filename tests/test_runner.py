@@ -228,3 +228,28 @@ def test_a_query_the_method_cannot_answer_is_no_backend_failure(synthetic_mini):
                        progress=False)
     assert r.status == "ok" and r.backend_failures == 0
     assert r.metrics["R1@0.5"] == 0.0 and len(r.query_errors) == r.n_queries
+
+
+def test_a_plain_run_leaves_out_random_init_configurations(monkeypatch):
+    from bench.eval import runner
+    from bench.retrievers import TINY_TAG, load_configs
+
+    configs = load_configs()
+    tiny = {n for n, c in configs.items() if TINY_TAG in c.tags}
+    assert {"clip-frames-tiny", "xclip-clips-tiny", "llm-tiny", "fusion-all-tiny"} <= tiny
+    plain = [c.name for c in runner.default_configs()]
+    assert plain == [n for n in configs if n not in tiny]
+    assert {"bm25-text", "dense-text-minilm", "fusion-text", "clip-frames-vit-b32"} <= set(plain)
+    assert [c.name for c in runner.default_configs(include_tiny=True)] == list(configs)
+
+    asked: dict[str, object] = {}
+
+    def fake_run(datasets, retrievers, **kwargs):
+        asked.update(retrievers=list(retrievers), include_tiny=kwargs["include_tiny"])
+        return []
+
+    monkeypatch.setattr(runner, "run", fake_run)
+    assert main(["run", "--json"]) == 0
+    assert asked == {"retrievers": [], "include_tiny": False}
+    assert main(["run", "--json", "--include-tiny"]) == 0
+    assert asked == {"retrievers": [], "include_tiny": True}

@@ -25,7 +25,7 @@ from bench import timing
 from bench.errors import BackendError, BadInput, BenchError, Unavailable
 from bench.eval.results import ResultFile, Status, find_random_init, save_result
 from bench.paths import repo_root
-from bench.retrievers import get_config, load_configs
+from bench.retrievers import TINY_TAG, get_config, load_configs
 from bench.retrievers.base import Retriever, RetrieverConfig
 from bench.types import Moment, Prediction, Query, QueryInput, QuerySet, Video
 from bench.workspace import Workspace
@@ -302,11 +302,15 @@ def _write(out: Path | None, result: ResultFile, preds: list[dict[str, Any]] | N
 def run(datasets: Sequence[str], retrievers: Sequence[str], *, out: Path | None,
         modes: Sequence[Mode] = ("grounding", "corpus"), device: str = "auto", top_k: int = 10,
         limit: int | None = None, progress: bool = True,
-        max_backend_failed_share: float = MAX_BACKEND_FAILED_SHARE) -> list[ResultFile]:
-    """Every dataset x every configuration (all of ``models/`` when ``retrievers`` is empty)."""
+        max_backend_failed_share: float = MAX_BACKEND_FAILED_SHARE,
+        include_tiny: bool = False) -> list[ResultFile]:
+    """Every dataset x every configuration. With no ``retrievers``, that is every real
+    configuration of ``models/``: random-init test configurations (tagged ``tiny``) only
+    exercise the code, so they run when named or with ``include_tiny``."""
     from bench.datasets import resolve_dataset
 
-    configs = [get_config(r) for r in retrievers] if retrievers else list(load_configs().values())
+    configs = ([get_config(r) for r in retrievers] if retrievers
+               else default_configs(include_tiny=include_tiny))
     workspace = Workspace(device=device)
     results = []
     for spec in datasets or ["synthetic-v1"]:
@@ -319,6 +323,11 @@ def run(datasets: Sequence[str], retrievers: Sequence[str], *, out: Path | None,
                                    progress=progress, workspace=workspace,
                                    max_backend_failed_share=max_backend_failed_share))
     return results
+
+
+def default_configs(*, include_tiny: bool = False) -> list[RetrieverConfig]:
+    """What ``run`` runs when no configuration is named: ``models/`` less the ``tiny`` ones."""
+    return [c for c in load_configs().values() if include_tiny or TINY_TAG not in c.tags]
 
 
 def index_dataset(dataset: str, retriever: str, *, device: str = "auto") -> dict[str, Any]:

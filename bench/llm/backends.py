@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench.errors import BackendError, BadInput, Unavailable
-from bench.modelref import ModelRef, hub_unavailable_reason, resolve, weights_checksum
+from bench.modelref import ModelRef, hub_offline, hub_unavailable_reason, resolve, weights_checksum
 
 if TYPE_CHECKING:
     from bench.llm.prompts import Message
@@ -285,11 +285,13 @@ class TransformersBackend:
         self.ref = ref
         resolved = resolve(ref)
         self.resolved = resolved
+        local_only = resolved.source != "hub" or hub_offline()
         try:
-            self.tokenizer: Any = AutoTokenizer.from_pretrained(resolved.location, revision=resolved.revision)
+            self.tokenizer: Any = AutoTokenizer.from_pretrained(
+                resolved.location, revision=resolved.revision, local_files_only=local_only)
             dtype = torch.float16 if device == "cuda" else torch.float32
             lm: Any = AutoModelForCausalLM.from_pretrained(
-                resolved.location, revision=resolved.revision, dtype=dtype)
+                resolved.location, revision=resolved.revision, dtype=dtype, local_files_only=local_only)
             self.lm = lm.to(device).eval()
         except (OSError, ValueError, ImportError) as exc:
             raise Unavailable(hub_unavailable_reason(ref, exc)) from None

@@ -29,6 +29,10 @@ FAMILIES.register("dense-text", "bench.retrievers.dense_text:DenseText")
 FAMILIES.register("llm-metadata", "bench.retrievers.llm_metadata:LLMMetadata")
 FAMILIES.register("fusion", "bench.retrievers.fusion:Fusion")
 
+TINY_TAG = "tiny"
+"""Tag of configurations that run random-init models: they test the code, their numbers mean
+nothing, so a plain ``run`` leaves them out."""
+
 
 def models_dir() -> Path:
     return repo_root() / "models"

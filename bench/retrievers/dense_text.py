@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from bench.engine.search import Candidate, Curve, NoAnswer
 from bench.errors import Unavailable
 from bench.evidence import Snippet, TextEvidence
 from bench.index.vector import Kind as IndexKind
-from bench.modelref import ModelRef, ResolvedModel, hub_unavailable_reason, resolve
+from bench.modelref import ModelRef, ResolvedModel, check_cached, hub_unavailable_reason, resolve
 from bench.retrievers.base import RetrieverConfig, TextCorpusSearch, parse_params
 from bench.spans import Window
 from bench.text.extract import TextSources, sources_provenance
@@ -100,8 +99,11 @@ class DenseText(TextCorpusSearch):
         self.params: Params = parse_params(Params, config)
         self.ref = config.model or ModelRef(id=BUNDLED_MINILM)
         self.resolved: ResolvedModel = resolve(self.ref)
-        if self.resolved.source == "hub" and os.environ.get("HF_HUB_OFFLINE") == "1":
-            self._check_cached()
+        if self.resolved.source == "hub":
+            try:  # with the hub off, say now that the model is missing, not mid-run
+                check_cached(self.ref)
+            except Unavailable as exc:
+                raise Unavailable(f"{self.name}: {exc}") from None
         self._model: Any = None
         self.corpus: TextCorpus | None = None
         self.window_vecs = np.zeros((0, 0), dtype=np.float32)
@@ -111,15 +113,6 @@ class DenseText(TextCorpusSearch):
         self._encoded = 0
         self._cached_videos = 0
         self._model_provenance: dict[str, Any] | None = None
-
-    def _check_cached(self) -> None:
-        """Offline, a hub model must already be in the local cache: say so now, not mid-run."""
-        try:
-            from huggingface_hub import snapshot_download
-
-            snapshot_download(self.ref.id, revision=self.ref.revision, local_files_only=True)
-        except Exception as exc:  # any failure here means "cannot be had offline"
-            raise Unavailable(f"{self.name}: {hub_unavailable_reason(self.ref, exc)}") from None
 
     # -- the encoder ------------------------------------------------------------------------
 

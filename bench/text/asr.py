@@ -7,7 +7,6 @@ transcription works with no hub; multilingual Whisper sizes are hub presets (pin
 from __future__ import annotations
 
 import logging
-import os
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bench.errors import BadInput, Unavailable
-from bench.modelref import ModelRef, ResolvedModel, hub_unavailable_reason, resolve
+from bench.modelref import ModelRef, ResolvedModel, hub_offline, hub_unavailable_reason, resolve
 from bench.text.segments import Segment
 
 if TYPE_CHECKING:
@@ -188,11 +187,10 @@ class Transcriber:
             raise Unavailable(f"faster-whisper is not installed ({exc}); "
                               "pip install faster-whisper") from None
         hub = resolved.source == "hub"
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         try:
             self._model = WhisperModel(
                 resolved.location, device=self.device, compute_type=self.compute_type,
-                cpu_threads=self.config.cpu_threads, local_files_only=offline or not hub,
+                cpu_threads=self.config.cpu_threads, local_files_only=not hub or hub_offline(),
                 revision=resolved.revision if hub else None,
             )
         except Exception as exc:  # CTranslate2 and huggingface_hub raise many types

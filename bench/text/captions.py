@@ -6,7 +6,6 @@ BLIP built offline for tests; its captions are noise and every segment says ``ra
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bench.errors import BadInput, Unavailable
-from bench.modelref import ModelRef, ResolvedModel, hub_unavailable_reason, resolve
+from bench.modelref import ModelRef, ResolvedModel, hub_offline, hub_unavailable_reason, resolve
 from bench.text.segments import Segment
 from bench.timing import stage
 
@@ -107,7 +106,7 @@ class Captioner:
         except ImportError as exc:
             raise Unavailable(f"captions need torch and transformers ({exc})") from None
         hub = resolved.source == "hub"
-        kwargs: dict[str, Any] = {"local_files_only": os.environ.get("HF_HUB_OFFLINE") == "1" or not hub}
+        kwargs: dict[str, Any] = {"local_files_only": not hub or hub_offline()}
         if hub and resolved.revision:
             kwargs["revision"] = resolved.revision
         try:

@@ -4,13 +4,12 @@ directory): precision, ``from_pretrained`` keywords, cache-key names, the image 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bench.errors import BadInput, Unavailable
-from bench.modelref import ModelRef, ResolvedModel, hub_unavailable_reason, resolve
+from bench.modelref import ModelRef, ResolvedModel, hub_offline, hub_unavailable_reason, resolve
 
 if TYPE_CHECKING:
     import torch
@@ -38,9 +37,9 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 def load_kwargs(resolved: ResolvedModel) -> dict[str, Any]:
     """``from_pretrained`` keywords: the pinned revision for hub ids, local files only when
-    offline or for local directories."""
+    the hub is off (or out of reach) or for local directories."""
     hub = resolved.source == "hub"
-    kwargs: dict[str, Any] = {"local_files_only": os.environ.get("HF_HUB_OFFLINE") == "1" or not hub}
+    kwargs: dict[str, Any] = {"local_files_only": not hub or hub_offline()}
     if hub and resolved.revision:
         kwargs["revision"] = resolved.revision
     return kwargs
