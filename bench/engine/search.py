@@ -232,7 +232,8 @@ def _log_once(scorer: Any, reason: str, q: QueryInput) -> None:
     seen: set[str] = scorer.__dict__.setdefault("_reasons_logged", set())
     if reason not in seen:
         seen.add(reason)
-        log.warning("%s: %s (query %r); no moments returned", scorer.name, reason, q.qid)
+        which = f" (query {q.qid!r})" if q.qid is not None else ""
+        log.warning("%s: %s%s; no moments returned", scorer.name, reason, which)
 
 
 class EngineSearch:

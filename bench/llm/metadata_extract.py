@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,6 @@ if TYPE_CHECKING:
     from bench.store import FeatureStore
     from bench.types import Video
 
-log = logging.getLogger("bench")
 
 
 @dataclass
@@ -153,7 +151,6 @@ def extract_metadata(videos: Sequence[Video], store: FeatureStore, config: Metad
                 out.errors[video.vid] = f"{exc}; the fixed-form summary is used"
                 if exc.backend is not None:
                     out.backend_errors[video.vid] = exc.backend
-                log.warning("%s", out.errors[video.vid])
         if vlm_ex is not None and vlm is not None:
             try:
                 got = _stage(store, video_id, vlm_ex, "frames",
@@ -164,7 +161,6 @@ def extract_metadata(videos: Sequence[Video], store: FeatureStore, config: Metad
                 out.errors[video.vid] = f"{exc}; the text-side metadata is used"
                 if exc.backend is not None:
                     out.backend_errors[video.vid] = exc.backend
-                log.warning("%s", out.errors[video.vid])
         out.metadata[video.vid] = meta
     return out
 

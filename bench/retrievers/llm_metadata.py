@@ -159,7 +159,8 @@ class LLMMetadata(EngineSearch):
             self._index_backend_errors.pop(v.vid, None)
         self._index_backend_errors.update(got.backend_errors)
         for vid, why in got.errors.items():
-            log.warning("%s: %s: %s", self.name, vid, why)
+            # the caller says which configuration; the reason may already name the video
+            log.warning("%s: %s", self.name, why if why.startswith(f"{vid}:") else f"{vid}: {why}")
         self.add_metadata(got.metadata.values())
 
     def add_metadata(self, metas: Iterable[VideoMetadata]) -> None:
