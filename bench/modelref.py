@@ -221,9 +221,12 @@ def probe_hub(endpoint: str, timeout_s: float, *, transport: Any = None) -> str 
     """One HEAD request to the hub's own endpoint: None when it answers, else why not.
 
     Connection, DNS, TLS and proxy errors and timeouts count as unreachable, and so do the
-    answers proxies and firewalls give instead of the hub (403, 407, 5xx)."""
-    import httpx
-
+    answers proxies and firewalls give instead of the hub (403, 407, 5xx). Without httpx (it
+    comes with the hub client) nothing is probed and the loaders find out themselves."""
+    try:
+        import httpx
+    except ImportError:
+        return None
     try:
         with httpx.Client(timeout=timeout_s, transport=transport) as client:
             status = client.head(endpoint).status_code
