@@ -11,7 +11,7 @@ from bench.cli import main
 from bench.engine.search import QueryResult
 from bench.errors import BackendError, Unavailable
 from bench.eval.results import iter_results
-from bench.eval.runner import backend_verdict, mock_run, run, run_one
+from bench.eval.runner import UNREACHABLE_STOP_AFTER, backend_verdict, mock_run, run, run_one
 from bench.retrievers import FAMILIES
 from bench.retrievers.base import Retriever, RetrieverConfig
 from bench.types import Moment
@@ -191,6 +191,10 @@ def test_dead_endpoint_is_unavailable_with_the_reason_and_no_scores(synthetic_mi
         assert "cannot connect" in r.reason
         # every video's metadata summary call failed too; its error is the same, said once
         assert r.reason.endswith("; the backend failed while indexing every video (2 of 2)")
+        # after 3 queries that could not connect, the rest are not asked (each would wait out
+        # the same retries)
+        skipped = [e for e in r.query_errors.values() if e.startswith("not asked: ")]
+        assert len(skipped) == n - UNREACHABLE_STOP_AFTER and len(r.query_errors) == n
     stored = {r.split_key: r for _, r in iter_results(tmp_path)}
     assert stored[synthetic_mini.split].status == "unavailable"
     assert not list(tmp_path.rglob("*.predictions.jsonl"))

@@ -37,6 +37,9 @@ MAX_BACKEND_FAILED_SHARE = 0.5
 """A mode in which more than this share of the queries failed on the backend is recorded as
 ``failed`` (``unavailable`` when nothing ever answered at that address): its scores would
 measure the outage, not the method. Below it the result stays ``ok`` and carries the count."""
+UNREACHABLE_STOP_AFTER = 3
+"""When this many queries in a row, from the first, found the backend unreachable (nothing
+ever connected), the rest of the mode is not asked: each would wait out the same retries."""
 PACKAGES = ("numpy", "torch", "transformers", "sentence-transformers", "faiss-cpu", "bm25s",
             "faster-whisper", "rapidocr-onnxruntime", "decord", "av", "httpx")
 
@@ -111,8 +114,15 @@ def search_queries(workspace: Workspace, cfg: RetrieverConfig, videos: Sequence[
     first backend error of each query that failed on the backend to ``backend_failed``."""
     failed_on_backend = backend_failed if backend_failed is not None else {}
     preds = []
-    for q in tqdm(queries, desc=f"search {cfg.name} [{mode}]", unit="q", leave=False,
-                  disable=not progress):
+    for i, q in enumerate(tqdm(queries, desc=f"search {cfg.name} [{mode}]", unit="q", leave=False,
+                               disable=not progress)):
+        if i >= UNREACHABLE_STOP_AFTER and _never_connected(failed_on_backend, i):
+            first = next(iter(failed_on_backend.values()))
+            errors[str(q.qid)] = (f"not asked: the backend could not be reached for the first "
+                                  f"{UNREACHABLE_STOP_AFTER} queries ({first})")
+            failed_on_backend[str(q.qid)] = first
+            preds.append(to_prediction(q, [], mode))
+            continue
         qin = QueryInput.from_query(q, qs.root)
         vids = [q.vid] if mode == "grounding" and q.vid is not None else None
         t0 = time.perf_counter()
@@ -134,6 +144,11 @@ def search_queries(workspace: Workspace, cfg: RetrieverConfig, videos: Sequence[
         recorder.query_latencies_s.append(time.perf_counter() - t0)
         preds.append(to_prediction(q, moments, mode))
     return preds
+
+
+def _never_connected(failed: dict[str, BackendError], asked: int) -> bool:
+    """Every one of the ``asked`` queries so far failed on a backend it could not reach."""
+    return len(failed) >= asked and all(e.unreachable for e in failed.values())
 
 
 def backend_verdict(n_queries: int, failed: dict[str, BackendError],
