@@ -340,11 +340,46 @@ def test_v1_spec_meets_the_brief_without_building() -> None:
     assert len(english) >= 4  # enough clear English narration for Whisper tiny.en
 
 
-def test_committed_card_matches_the_generator() -> None:
-    path = spec_path("synthetic-v1")
+@pytest.mark.parametrize("name", ["synthetic-v1", "synthetic-v2"])
+def test_committed_card_matches_the_generator(name: str) -> None:
+    path = spec_path(name)
     card = (path.parent / "README.md").read_text(encoding="utf-8")
     assert card == render_card(load_spec(path), path), \
-        "regenerate datasets/synthetic-v1/README.md with bench.datasets.synthetic.card.render_card"
+        f"regenerate datasets/{name}/README.md with bench.datasets.synthetic.card.render_card"
+
+
+def test_v2_keeps_every_video_and_query_of_v1() -> None:
+    v1, v2 = load_spec(spec_path("synthetic-v1")), load_spec(spec_path("synthetic-v2"))
+    by_vid = {v.vid: v for v in v2.videos}
+    for v in v1.videos:
+        assert by_vid[v.vid].scenes == v.scenes
+        assert by_vid[v.vid].queries[:len(v.queries)] == v.queries
+
+
+def test_parts_add_videos_and_queries_and_change_the_stamp(tmp_path: Path) -> None:
+    doc = yaml.safe_load(spec_path("synthetic-mini").read_text(encoding="utf-8"))
+    doc["parts"] = ["more.yaml"]
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    first = doc["videos"][0]
+    extra_query = {"query": "the first scene again", "lang": "en", "tag": "visual", "scenes": [0]}
+    new_video = {**first, "vid": "extra", "queries": [],
+                 "scenes": [{"image": "coffee", "duration_s": 2.0}]}
+    part = tmp_path / "more.yaml"
+    part.write_text(yaml.safe_dump({"videos": [new_video], "queries": {first["vid"]: [extra_query]}}),
+                    encoding="utf-8")
+    spec = load_spec(spec_file)
+    assert [v.vid for v in spec.videos][-1] == "extra"
+    assert spec.videos[0].queries[-1].query == "the first scene again"
+    stamp = builder.build_stamp(spec_file, BuildOptions())
+    part.write_text(yaml.safe_dump({"videos": [new_video]}), encoding="utf-8")
+    assert builder.build_stamp(spec_file, BuildOptions()) != stamp
+    part.write_text(yaml.safe_dump({"queries": {"nobody": [extra_query]}}), encoding="utf-8")
+    with pytest.raises(BadInput, match=r"more\.yaml: queries for unknown video 'nobody'"):
+        load_spec(spec_file)
+    part.write_text(yaml.safe_dump({"scenes": []}), encoding="utf-8")
+    with pytest.raises(BadInput, match=r"more\.yaml: a part holds only"):
+        load_spec(spec_file)
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ from bench.datasets.io import load_query_set, write_jsonl
 from bench.datasets.synthetic.card import render_card
 from bench.datasets.synthetic.encode import Progress, make_video
 from bench.datasets.synthetic.queries import make_queries, scene_rows
-from bench.datasets.synthetic.spec import SynthSpec, load_spec, plan, spec_path
+from bench.datasets.synthetic.spec import SynthSpec, load_spec, plan, spec_files, spec_path
 from bench.datasets.synthetic.tools import Tools, check_tools
 from bench.errors import BadInput
 from bench.fsio import directory_swap
@@ -37,6 +37,11 @@ GENERATOR = "bench.datasets.synthetic"
 def build(out: Path, options: BuildOptions) -> QuerySet:
     """Build ``synthetic-v1`` (14 videos, ~90 queries) into ``out``; cached by spec hash."""
     return build_from_spec(spec_path("synthetic-v1"), out, options)
+
+
+def build_v2(out: Path, options: BuildOptions) -> QuerySet:
+    """Build ``synthetic-v2`` (v1's videos and queries and more: see its spec) into ``out``."""
+    return build_from_spec(spec_path("synthetic-v2"), out, options)
 
 
 def build_mini(out: Path, options: BuildOptions) -> QuerySet:
@@ -73,10 +78,11 @@ def build_from_spec(spec_file: Path, out: Path, options: BuildOptions | None = N
 
 
 def build_stamp(spec_file: Path, options: BuildOptions) -> str:
-    """Hash of what a build depends on: the spec's bytes, the generator version, the generator's
-    own source (so an edited renderer never serves a stale cache) and ``options.limit``."""
-    parts = [hashlib.sha256(Path(spec_file).read_bytes()).digest(), GENERATOR_VERSION.encode(),
-             _source_digest(), str(options.limit).encode()]
+    """Hash of what a build depends on: the bytes of the spec and its parts, the generator
+    version, the generator's own source (so an edited renderer never serves a stale cache) and
+    ``options.limit``."""
+    parts = [*(hashlib.sha256(f.read_bytes()).digest() for f in spec_files(spec_file)),
+             GENERATOR_VERSION.encode(), _source_digest(), str(options.limit).encode()]
     return hashlib.sha256(b"\0".join(parts)).hexdigest()
 
 

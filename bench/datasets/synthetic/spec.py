@@ -15,7 +15,7 @@ from bench.paths import repo_root
 
 Lang = Literal["en", "ja", "zh", "ru", "pt"]
 Move = Literal["zoom-in", "zoom-out", "pan-left", "pan-right", "pan-up", "pan-down"]
-Tag = Literal["speech", "onscreen-text", "visual", "multi"]
+Tag = Literal["speech", "onscreen-text", "visual", "multi", "cross-lingual", "absent"]
 Cue = Literal["speech", "onscreen-text", "visual"]
 MOVES: tuple[Move, ...] = ("zoom-in", "pan-right", "zoom-out", "pan-left", "pan-up", "pan-down")
 
@@ -151,6 +151,8 @@ class SynthSpec(_Model):
     wpm: dict[Lang, int]
     """Starting speech rate per language (words per minute, espeak-ng ``-s``)."""
     videos: list[VideoSpec] = Field(min_length=1)
+    parts: list[str] = []
+    """Further YAML files beside the spec (see :func:`load_spec`), merged in order."""
 
 
 def spec_path(name: str) -> Path:
@@ -161,13 +163,29 @@ def spec_path(name: str) -> Path:
     return path
 
 
-def load_spec(path: Path) -> SynthSpec:
-    """Parse and check a spec file; every problem raises BadInput naming the file and the field."""
+def spec_files(path: Path) -> list[Path]:
+    """The spec file and the part files it names, in merge order (all of them make the stamp)."""
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise BadInput(f"{path}: cannot read the spec ({str(exc).splitlines()[0]})") from None
+    doc = _read_yaml(path)
+    names = doc.get("parts", []) if isinstance(doc, dict) else []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise BadInput(f"{path}: field 'parts': must be a list of file names beside the spec")
+    return [path, *(path.parent / n for n in names)]
+
+
+def load_spec(path: Path) -> SynthSpec:
+    """Parse and check a spec file; every problem raises BadInput naming the file and the field.
+
+    A spec may name ``parts``: YAML files beside it, each with ``videos`` (appended to the
+    spec's) and ``queries`` (``{vid: [query, ...]}``, appended to a video of the spec or of an
+    earlier part). Versions of a set grow this way without copying each other's lines.
+    """
+    path = Path(path)
+    doc = _read_yaml(path)
+    files = spec_files(path)
+    if isinstance(doc, dict):
+        for part in files[1:]:
+            _merge_part(doc, part)
     try:
         spec = SynthSpec.model_validate(doc)
     except ValidationError as exc:
@@ -176,6 +194,32 @@ def load_spec(path: Path) -> SynthSpec:
         raise BadInput(f"{path}: field '{loc}': {err['msg']}") from None
     _check_spec(spec, path)
     return spec
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise BadInput(f"{path}: cannot read the spec ({str(exc).splitlines()[0]})") from None
+
+
+def _merge_part(doc: dict[str, Any], part: Path) -> None:
+    extra = _read_yaml(part) or {}
+    if not isinstance(extra, dict) or set(extra) - {"videos", "queries"}:
+        raise BadInput(f"{part}: a part holds only 'videos' (a list) and 'queries' ({{vid: [...]}})")
+    videos = extra.get("videos") or []
+    queries = extra.get("queries") or {}
+    if not isinstance(videos, list) or not isinstance(queries, dict):
+        raise BadInput(f"{part}: 'videos' must be a list and 'queries' a mapping of vid to a list")
+    doc.setdefault("videos", [])
+    doc["videos"] = [*doc["videos"], *videos]
+    by_vid = {v.get("vid"): v for v in doc["videos"] if isinstance(v, dict)}
+    for vid, rows in queries.items():
+        if vid not in by_vid:
+            raise BadInput(f"{part}: queries for unknown video {vid!r}; add it to the spec or a part before")
+        if not isinstance(rows, list):
+            raise BadInput(f"{part}: queries.{vid} must be a list")
+        by_vid[vid]["queries"] = [*by_vid[vid].get("queries", []), *rows]
 
 
 def _check_spec(spec: SynthSpec, path: Path) -> None:
