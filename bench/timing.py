@@ -45,7 +45,9 @@ class TimingRecorder:
 
     stages: dict[str, StageTotals] = field(default_factory=dict)
     query_latencies_s: list[float] = field(default_factory=list)
-    peak_cuda_bytes: int = 0
+    peak_cuda_bytes: int | None = None
+    """The most bytes torch held on the GPU during the run (``torch.cuda.max_memory_allocated``
+    since :func:`recording` began); None when CUDA was not used."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, name: str, wall_s: float, cpu_s: float, items: int, video_s: float) -> None:
@@ -69,11 +71,18 @@ _current: contextvars.ContextVar[TimingRecorder | None] = contextvars.ContextVar
 @contextmanager
 def recording(recorder: TimingRecorder) -> Iterator[TimingRecorder]:
     """Make ``recorder`` the target of every ``stage`` inside the block."""
+    from bench.devices import peak_cuda_bytes, reset_peak_cuda_bytes
+
+    reset_peak_cuda_bytes()
     token = _current.set(recorder)
     try:
         yield recorder
     finally:
         _current.reset(token)
+        _cuda_sync()
+        peak = peak_cuda_bytes()
+        if peak is not None:
+            recorder.peak_cuda_bytes = max(recorder.peak_cuda_bytes or 0, peak)
 
 
 def current() -> TimingRecorder | None:
@@ -90,7 +99,8 @@ def _cuda_sync() -> None:
 
 @contextmanager
 def stage(name: str, *, items: int = 0, video_s: float = 0.0) -> Iterator[None]:
-    """Time a block as stage ``name``; CUDA work is synchronized at both ends."""
+    """Time a block as stage ``name``; CUDA work is synchronized at both ends, so a stage's
+    wall time includes the GPU work it queued (kernels run asynchronously to the host)."""
     rec = _current.get()
     if rec is None:
         yield

@@ -70,8 +70,12 @@ def cpu_name() -> str:
 
 
 def environment() -> dict[str, Any]:
-    """Machine and library versions for provenance (no paths, no user names)."""
+    """Machine and library versions for provenance (no paths, no user names). ``gpu``: the
+    GPU model, driver, CUDA and cuDNN versions (:class:`bench.devices.GpuInfo`), every field
+    None when CUDA is not in use; taken once models are built, since it needs torch loaded."""
     from importlib import metadata
+
+    from bench.devices import gpu_info
 
     versions = {}
     for name in PACKAGES:
@@ -83,7 +87,8 @@ def environment() -> dict[str, Any]:
     import os
 
     return {"python": platform.python_version(), "platform": platform.platform(terse=True),
-            "cpu": cpu, "cpu_count": os.cpu_count(), "packages": versions, "git_sha": git_sha()}
+            "cpu": cpu, "cpu_count": os.cpu_count(), "packages": versions, "git_sha": git_sha(),
+            "gpu": gpu_info().as_dict()}
 
 
 def git_sha() -> str | None:
@@ -216,7 +221,6 @@ def run_one(cfg: RetrieverConfig, qs: QuerySet, modes: Sequence[Mode], *, device
     base: dict[str, Any] = dict(retriever=cfg.name, family=cfg.family, config_revision=cfg.revision,
                 dataset=qs.name, split=qs.split)
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    env = environment()
     results: list[ResultFile] = []
     recorder = timing.TimingRecorder()
     try:
@@ -231,15 +235,16 @@ def run_one(cfg: RetrieverConfig, qs: QuerySet, modes: Sequence[Mode], *, device
     except Unavailable as exc:
         log.warning("%s unavailable: %s", cfg.name, exc)
         return [_write(out, ResultFile(**base, mode=m, status="unavailable", reason=str(exc),
-                                       provenance={"environment": env}, created_at=now), None)
+                                       provenance={"environment": environment()}, created_at=now), None)
                 for m in modes]
     except Exception as exc:  # a crashing retriever must not stop the run; record why
         log.error("%s failed while indexing %s: %s", cfg.name, qs.name, exc)
         log.debug("%s", traceback.format_exc())
         return [_write(out, ResultFile(**base, mode=m, status="failed",
                                        reason=f"index: {type(exc).__name__}: {exc}",
-                                       provenance={"environment": env}, created_at=now), None)
+                                       provenance={"environment": environment()}, created_at=now), None)
                 for m in modes]
+    env = environment()
     index_timing = recorder.as_dict()
     prov: dict[str, Any] = {"environment": env, "device": retriever.device,
             "retriever": retriever.provenance(), "config": cfg.model_dump()}

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import Field
 
+from bench.devices import device_key
 from bench.engine.proposals import ProposalConfig
 from bench.engine.search import Candidate, Curve, EngineSearch
 from bench.errors import BadInput, Unavailable
@@ -188,6 +189,9 @@ class ClipFrames(EngineSearch):
         return Extractor("clip-frames", {
             "model": model_key(self.resolved), "weights": weights_tag(self.resolved), "fps": p.fps,
             "transform": self.transform.signature(), "dtype": dtype_name(self.dtype),
+            # The key names its precision already; a GPU (TF32 float32, on-device resizing)
+            # gives other numbers than the CPU, so it adds its device. CPU keys are unchanged.
+            **device_key(self.device, dtype_name(self.dtype), dtype_name(self.dtype)),
         }, version=FEATURES_VERSION)
 
     # -- indexing ----------------------------------------------------------------------------

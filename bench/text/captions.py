@@ -27,6 +27,10 @@ CAPTION_PRESETS: dict[str, dict[str, Any]] = {
 """Named caption configurations; YAML may say ``caption: blip-base``."""
 
 
+CAPTION_CPU_DTYPE = "float32"
+"""The captioner's precision on the CPU (half-precision matmuls there are slow and lossy)."""
+
+
 class CaptionConfig(BaseModel):
     """Which captioner, how often, and how it decodes."""
 
@@ -90,9 +94,14 @@ class Captioner:
             return Path(self.resolved.location).name
         return self.resolved.revision
 
+    @property
+    def dtype_name(self) -> str:
+        """The model's precision: float16 on CUDA, :data:`CAPTION_CPU_DTYPE` on the CPU."""
+        return "float16" if self.device == "cuda" else CAPTION_CPU_DTYPE
+
     def provenance(self) -> dict[str, Any]:
         out = self.resolved.provenance()
-        out.update(revision=self.revision(), device=self.device)
+        out.update(revision=self.revision(), device=self.device, dtype=self.dtype_name)
         return out
 
     def load(self) -> tuple[Any, Any]:
@@ -111,7 +120,7 @@ class Captioner:
             kwargs["revision"] = resolved.revision
         try:
             processor = AutoProcessor.from_pretrained(resolved.location, **kwargs)
-            dtype = torch.float16 if self.device == "cuda" else torch.float32
+            dtype = getattr(torch, self.dtype_name)
             model: Any = AutoModelForImageTextToText.from_pretrained(resolved.location, dtype=dtype,
                                                                      **kwargs)
         except Exception as exc:  # hub, file and config errors come in many types

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bench.devices import device_key
 from bench.errors import BadInput
 from bench.modelref import ResolvedModel, weights_checksum
-from bench.text.asr import AsrConfig, Transcriber, asr_revision
-from bench.text.captions import CaptionConfig, Captioner, caption_video
+from bench.text.asr import CPU_COMPUTE_TYPE, AsrConfig, Transcriber, asr_revision
+from bench.text.captions import CAPTION_CPU_DTYPE, CaptionConfig, Captioner, caption_video
 from bench.text.ocr import OCR_MODEL_ID, OcrConfig, OcrEngine, ocr_revision, read_video
 from bench.text.segments import SOURCES, Segment, Source, sort_segments
 from bench.timing import stage
@@ -77,6 +78,9 @@ def _speech_extractor(asr: Transcriber) -> Extractor:
     # Threads and which videos are skipped do not change a transcript; they stay out of the key.
     params = asr.config.model_dump(mode="json", exclude={"model", "cpu_threads", "skip_uncovered_languages"})
     params.update(model=_model_key(asr.resolved), revision=asr_revision(asr.config))
+    # compute_type unset means int8 on the CPU: keys made before device and precision
+    # entered them stay as they were there; CUDA transcripts get keys of their own.
+    params.update(device_key(asr.device, asr.compute_type, asr.config.compute_type or CPU_COMPUTE_TYPE))
     return Extractor("text.speech", params, EXTRACT_VERSION)
 
 
@@ -93,6 +97,7 @@ def _caption_extractor(captioner: Captioner) -> Extractor:
 
     params = captioner.config.model_dump(mode="json", exclude={"model", "batch_size"})
     params.update(model=_model_key(captioner.resolved), revision=captioner.revision())
+    params.update(device_key(captioner.device, captioner.dtype_name, CAPTION_CPU_DTYPE))
     return Extractor("text.caption", params, EXTRACT_VERSION)
 
 
