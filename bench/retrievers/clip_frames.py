@@ -35,6 +35,7 @@ from bench.video.stream import (
     only_outcome,
     preprocessed_stream,
 )
+from bench.vision.device_input import DeviceInput, to_host
 from bench.vision.encoding import QueryTokenizer, pooled, unit_rows
 from bench.vision.loading import (
     dtype_name,
@@ -123,6 +124,7 @@ class ClipFrames(EngineSearch):
                            "clip-frames needs a CLIP-style model")
         self.model = model.to(device).eval()
         self.transform = ImageTransform.from_config(image_processor_config(self.model_ref, self.resolved))
+        self.device_input = DeviceInput(self.transform, device, self.dtype)
         self.dim = int(self.model.config.projection_dim if hasattr(self.model.config, "projection_dim")
                        else self.model.config.vision_config.hidden_size)
         self.text_ref: ModelRef | None = config.models.get("text")
@@ -192,18 +194,30 @@ class ClipFrames(EngineSearch):
             # The key names its precision already; a GPU (TF32 float32, on-device resizing)
             # gives other numbers than the CPU, so it adds its device. CPU keys are unchanged.
             **device_key(self.device, dtype_name(self.dtype), dtype_name(self.dtype)),
+            **({"sampling": "keyframes"} if p.sampling == "keyframes" else {}),
         }, version=FEATURES_VERSION)
 
     # -- indexing ----------------------------------------------------------------------------
 
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
-        """Preprocessed float ``(n, 3, H, W)`` -> float32 ``(n, d)`` unit vectors."""
+        """Preprocessed float ``(n, 3, H, W)`` (on the CPU or the device) -> float32 ``(n, d)``
+        unit vectors."""
         with self._calls_lock:
             self.encoder_calls += 1
         x = pixels.to(self.device, self.dtype, non_blocking=True)
         with self._torch.inference_mode():
-            feats = pooled(self.model.get_image_features(pixel_values=x)).float()
-        return unit_rows(feats.cpu().numpy())
+            feats = pooled(self.model.get_image_features(pixel_values=x))
+            return unit_rows(to_host(feats))
+
+    def encode_batch(self, batch: StreamBatch) -> np.ndarray:
+        """One stream batch -> float32 ``(n, d)`` unit vectors: its preprocessed pixels, or its
+        raw frames preprocessed on the device (timed as stage ``encode``, copies included)."""
+        with stage("encode", items=len(batch.times_s)), self.device_input.compute():
+            if batch.pixels is not None:
+                return self.encode_pixels(batch.pixels)
+            with self._torch.inference_mode():
+                pixels = self.device_input(batch.frames)
+            return self.encode_pixels(pixels)
 
     def encode_videos(self, videos: Sequence[tuple[Path, ProbeInfo]]) -> Iterator[tuple[int, Outcome]]:
         """Sampled frames of each ``(path, info)`` -> ``(position, outcome)`` as each video is
@@ -224,17 +238,17 @@ class ClipFrames(EngineSearch):
             return arrays, {"n_frames": end.n_frames, "duration_s": videos[position][1].duration_s,
                             "decoder": "+".join(sorted(end.decoders))}
 
-        def encode(batch: StreamBatch) -> np.ndarray:
-            with stage("encode", items=len(batch.times_s)):
-                return self.encode_pixels(batch.pixels)
-
         video_s = sum(info.duration_s for _, info in videos)
-        workers = p.workers_for(self.device, video_s * p.fps / p.batch_size)
+        batch_size = p.batch_for(self.device)
+        workers = p.workers_for(self.device, video_s * p.fps / batch_size)
         stream = preprocessed_stream([path for path, _ in videos], fps=p.fps, transform=self.transform,
-                                     batch_size=p.batch_size, decoder=p.decoder, depth=p.prefetch,
+                                     batch_size=batch_size, decoder=p.decoder, depth=p.prefetch,
                                      threads=p.threads_for(self.device), video_s=video_s,
-                                     pin_memory=self.device == "cuda", workers=workers)
-        for item, emb in encoded_stream(stream, encode, workers=workers):
+                                     pin_memory=self.device == "cuda", workers=workers,
+                                     raw=p.on_device(self.device),
+                                     decode_processes=p.processes_for(self.device, len(videos)),
+                                     keyframes_only=p.sampling == "keyframes")
+        for item, emb in encoded_stream(stream, self.encode_batch, workers=workers):
             if isinstance(item, VideoEnd):
                 ends[item.position] = item
                 if item.error is not None or item.n_frames == 0:
@@ -346,6 +360,9 @@ class ClipFrames(EngineSearch):
             "family": self.family,
             "model": {**self.resolved.provenance(), "weights": weights_tag(self.resolved)},
             "device": self.device, "dtype": dtype_name(self.dtype), "fps": self.params.fps,
+            "batch_size": self.params.batch_for(self.device),
+            "preprocess": "device" if self.params.on_device(self.device) else "producer",
+            "sampling": self.params.sampling,
             "decoder": self.params.decoder, "decoders_used": dict(sorted(self.decoders_used.items())),
             "transform": self.transform.signature(),
             "text_tower": self.text.describe, "extractor": self.extractor.key,

@@ -198,6 +198,10 @@ class XClipClips(EngineSearch):
         self.config = config
         self.device = device
         self.params: Params = parse_params(Params, config)
+        if self.params.preprocess == "device":
+            # Clips overlap, so frames are preprocessed once, in the prefetch thread.
+            raise BadInput(f"retriever {config.name!r}: xclip-clips preprocesses frames in the prefetch "
+                           "thread; params.preprocess 'device' is for clip-frames")
         if "{}" not in self.params.prompt:
             raise BadInput(f"retriever {config.name!r}: params.prompt must contain '{{}}' for the query")
         self.model_ref = config.model or DEFAULT_MODEL
@@ -236,6 +240,7 @@ class XClipClips(EngineSearch):
             # The key names its precision already; a GPU (TF32 float32, on-device resizing)
             # gives other numbers than the CPU, so it adds its device. CPU keys are unchanged.
             **device_key(self.device, dtype_name(self.dtype), dtype_name(self.dtype)),
+            **({"sampling": "keyframes"} if p.sampling == "keyframes" else {}),
         }, version=FEATURES_VERSION)
 
     # -- encoding ----------------------------------------------------------------------------
@@ -265,7 +270,7 @@ class XClipClips(EngineSearch):
         yielded. A clip never spans two videos, but an encoder call takes clips of several
         (decoding runs on across videos too); only frames of clips in flight are held."""
         p = self.params
-        per_call = max(1, p.batch_size // self.clip_len)  # clips per encoder call
+        per_call = max(1, p.batch_for(self.device) // self.clip_len)  # clips per encoder call
         windows: dict[int, _Windows] = {}
         queue: list[tuple[int, torch.Tensor]] = []  # (position, one clip's frames), in order
         # Encoder calls in flight, oldest first: the videos of their clips, and the result.
@@ -301,6 +306,10 @@ class XClipClips(EngineSearch):
         def encode(n: int) -> None:
             chunk, queue[:n] = queue[:n], []
             pixels = self._torch.stack([clip for _, clip in chunk])
+            if self.device == "cuda":
+                # Clips share frames, so they are stacked here; pinning the stack (not the
+                # stream's batches too) keeps it to one host copy and an asynchronous upload.
+                pixels = pixels.pin_memory()
             make_room()
             in_flight.append(([position for position, _ in chunk], workers.submit(call, pixels)))
 
@@ -321,9 +330,11 @@ class XClipClips(EngineSearch):
                                       "duration_s": info.duration_s, "decoder": "+".join(sorted(w.decoders))})
 
         stream = preprocessed_stream([path for path, _ in videos], fps=p.fps, transform=self.transform,
-                                     batch_size=p.batch_size, decoder=p.decoder, depth=p.prefetch,
-                                     threads=p.threads_for(self.device),
-                                     video_s=sum(info.duration_s for _, info in videos), pin_memory=False)
+                                     batch_size=p.batch_for(self.device), decoder=p.decoder,
+                                     depth=p.prefetch, threads=p.threads_for(self.device),
+                                     video_s=sum(info.duration_s for _, info in videos), pin_memory=False,
+                                     decode_processes=p.processes_for(self.device, len(videos)),
+                                     keyframes_only=p.sampling == "keyframes")
         with workers, closing(stream):
             for item in stream:
                 if isinstance(item, VideoEnd):
@@ -340,6 +351,7 @@ class XClipClips(EngineSearch):
                     for position in touched:
                         rows = np.flatnonzero(item.owner == position)
                         w = windows.setdefault(position, _Windows(self.clip_len, p.stride_frames))
+                        assert item.pixels is not None  # X-CLIP preprocesses in the prefetch thread
                         w.add(item.pixels[int(rows[0]):int(rows[-1]) + 1], item.times_s[rows])
                 for position in touched:
                     queue.extend((position, clip) for clip in windows[position].ready_clips())

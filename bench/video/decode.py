@@ -30,7 +30,7 @@ SPARSE_RATIO = 2.0
 
 def sample_frames(path: Path, fps: float = 1.0, *, short_side: int | None = None,
                   batch_size: int = 32, decoder: str = "auto", threads: int = 0,
-                  first_batch: int | None = None) -> Iterator[FrameBatch]:
+                  first_batch: int | None = None, keyframes_only: bool = False) -> Iterator[FrameBatch]:
     """Yield frames of ``path`` sampled at about ``fps`` frames per second, in batches.
 
     For each target time ``k / fps`` (k = 0, 1, ... below the duration) the first frame whose
@@ -49,6 +49,11 @@ def sample_frames(path: Path, fps: float = 1.0, *, short_side: int | None = None
     thread costs the least CPU time per frame (frame threading has overhead); more finish a
     single video sooner when nothing else wants the cores.
 
+    ``keyframes_only`` decodes key frames alone (PyAV, whatever ``decoder`` says) and takes,
+    for each target time, the first key frame at or after it: far less decoding (no frame
+    depends on another), at the cost of sampling only where the encoder put key frames (a
+    target with none before the next target's is skipped).
+
     Raises BadInput for a file that is not a readable video, DecodeError (a BadInput) when
     decoding fails part-way.
     """
@@ -65,6 +70,9 @@ def sample_frames(path: Path, fps: float = 1.0, *, short_side: int | None = None
     info = probe(path)
     FrameSelector(fps, info.duration_s)  # validates fps before any decoding
     chosen, planned = decoder, None
+    if keyframes_only:
+        width, height = output_size(info, short_side)
+        return pyav_backend.sample_pyav(path, info, fps, width, height, sizes, threads, keyframes_only=True)
     if decoder == "auto":
         # PyAV when sampling is sparse and it can plan: it then does less work than decord,
         # which decodes every frame (scripts/perf/reports/decode_cost.md).

@@ -84,13 +84,19 @@ def decode_plan(found: Packets, selected_s: np.ndarray) -> np.ndarray | None:
 
 def sample_pyav(path: Path, info: ProbeInfo, fps: float, width: int, height: int,
                 sizes: BatchSizes, threads: int, skip_first: int = 0,
-                planned: tuple[np.ndarray, np.ndarray] | None = None) -> Iterator[FrameBatch]:
+                planned: tuple[np.ndarray, np.ndarray] | None = None,
+                keyframes_only: bool = False) -> Iterator[FrameBatch]:
     """PyAV sampling. For H.264 only what the sampled frames need is decoded: the rest of a
     group of pictures after its last sampled frame is skipped, and frames nothing refers to
     are dropped unless sampled. The frames that come out are checked against the plan; if
     the decoder gives anything else, the file is decoded whole instead (same frames). The
     first ``skip_first`` sampled frames are left out. ``planned`` is :func:`sampling_plan`'s
-    answer when the caller has it already."""
+    answer when the caller has it already. ``keyframes_only`` decodes key frames alone (see
+    :func:`bench.video.sample_frames`)."""
+    if keyframes_only:
+        yield from _pyav_batches(path, info, fps, width, height, sizes, threads, None, None, skip_first,
+                                 keyframes_only=True)
+        return
     key = file_key(path)
     selected, plan = planned or sampling_plan(path, info, fps) or (None, None)
     yielded = skip_first
@@ -109,14 +115,14 @@ def sample_pyav(path: Path, info: ProbeInfo, fps: float, width: int, height: int
 
 def _pyav_batches(path: Path, info: ProbeInfo, fps: float, width: int, height: int, sizes: BatchSizes,
                   threads: int, plan: np.ndarray | None, selected: np.ndarray | None,
-                  skip_first: int) -> Iterator[FrameBatch]:
+                  skip_first: int, keyframes_only: bool = False) -> Iterator[FrameBatch]:
     """Decode with PyAV (every packet, or those ``plan`` asks for) and yield sampled frames,
     leaving out the first ``skip_first`` (already yielded by an earlier attempt). With a
     plan, raises :class:`_PlanFailed` when a sampled frame is not the planned one."""
     import av
 
     selector = FrameSelector(fps, info.duration_s)
-    all_times = frame_times(path) if plan is not None else None
+    all_times = frame_times(path) if plan is not None or keyframes_only else None
     frames: list[np.ndarray] = []
     times: list[float] = []
     indices: list[int] = []
@@ -154,6 +160,8 @@ def _pyav_batches(path: Path, info: ProbeInfo, fps: float, width: int, height: i
         if threads != 1:
             vs.thread_type = "AUTO"
         ctx = vs.codec_context
+        if keyframes_only:
+            ctx.skip_frame = "NONKEY"
         tb = vs.time_base
         cstart = Fraction(container.start_time or 0, 1_000_000)
         step = Fraction(1) / Fraction(info.fps).limit_denominator(1_000_000)
@@ -188,6 +196,8 @@ def _pyav_batches(path: Path, info: ProbeInfo, fps: float, width: int, height: i
                     index += 1
                 else:  # frames were skipped: a frame's place among all frames is by its time
                     index = int(np.searchsorted(all_times, time_s - TIME_EPS_S))
+                if keyframes_only and not frame.key_frame:
+                    continue  # a decoder may still hand out a non-key frame after a flush
                 if selector.take(time_s):
                     emitted_last = True
                     if (batch := take(frame, time_s, index)) is not None:

@@ -118,14 +118,18 @@ class _Failure:
 
 @dataclass
 class StreamBatch:
-    """Preprocessed frames of one or more consecutive videos of a :func:`preprocessed_stream`."""
+    """Frames of one or more consecutive videos of a :func:`preprocessed_stream`: preprocessed
+    (``pixels``), or decoded and left for the encoder's device to preprocess (``frames``)."""
 
-    pixels: torch.Tensor
-    """float32 ``(n, 3, H, W)``."""
+    pixels: torch.Tensor | None
+    """float32 ``(n, 3, H, W)``; None in a stream of raw frames."""
     times_s: np.ndarray
     """float64 ``(n,)``: each frame's time in its own video, seconds."""
     owner: np.ndarray
     """int64 ``(n,)``: each frame's video, as its position in ``paths``."""
+    frames: tuple[torch.Tensor, ...] = ()
+    """In a stream of raw frames: uint8 ``(k, H, W, 3)`` chunks, ``n`` frames in all, in
+    order; frames of one size share a chunk (videos may differ in size)."""
 
 
 @dataclass
@@ -160,8 +164,10 @@ class _Batcher:
     """Preprocessed frames not yet in a batch, cut into the batches of a
     :func:`preprocessed_stream` (sizes and shrinking as described there)."""
 
-    def __init__(self, sizes: BatchSizes, *, expected: int, workers: int, pin_memory: bool) -> None:
+    def __init__(self, sizes: BatchSizes, *, expected: int, workers: int, pin_memory: bool,
+                 raw: bool = False) -> None:
         self.sizes = sizes
+        self.raw = raw  # uint8 frames, cut into chunks, not preprocessed pixels
         self.expected = expected  # sampled frames in all videos; 0: unknown, no shrinking
         self.workers = workers
         self.pin_memory = pin_memory
@@ -208,21 +214,46 @@ class _Batcher:
             else:
                 self.held[0] = (x[take:], t[take:], position)
             n -= take
+        self.emitted += 1
+        self.sent += sum(len(t) for t in times)
+        if self.raw:
+            chunks = [c.pin_memory() if self.pin_memory else c for c in _same_size_runs(pixels)]
+            return StreamBatch(None, np.concatenate(times), np.concatenate(owners), tuple(chunks))
         batch = pixels[0] if len(pixels) == 1 else torch.cat(pixels)
         if self.pin_memory:
             batch = batch.pin_memory()
-        self.emitted += 1
-        self.sent += len(batch)
         return StreamBatch(batch, np.concatenate(times), np.concatenate(owners))
+
+
+def _same_size_runs(parts: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``parts`` with each run of same-shaped neighbours joined into one tensor."""
+    import torch
+
+    runs: list[list[torch.Tensor]] = []
+    for part in parts:
+        if runs and runs[-1][0].shape[1:] == part.shape[1:]:
+            runs[-1].append(part)
+        else:
+            runs.append([part])
+    return [run[0] if len(run) == 1 else torch.cat(run) for run in runs]
 
 
 def preprocessed_stream(paths: Sequence[Path], *, fps: float, transform: FrameTransform, batch_size: int,
                         decoder: str = "auto", depth: int = 2, threads: int = 0, video_s: float = 0.0,
-                        pin_memory: bool = False, workers: int = 1,
+                        pin_memory: bool = False, workers: int = 1, raw: bool = False,
+                        decode_processes: int = 0, keyframes_only: bool = False,
                         ) -> Generator[StreamBatch | VideoEnd, None, None]:
     """Frames of every video in ``paths``, in order, sampled at ``fps``, decoded (``threads``
     decoder threads, 0: FFmpeg's choice) and preprocessed in a background thread up to
     ``depth`` items ahead (``depth=0``: in the caller's thread, nothing overlapped).
+
+    ``raw`` leaves preprocessing to the encoder (on its device): batches then carry the
+    decoded uint8 frames (``StreamBatch.frames``, pinned with ``pin_memory``: a quarter of the
+    bytes of float pixels to copy, and the resize runs where the encoder is).
+    ``decode_processes`` > 0 decodes that many videos at once in worker processes, one FFmpeg
+    thread each (:func:`bench.video.parallel.decoded_videos`); frames, batches and their order
+    are the same as with one decoder. ``keyframes_only`` samples key frames alone (see
+    :func:`bench.video.sample_frames`).
 
     Batches run on across video boundaries, so a library of short clips keeps the encoder's
     batches full and the decoder busy while the encoder finishes a video. With a prefetch
@@ -240,44 +271,50 @@ def preprocessed_stream(paths: Sequence[Path], *, fps: float, transform: FrameTr
 
     Decode and preprocess times are recorded as stages ``decode`` and ``preprocess`` (with a
     prefetch thread, its wall time, which overlaps ``encode``; ``video_s`` is the videos'
-    total duration); with a prefetch thread, the time the caller waited for the first
+    total duration; with decoder processes, ``decode`` is the time spent waiting for their
+    frames); with a prefetch thread, the time the caller waited for the first
     batch is stage ``decode_start`` (start-up, nothing to overlap with) and for later ones
     ``decode_wait`` (large when decoding is the bottleneck)."""
-    from bench.video import sample_frames  # looked up per call: tests replace it
+    from bench.video.parallel import DecodeJob, VideoDone, decoded_videos
 
     rec = timing.current()
     decoding, preprocessing = _Tally(), _Tally()
     batcher = _Batcher(BatchSizes(batch_size, max(1, batch_size // 8) if depth else batch_size),
                        expected=round(video_s * fps) if workers > 1 else 0, workers=workers,
-                       pin_memory=pin_memory)
+                       pin_memory=pin_memory, raw=raw)
+    job = DecodeJob(fps=fps, short_side=transform.decode_short_side, batch_size=batch_size, decoder=decoder,
+                    threads=1 if decode_processes else threads, first_batch=batcher.sizes.first,
+                    keyframes_only=keyframes_only)
 
     def produce() -> Iterator[StreamBatch | VideoEnd]:
-        for position, path in enumerate(paths):
-            count = 0
-            used: set[str] = set()
-            try:
-                frames = iter(sample_frames(path, fps, short_side=transform.decode_short_side,
-                                            batch_size=batch_size, decoder=decoder, threads=threads,
-                                            first_batch=batcher.sizes.first))
-                while True:
-                    t0, c0 = time.perf_counter(), time.thread_time()
-                    batch = next(frames, None)
-                    decoding.add_since(t0, c0, 0 if batch is None else len(batch))
-                    if batch is None:
-                        break
-                    used.add(batch.decoder)
-                    t0, c0 = time.perf_counter(), time.thread_time()
-                    batcher.add(transform(batch.frames), batch.times_s, position)
-                    preprocessing.add_since(t0, c0, len(batch))
-                    count += len(batch)
-                    yield from batcher.full_batches()
-            except Exception as exc:
-                if not isinstance(exc, decoder_errors()):
-                    raise
-                batcher.drop(position)
-                yield VideoEnd(position, 0, used, exc)
+        counts: dict[int, int] = {}
+        events = iter(decoded_videos(paths, job, processes=decode_processes, depth=max(2, depth)))
+        while True:
+            t0, c0 = time.perf_counter(), time.thread_time()
+            event = next(events, None)
+            n = len(event[1]) if isinstance(event, tuple) else 0
+            decoding.add_since(t0, c0, n)
+            if event is None:
+                break
+            if isinstance(event, VideoDone):
+                if event.error is not None:
+                    batcher.drop(event.position)
+                    yield VideoEnd(event.position, 0, event.decoders, event.error)
+                else:
+                    yield VideoEnd(event.position, counts.get(event.position, 0), event.decoders)
                 continue
-            yield VideoEnd(position, count, used)
+            position, batch = event
+            t0, c0 = time.perf_counter(), time.thread_time()
+            if raw:
+                import torch
+
+                frames = batch.frames if batch.frames.flags.writeable else batch.frames.copy()
+                batcher.add(torch.from_numpy(frames), batch.times_s, position)
+            else:
+                batcher.add(transform(batch.frames), batch.times_s, position)
+            preprocessing.add_since(t0, c0, len(batch))
+            counts[position] = counts.get(position, 0) + len(batch)
+            yield from batcher.full_batches()
         if batcher.held:
             yield batcher.cut(batcher.held_frames())
 
@@ -321,6 +358,7 @@ def preprocessed_batches(path: Path, *, fps: float, transform: FrameTransform, b
                                     decoder=decoder, depth=depth, threads=threads, video_s=video_s,
                                     pin_memory=pin_memory):
         if isinstance(item, StreamBatch):
+            assert item.pixels is not None  # not a raw stream
             yield item.pixels, item.times_s
             continue
         if decoders is not None:

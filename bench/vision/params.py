@@ -18,7 +18,10 @@ class VisualParams(BaseModel):
     fps: float = Field(default=1.0, gt=0, le=30)
     """Frames sampled per second of video."""
     batch_size: int = Field(default=32, ge=1, le=1024)
-    """Frames per image-tower call."""
+    """Frames per image-tower call on the CPU (tuned for a few cores)."""
+    cuda_batch_size: int = Field(default=256, ge=1, le=4096)
+    """Frames per image-tower call on CUDA: a GPU needs hundreds of images per call before
+    launch overhead stops mattering (:meth:`batch_for`)."""
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     """Encoder precision; ``auto`` is float16 on CUDA and float32 on the CPU."""
     decoder: Literal["auto", "decord", "pyav"] = "auto"
@@ -41,6 +44,19 @@ class VisualParams(BaseModel):
     call, and a decoder thread beside them slows one call instead of stalling both:
     scripts/perf/visual_index.py; a lone call would run on half the threads), 1 otherwise
     and on CUDA. The vectors are the same up to float rounding."""
+    decode_processes: int | None = Field(default=None, ge=0, le=64)
+    """Videos decoded at once in worker processes, one FFmpeg thread each, handing uint8
+    frames to the encoder (:mod:`bench.video.parallel`). Unset: none on the CPU (the encoder
+    needs the cores), on CUDA one per core up to 8 (:meth:`processes_for`). The frames are
+    the same either way."""
+    preprocess: Literal["auto", "producer", "device"] = "auto"
+    """Where resize + normalize run: ``producer`` in the prefetch thread on the CPU (float
+    pixels handed over), ``device`` in the encoder call on the encoder's device from pinned
+    uint8 frames (a quarter of the bytes to copy, copies on a side stream); ``auto`` is
+    ``device`` on CUDA and ``producer`` on the CPU. On the CPU both give the same vectors."""
+    sampling: Literal["fps", "keyframes"] = "fps"
+    """``keyframes``: sample key frames only (the first at or after each ``1 / fps`` step),
+    which decodes a small share of the frames; frames change, so the cache key changes."""
     prompt: str = "{}"
     """Template for text queries, e.g. ``"a photo of {}"``; ``{}`` is the query."""
     index_kind: Literal["auto", "flat", "ivf", "hnsw", "pq"] = "auto"
@@ -62,3 +78,22 @@ class VisualParams(BaseModel):
         import torch
 
         return 2 if torch.get_num_threads() >= 2 else 1
+
+    def batch_for(self, device: str) -> int:
+        """Frames per encoder call on ``device``."""
+        return self.cuda_batch_size if device == "cuda" else self.batch_size
+
+    def processes_for(self, device: str, videos: int, cores: int | None = None) -> int:
+        """Decoder processes for ``videos`` videos with an encoder on ``device``: never more
+        than the videos, 0 (decode in the prefetch thread) for one video or on the CPU."""
+        if self.decode_processes is not None:
+            return min(self.decode_processes, videos)
+        if device == "cpu" or videos < 2:
+            return 0
+        import os
+
+        return min(8, videos, cores if cores is not None else (os.cpu_count() or 1))
+
+    def on_device(self, device: str) -> bool:
+        """Whether frames are preprocessed on the encoder's device (see :attr:`preprocess`)."""
+        return self.preprocess == "device" or (self.preprocess == "auto" and device != "cpu")

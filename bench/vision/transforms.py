@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,10 +98,20 @@ class ImageTransform:
         top = (x.shape[2] - self.crop[0]) // 2
         left = (x.shape[3] - self.crop[1]) // 2
         x = x[:, :, top:top + self.crop[0], left:left + self.crop[1]]
-        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1) * 255.0
-        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1) * 255.0
+        mean, std = _scaled_constants(self.mean, self.std, str(x.device))
         x = (x - mean) / std
         return x.to(dtype) if dtype is not None else x.contiguous()
+
+
+@functools.lru_cache(maxsize=16)
+def _scaled_constants(mean: tuple[float, ...], std: tuple[float, ...],
+                      device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``mean`` and ``std`` times 255 as ``(1, 3, 1, 1)`` tensors on ``device``, made once per
+    device: a new tensor per batch would be a blocking host-to-device copy on a GPU."""
+    import torch
+
+    return (torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255.0,
+            torch.tensor(std, device=device).view(1, 3, 1, 1) * 255.0)
 
 
 def load_image(path: str | Path) -> np.ndarray:
