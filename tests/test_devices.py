@@ -151,3 +151,54 @@ def test_result_environment_carries_the_gpu_fields_as_none_on_the_cpu() -> None:
 
     gpu = environment()["gpu"]
     assert gpu["gpu_name"] is None and gpu["driver_version"] is None and gpu["cuda_runtime"] is None
+
+
+def test_auto_index_kind_per_device() -> None:
+    from bench.index.vector import FLAT_MAX, GPU_FLAT_MAX, auto_kind
+
+    assert auto_kind(FLAT_MAX, "faiss", on_gpu=False) == "flat"
+    assert auto_kind(FLAT_MAX + 1, "faiss", on_gpu=False) == "pq"
+    # faiss-gpu has no PQ fast-scan: exact on the GPU far beyond the CPU's limit, then IVF.
+    assert auto_kind(FLAT_MAX + 1, "faiss", on_gpu=True) == "flat"
+    assert auto_kind(GPU_FLAT_MAX + 1, "faiss", on_gpu=True) == "ivf"
+    assert auto_kind(10**9, "torch", on_gpu=True) == auto_kind(10**9, "numpy", on_gpu=False) == "flat"
+
+
+def test_ivf_calibration_stays_within_the_gpu_nprobe_limit() -> None:
+    from bench.index.vector import GPU_MAX_NPROBE, nprobe_steps
+
+    assert nprobe_steps(100, on_gpu=False) == [1, 2, 4, 8, 16, 32, 64, 100]
+    assert nprobe_steps(100, on_gpu=True) == nprobe_steps(100, on_gpu=False)
+    cpu, gpu = nprobe_steps(8192, on_gpu=False), nprobe_steps(8192, on_gpu=True)
+    assert cpu[-2:] == [4096, 8192]
+    assert max(gpu) == GPU_MAX_NPROBE == 2048 and gpu[-1] == 2048 and gpu == sorted(set(gpu))
+
+
+def test_faiss_gpu_resources_are_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.index import vector
+
+    made: list[object] = []
+
+    class Resources:
+        def __init__(self) -> None:
+            made.append(self)
+
+    mod = types.ModuleType("faiss")
+    mod.StandardGpuResources = Resources  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "faiss", mod)
+    monkeypatch.setattr(vector, "_GPU_RESOURCES", [])
+    assert vector.gpu_resources() is vector.gpu_resources() and len(made) == 1
+
+
+def test_cuda_index_without_faiss_gpu_or_torch_cuda_searches_on_the_cpu(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import numpy as np
+
+    from bench.index.vector import VectorIndex
+
+    with caplog.at_level(logging.INFO, logger="bench"):
+        idx = VectorIndex(4, device="cuda")
+    assert "searching on the CPU" in caplog.text and idx.backend in ("faiss", "numpy")
+    idx.add(np.eye(4, dtype=np.float32), np.arange(4))
+    _, ids = idx.search(np.eye(4, dtype=np.float32)[1], 1)
+    assert ids.tolist() == [[1]]

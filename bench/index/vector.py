@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from bench.devices import faiss_gpu_problem
 from bench.errors import BadInput
 from bench.fsio import directory_swap
 
@@ -31,6 +32,13 @@ FORMAT_VERSION = 1
 FLAT_MAX = 65_536
 """``kind="auto"`` searches exactly up to this many vectors (a 512-d flat scan of 64 Ki
 vectors is ~128 MiB, a few tens of ms on two cores); above it, it builds ``pq``."""
+
+GPU_FLAT_MAX = 4_194_304
+"""``kind="auto"`` on a GPU (faiss-gpu) searches exactly up to this many vectors: a flat scan
+is what GPUs do best (4 Mi 512-d vectors are 8 GiB of float32), and faiss's PQ fast-scan,
+the CPU's choice above :data:`FLAT_MAX`, has no GPU version; above it, IVF on the GPU."""
+GPU_MAX_NPROBE = 2048
+"""faiss-gpu's IVF search refuses ``nprobe`` above this (its k-selection limit)."""
 
 _CALIBRATION_QUERIES = 128
 _NUMPY_CHUNK = 65_536
@@ -71,11 +79,37 @@ def _have_faiss() -> bool:
 
 def faiss_gpu_available() -> bool:
     """True when the installed faiss was built with GPU support and sees a GPU."""
-    try:
-        faiss = _faiss()
-    except ImportError:
-        return False
-    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+    return faiss_gpu_problem() is None
+
+
+_GPU_RESOURCES: list[Any] = []
+
+
+def gpu_resources() -> Any:
+    """The process's one ``faiss.StandardGpuResources``: each holds its own scratch memory
+    (about 18% of the GPU by default) and streams, so one per index would waste both."""
+    if not _GPU_RESOURCES:
+        _GPU_RESOURCES.append(_faiss().StandardGpuResources())
+    return _GPU_RESOURCES[0]
+
+
+def auto_kind(n_vectors: int, backend: str, on_gpu: bool, flat_max: int = FLAT_MAX) -> str:
+    """What ``kind="auto"`` builds for ``n_vectors``: exact search up to ``flat_max`` (on the
+    CPU) or :data:`GPU_FLAT_MAX` (faiss on a GPU); above it ``pq`` on the CPU and ``ivf`` on
+    the GPU, which has no PQ fast-scan. The numpy and torch backends are always exact."""
+    if backend != "faiss":
+        return "flat"
+    if on_gpu:
+        return "flat" if n_vectors <= max(flat_max, GPU_FLAT_MAX) else "ivf"
+    return "flat" if n_vectors <= flat_max else "pq"
+
+
+def nprobe_steps(nlist: int, on_gpu: bool) -> list[int]:
+    """The ``nprobe`` values IVF calibration tries, smallest first: powers of two below
+    ``nlist``, then ``nlist`` (every list: exact); on a GPU none above :data:`GPU_MAX_NPROBE`."""
+    top = min(nlist, GPU_MAX_NPROBE) if on_gpu else nlist
+    steps = [p for p in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096) if p < top]
+    return steps + [top]
 
 
 def _torch_cuda_available() -> bool:
@@ -189,17 +223,23 @@ class VectorIndex:
                                "(or use backend='numpy')")
             return "faiss"
         if self.device == "cuda":
-            if faiss_gpu_available():
+            problem = faiss_gpu_problem()
+            if problem is None:
                 return "faiss"
-            if _torch_cuda_available():
+            if _torch_cuda_available() and self.kind in ("auto", "flat"):
+                log.info("vector index: %s; exact search with torch on the GPU", problem)
                 return "torch"
-            log.info("vector index: no GPU faiss or torch CUDA; searching on the CPU")
+            log.info("vector index: %s; searching on the CPU", problem)
         if _have_faiss():
             return "faiss"
         if self.kind not in ("auto", "flat"):
             raise BadInput(f"index kind {self.kind!r} needs faiss (pip install faiss-cpu); "
                            "use kind='flat' or 'auto' for exact numpy search")
         return "numpy"
+
+    def _faiss_on_gpu(self) -> bool:
+        """Whether this index's faiss structures go to the GPU."""
+        return self.backend == "faiss" and self.device == "cuda" and faiss_gpu_available()
 
     def __len__(self) -> int:
         return int(self._ids.shape[0])
@@ -247,15 +287,15 @@ class VectorIndex:
         n = data.shape[0]
         kind = self.kind
         if kind == "auto":
-            kind = "flat" if n <= self.flat_max or self.backend != "faiss" else "pq"
+            kind = auto_kind(n, self.backend, self._faiss_on_gpu(), self.flat_max)
         if self.backend == "numpy":
             self._vectors, self._built_kind = data, "flat"
             return
         if self.backend == "torch":
             import torch
 
-            dtype = torch.float16 if self.device == "cuda" else torch.float32
-            self._index = torch.from_numpy(data).to(self.device, dtype)
+            # float32 on the GPU too: float16 scores rank near-ties differently from the CPU.
+            self._index = torch.from_numpy(data).to(self.device, torch.float32)
             self._built_kind = "flat"
             return
         with _faiss_threads(n):
@@ -269,9 +309,8 @@ class VectorIndex:
         if kind == "flat" or n == 0:
             index = faiss.IndexFlatIP(d)
             index.add(data)
-            if self.device == "cuda" and faiss_gpu_available():
-                self._gpu_res = faiss.StandardGpuResources()
-                index = faiss.index_cpu_to_gpu(self._gpu_res, 0, index)
+            if self._faiss_on_gpu():
+                index = faiss.index_cpu_to_gpu(gpu_resources(), 0, index)
             return index
         if kind == "ivf":
             nlist = self.nlist or int(min(max(16, 4 * math.sqrt(n)), max(16, n // 39)))
@@ -280,11 +319,10 @@ class VectorIndex:
             index.cp.seed = self.seed
             index.train(self._sample(data, 64 * nlist))
             index.add(data)
-            if self.device == "cuda" and faiss_gpu_available():
-                self._gpu_res = faiss.StandardGpuResources()
-                index = faiss.index_cpu_to_gpu(self._gpu_res, 0, index)
-            steps = [p for p in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096) if p < nlist]
-            self._calibrate(index, data, calibration, steps + [nlist], "nprobe")
+            on_gpu = self._faiss_on_gpu()
+            if on_gpu:
+                index = faiss.index_cpu_to_gpu(gpu_resources(), 0, index)
+            self._calibrate(index, data, calibration, nprobe_steps(nlist, on_gpu), "nprobe")
             return index
         if kind == "hnsw":
             index = faiss.IndexHNSWFlat(d, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
@@ -464,9 +502,10 @@ class VectorIndex:
             faiss = _faiss()
 
             index = faiss.read_index(str(src / "index.faiss"))
-            if device == "cuda" and faiss_gpu_available() and meta["built_kind"] in ("flat", "ivf"):
-                idx._gpu_res = faiss.StandardGpuResources()
-                index = faiss.index_cpu_to_gpu(idx._gpu_res, 0, index)
+            if idx._faiss_on_gpu() and meta["built_kind"] in ("flat", "ivf"):
+                index = faiss.index_cpu_to_gpu(gpu_resources(), 0, index)
+                if meta["built_kind"] == "ivf" and idx.search_param is not None:
+                    idx.search_param = min(int(idx.search_param), GPU_MAX_NPROBE)
             idx._index, idx._built_kind = index, meta["built_kind"]
         else:
             idx._pending = [np.load(src / "vectors.npy")]
