@@ -11,11 +11,14 @@ language and for the ``cross-lingual`` tag.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from bench.datasets.io import load_predictions, load_queries
-from bench.eval import metrics as m
-from bench.eval.results import load_result, predictions_path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.datasets.io import load_predictions, load_queries  # noqa: E402
+from bench.eval import metrics as m  # noqa: E402
+from bench.eval.results import load_result, predictions_path  # noqa: E402
 
 TEXT_TAGS = frozenset({"speech", "onscreen-text", "cross-lingual"})
 LANGS = ("en", "ja", "zh", "ru", "pt")

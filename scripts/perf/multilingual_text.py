@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
 DEFAULT_VIDEOS = (
     "syn01-space-museum",
     "syn04-kyoto-notes",
