@@ -323,7 +323,8 @@ class Transcriber:
             if how == "guessed":
                 notes.append(f"language uncertain: best guess {language} (p={prob:.2f})")
         raw, _, _ = self._decode(model, audio, language)
-        if how in {"declared", "configured"} and _mean_logprob(raw) < policy.recheck_below_logprob:
+        # (silence decodes to nothing: there is no language to check)
+        if raw and how in {"declared", "configured"} and _mean_logprob(raw) < policy.recheck_below_logprob:
             other, other_p = detect_language(model, audio)
             if other != language and other_p >= policy.min_detect_probability:
                 alt, _, _ = self._decode(model, audio, other)
