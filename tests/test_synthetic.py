@@ -269,7 +269,8 @@ def with_video(**changes: Any) -> dict[str, Any]:
     (with_video(queries=[{"query": "q", "lang": "xx", "tag": "visual", "image": "coffee"}]),
      "field 'videos.0.queries.0.lang'"),
     (with_video(queries=[{"query": "hallo", "lang": "en", "tag": "cross-lingual", "scenes": [0]}]),
-     r"language \(en\) must differ from every language spoken or written in its scenes; scene 0 has \['en'\]"),
+     r"language \(en\) must differ from every language spoken or written in its scenes; "
+     r"scene 0 has \['en'\]"),
     (with_video(queries=[{"query": "uma xícara", "lang": "pt", "tag": "cross-lingual", "scenes": [1]}]),
      "scene 1 has none"),
 ])
