@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import sys
 import tempfile
@@ -270,6 +271,7 @@ def main() -> None:
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines), encoding="utf-8")
+    shutil.rmtree(tmp, ignore_errors=True)  # the fresh cache: an assembled model and a store
     print("\n".join(lines))
 
 
