@@ -24,8 +24,8 @@ class UseEncoder:
 
     ``location`` is a directory holding ``sp.model`` and ``weights.npz`` (the package's
     ``resources``, or a copy). ``threads`` bounds the BLAS threads of one call: a short
-    query is fastest on one thread (7.7 ms p50 against 59 ms on two, measured on a loaded
-    2-core VM; see ``scripts/perf/reports/use_query.md``)."""
+    query is fastest on one thread (8.3 ms p50 against 175 ms on two, measured on a loaded
+    2-core VM; ``scripts/perf/reports/multilingual_text.md``)."""
 
     def __init__(self, location: str | Path, threads: int = 1) -> None:
         self.location = Path(location)
