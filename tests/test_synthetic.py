@@ -268,12 +268,31 @@ def with_video(**changes: Any) -> dict[str, Any]:
                           "scenes": [1], "cues": ["visual", "speech"]}]), "strict subset"),
     (with_video(queries=[{"query": "q", "lang": "xx", "tag": "visual", "image": "coffee"}]),
      "field 'videos.0.queries.0.lang'"),
+    (with_video(queries=[{"query": "hallo", "lang": "en", "tag": "cross-lingual", "scenes": [0]}]),
+     r"language \(en\) must differ from every language spoken or written in its scenes; "
+     r"scene 0 has \['en'\]"),
+    (with_video(queries=[{"query": "uma xícara", "lang": "pt", "tag": "cross-lingual", "scenes": [1]}]),
+     "scene 1 has none"),
 ])
 def test_bad_specs_name_the_file_and_the_rule(tmp_path: Path, doc: dict[str, Any], message: str) -> None:
     path = write_spec(tmp_path, doc)
     with pytest.raises(BadInput, match=message) as err:
         load_spec(path)
     assert str(path) in str(err.value)
+
+
+def test_a_cross_lingual_query_in_another_language_is_valid(tmp_path: Path) -> None:
+    doc = with_video(queries=[{"query": "olá", "lang": "pt", "tag": "cross-lingual", "scenes": [0]}])
+    spec = load_spec(write_spec(tmp_path, doc))
+    assert spec.videos[0].queries[0].tag == "cross-lingual"
+
+
+def test_the_languages_part_crosses_languages_and_adds_russian_and_portuguese_narration() -> None:
+    spec = load_spec(spec_path("synthetic-v2"))
+    crossing = [(v, q) for v in spec.videos for q in v.queries if q.tag == "cross-lingual"]
+    assert len(crossing) >= 20 and {q.lang for _, q in crossing} == {"en", "ja", "zh", "ru", "pt"}
+    narrated = {v.vid: {s.narration.lang for s in v.scenes if s.narration} for v in spec.videos}
+    assert narrated["syn15-volga-ferry"] == {"ru"} and narrated["syn16-lisboa-rua"] == {"pt"}
 
 
 def test_narration_that_cannot_fit_is_refused(tmp_path: Path) -> None:

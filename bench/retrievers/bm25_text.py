@@ -426,7 +426,8 @@ class BM25Text(TextCorpusSearch):
         inside.sort(key=lambda j: (-matched[j], segs[j].start))
         shown = sorted(inside[:self.params.max_snippets], key=lambda j: segs[j].start)
         snippets = tuple(Snippet(segs[j].start, segs[j].end, segs[j].source, segs[j].text,
-                                 terms=tuple(sorted(qset & self._seg_terms[j]))) for j in shown)
+                                 terms=tuple(sorted(qset & self._seg_terms[j])),
+                                 note=segs[j].meta.get("lang_note")) for j in shown)
         found = sorted(set().union(*(qset & self._seg_terms[j] for j in shown)))
         return TextEvidence("bm25", snippets, terms=tuple(found))
 

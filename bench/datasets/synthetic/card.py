@@ -48,6 +48,9 @@ def render_card(spec: SynthSpec, spec_file: Path) -> str:
                 "multi": "two kinds of evidence together (`cues` lists them)"}
     lines += [f"| {t} | {counts['tags'][t]} | {answered[t]} |"
               for t in ("speech", "onscreen-text", "visual", "multi")]
+    if counts["tags"]["cross-lingual"]:
+        lines.append(f"| cross-lingual | {counts['tags']['cross-lingual']} | the narration or on-screen "
+                     "text, in another language than the query's |")
     lines += ["", "### Queries by language", "", "| lang | queries |", "|---|---:|"]
     lines += [f"| {lang} ({LANG_NAMES[lang]}) | {counts['langs'][lang]} |"
               for lang in ("en", "ja", "zh", "ru", "pt") if counts["langs"][lang]]

@@ -275,6 +275,15 @@ def _check_query(v: VideoSpec, j: int, q: QuerySpec, fail: Any) -> None:
     if q.tag == "onscreen-text" and any(v.scenes[i].telop is None and v.scenes[i].caption is None
                                         for i in scenes):
         raise fail(where, "an onscreen-text query must point at scenes with a telop or caption")
+    if q.tag == "cross-lingual":
+        for i in scenes:
+            said = _scene_languages(v.scenes[i])
+            if not said:
+                raise fail(where, f"a cross-lingual query must point at scenes with narration or on-screen "
+                                  f"text; scene {i} has none")
+            if q.lang in said:
+                raise fail(where, f"a cross-lingual query's language ({q.lang}) must differ from every "
+                                  f"language spoken or written in its scenes; scene {i} has {sorted(said)}")
     if q.tag == "multi":
         if not q.cues or len(set(q.cues)) < 2:
             raise fail(where, "a multi query needs cues naming two or more kinds of evidence")
@@ -285,6 +294,11 @@ def _check_query(v: VideoSpec, j: int, q: QuerySpec, fail: Any) -> None:
                                   f"{q.image} {sorted(shown)} (else the picture alone answers it)")
     elif q.cues is not None:
         raise fail(where, "cues only apply to multi queries")
+
+
+def _scene_languages(scene: SceneSpec) -> set[str]:
+    """Languages spoken (narration) or written (telop, caption) in a scene."""
+    return {t.lang for t in (scene.telop, scene.caption, scene.narration) if t is not None}
 
 
 @dataclass(frozen=True)
