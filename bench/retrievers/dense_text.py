@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from bench.engine.extent import ExtentConfig, VideoExtents, corpus_segments
 from bench.engine.proposals import ProposalConfig
 from bench.engine.search import Candidate, Curve, NoAnswer
 from bench.errors import Unavailable
@@ -68,6 +69,8 @@ class Params(BaseModel):
     index_kind: IndexKind = "auto"
     """:class:`bench.index.vector.VectorIndex` kind for corpus search over all windows."""
     proposals: ProposalConfig = Field(default_factory=_dense_proposals)
+    extent: ExtentConfig = Field(default_factory=ExtentConfig)
+    """How hits snap to shots, scenes and speech turns (see :class:`~bench.engine.extent.ExtentConfig`)."""
     curve_fps: float = Field(default=2.0, gt=0)
     max_snippets: int = Field(default=5, ge=1)
 
@@ -178,6 +181,7 @@ class DenseText(TextCorpusSearch):
             if path is not None and path.is_file():
                 ids[v.vid] = store.video_id(Path(path))
         self.index_corpus(corpus, store, ids)
+        self.extents = VideoExtents.build(self.params.extent, videos, store, corpus_segments(corpus.windows))
 
     def index_segments(self, segments: Mapping[str, Sequence[Segment]] | Iterable[Segment], *,
                        videos: Sequence[Video] = ()) -> None:
