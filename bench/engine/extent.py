@@ -56,6 +56,9 @@ class ExtentConfig(BaseModel):
     """Hits shorter than this count as this long when ``max_stretch`` is applied."""
     min_overlap: float = Field(default=0.5, gt=0, le=1)
     """A unit belongs to a hit when they share at least this fraction of the shorter one."""
+    min_cover: float = Field(default=0.75, gt=0, le=1)
+    """The units taken must cover at least this fraction of the hit: snapping widens a
+    moment to its unit, it never cuts away most of the evidence."""
     turn_gap_s: float = Field(default=1.0, ge=0)
     """Speech segments at most this far apart (and not across a cut) are one turn."""
     span_tolerance_s: float = Field(default=0.5, ge=0)
@@ -174,7 +177,9 @@ def choose(hit: Window, bounds: Boundaries, config: ExtentConfig) -> Extent:
         if not units:
             continue
         got = unit_span(span, units, config.min_overlap)
-        if got is not None and got[1] - got[0] <= longest + 1e-9 and got[1] > got[0]:
+        if got is None or not got[1] > got[0] or got[1] - got[0] > longest + 1e-9:
+            continue
+        if _overlap(got, span) >= config.min_cover * (hit.end - hit.start) - 1e-9:
             return Extent(Window(got[0], got[1], hit.score), g, hit)
     missing = [n for n in bounds.notes if n in (NO_SHOTS, NO_CUTS)] if config.needs_shots else []
     return Extent(hit, "curve", hit, missing[0] if missing else None)

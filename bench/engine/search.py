@@ -302,8 +302,8 @@ class EngineSearch:
         return 1
 
     def extent(self, vid: str) -> tuple[Boundaries, ExtentConfig] | None:
-        if self.extents is None:
-            return None
+        if self.extents is None or self.extents.config.order[0] == "curve":
+            return None  # snapping off: every hit keeps its own extent
         bounds = self.extents.get(vid)
         return None if bounds is None else (bounds, self.extents.config)
 
