@@ -63,7 +63,9 @@ def test_boundaries_note_missing_shots_and_a_video_without_cuts() -> None:
     none = build_boundaries(30.0, None, [speech(1.0, 3.0)], cfg)
     assert none.notes == [NO_SHOTS] and "shot" not in none.units and none.units["turn"] == [(1.0, 3.0)]
     one = build_boundaries(30.0, Shots(30.0, []), [], cfg)
-    assert one.notes == [NO_CUTS] and one.units["shot"] == [(0.0, 30.0)]
+    assert one.notes == [NO_CUTS] and "shot" not in one.units and "scene" not in one.units
+    hit = choose(Window(2.0, 6.0, 1.0), one, cfg)  # a hit in a video of one shot keeps its extent
+    assert (hit.window, hit.granularity, hit.note) == (Window(2.0, 6.0, 1.0), "curve", NO_CUTS)
 
 
 # -- choosing an extent ----------------------------------------------------------------------

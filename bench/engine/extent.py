@@ -131,10 +131,11 @@ def build_boundaries(duration_s: float, shots: Shots | None, segments: Sequence[
     cuts = shots.cuts_s if shots is not None else []
     if shots is None:
         out.notes.append(NO_SHOTS)
+    elif not shots.spans()[1:]:
+        # One shot is the whole video: snapping to it would make every moment the video.
+        out.notes.append(NO_CUTS)
     else:
-        spans = shots.spans() or [(0.0, duration_s)]
-        if not shots.cuts_s:
-            out.notes.append(NO_CUTS)
+        spans = shots.spans()
         out.units["shot"] = spans
         out.units["scene"] = merge_scenes(spans, segments, config.span_tolerance_s)
     out.units["turn"] = speech_turns(segments, cuts, config.turn_gap_s)
