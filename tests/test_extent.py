@@ -85,9 +85,10 @@ def test_a_hit_inside_a_short_shot_takes_the_shot() -> None:
 def test_a_short_action_in_a_long_shot_keeps_its_extent_or_its_turn() -> None:
     b = bounds([30.0], 60.0, [speech(11.5, 15.0), speech(15.3, 17.0)])
     hit = Window(12.0, 16.0, 1.0)
-    got = choose(hit, b, ExtentConfig())
+    got = choose(hit, b, ExtentConfig(use=["scene", "shot", "turn"]))
     assert (got.window, got.granularity) == (Window(11.5, 17.0, 1.0), "turn")
-    alone = choose(Window(40.0, 44.0, 1.0), b, ExtentConfig())
+    assert choose(hit, b, ExtentConfig()).window == hit  # by default a turn is not a unit
+    alone = choose(Window(40.0, 44.0, 1.0), b, ExtentConfig(use=["scene", "shot", "turn"]))
     assert (alone.window, alone.granularity) == (Window(40.0, 44.0, 1.0), "curve")
     # the stretch limit is what keeps the shot away: with a loose one the shot wins
     loose = choose(hit, b, ExtentConfig(max_stretch=10.0))
