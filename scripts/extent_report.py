@@ -38,6 +38,7 @@ def main() -> int:
     parser.add_argument("--retriever", action="append", default=None)
     parser.add_argument("--stretch", type=float, action="append", default=[])
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the table here")
     args = parser.parse_args()
     from bench.datasets import resolve_dataset
     from bench.engine.extent import ExtentConfig, VideoExtents, corpus_segments
@@ -92,7 +93,26 @@ def main() -> int:
             r.extents = base[n]  # type: ignore[attr-defined]
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    if args.markdown is not None:
+        args.markdown.write_text(markdown(rows), encoding="utf-8")
     return 0
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """One table per set: every family and strategy, with R1@0.5 per tag."""
+    out: list[str] = []
+    for name in dict.fromkeys(r["dataset"] for r in rows):
+        part = [r for r in rows if r["dataset"] == name]
+        tags = sorted({t for r in part for t in r["by_tag"]})
+        out += [f"### {name}", "", "| retriever | strategy | " + " | ".join(METRICS) + " | "
+                + " | ".join(f"{t} R1@0.5" for t in tags) + " |",
+                "|---|---|" + "---:|" * (len(METRICS) + len(tags))]
+        for r in part:
+            cells = [f"{r[k]:.3f}" for k in METRICS]
+            cells += [f"{r['by_tag'][t]['R1@0.5']:.3f}" if t in r["by_tag"] else "–" for t in tags]
+            out.append(f"| {r['retriever']} | {r['strategy']} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":
