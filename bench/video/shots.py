@@ -35,7 +35,11 @@ class ShotConfig(BaseModel):
     short_side: int = Field(default=72, ge=16)
     """Frames are decoded this small (shorter side, pixels): cuts survive, decoding is cheap."""
     max_fps: float = Field(default=30.0, gt=0)
-    """Frames are read at the video's rate up to this many per second."""
+    """Frames are read at the video's rate up to this many per second (a variable-frame-rate
+    video at this rate: its average rate would skip the frames that come closer together)."""
+    edges_weight: float = Field(default=1.0, ge=0)
+    """Weight of the edge difference next to hue, saturation and luma (weight 1 each): edges
+    tell apart cuts between grey pictures, which differ in neither hue nor saturation."""
 
 
 @dataclass
@@ -66,11 +70,13 @@ def _make_detector(config: ShotConfig, fps: float) -> Any:
     except ImportError as exc:
         raise Unavailable("shot detection needs PySceneDetect: pip install 'scenedetect>=0.7'") from exc
     min_len = max(1, round(config.min_shot_s * fps))
+    weights = ContentDetector.Components(delta_hue=1.0, delta_sat=1.0, delta_lum=1.0,
+                                         delta_edges=config.edges_weight)
     if config.detector == "adaptive":
         kw = {} if config.threshold is None else {"adaptive_threshold": config.threshold}
-        return AdaptiveDetector(min_scene_len=min_len, **kw)
+        return AdaptiveDetector(min_scene_len=min_len, weights=weights, **kw)
     kw = {} if config.threshold is None else {"threshold": config.threshold}
-    return ContentDetector(min_scene_len=min_len, **kw)
+    return ContentDetector(min_scene_len=min_len, weights=weights, **kw)
 
 
 def detect_shots(path: Path, config: ShotConfig | None = None, info: ProbeInfo | None = None) -> Shots:
@@ -86,8 +92,9 @@ def detect_shots(path: Path, config: ShotConfig | None = None, info: ProbeInfo |
     info = info or probe(Path(path))
     from scenedetect import FrameTimecode
 
-    fps = min(info.fps if info.fps > 0 else cfg.max_fps, cfg.max_fps)
-    detector = _make_detector(cfg, fps)
+    fps = cfg.max_fps if info.vfr or not info.fps > 0 else min(info.fps, cfg.max_fps)
+    # min_shot_s counts frames: at the rate frames actually come (the average, for VFR).
+    detector = _make_detector(cfg, min(info.fps, fps) if info.fps > 0 else fps)
     times: list[float] = []
     found: list[int] = []
     n = 0

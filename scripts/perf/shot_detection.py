@@ -44,7 +44,7 @@ def own_decoding(path: Path, detector: str) -> list[float]:
     manager.auto_downscale = True
     manager.add_detector(ContentDetector() if detector == "content" else AdaptiveDetector())
     manager.detect_scenes(video)
-    return [c.get_seconds() for c in manager.get_cut_list()]
+    return [c.seconds for c in manager.get_scene_list()[1:] for c in c[:1]]
 
 
 def accuracy(dataset: Path) -> list[dict[str, Any]]:
@@ -112,12 +112,13 @@ def _pooled(found: dict[str, list[float]], truth: dict[str, list[tuple[str, floa
 
 def make_clip(dst: Path, size: str, fps: int, seconds: float, cuts: int) -> Path:
     """A test clip of ``cuts + 1`` shots from lavfi sources (libx264 ultrafast)."""
-    sources = ["testsrc2", "smptebars", "mandelbrot", "rgbtestsrc", "cellauto", "life"]
+    sources = ["testsrc2", "smptebars", "rgbtestsrc", "smptehdbars", "yuvtestsrc", "pal100bars", "testsrc"]
     part = seconds / (cuts + 1)
     cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"]
     for i in range(cuts + 1):
         cmd += ["-f", "lavfi", "-i", f"{sources[i % len(sources)]}=s={size}:r={fps}:d={part}"]
-    graph = "".join(f"[{i}:v]scale={size},setsar=1,format=yuv420p[v{i}];" for i in range(cuts + 1))
+    w, h = size.split("x")
+    graph = "".join(f"[{i}:v]scale={w}:{h},setsar=1,format=yuv420p[v{i}];" for i in range(cuts + 1))
     graph += "".join(f"[v{i}]" for i in range(cuts + 1)) + f"concat=n={cuts + 1}:v=1[out]"
     cmd += ["-filter_complex", graph, "-map", "[out]", "-c:v", "libx264", "-preset", "ultrafast",
             "-g", str(2 * fps), "-threads", "2", str(dst)]
