@@ -5,7 +5,7 @@ members). Each kind describes itself in one line for the Space and as a dict for
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -38,6 +38,13 @@ def _listed(label: str, items: list[str], per_list: int, sep: str = "; ") -> str
 def cut(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters, an ellipsis marking the cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _noted(out: dict[str, Any], notes: tuple[str, ...]) -> dict[str, Any]:
+    # Only moments that carry a note get the key, so other moments keep their shape.
+    if notes:
+        out["notes"] = list(notes)
+    return out
 
 
 @runtime_checkable
@@ -83,6 +90,8 @@ class FrameEvidence:
     frames: tuple[FrameMatch, ...]
     peak_s: float | None
     method: str = "clip-frames"
+    notes: tuple[str, ...] = ()
+    """Why the moment's extent is only the evidence's own (e.g. no shot boundaries found)."""
 
     def describe(self, per_list: int = 3) -> str:
         if not self.frames:
@@ -94,8 +103,8 @@ class FrameEvidence:
         return " · ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "frames": [{"t": f.t_s, "score": f.score} for f in self.frames],
-                "peak_s": self.peak_s}
+        return _noted({"method": self.method, "frames": [{"t": f.t_s, "score": f.score} for f in self.frames],
+                       "peak_s": self.peak_s}, self.notes)
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,8 @@ class ClipEvidence:
     """Every clip inside the moment as (clip index in its video, score), best first: what
     the re-scoring reads; not shown."""
     method: str = "xclip-clips"
+    notes: tuple[str, ...] = ()
+    """Why the moment's extent is only the evidence's own (e.g. no shot boundaries found)."""
 
     def describe(self, per_list: int = 3) -> str:
         if not self.clips:
@@ -134,7 +145,7 @@ class ClipEvidence:
                                "reranked": self.reranked}
         if self.plain_score is not None:
             out["plain_score"] = self.plain_score
-        return out
+        return _noted(out, self.notes)
 
 
 @dataclass(frozen=True)
@@ -178,6 +189,8 @@ class TextEvidence:
     """Query terms found (lexical matching)."""
     model: str | None = None
     """Sentence encoder (dense matching)."""
+    notes: tuple[str, ...] = ()
+    """Why the moment's extent is only the evidence's own (e.g. no shot boundaries found)."""
 
     def describe(self, per_list: int = 3) -> str:
         parts = []
@@ -194,7 +207,7 @@ class TextEvidence:
         if self.terms is not None:
             out["terms"] = list(self.terms)
         out["snippets"] = [s.to_dict() for s in self.snippets]
-        return out
+        return _noted(out, self.notes)
 
 
 @dataclass(frozen=True)
@@ -212,6 +225,8 @@ class SceneEvidence:
     chunk: str | None = None
     file_weight: float | None = None
     method: str = "llm-metadata"
+    notes: tuple[str, ...] = ()
+    """Why the moment's extent is only the evidence's own (e.g. no shot boundaries found)."""
 
     def describe(self, per_list: int = 3) -> str:
         parts = []
@@ -235,7 +250,7 @@ class SceneEvidence:
             out["chunk"] = self.chunk
         if self.file_weight is not None:
             out["file_weight"] = self.file_weight
-        return out
+        return _noted(out, self.notes)
 
 
 @dataclass(frozen=True)
@@ -260,6 +275,8 @@ class FusedEvidence:
     fusion: str
     members: Mapping[str, MemberMatch] = field(default_factory=dict)
     method: str = "fusion"
+    notes: tuple[str, ...] = ()
+    """Why the moment's extent is only the evidence's own (e.g. no shot boundaries found)."""
 
     def describe(self, per_list: int = 3) -> str:
         ranked = sorted(self.members.items(), key=lambda kv: kv[1].rank)
@@ -271,5 +288,15 @@ class FusedEvidence:
         return " · ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "fusion": self.fusion,
-                "members": {name: m.to_dict() for name, m in sorted(self.members.items())}}
+        members = {name: m.to_dict() for name, m in sorted(self.members.items())}
+        return _noted({"method": self.method, "fusion": self.fusion, "members": members}, self.notes)
+
+
+def with_note(evidence: Evidence, note: str) -> Evidence:
+    """``evidence`` with ``note`` added to its notes (shown by ``describe`` and ``to_dict``)."""
+    if isinstance(evidence, NoEvidence):
+        return replace(evidence, note="; ".join(x for x in (evidence.note, note) if x))
+    notes = getattr(evidence, "notes", None)
+    if not isinstance(notes, tuple) or note in notes:
+        return evidence
+    return replace(evidence, notes=(*notes, note))  # type: ignore[type-var]

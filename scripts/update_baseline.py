@@ -30,12 +30,14 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=BASELINE)
+    parser.add_argument("--dataset", default="synthetic-v1",
+                        help="the set's name, or a folder holding a build of it (default: synthetic-v1)")
     args = parser.parse_args()
     from bench.eval.regression import make_baseline
     from bench.eval.runner import run
 
     with tempfile.TemporaryDirectory() as tmp:
-        results = run(["synthetic-v1"], list(GATE), out=Path(tmp), device="cpu", progress=True)
+        results = run([args.dataset], list(GATE), out=Path(tmp), device="cpu", progress=True)
         bad = [r for r in results if r.status != "ok"]
         if bad:
             for r in bad:

@@ -359,7 +359,7 @@ def test_v1_spec_meets_the_brief_without_building() -> None:
     assert len(english) >= 4  # enough clear English narration for Whisper tiny.en
 
 
-@pytest.mark.parametrize("name", ["synthetic-v1", "synthetic-v2"])
+@pytest.mark.parametrize("name", ["synthetic-v1", "synthetic-v2", "synthetic-actions-v1"])
 def test_committed_card_matches_the_generator(name: str) -> None:
     path = spec_path(name)
     card = (path.parent / "README.md").read_text(encoding="utf-8")
@@ -433,3 +433,85 @@ def test_v1_builds_as_specified(synthetic_v1: QuerySet, tmp_path: Path) -> None:
     assert again.root is not None
     for name in ("videos.jsonl", "queries.jsonl", "scenes.jsonl"):
         assert (again.root / name).read_bytes() == (qs.root / name).read_bytes(), name
+
+
+# -- transitions and events (synthetic-v2's extent part, synthetic-actions-v1) -----------------
+
+MOTION = {
+    "name": "motion", "title": "t", "summary": "s", "qid_prefix": "mo", "fps": 10, "width": 160,
+    "height": 96, "voices": {"en": "en-us"}, "wpm": {"en": 150},
+    "videos": [{"vid": "moves", "lang": "en", "audio": False, "scenes": [
+        {"image": "coffee", "duration_s": 2},
+        {"image": "horse", "duration_s": 2, "enter": "dissolve", "enter_s": 1},
+        {"image": "rocket", "duration_s": 2, "enter": "fade", "enter_s": 1},
+        {"image": "brick", "duration_s": 4, "events": [
+            {"at_s": 1, "duration_s": 2, "inset": "chelsea"},
+            {"at_s": 2.5, "duration_s": 1, "telop": {"text": "NOW", "lang": "en"}}]},
+    ], "queries": [{"query": "a cat in the corner", "lang": "en", "tag": "visual", "event": [3, 0]},
+                   {"query": "now", "lang": "en", "tag": "onscreen-text", "event": [3, 1]}]}],
+}
+
+
+def decoded(path: Path) -> np.ndarray:
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24",
+                          "pipe:1"], capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, 96, 160, 3).astype(np.float32)
+
+
+def test_transitions_and_events_are_drawn_where_the_truth_says(tmp_path: Path) -> None:
+    qs = builder.build_from_spec(write_spec(tmp_path, MOTION), tmp_path / "out")
+    assert qs.root is not None
+    scenes = load_scenes(qs.root)
+    assert [r["enter"] for r in scenes] == [
+        {"kind": "cut", "start": 0.0, "end": 0.0}, {"kind": "dissolve", "start": 2.0, "end": 3.0},
+        {"kind": "fade", "start": 3.5, "end": 4.5}, {"kind": "cut", "start": 6.0, "end": 6.0}]
+    assert scenes[3]["events"] == [{"kind": "inset", "start": 7.0, "end": 9.0, "image": "chelsea"},
+                                   {"kind": "telop", "start": 8.5, "end": 9.5, "text": "NOW", "lang": "en"}]
+    assert [q.relevant_windows for q in qs.queries] == [[(7.0, 9.0)], [(8.5, 9.5)]]
+    frames = decoded(qs.root / "videos/moves.mp4")
+    assert frames.shape[0] == 100
+    brightness = frames.mean(axis=(1, 2, 3))
+    assert brightness[39] < 8 and brightness[40] < 8 < brightness[35]  # dipped to black at the cut
+    # halfway through the dissolve, the frame sits between the held coffee and the horse
+    mid, before, after = frames[24], frames[19], frames[30]
+    assert np.abs(mid - before).mean() > 10 and np.abs(mid - after).mean() > 10
+    patch, (x, y) = render.inset(SynthSpec.model_validate(MOTION), "chelsea")
+    want = np.asarray(patch.convert("RGB"), dtype=np.float32)
+    region = (slice(y, y + patch.height), slice(x, x + patch.width))
+    assert np.abs(frames[75][region] - want).mean() < 15  # the inset is up during its event...
+    assert np.abs(frames[65][region] - want).mean() > 30 < np.abs(frames[95][region] - want).mean()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"scenes": [{"image": "coffee", "duration_s": 2, "enter": "fade"}]}, "first scene cannot enter"),
+    ({"scenes": [{"image": "coffee", "duration_s": 2},
+                 {"image": "horse", "duration_s": 2, "enter": "dissolve", "enter_s": 1.5}]},
+     "longer than half"),
+    ({"scenes": [{"image": "coffee", "duration_s": 2,
+                  "events": [{"at_s": 1, "duration_s": 2, "inset": "horse"}]}]},
+     "ends after its scene"),
+    ({"scenes": [{"image": "coffee", "duration_s": 4, "events": [{"at_s": 1, "duration_s": 2}]}]},
+     "exactly one of"),
+    ({"queries": [{"query": "q", "lang": "en", "tag": "speech", "event": [3, 0]}]},
+     "found by a visual query"),
+    ({"queries": [{"query": "q", "lang": "en", "tag": "visual", "event": [0, 0]}]}, "names no event"),
+])
+def test_bad_transitions_and_events_are_refused(tmp_path: Path, change: dict[str, Any], message: str) -> None:
+    doc = json.loads(json.dumps(MOTION))
+    doc["videos"][0].update(change)
+    if "scenes" in change:
+        doc["videos"][0]["queries"] = []
+    with pytest.raises(BadInput, match=message):
+        load_spec(write_spec(tmp_path, doc))
+
+
+def test_actions_set_has_short_actions_inside_long_shots() -> None:
+    spec = load_spec(spec_path("synthetic-actions-v1"))
+    for v in spec.videos:
+        scenes = plan(spec, 0, v)
+        assert all(s.spec.duration_s >= 20 for s in scenes)
+        for q in v.queries:
+            assert q.event is not None
+            event = v.scenes[q.event[0]].events[q.event[1]]
+            assert 3 <= event.duration_s <= 8
+    assert sum(len(v.queries) for v in spec.videos) >= 12

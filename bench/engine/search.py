@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
+from bench.engine.extent import Boundaries, ExtentConfig, VideoExtents, place
 from bench.engine.proposals import ProposalConfig, propose
 from bench.errors import BackendError, BadInput, BenchError, Unavailable
-from bench.evidence import Evidence
+from bench.evidence import Evidence, with_note
 from bench.timing import stage
 from bench.types import Moment, QueryInput
 
@@ -126,6 +127,11 @@ class Scorer(Protocol):
         """Re-rank the pooled moments of one query (identity for most families)."""
         ...
 
+    def extent(self, vid: str) -> tuple[Boundaries, ExtentConfig] | None:
+        """The video's units (shots, scenes, turns, segments) and how hits snap to them, or
+        ``None`` to keep every hit's own extent."""
+        ...
+
 
 def check_top_k(top_k: int) -> None:
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
@@ -143,15 +149,46 @@ def rank_moments(moments: list[Moment], top_k: int | None = None, *,
     return moments if top_k is None else moments[:top_k]
 
 
-def curve_moments(vid: str, curve: Curve, max_windows: int) -> list[Moment]:
-    """Proposals on ``curve`` -> moments of ``vid`` with their evidence, best first."""
-    config = curve.config.model_copy(update={"max_windows": max_windows})
+HITS_PER_WINDOW = 3
+"""Hits proposed per window asked for when they snap to units: hits snapped to the same
+shot collapse into one moment, and the next ones fill in."""
+
+
+def curve_moments(vid: str, curve: Curve, max_windows: int,
+                  extent: tuple[Boundaries, ExtentConfig] | None = None) -> list[Moment]:
+    """Proposals on ``curve`` -> moments of ``vid`` with their evidence, best first; with
+    ``extent``, each proposal is a hit placed at its chosen granularity."""
+    asked = max_windows * HITS_PER_WINDOW if extent is not None else max_windows
+    config = curve.config.model_copy(update={"max_windows": asked})
+    hits = propose(curve.times_s, curve.scores, duration_s=curve.duration_s, fps=curve.fps, config=config)
+    placed: list[tuple[Window, str | None]] = [(w, None) for w in hits]
+    if extent is not None:
+        chosen = place(hits, extent[0], extent[1], curve.config.nms_iou, max_windows)
+        placed = [(e.window, e.note) for e in chosen]
     out = []
-    for w in propose(curve.times_s, curve.scores, duration_s=curve.duration_s, fps=curve.fps,
-                     config=config):
+    for w, note in placed:
         evidence = curve.explain(w)
         if evidence is not None:
+            if note:
+                evidence = with_note(evidence, note)
             out.append(Moment(vid=vid, start=w.start, end=w.end, score=w.score, evidence=evidence))
+    return out
+
+
+def placed_moments(moments: list[Moment], extent: tuple[Boundaries, ExtentConfig] | None,
+                   max_windows: int, nms_iou: float = 0.5) -> list[Moment]:
+    """Explicit moments of one video (LLM scenes) placed at their chosen granularity."""
+    if extent is None or not moments:
+        return moments
+    from bench.spans import Window
+
+    by_hit = {Window(m.start, m.end, m.score): m for m in moments}
+    out = []
+    for e in place(list(by_hit), extent[0], extent[1], nms_iou, max(max_windows, len(moments))):
+        m = by_hit[e.hit]
+        evidence = with_note(m.evidence, e.note) if e.note else m.evidence
+        out.append(Moment(vid=m.vid, start=e.window.start, end=e.window.end, score=m.score,
+                          evidence=evidence))
     return out
 
 
@@ -194,7 +231,10 @@ def _search_one(scorer: Scorer, prep: Any, pool: Sequence[str] | None, top_k: in
             raise  # the configuration cannot run at all
         except BenchError as exc:
             return f"{c.vid}: {exc}", exc
-        return curve_moments(c.vid, got, per_video) if isinstance(got, Curve) else got
+        extent = scorer.extent(c.vid)
+        if isinstance(got, Curve):
+            return curve_moments(c.vid, got, per_video, extent)
+        return placed_moments(got, extent, per_video)
 
     def keep(got: list[Moment] | tuple[str, BenchError]) -> None:
         nonlocal moments
@@ -242,6 +282,8 @@ class EngineSearch:
     a time, no re-ranking)."""
 
     name: str
+    extents: VideoExtents | None = None
+    """Set by a family's ``index`` (see :class:`~bench.engine.extent.VideoExtents`)."""
 
     def search(self, queries: Sequence[QueryInput], *, top_k: int = 10,
                vids: Sequence[str] | None = None) -> list[list[Moment]]:
@@ -258,6 +300,12 @@ class EngineSearch:
 
     def concurrency(self) -> int:
         return 1
+
+    def extent(self, vid: str) -> tuple[Boundaries, ExtentConfig] | None:
+        if self.extents is None or self.extents.config.order[0] == "curve":
+            return None  # snapping off: every hit keeps its own extent
+        bounds = self.extents.get(vid)
+        return None if bounds is None else (bounds, self.extents.config)
 
     def finish(self, prepared: Any, moments: list[Moment], top_k: int) -> list[Moment]:
         return moments

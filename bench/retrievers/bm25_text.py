@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from bench.engine.extent import ExtentConfig, VideoExtents, corpus_segments
 from bench.engine.proposals import ProposalConfig
 from bench.engine.search import Candidate, Curve, NoAnswer
 from bench.errors import BadInput, Unavailable
@@ -72,6 +73,8 @@ class Params(BaseModel):
     curve_fps: float = Field(default=2.0, gt=0)
     """Resolution (samples per second) of the score curve painted from matched lines."""
     max_snippets: int = Field(default=5, ge=1)
+    extent: ExtentConfig = Field(default_factory=ExtentConfig)
+    """How hits snap to shots, scenes and speech turns (see :class:`~bench.engine.extent.ExtentConfig`)."""
 
 
 @dataclass
@@ -259,6 +262,7 @@ class BM25Text(TextCorpusSearch):
         """Extract (cached) the configured text of ``videos`` and index its windows."""
         corpus = load_corpus(videos, store, self.params.text, self.params.windows, device=self.device)
         self.index_corpus(corpus, store)
+        self.extents = VideoExtents.build(self.params.extent, videos, store, corpus_segments(corpus.windows))
 
     def index_segments(self, segments: Mapping[str, Sequence[Segment]] | Iterable[Segment], *,
                        videos: Sequence[Video] = (), store: FeatureStore | None = None) -> None:

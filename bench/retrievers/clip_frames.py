@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import Field
 
 from bench.devices import device_key
+from bench.engine.extent import ExtentConfig, VideoExtents
 from bench.engine.proposals import ProposalConfig
 from bench.engine.search import Candidate, Curve, EngineSearch
 from bench.errors import BadInput, Unavailable
@@ -74,6 +75,8 @@ class Params(VisualParams):
     """``params`` of a ``clip-frames`` configuration."""
 
     proposals: ProposalConfig = Field(default_factory=_frame_proposals)
+    extent: ExtentConfig = Field(default_factory=ExtentConfig)
+    """How hits snap to shots, scenes and speech turns (see :class:`~bench.engine.extent.ExtentConfig`)."""
     corpus_frames: int = Field(default=256, ge=1)
     """Corpus search: frames fetched from the vector index to pick candidate videos."""
 
@@ -294,6 +297,7 @@ class ClipFrames(EngineSearch):
                              float(arrays["times_s"][-1]) + 1.0 / self.params.fps)
             self.corpus.add(VideoVectors(video.vid, video_id, arrays["times_s"].astype(np.float64),
                                          arrays["emb"].astype(np.float32), duration))
+        self.extents = VideoExtents.build(self.params.extent, videos, store, into=self.extents)
 
     # -- search ------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench.devices import device_key
+from bench.engine.extent import ExtentConfig, VideoExtents, corpus_segments
 from bench.engine.proposals import ProposalConfig
 from bench.engine.search import Candidate, Curve, NoAnswer
 from bench.errors import Unavailable
@@ -79,6 +80,8 @@ class Params(BaseModel):
     index_kind: IndexKind = "auto"
     """:class:`bench.index.vector.VectorIndex` kind for corpus search over all windows."""
     proposals: ProposalConfig = Field(default_factory=_dense_proposals)
+    extent: ExtentConfig = Field(default_factory=ExtentConfig)
+    """How hits snap to shots, scenes and speech turns (see :class:`~bench.engine.extent.ExtentConfig`)."""
     curve_fps: float = Field(default=2.0, gt=0)
     max_snippets: int = Field(default=5, ge=1)
 
@@ -209,6 +212,7 @@ class DenseText(TextCorpusSearch):
             if path is not None and path.is_file():
                 ids[v.vid] = store.video_id(Path(path))
         self.index_corpus(corpus, store, ids)
+        self.extents = VideoExtents.build(self.params.extent, videos, store, corpus_segments(corpus.windows))
 
     def index_segments(self, segments: Mapping[str, Sequence[Segment]] | Iterable[Segment], *,
                        videos: Sequence[Video] = ()) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bench.engine.extent import ExtentConfig, VideoExtents
 from bench.engine.search import Candidate, EngineSearch, NoAnswer
 from bench.errors import BackendError, BadInput, BenchError
 from bench.evidence import SceneEvidence
@@ -76,6 +77,8 @@ class Params(BaseModel):
     cache: bool = True
     """Cache every LLM call on disk (``$SCENEBENCH_CACHE/llm``)."""
     metadata: MetadataConfig = Field(default_factory=MetadataConfig)
+    extent: ExtentConfig = Field(default_factory=ExtentConfig)
+    """How hits snap to shots, scenes and speech turns (see :class:`~bench.engine.extent.ExtentConfig`)."""
 
 
 @dataclass
@@ -162,6 +165,7 @@ class LLMMetadata(EngineSearch):
             # the caller says which configuration; the reason may already name the video
             log.warning("%s: %s", self.name, why if why.startswith(f"{vid}:") else f"{vid}: {why}")
         self.add_metadata(got.metadata.values())
+        self.extents = VideoExtents.build(self.params.extent, videos, store)
 
     def add_metadata(self, metas: Iterable[VideoMetadata]) -> None:
         """Make videos searchable from metadata made elsewhere (tests, the demo, other tools)."""

@@ -22,6 +22,7 @@ import numpy as np
 from pydantic import Field
 
 from bench.devices import device_key
+from bench.engine.extent import ExtentConfig, VideoExtents
 from bench.engine.proposals import ProposalConfig
 from bench.engine.search import Candidate, Curve, EngineSearch
 from bench.errors import BadInput, Unavailable
@@ -77,6 +78,8 @@ class Params(VisualParams):
     """Candidate moments re-scored with the video-conditioned text (0 turns it off); at
     least ``top_k`` are always re-scored so returned scores are on one scale."""
     proposals: ProposalConfig = Field(default_factory=_clip_proposals)
+    extent: ExtentConfig = Field(default_factory=ExtentConfig)
+    """How hits snap to shots, scenes and speech turns (see :class:`~bench.engine.extent.ExtentConfig`)."""
     corpus_clips: int = Field(default=128, ge=1)
     """Corpus search: clips fetched from the vector index to pick candidate videos."""
 
@@ -405,6 +408,7 @@ class XClipClips(EngineSearch):
                                          arrays["emb"].astype(np.float32), duration))
             self.spans[video.vid] = _ClipSpans(times, clip_frames)
             self._prompt_cache.pop(video.vid, None)
+        self.extents = VideoExtents.build(self.params.extent, videos, store, into=self.extents)
 
     # -- search ------------------------------------------------------------------------------
 

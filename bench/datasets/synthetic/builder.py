@@ -44,6 +44,11 @@ def build_v2(out: Path, options: BuildOptions) -> QuerySet:
     return build_from_spec(spec_path("synthetic-v2"), out, options)
 
 
+def build_actions(out: Path, options: BuildOptions) -> QuerySet:
+    """Build ``synthetic-actions-v1`` (short actions inside long shots) into ``out``."""
+    return build_from_spec(spec_path("synthetic-actions-v1"), out, options)
+
+
 def build_mini(out: Path, options: BuildOptions) -> QuerySet:
     """Build ``synthetic-mini`` (2 videos of 12 s, 8 queries) into ``out``; cached by spec hash."""
     return build_from_spec(spec_path("synthetic-mini"), out, options)

@@ -57,10 +57,15 @@ def render_card(spec: SynthSpec, spec_file: Path) -> str:
     lines += ["", "### Videos", "", "| vid | s | scenes | narration | on-screen text | notes |",
               "|---|---:|---:|---|---|---|"]
     for v, d in zip(spec.videos, durations, strict=True):
-        spoken = sorted({s.narration.lang for s in v.scenes if s.narration})
-        shown = sorted({t.lang for s in v.scenes for t in (s.telop, s.caption) if t})
+        said = [t for s in v.scenes for t in (s.narration, *(e.narration for e in s.events)) if t]
+        drawn = [t for s in v.scenes for t in (s.telop, s.caption, *(e.telop for e in s.events)) if t]
+        spoken, shown = sorted({t.lang for t in said}), sorted({t.lang for t in drawn})
+        moves = Counter(s.enter for s in v.scenes[1:] if s.enter != "cut")
+        events = sum(len(s.events) for s in v.scenes)
         notes = [x for x, on in (("no audio", not v.audio), ("VFR", v.vfr),
-                                 (f"rotated {v.rotation}°", bool(v.rotation))) if on]
+                                 (f"rotated {v.rotation}°", bool(v.rotation)),
+                                 *((f"{n} {k}{'s' * (n > 1)}", True) for k, n in sorted(moves.items())),
+                                 (f"{events} short actions", bool(events))) if on]
         lines.append(f"| {v.vid} | {d:g} | {len(v.scenes)} | {', '.join(spoken) or '–'} | "
                      f"{', '.join(shown) or '–'} | {', '.join(notes)} |")
     used = sorted({s.image for v in spec.videos for s in v.scenes})

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from bench.datasets.synthetic.narration import narration_track
-from bench.datasets.synthetic.render import overlay, scene_frames
-from bench.datasets.synthetic.spec import SynthSpec, VideoSpec, plan
+from bench.datasets.synthetic.render import inset, overlay, scene_frames
+from bench.datasets.synthetic.spec import Scene, SceneSpec, SynthSpec, VideoSpec, plan
 from bench.datasets.synthetic.tools import Tools, ffprobe_json, run_tool
 from bench.errors import BenchError
 
@@ -28,6 +28,8 @@ class Built:
     duration_s: float
     narration: dict[int, tuple[float, float, int]] = field(default_factory=dict)
     """scene index -> (start_s, end_s, wpm) of its narration."""
+    events: dict[tuple[int, int], tuple[float, float, int]] = field(default_factory=dict)
+    """(scene index, event index) -> (start_s, end_s, wpm) of a narrated event."""
 
 
 def _vfr_select(n_frames: int, fps: int) -> str:
@@ -64,7 +66,7 @@ def make_video(tools: Tools, spec: SynthSpec, vi: int, v: VideoSpec, dst: Path, 
     built = Built(v.vid, 0.0)
     wav: Path | None = None
     if v.audio:
-        wav, built.narration = narration_track(tools, spec, v, scenes, work, where)
+        wav, built.narration, built.events = narration_track(tools, spec, v, scenes, work, where)
 
     coded = (spec.height, spec.width) if v.rotation else (spec.width, spec.height)
     encoded = work / f"{v.vid}.coded.mp4" if v.rotation else dst
@@ -85,18 +87,28 @@ def make_video(tools: Tools, spec: SynthSpec, vi: int, v: VideoSpec, dst: Path, 
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=err)
         assert proc.stdin is not None
         try:
-            for s in scenes:
-                layer = overlay(spec, s.spec, f"{where}: video {v.vid} scene {s.index}")
-                for frame in scene_frames(spec, s):
+            held: np.ndarray | None = None  # the previous scene's last frame, for a dissolve
+            for si, s in enumerate(scenes):
+                here = f"{where}: video {v.vid} scene {s.index}"
+                layer = overlay(spec, s.spec, here)
+                events = _event_layers(spec, s, here)
+                nxt = scenes[si + 1].spec if si + 1 < len(scenes) else None
+                for fi, frame in enumerate(scene_frames(spec, s)):
                     if layer is not None:
                         frame.paste(layer[0], layer[1], layer[0])
+                    for lo, hi, (patch, at) in events:
+                        if lo <= fi < hi:
+                            frame.paste(patch, at, patch)
+                    arr = _transition(np.asarray(frame), s, fi, nxt, held, spec.fps)
                     if first is None:
-                        first = np.asarray(frame)
+                        first = arr
+                    out = Image.fromarray(arr)
                     if v.rotation:
                         # Turned a quarter clockwise; the display matrix written below turns it back.
-                        frame = frame.transpose(Image.Transpose.ROTATE_270)
-                    proc.stdin.write(frame.tobytes())
+                        out = out.transpose(Image.Transpose.ROTATE_270)
+                    proc.stdin.write(out.tobytes())
                     progress.update(1)
+                    held = arr
         except BrokenPipeError:
             pass  # ffmpeg stopped reading; its exit status and message are reported below
         except BaseException:
@@ -123,6 +135,44 @@ def make_video(tools: Tools, spec: SynthSpec, vi: int, v: VideoSpec, dst: Path, 
     assert first is not None
     built.duration_s = _verify(tools, spec, v, dst, first)
     return built
+
+
+def _event_layers(spec: SynthSpec, s: Scene, where: str) -> list[tuple[int, int, Any]]:
+    """(first frame, end frame, (RGBA patch, position)) of each event of scene ``s`` that shows something."""
+    out = []
+    for e in s.spec.events:
+        lo = round(e.at_s * spec.fps)
+        hi = lo + round(e.duration_s * spec.fps)
+        if e.inset is not None:
+            out.append((lo, hi, inset(spec, e.inset)))
+        elif e.telop is not None:
+            patch = overlay(spec, SceneSpec(image=s.spec.image, duration_s=s.spec.duration_s, telop=e.telop),
+                            where)
+            assert patch is not None
+            out.append((lo, hi, patch))
+    return out
+
+
+def _transition(arr: np.ndarray, s: Scene, fi: int, nxt: SceneSpec | None, held: np.ndarray | None,
+                fps: int) -> np.ndarray:
+    """Frame ``fi`` of scene ``s`` with its entrance (fade in, dissolve) or the next scene's
+    fade (this scene dipping to black) applied."""
+    gain = 1.0
+    if s.spec.enter == "fade":
+        rise = round(s.spec.enter_s * fps / 2)
+        if fi < rise:
+            gain = fi / rise
+    if nxt is not None and nxt.enter == "fade":
+        fall = round(nxt.enter_s * fps / 2)
+        if fi >= s.frames - fall:
+            gain = min(gain, (s.frames - 1 - fi) / fall)
+    out = arr.astype(np.float32) * gain if gain < 1.0 else arr
+    if s.spec.enter == "dissolve" and held is not None:
+        n = round(s.spec.enter_s * fps)
+        if fi < n:
+            a = (fi + 1) / (n + 1)
+            out = a * np.asarray(out, dtype=np.float32) + (1 - a) * held.astype(np.float32)
+    return arr if out is arr else np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 _BITEXACT = ["-map_metadata", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",

@@ -23,11 +23,16 @@ SAMPLE_RATE = 22050
 """espeak-ng's native output rate; the AAC track keeps it."""
 
 
+Spoken = dict[int, tuple[float, float, int]]
+EventsSpoken = dict[tuple[int, int], tuple[float, float, int]]
+
+
 def narration_track(tools: Tools, spec: SynthSpec, v: VideoSpec, scenes: Sequence[Scene], work: Path,
-                    where: str) -> tuple[Path, dict[int, tuple[float, float, int]]]:
+                    where: str) -> tuple[Path, Spoken, EventsSpoken]:
     """Speak the narrated scenes of ``v`` onto one WAV track as long as the video, each line
-    :data:`NARRATION_LEAD_S` after its cut; returns the file and, per scene index, the
-    measured (start_s, end_s, wpm) of its narration."""
+    :data:`NARRATION_LEAD_S` after its cut (a narrated event's line as long after the event
+    starts); returns the file and, per scene index and per (scene, event), the measured
+    (start_s, end_s, wpm) of its narration."""
     total = sum(s.frames for s in scenes)
     track = np.zeros(round(total / spec.fps * SAMPLE_RATE), dtype=np.int16)
     spoken: dict[int, tuple[float, float, int]] = {}
@@ -41,9 +46,21 @@ def narration_track(tools: Tools, spec: SynthSpec, v: VideoSpec, scenes: Sequenc
         track[at:at + len(samples)] = samples
         spoken[s.index] = (s.start_s + NARRATION_LEAD_S,
                            s.start_s + NARRATION_LEAD_S + len(samples) / SAMPLE_RATE, wpm)
+    events: EventsSpoken = {}
+    for s in scenes:
+        for k, e in enumerate(s.spec.events):
+            if e.narration is None:
+                continue
+            room = e.duration_s - NARRATION_LEAD_S - NARRATION_TAIL_S
+            samples, wpm = _speak(tools, spec, e.narration, work / f"{v.vid}-{s.index}-e{k}.wav", room,
+                                  f"{where}: video {v.vid} scene {s.index} event {k}")
+            begin = s.start_s + e.at_s + NARRATION_LEAD_S
+            at = round(begin * SAMPLE_RATE)
+            track[at:at + len(samples)] = samples
+            events[(s.index, k)] = (begin, begin + len(samples) / SAMPLE_RATE, wpm)
     wav = work / f"{v.vid}.wav"
     _write_wav(wav, track)
-    return wav, spoken
+    return wav, spoken, events
 
 def _read_wav(path: Path) -> np.ndarray:
     with wave.open(str(path), "rb") as wf:

@@ -108,6 +108,22 @@ def overlay(spec: SynthSpec, scene: SceneSpec, where: str) -> tuple[Image.Image,
     return canvas.crop(bbox), (bbox[0], bbox[1])
 
 
+def inset(spec: SynthSpec, image: str) -> tuple[Image.Image, tuple[int, int]]:
+    """The photograph ``image`` as a small framed picture for the lower right corner, and its
+    top-left position."""
+    from PIL import Image, ImageOps
+
+    w, h = spec.width, spec.height
+    arr = _image_array(image)
+    box_w = round(w * 0.36)
+    box_h = round(box_w * arr.shape[0] / arr.shape[1])
+    box_h = min(box_h, round(h * 0.5))
+    pic = Image.fromarray(arr).resize((box_w, box_h), Image.Resampling.LANCZOS)
+    pic = ImageOps.expand(pic, border=max(2, round(h * 0.008)), fill=(255, 255, 255))
+    margin = round(h * 0.05)
+    return pic.convert("RGBA"), (w - pic.width - margin, h - pic.height - margin)
+
+
 def _fit(draw: Any, text: TextSpec, bold: bool, size: int, max_w: int,
          where: str) -> tuple[ImageFont.FreeTypeFont, tuple[int, int, int, int]]:
     """The largest font (from ``size`` down to 70 %) at which ``text`` fits in ``max_w`` pixels."""

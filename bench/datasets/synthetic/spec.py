@@ -17,6 +17,7 @@ Lang = Literal["en", "ja", "zh", "ru", "pt"]
 Move = Literal["zoom-in", "zoom-out", "pan-left", "pan-right", "pan-up", "pan-down"]
 Tag = Literal["speech", "onscreen-text", "visual", "multi", "cross-lingual", "absent"]
 Cue = Literal["speech", "onscreen-text", "visual"]
+Enter = Literal["cut", "fade", "dissolve"]
 MOVES: tuple[Move, ...] = ("zoom-in", "pan-right", "zoom-out", "pan-left", "pan-up", "pan-down")
 
 
@@ -97,6 +98,23 @@ class TextSpec(_Model):
     lang: Lang
 
 
+class EventSpec(_Model):
+    """Something that happens inside a shot for a few seconds: a picture inset in the corner,
+    a telop, or one narrated sentence (exactly one of them)."""
+
+    at_s: float = Field(ge=0)
+    """Start, seconds from the start of its scene (whole frames)."""
+    duration_s: float = Field(gt=0)
+    inset: str | None = None
+    """A photograph shown small in the lower right corner."""
+    telop: TextSpec | None = None
+    narration: TextSpec | None = None
+
+    @property
+    def kind(self) -> str:
+        return "inset" if self.inset else "telop" if self.telop else "narration"
+
+
 class SceneSpec(_Model):
     """One shot: a photograph with slow motion, optional telop/caption and narration."""
 
@@ -109,6 +127,14 @@ class SceneSpec(_Model):
     caption: TextSpec | None = None
     """Smaller lower-third line at the bottom."""
     narration: TextSpec | None = None
+    enter: Enter = "cut"
+    """How the scene begins: a hard cut, a fade (the previous scene dips to black and this one
+    rises from it, ``enter_s`` in all, centred on the scene's start) or a dissolve (this one
+    blends in over the previous scene's last frame during its first ``enter_s``)."""
+    enter_s: float = Field(default=1.0, gt=0)
+    """Length of a fade or dissolve (whole frames)."""
+    events: list[EventSpec] = []
+    """Short actions inside the shot (see :class:`EventSpec`)."""
 
 
 class QuerySpec(_Model):
@@ -121,6 +147,8 @@ class QuerySpec(_Model):
     image: str | None = None
     cues: list[Cue] | None = None
     """For ``multi``: the two (or more) kinds of evidence that together pick the scenes."""
+    event: tuple[int, int] | None = None
+    """``[scene, event]``: the query's window is that event of that scene, not the scene."""
 
 
 class VideoSpec(_Model):
@@ -238,17 +266,22 @@ def _check_spec(spec: SynthSpec, path: Path) -> None:
             where = f"video {v.vid} scene {i}"
             if s.image not in IMAGES:
                 raise fail(where, f"unknown image {s.image!r}; known: {', '.join(sorted(IMAGES))}")
-            frames = s.duration_s * spec.fps
-            if abs(frames - round(frames)) > 1e-6:
-                raise fail(where, f"duration_s {s.duration_s:g} is not a whole number of frames at "
-                                  f"{spec.fps} fps")
+            for what, secs in (("duration_s", s.duration_s), ("enter_s", s.enter_s),
+                               *((f"event {k} at_s", e.at_s) for k, e in enumerate(s.events)),
+                               *((f"event {k} duration_s", e.duration_s) for k, e in enumerate(s.events))):
+                if abs(secs * spec.fps - round(secs * spec.fps)) > 1e-6:
+                    raise fail(where, f"{what} {secs:g} is not a whole number of frames at {spec.fps} fps")
+            _check_transition(v, i, s, where, fail)
+            _check_events(v, s, where, fail)
             if s.narration is not None:
                 if not v.audio:
                     raise fail(where, "has narration but the video has audio: false")
                 if s.narration.lang not in spec.voices or s.narration.lang not in spec.wpm:
                     raise fail(where, f"no voice/wpm for narration language {s.narration.lang!r}")
             # Unique text keeps corpus search meaningful: one line names one video.
-            for kind, text in (("telop", s.telop), ("caption", s.caption), ("narration", s.narration)):
+            lines = [("telop", s.telop), ("caption", s.caption), ("narration", s.narration),
+                     *((f"event {e.kind}", e.telop or e.narration) for e in s.events)]
+            for kind, text in lines:
                 if text is None:
                     continue
                 if text.text in seen_text:
@@ -258,9 +291,44 @@ def _check_spec(spec: SynthSpec, path: Path) -> None:
             _check_query(v, j, q, fail)
 
 
+def _check_transition(v: VideoSpec, i: int, s: SceneSpec, where: str, fail: Any) -> None:
+    if s.enter == "cut":
+        return
+    if i == 0:
+        raise fail(where, f"the first scene cannot enter by a {s.enter}: nothing comes before it")
+    prev = v.scenes[i - 1]
+    half = s.enter_s / 2 if s.enter == "fade" else 0.0
+    if s.enter_s > s.duration_s / 2 or half > prev.duration_s / 2:
+        raise fail(where, f"a {s.enter} of {s.enter_s:g}s is longer than half a scene")
+
+
+def _check_events(v: VideoSpec, s: SceneSpec, where: str, fail: Any) -> None:
+    for k, e in enumerate(s.events):
+        at = f"{where} event {k}"
+        if sum(x is not None for x in (e.inset, e.telop, e.narration)) != 1:
+            raise fail(at, "give exactly one of inset, telop, narration")
+        if e.at_s + e.duration_s > s.duration_s + 1e-9:
+            raise fail(at, f"ends after its scene ({e.at_s:g}s + {e.duration_s:g}s > {s.duration_s:g}s)")
+        if e.inset is not None and e.inset not in IMAGES:
+            raise fail(at, f"unknown image {e.inset!r}")
+        if e.narration is not None and (not v.audio or s.narration is not None):
+            raise fail(at, "a narrated event needs a video with audio and a scene without its own narration")
+
+
 def _check_query(v: VideoSpec, j: int, q: QuerySpec, fail: Any) -> None:
     where = f"video {v.vid} query {j}"
     n = len(v.scenes)
+    if q.event is not None:
+        si, ei = q.event
+        if not (0 <= si < n and 0 <= ei < len(v.scenes[si].events)):
+            raise fail(where, f"event {list(q.event)} names no event of video {v.vid}")
+        if q.scenes is not None or q.image is not None:
+            raise fail(where, "an event query gives event only (its window is the event's)")
+        kind = v.scenes[si].events[ei].kind
+        want = {"inset": "visual", "telop": "onscreen-text", "narration": "speech"}[kind]
+        if q.tag != want:
+            raise fail(where, f"an event of kind {kind} is found by a {want} query")
+        return
     if q.scenes is not None and (not q.scenes or any(not 0 <= i < n for i in q.scenes)):
         raise fail(where, f"scenes must be indices in 0..{n - 1}, got {q.scenes}")
     if q.image is not None and q.image not in {s.image for s in v.scenes}:
@@ -317,6 +385,8 @@ def plan(spec: SynthSpec, vi: int, v: VideoSpec) -> list[Scene]:
     """The scenes of video ``v`` (number ``vi`` in the spec) back to back, as hard cuts on whole frames."""
     out: list[Scene] = []
     frame = 0
+    # Scenes abut on whole frames whatever their transition: a fade or dissolve is drawn over
+    # the frames around the start, so every scene interval (and query window) stays exact.
     for i, s in enumerate(v.scenes):
         n = round(s.duration_s * spec.fps)
         move = s.move or MOVES[(vi + i) % len(MOVES)]
@@ -324,3 +394,20 @@ def plan(spec: SynthSpec, vi: int, v: VideoSpec) -> list[Scene]:
         frame += n
     return out
 
+
+
+def transition_span(spec: SynthSpec, scene: Scene) -> tuple[float, float]:
+    """Seconds over which ``scene`` enters: its start for a cut, ``enter_s`` centred on it for a
+    fade, its first ``enter_s`` for a dissolve."""
+    s = scene.spec
+    if s.enter == "fade":
+        return scene.start_s - s.enter_s / 2, scene.start_s + s.enter_s / 2
+    if s.enter == "dissolve":
+        return scene.start_s, scene.start_s + s.enter_s
+    return scene.start_s, scene.start_s
+
+
+def event_span(scene: Scene, k: int) -> tuple[float, float]:
+    """Seconds on the video's timeline of event ``k`` of ``scene``."""
+    e = scene.spec.events[k]
+    return scene.start_s + e.at_s, scene.start_s + e.at_s + e.duration_s

@@ -52,7 +52,8 @@ def check_tools(spec: SynthSpec) -> Tools:
     if "libx264" not in _tool_output(ffmpeg, "-hide_banner", "-encoders"):
         raise BadInput(f"{ffmpeg} has no libx264 encoder; install the Debian package 'ffmpeg'")
     espeak = None
-    langs = {s.narration.lang for v in spec.videos for s in v.scenes if s.narration is not None}
+    langs = {t.lang for v in spec.videos for s in v.scenes
+             for t in (s.narration, *(e.narration for e in s.events)) if t is not None}
     if langs:
         espeak = shutil.which("espeak-ng")
         if not espeak:
