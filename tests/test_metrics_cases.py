@@ -337,3 +337,55 @@ def test_non_finite_or_boolean_numbers_are_rejected() -> None:
         m.grounding_metrics([q(1, [[0, 10]])], {1: p(1, [[0, 10]])})
     with pytest.raises(BadInput, match=r"pred_moments\[0\].*end < start"):
         m.corpus_metrics([q(1, [[0, 10]])], {1: p(1, [], pred_moments=[["v", 9, 3, 1.0]])})
+
+
+# ---------------------------------------------------------------------------------------------- found by mutmut
+
+
+def test_qvhighlights_scores_a_query_without_prediction_as_a_miss() -> None:
+    qvh = m.qvhighlights_metrics([q(1, [[0, 10]]), q(2, [[0, 10]])], {1: p(1, [[0, 10, 1.0]])},
+                                 highlights=False)
+    assert qvh["full"]["MR-R1"]["0.5"] == 50.0
+    assert qvh["full"]["MR-mAP"]["average"] == 50.0
+
+
+def test_highlights_without_a_prediction_row_miss() -> None:
+    query = q(1, [[0, 2]], duration=4, relevant_clip_ids=[0], saliency_scores=[[4]])
+    hl = m.highlight_metrics([query], {})
+    assert hl["HL-min-VeryGood"] == {"HL-mAP": 50.0, "HL-Hit1": 0.0}  # all-zero scores tie: 1/2
+
+
+def test_saliency_matrix_without_duration_or_clips_is_empty() -> None:
+    assert m._saliency_matrix(q(1, [[0, 2]], relevant_clip_ids=[], saliency_scores=[])).shape == (0, 1)
+
+
+def test_bad_numbers_name_the_qid_and_the_field() -> None:
+    with pytest.raises(BadInput, match=r"prediction for qid 1: field 'pred_saliency_scores\[1\]'"):
+        m._pred_saliency(q(1, [[0, 2]]), p(1, [], pred_saliency_scores=[0.1, "x"]))
+    for row, field in ((["a", "x", 1], r"corpus_windows\[0\]\[1\]"), (["a", 0, "x"], r"corpus_windows\[0\]\[2\]")):
+        with pytest.raises(BadInput, match=rf"for qid 4: field '{field}'"):
+            m.corpus_answers(q(4, [[0, 1]], corpus_windows=[row]))
+
+
+def test_corpus_answer_ranked_second_is_not_a_top_one_hit() -> None:
+    query = q(1, [[0, 10]], vid="a", corpus_windows=[["a", 0, 10], ["b", 20, 30]])
+    rows = [["x", 0, 10, 1.0], ["b", 20, 30, 0.5]]
+    out = m.corpus_metrics([query], {1: p(1, [], vid=None, pred_moments=rows)})
+    assert out["video-R@1"] == 0.0 and out["video-R@5"] == 1.0
+
+
+def test_corpus_answer_moments_are_scored_one_row_at_a_time() -> None:
+    # Row 1 is in a true video but misses; row 2 hits. R@1 must not borrow row 2's IoU.
+    query = q(1, [[0, 10]], vid="a", corpus_windows=[["a", 0, 10]])
+    rows = [["a", 50, 60, 1.0], ["a", 0, 10, 0.5]]
+    out = m.corpus_metrics([query], {1: p(1, [], vid=None, pred_moments=rows)})
+    assert out["moment-R@1@0.5"] == 0.0 and out["moment-R@5@0.5"] == 1.0
+
+
+def test_corpus_moment_recall_counts_iou_exactly_at_the_threshold() -> None:
+    plain = q(1, [[0, 5]], vid="a")
+    listed = q(2, [[0, 5]], vid="a", corpus_windows=[["a", 0, 5]])
+    preds = {1: p(1, [], vid=None, pred_moments=[["a", 0, 10, 1.0]]),
+             2: p(2, [], vid=None, pred_moments=[["a", 0, 10, 1.0]])}
+    out = m.corpus_metrics([plain, listed], preds)
+    assert out["moment-R@1@0.5"] == 1.0 and out["moment-R@1@0.7"] == 0.0
