@@ -109,7 +109,8 @@ def equivalents() -> dict[str, list[dict[str, str]]]:
 
 
 def _changed_line(diff: str) -> str:
-    added = [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    added = [line[1:].strip() for line in diff.splitlines()
+             if line.startswith("+") and not line.startswith("+++")]
     return " | ".join(added)
 
 
@@ -129,17 +130,26 @@ def run_module(module: str, *, jobs: int, sample: int | None, known: dict[str, l
     work = prepare(module, tests)
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                SCENEBENCH_CACHE=os.environ.get("SCENEBENCH_CACHE", str(ROOT / ".cache" / "test")))
-    names = [f"{module.removesuffix('.py').replace('/', '.')}.*__mutmut_*{sample}"] if sample is not None else []
+    dotted = module.removesuffix(".py").replace("/", ".")
+    names = [f"{dotted}.*__mutmut_*{sample}"] if sample is not None else []
     start = time.monotonic()
     with (work / "run.log").open("w", encoding="utf-8") as log:
         proc = subprocess.run(["nice", "-n", "10", sys.executable, "-m", "mutmut", "run",
                                "--max-children", str(jobs), *names],
                               cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
     result.seconds = time.monotonic() - start
+    if not collect(result, work, known):
+        result.error = f"mutmut exited {proc.returncode} without results; see {work / 'run.log'}"
+    return result
+
+
+def collect(result: ModuleResult, work: Path, known: dict[str, list[dict[str, str]]]) -> bool:
+    """Read mutmut's verdicts from a scratch copy into ``result`` (False when there are none)."""
+    module = result.module
     meta = work / "mutants" / f"{module}.meta"
     if not meta.is_file():
-        result.error = f"mutmut exited {proc.returncode} without results; see {work / 'run.log'}"
-        return result
+        return False
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
     for name, code in sorted(codes.items(), key=lambda kv: _natural(kv[0])):
         status = STATUS.get(code, "suspicious")
@@ -149,7 +159,7 @@ def run_module(module: str, *, jobs: int, sample: int | None, known: dict[str, l
                                    capture_output=True, text=True, check=False)
             diff = "\n".join(line for line in shown.stdout.splitlines() if not line.startswith("# "))
             result.survivors.append((name, diff.strip(), why_equivalent(module, diff, known)))
-    return result
+    return True
 
 
 def _natural(name: str) -> tuple[str, int]:
@@ -196,7 +206,8 @@ def render(results: list[ModuleResult]) -> str:
              "Machine: 2-core AMD EPYC VM, 24 GiB, no GPU, shared with other jobs (times vary with load).",
              "", "Reproduce (all modules; each row also names its own command below):", "", "```",
              "nice -n 10 python scripts/mutation.py", "```", "",
-             "| module | mutants | killed | timeout | survived | no tests | equivalent | score | tests | time |",
+             "| module | mutants | killed | timeout | survived | no tests | equivalent | score | tests "
+             "| time |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
     for r in results:
         if r.error:
@@ -218,7 +229,8 @@ def render(results: list[ModuleResult]) -> str:
         for name, diff, why in r.survivors:
             label = f"equivalent: {why}" if why else "NOT KILLED"
             lines += [f"- `{name.rsplit('.', 1)[-1]}` ({label})", "", "  ```diff",
-                      *("  " + line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")),
+                      *("  " + line for line in diff.splitlines()
+                        if line[:1] in "+-" and line[:3] not in ("+++", "---")),
                       "  ```"]
     return "\n".join(lines) + "\n"
 
@@ -240,9 +252,21 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPORT, help=f"report file (default {REPORT})")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite the report from the saved results; mutate nothing")
+    parser.add_argument("--collect", action="store_true",
+                        help="save the verdicts already in each module's scratch copy (a run that was "
+                             "stopped part-way), then rewrite the report; mutate nothing")
     parser.add_argument("--min-score", type=float, default=0.0,
                         help="exit 1 when a module scores below this fraction")
     args = parser.parse_args()
+    if args.collect:
+        for module in MODULES:
+            if args.module and not any(part in module for part in args.module):
+                continue
+            r = ModuleResult(module, MODULES[module],
+                             command=f"python scripts/mutation.py --module {module} (stopped part-way)")
+            if collect(r, SCRATCH / slug(module), equivalents()):
+                save(r)
+        args.report_only = True
     if args.report_only:
         args.out.write_text(render(load_saved()), encoding="utf-8")
         return 0

@@ -16,7 +16,8 @@ from bench.types import Prediction, Query
 
 
 def q(qid: int, windows: list[list[float]], vid: str | None = "v", **kw: Any) -> Query:
-    return Query.from_row({"qid": qid, "query": f"query {qid}", "vid": vid, "relevant_windows": windows, **kw})
+    row = {"qid": qid, "query": f"query {qid}", "vid": vid, "relevant_windows": windows, **kw}
+    return Query.from_row(row)
 
 
 def p(qid: int, windows: list[list[float]], vid: str | None = "v", **kw: Any) -> Prediction:
@@ -291,7 +292,7 @@ def test_missing_corpus_prediction_is_a_miss_at_every_k() -> None:
     assert set(out.values()) == {0.0}
 
 
-# ---------------------------------------------------------------------------------------------- buckets, breakdowns
+# ------------------------------------------------------------------------------------- buckets, breakdowns
 
 
 def test_length_bucket_edges_and_empty_buckets() -> None:
@@ -339,7 +340,7 @@ def test_non_finite_or_boolean_numbers_are_rejected() -> None:
         m.corpus_metrics([q(1, [[0, 10]])], {1: p(1, [], pred_moments=[["v", 9, 3, 1.0]])})
 
 
-# ---------------------------------------------------------------------------------------------- found by mutmut
+# ----------------------------------------------------------------------------------------- found by mutmut
 
 
 def test_qvhighlights_scores_a_query_without_prediction_as_a_miss() -> None:
@@ -362,7 +363,8 @@ def test_saliency_matrix_without_duration_or_clips_is_empty() -> None:
 def test_bad_numbers_name_the_qid_and_the_field() -> None:
     with pytest.raises(BadInput, match=r"prediction for qid 1: field 'pred_saliency_scores\[1\]'"):
         m._pred_saliency(q(1, [[0, 2]]), p(1, [], pred_saliency_scores=[0.1, "x"]))
-    for row, field in ((["a", "x", 1], r"corpus_windows\[0\]\[1\]"), (["a", 0, "x"], r"corpus_windows\[0\]\[2\]")):
+    for row, field in ((["a", "x", 1], r"corpus_windows\[0\]\[1\]"),
+                       (["a", 0, "x"], r"corpus_windows\[0\]\[2\]")):
         with pytest.raises(BadInput, match=rf"for qid 4: field '{field}'"):
             m.corpus_answers(q(4, [[0, 1]], corpus_windows=[row]))
 

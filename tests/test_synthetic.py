@@ -417,26 +417,22 @@ V1_HARD = ("syn08-aldergrove-coins", "syn10-orion-launch", "syn11-brightwater-op
 """v1 videos the generator finds hardest to make the same way twice: replaced audio, VFR, rotation."""
 
 
-def test_v1_hard_videos_rebuild_to_the_same_bytes(synthetic_v1: QuerySet, tmp_path: Path) -> None:
-    # The determinism check in the default run: v1's hardest videos alone, rebuilt from a spec
-    # holding only them, equal byte for byte to the full build (a fifth of its cost).
+def test_v1_hard_videos_rebuild_to_the_same_bytes(tmp_path: Path) -> None:
+    # The determinism check in the default run: a spec of v1's hardest videos alone, built twice,
+    # equal byte for byte (a fraction of a full v1 rebuild, which stays behind ``slow``). Not
+    # compared with the full build: camera moves are dealt out over the whole spec.
     spec = yaml.safe_load(spec_path("synthetic-v1").read_text(encoding="utf-8"))
     spec["videos"] = [v for v in spec["videos"] if v["vid"] in V1_HARD]
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
-    again = builder.build_from_spec(spec_file, tmp_path / "out", BuildOptions())
-    assert synthetic_v1.root is not None and again.root is not None
+    first = builder.build_from_spec(spec_file, tmp_path / "a", BuildOptions())
+    again = builder.build_from_spec(spec_file, tmp_path / "b", BuildOptions())
+    assert first.root is not None and again.root is not None
     assert sorted(again.videos) == sorted(V1_HARD)
-
-    def by_vid(root: Path, name: str, drop: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-        return [{k: v for k, v in r.items() if k not in drop}
-                for r in rows(root / name) if r["vid"] in V1_HARD]
-
-    for name, drop in (("videos.jsonl", ()), ("scenes.jsonl", ()), ("queries.jsonl", ("qid",))):
-        assert by_vid(again.root, name, drop) == by_vid(synthetic_v1.root, name, drop), name
-    for vid in V1_HARD:
-        path = str(synthetic_v1.videos[vid].path)
-        assert (again.root / path).read_bytes() == (synthetic_v1.root / path).read_bytes(), vid
+    names = ["videos.jsonl", "queries.jsonl", "scenes.jsonl",
+             *(str(v.path) for v in first.videos.values())]
+    for name in names:
+        assert (again.root / name).read_bytes() == (first.root / name).read_bytes(), name
 
 
 @pytest.mark.slow
