@@ -102,7 +102,7 @@ def test_localization_prompt_golden() -> None:
     check_golden("llm_localize_prompt.txt", text + "\n")
 
 
-@pytest.mark.slow  # builds synthetic-v1 on a cold cache (minutes); no ASR: text from its scenes
+# Not slow: the regression gate builds synthetic-v1 in the same run; no ASR, text from its scenes.
 def test_synthetic_v1_metadata_golden(synthetic_v1: Any) -> None:
     truth = scene_segments(synthetic_v1.root)
     parts = []

@@ -167,3 +167,37 @@ def test_nms_keeps_best_and_drops_overlaps() -> None:
     assert kept == [Window(1.0, 11.0, 0.9), Window(20.0, 25.0, 0.4), Window(2.0, 4.0, 0.3)]
     assert nms(windows, iou_threshold=0.5, max_windows=1) == [Window(1.0, 11.0, 0.9)]
 
+
+
+# -- the minimum length: widened on both sides, inside the video ----------------------------
+
+
+@pytest.mark.parametrize(("peak_s", "window"), [
+    (5, (3.5, 7.5)),   # [5, 6] grows by 1.5 s on each side
+    (0, (0.0, 4.0)),   # against the start: all the growth goes right
+    (9, (6.0, 10.0)),  # against the end: all the growth goes left
+    (8, (6.0, 10.0)),  # [8, 9] would reach 10.5: shifted left to end at the duration
+    (1, (0.0, 4.0)),   # [1, 2] would start at -0.5: shifted right to start at 0
+])
+def test_min_len_widens_both_sides_within_the_video(peak_s: int, window: tuple[float, float]) -> None:
+    t = np.arange(10, dtype=np.float64)
+    s = np.zeros(10)
+    s[peak_s] = 1.0
+    w = propose(t, s, duration_s=10.0, config=ProposalConfig(min_len_s=4.0))[0]
+    assert (w.start, w.end) == window
+    assert w.score == 1.0  # the widening adds no samples to the score
+
+
+def test_min_len_longer_than_the_video_gives_the_whole_video() -> None:
+    t = np.arange(3, dtype=np.float64)
+    s = np.array([0.0, 1.0, 0.0])
+    w = propose(t, s, duration_s=3.0, config=ProposalConfig(min_len_s=10.0))[0]
+    assert (w.start, w.end) == (0.0, 3.0)
+
+
+def test_a_window_already_at_the_minimum_is_not_moved() -> None:
+    t = np.arange(10, dtype=np.float64)
+    s = np.zeros(10)
+    s[4:8] = 1.0
+    w = propose(t, s, duration_s=10.0, config=ProposalConfig(min_len_s=4.0))[0]
+    assert (w.start, w.end) == (4.0, 8.0)
