@@ -112,7 +112,8 @@ class SceneSpec(_Model):
 
 
 class QuerySpec(_Model):
-    """A labelled query. Windows come from ``scenes`` or, for visual ones, from ``image``."""
+    """A labelled query. Windows come from ``scenes`` or, for visual ones, from ``image``;
+    an ``absent`` query has neither (its answer is in no scene of the set)."""
 
     query: str = Field(min_length=1)
     lang: Lang
@@ -261,6 +262,11 @@ def _check_spec(spec: SynthSpec, path: Path) -> None:
 def _check_query(v: VideoSpec, j: int, q: QuerySpec, fail: Any) -> None:
     where = f"video {v.vid} query {j}"
     n = len(v.scenes)
+    if q.tag == "absent":
+        # An absent query's truth is "nowhere": any scene, image or cue would give it an answer.
+        if q.scenes is not None or q.image is not None or q.cues is not None:
+            raise fail(where, "an absent query has no scenes, image or cues (nothing answers it)")
+        return
     if q.scenes is not None and (not q.scenes or any(not 0 <= i < n for i in q.scenes)):
         raise fail(where, f"scenes must be indices in 0..{n - 1}, got {q.scenes}")
     if q.image is not None and q.image not in {s.image for s in v.scenes}:
