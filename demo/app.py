@@ -67,7 +67,9 @@ CSS = """
 #cards .caption-label { position: static; max-width: none; white-space: normal; opacity: 1;
   border: none; border-radius: 0; font-size: 13px; padding: 4px 6px; }
 #cards .fixed-height, #lb-plots .fixed-height { min-height: 0; max-height: none; overflow-y: visible; }
-#lb-plots .thumbnail-item { aspect-ratio: 3 / 2; }
+#lb-plots .thumbnail-item { aspect-ratio: auto; height: auto; display: flex; flex-direction: column; }
+#lb-plots .caption-label { position: static; max-width: none; white-space: normal; opacity: 1;
+  border: none; border-radius: 0; font-size: 13px; padding: 4px 6px; }
 #cards.unsure .thumbnail-item { filter: grayscale(1); opacity: 0.55; }
 @media (max-width: 640px) {
   #cards .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }

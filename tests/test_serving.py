@@ -563,6 +563,7 @@ def app(tmp_path: Path, results_dir: Path, video_file: Path,
     a = handlers.App(results_dir, str(tmp_path / "toy"), sessions=tmp_path / "sessions",
                      workspace=fake_workspace, sheets=tmp_path / "sheets")
     monkeypatch.setattr(a, "configurations", lambda: ["bm25-text", "clip-frames", "missing-llm"])
+    a.snapshot = tmp_path / "no-snapshot"  # thresholds only from the toy results (none)
     return a
 
 
@@ -810,7 +811,7 @@ def test_a_fresh_space_shows_the_snapshot_leaderboard_with_floors(tmp_path: Path
     table, note, images, *_ = handlers.on_leaderboard(a, "synthetic-v2 · test", "all", "all")
     ranks = [row[0] for row in table["data"]]
     names = [row[1] for row in table["data"]]
-    assert ranks[0] == 1 and names[0] == "fusion-text" or ranks[0] == 1
+    assert ranks[0] == 1 and "fusion-text" in names
     floors = {row[1] for row in table["data"] if row[0] == "floor"}
     assert floors == {"chance-random", "chance-prior"}
     assert ranks.index("floor") > max(i for i, r in enumerate(ranks) if isinstance(r, int))
