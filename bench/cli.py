@@ -113,9 +113,16 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise BackendError(f"{args.retriever}: {first}", unreachable=first.unreachable)
     moments = result.moments
     if args.json:
+        from bench.eval.snapshot import snapshot_results
+        from bench.serving.confidence import calibrations, mark
+
+        # The threshold the committed snapshot holds for this configuration (None: none).
+        calibration = calibrations(snapshot_results(), "").get(args.retriever)
+        moments = mark(moments, calibration, args.query)
         doc = {"query": args.query, "image": args.image, "retriever": args.retriever,
                "moments": [{"vid": m.vid, "start": m.start, "end": m.end, "score": m.score,
-                            "evidence": m.evidence.to_dict()} for m in moments]}
+                            "confident": m.confident, "evidence": m.evidence.to_dict()}
+                           for m in moments]}
         if result.reason:
             doc["reason"] = result.reason
         _emit_json(doc)

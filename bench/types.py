@@ -149,6 +149,10 @@ class Video:
         return row
 
 
+ABSENT_TAG = "absent"
+"""A query with this tag has nothing to find (``relevant_windows: []``): a search should say so."""
+
+
 @dataclass
 class Query:
     """A labelled query. ``vid=None`` makes it a corpus query (find the video and the time)."""
@@ -168,6 +172,11 @@ class Query:
     @property
     def is_corpus(self) -> bool:
         return self.vid is None
+
+    @property
+    def is_absent(self) -> bool:
+        """Labelled as having no answer (tag ``absent``): scored by ``false_alarm``, not R1."""
+        return ABSENT_TAG in self.tags and not self.relevant_windows
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any], source: str | Path | None = None,
@@ -203,6 +212,9 @@ class Query:
         tags = row.get("tags", [])
         if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
             raise RowError(where, "tags", f"must be a list of non-empty strings, got {tags!r}")
+        if ABSENT_TAG in tags and windows:
+            raise RowError(where, "relevant_windows", f"must be [] for a query tagged "
+                           f"'{ABSENT_TAG}' (its answer is nowhere); drop the tag or the windows")
         image = row.get("query_image")
         if image is not None:
             image = _text(image, where, "query_image")
@@ -329,6 +341,9 @@ class Moment:
     end: float
     score: float
     evidence: Evidence = field(default_factory=NoEvidence)
+    confident: bool | None = None
+    """Whether the score passes the configuration's calibrated threshold; ``None`` when the
+    configuration has no threshold (the moment is shown, flagged as uncalibrated)."""
 
     @property
     def duration(self) -> float:

@@ -33,6 +33,7 @@ from demo.handlers import (  # noqa: E402
     EMPTY_RESULTS,
     App,
     cleanup_session,
+    gallery_classes,
     guarded,
     on_bench_query,
     on_browser_dataset,
@@ -66,7 +67,16 @@ CSS = """
 #cards .caption-label { position: static; max-width: none; white-space: normal; opacity: 1;
   border: none; border-radius: 0; font-size: 13px; padding: 4px 6px; }
 #cards .fixed-height, #lb-plots .fixed-height { min-height: 0; max-height: none; overflow-y: visible; }
-#lb-plots .thumbnail-item { aspect-ratio: 3 / 2; }
+#lb-plots .thumbnail-item { aspect-ratio: auto; height: auto; display: flex; flex-direction: column; }
+#lb-plots .caption-label { position: static; max-width: none; white-space: normal; opacity: 1;
+  border: none; border-radius: 0; font-size: 13px; padding: 4px 6px; }
+#cards.unsure .thumbnail-item { filter: grayscale(1); opacity: 0.55; }
+@media (max-width: 640px) {
+  #cards .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
+  #cards .thumbnail-item > img { height: 110px; }
+  #lb-plots .grid-container { grid-template-columns: minmax(0, 1fr) !important; }
+  .gradio-container { padding-left: 6px !important; padding-right: 6px !important; }
+}
 """
 
 
@@ -169,7 +179,10 @@ def build(app: App) -> gr.Blocks:
                       img: str | None, name: str | None, k: float,
                       progress: gr.Progress = gr.Progress(track_tqdm=True),  # noqa: B008 (gradio injects it)
                       ) -> tuple[Any, ...]:
-            return on_search(app, sess, selected, text, img, name, k, progress)
+            out = on_search(app, sess, selected, text, img, name, k, progress)
+            # No confident match: the nearest moments stay, greyed.
+            return (*out[:2], gr.update(value=out[2], elem_classes=gallery_classes(out[3])),
+                    *out[3:])
 
         def timeline_fn(sess: Session | None, moments: list[Moment]) -> Any:
             return on_timeline(app, sess, moments)
@@ -264,7 +277,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--results", type=Path,
-                        default=Path(os.environ.get(RESULTS_ENV, ROOT / "results")))
+                        default=Path(os.environ[RESULTS_ENV]) if os.environ.get(RESULTS_ENV) else None,
+                        help="results directory for the leaderboard (default: results/ when it "
+                             "holds results, else the committed snapshot/)")
     parser.add_argument("--dataset", default=None,
                         help=f"embedded set (default: ${DATASET_ENV} or "
                              f"{DEFAULT_DATASET})")

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import gradio as gr
 
 from bench.errors import BadInput, BenchError
+from bench.eval.snapshot import snapshot_dir
 from bench.evidence import fmt_ts, fmt_window
-from bench.paths import cache_home
+from bench.paths import cache_home, repo_root
+from bench.serving.confidence import bar, calibrations, mark, strength, verdict
 from bench.serving.display import best_iou, describe_evidence, score_timeline, timeline_figure
 from bench.serving.leaderboard import (
     browser_queries,
@@ -48,6 +50,7 @@ from bench.types import Moment, Query, QuerySet, Video
 from bench.workspace import Workspace
 
 if TYPE_CHECKING:
+    from bench.eval.calibration import Calibration
     from bench.eval.results import ResultFile
 
 log = logging.getLogger("bench")
@@ -56,16 +59,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 EMPTY_RESULTS = ("No benchmark results here yet: run `python -m bench run` (it writes "
                  "`results/`), or start the app with `--results DIR`.")
+NO_CONFIDENT_MATCH = "No confident match"
 
 
 class App:
     """What requests share: built once at start-up; its caches fill lazily under locks."""
 
-    def __init__(self, results_dir: Path, dataset: str | None = None, device: str = "auto",
+    def __init__(self, results_dir: Path | None, dataset: str | None = None, device: str = "auto",
                  sessions: Path | None = None, workspace: Workspace | None = None,
                  methods: Sequence[str] | None = None, sheets: Path | None = None,
                  default_method: str | None = None) -> None:
-        self.results_dir = Path(results_dir)
+        self.results_dir = Path(results_dir) if results_dir is not None else None
+        """Where the leaderboard reads results; ``None``: ``results/`` of the checkout when it
+        holds any, else the committed snapshot (so a fresh Space shows a leaderboard)."""
+        self.local_results = repo_root() / "results"
+        self.snapshot = snapshot_dir()
         self.dataset = dataset or demo_dataset()
         self.methods = list(methods) if methods else None
         self.default_method = default_method
@@ -78,6 +86,7 @@ class App:
         self._lock = threading.Lock()
         self._plot_lock = threading.Lock()
         self._sets: dict[str, QuerySet] = {}
+        self._thresholds: dict[Path, tuple[tuple[tuple[str, int], ...], dict[str, Calibration]]] = {}
 
     # -- the embedded set (built on first use: about a minute, then cached on disk) --------
 
@@ -132,20 +141,57 @@ class App:
             return self.default_method, f"Default method: **{self.default_method}**."
         dataset = self.dataset_name()
         loaded = self._sets.get(dataset)
-        found = report.best_configuration(self.results_dir, dataset,
-                                          loaded.split if loaded is not None else "test")
+        source = self.results_source()
+        # The committed snapshot fills the leaderboard of a fresh Space; the default method
+        # stays a deployer's choice (results of their own, or --method).
+        found = None if source == self.snapshot else report.best_configuration(
+            source, dataset, loaded.split if loaded is not None else "test")
         if found in names:
             return str(found), f"Best on the {dataset} leaderboard: **{found}** (you can change it)."
         fallback = DEFAULT_RETRIEVER if DEFAULT_RETRIEVER in names else names[0]
         return fallback, f"No {dataset} leaderboard yet; using **{fallback}**."
 
+    def results_source(self) -> Path:
+        """The directory the leaderboard, the browser and the thresholds are read from."""
+        if self.results_dir is not None:
+            return self.results_dir
+        local = self.local_results
+        return local if local.is_dir() and any(local.rglob("*.json")) else self.snapshot
+
     def results(self) -> list[ResultFile]:
         from bench.eval import report
 
         try:
-            return report.load_all(self.results_dir)
+            return report.load_all(self.results_source())
         except BadInput:  # no results directory yet is a normal state
             return []
+
+    def calibration(self, name: str) -> Calibration | None:
+        """The configuration's confidence threshold from the results, else from the snapshot
+        (None: it has none)."""
+        for source in dict.fromkeys([self.results_source(), self.snapshot]):
+            found = self._calibrations(source).get(name)
+            if found is not None:
+                return found
+        return None
+
+    def _calibrations(self, source: Path) -> dict[str, Calibration]:
+        # Read again only when a result file there changed: a search must not parse them all.
+        from bench.eval import report
+
+        files = sorted(source.rglob("*.json")) if source.is_dir() else []
+        stamp = tuple((str(f), f.stat().st_mtime_ns) for f in files)
+        with self._lock:
+            cached = self._thresholds.get(source)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+        try:
+            found = calibrations(report.load_all(source), self.dataset_name()) if files else {}
+        except BadInput:
+            found = {}
+        with self._lock:
+            self._thresholds[source] = (stamp, found)
+        return found
 
     def groups(self) -> dict[tuple[str, str], list[ResultFile]]:
         from bench.eval import report
@@ -187,12 +233,26 @@ def plural(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
-def card_caption(rank: int, m: Moment) -> str:
-    return f"#{rank} · {m.vid} · {fmt_window(m.start, m.end)} · score {m.score:.3f}"
+def strengths(moments: Sequence[Moment], calibration: Calibration | None,
+              query: str | None) -> list[float]:
+    """Each moment's strength in [0, 1] for the confidence bar (see :func:`strength`)."""
+    best = max((m.score for m in moments), default=0.0)
+    return [strength(m, calibration, best, query) for m in moments]
+
+
+def confidence_text(m: Moment, fraction: float) -> str:
+    """A confidence bar and its verdict (``▰▰▰▰▰▰▰▰▰▱ confident``), what a visitor reads
+    instead of a raw score."""
+    return f"{bar(fraction)} {verdict(m)}"
+
+
+def card_caption(rank: int, m: Moment, fraction: float = 1.0) -> str:
+    return f"#{rank} · {m.vid} · {fmt_window(m.start, m.end)} · {confidence_text(m, fraction)}"
 
 
 def cards(session: Session, videos: dict[str, Video], moments: Sequence[Moment],
-          sheets: Path | None = None) -> list[tuple[str, str]]:
+          sheets: Path | None = None, fractions: Sequence[float] | None = None
+          ) -> list[tuple[str, str]]:
     """(thumbnail path, caption) per moment; the thumbnail is the moment's middle frame,
     from the video's thumbnail sheet under ``sheets`` when it has one. Frames without a
     sheet are cut in parallel: each is a short ffmpeg run, mostly start-up time."""
@@ -204,21 +264,46 @@ def cards(session: Session, videos: dict[str, Video], moments: Sequence[Moment],
     with ThreadPoolExecutor(max_workers=min(4, len(shown))) as pool:
         thumbs = list(pool.map(lambda item: card_thumbnail(
             item[2], (item[1].start + item[1].end) / 2, session.root / "thumbs", sheets), shown))
-    return [(str(t), card_caption(i, m)) for (i, m, _), t in zip(shown, thumbs, strict=True)]
+    bars = list(fractions) if fractions is not None else strengths(moments, None, None)
+    return [(str(t), card_caption(i, m, bars[i - 1]))
+            for (i, m, _), t in zip(shown, thumbs, strict=True)]
 
 
-def results_markdown(outcome: SearchOutcome) -> str:
+def results_markdown(outcome: SearchOutcome, calibration: Calibration | None = None,
+                     fractions: Sequence[float] | None = None) -> str:
     if outcome.error:
         return f"⚠ **{outcome.retriever}** {outcome.error}"
     if not outcome.moments:
         return f"No moment found by **{outcome.retriever}** for this query."
     lines = [f"**{outcome.retriever}** found {plural(len(outcome.moments), 'moment')} in "
              f"{outcome.latency_s * 1000:.0f} ms. Click a card to play from there.", ""]
+    bars = list(fractions) if fractions is not None else strengths(outcome.moments, None, None)
     for i, m in enumerate(outcome.moments, start=1):
         ev = describe_evidence(m.evidence)
         lines.append(f"{i}. `{m.vid}` **{fmt_window(m.start, m.end)}** · "
+                     f"{confidence_text(m, bars[i - 1])} · "
                      f"score {m.score:.3f}" + (f" · {ev}" if ev else ""))
+    if calibration is not None and calibration.threshold is not None:
+        lines += ["", f"The bar is the share of questions without an answer whose best moment "
+                      f"this one beats; confident means a strength of at least "
+                      f"{calibration.threshold:.2g}, chosen for {outcome.retriever} so that at "
+                      f"most {calibration.max_false_alarm:.0%} of such questions get a confident "
+                      "answer."]
+    else:
+        lines += ["", f"{outcome.retriever} has no calibrated threshold: every moment is shown, "
+                      "none is known to be a match; the bar is relative to the best one."]
     return "\n".join(lines)
+
+
+def search_status(name: str, asked: str, outcome: SearchOutcome) -> str:
+    """The line above the cards: how many moments, or that none is a confident match."""
+    if not outcome.moments:
+        return f"No moment found by **{name}** for {asked}; try other words or another method."
+    if all(m.confident is False for m in outcome.moments):
+        return (f"**{NO_CONFIDENT_MATCH}** from **{name}** for {asked}. The nearest "
+                f"{plural(len(outcome.moments), 'moment')} (greyed) may not show it.")
+    return (f"**{plural(len(outcome.moments), 'moment')}** from **{name}** in "
+            f"{outcome.latency_s * 1000:.0f} ms for {asked}")
 
 
 def video_choices(app: App, session: Session | None) -> list[tuple[str, str]]:
@@ -327,14 +412,21 @@ def on_search(app: App, sess: Session | None, selected: Sequence[str] | None,
                              corpus=list(app.embedded().values()))
     if outcome.error:
         return sess, f"⚠ **{name}** {outcome.error}", [], [], None, ""
+    calibration = app.calibration(name)
+    outcome.moments = mark(outcome.moments, calibration, q.text)
+    bars = strengths(outcome.moments, calibration, q.text)
     if progress is not None:
         progress(0.9, desc="thumbnails")
-    shown = cards(sess, videos, outcome.moments, app.sheets)
+    shown = cards(sess, videos, outcome.moments, app.sheets, bars)
     asked = f"“{q.text}”" if q.text else "the example image"
-    status = (f"**{plural(len(outcome.moments), 'moment')}** from **{name}** in "
-              f"{outcome.latency_s * 1000:.0f} ms for {asked}" if outcome.moments
-              else f"No moment found by **{name}** for {asked}; try other words or another method.")
-    return sess, status, shown, outcome.moments, None, results_markdown(outcome)
+    status = search_status(name, asked, outcome)
+    return (sess, status, shown, outcome.moments, None,
+            results_markdown(outcome, calibration, bars))
+
+
+def gallery_classes(moments: Sequence[Moment]) -> list[str]:
+    """The cards' CSS classes: greyed when no moment is a confident match."""
+    return ["unsure"] if moments and all(m.confident is False for m in moments) else []
 
 
 def on_timeline(app: App, sess: Session | None, moments: Sequence[Moment]) -> Any:
@@ -423,8 +515,10 @@ def on_leaderboard(app: App, label: str | None, tag: str | None, lang: str | Non
     langs = sorted({t for r in rows for t in r.metrics_by_lang})
     tag = tag if tag in tags else "all"
     lang = lang if lang in langs else "all"
-    note = ("Unranked rows are unavailable on this machine, failed, or ran random-init test "
-            "models whose numbers only exercise the code.")
+    note = ("Rows marked *floor* are chance (a seeded random window; the most common window "
+            "position and length): what guessing scores, shown so every number has its "
+            "reference, never ranked. Other unranked rows are unavailable on this machine, "
+            "failed, or ran random-init test models whose numbers only exercise the code.")
     if tag != "all" and lang != "all":
         note = "Results break down by tag or by language, not both: showing the language. " + note
         tag = "all"
@@ -452,7 +546,7 @@ def on_browser_dataset(app: App, label: str | None, sort: str) -> tuple[Any, str
         qs = app.query_set(dataset)
     except BadInput as exc:
         return gr.update(choices=[], value=None), f"→ {exc}"
-    preds = load_predictions(app.results_dir, app.results(), dataset, split)
+    preds = load_predictions(app.results_source(), app.results(), dataset, split)
     if not preds:
         return gr.update(choices=[], value=None), f"No predictions saved for {label}."
     items = browser_queries(qs, preds, sort)
@@ -471,7 +565,7 @@ def on_browser_query(app: App, label: str | None, item: str | None) -> tuple[Any
     qs = app.query_set(dataset)
     q = find_query(qs, item)
     video = embedded_videos(qs).get(q.vid or "")
-    preds = load_predictions(app.results_dir, app.results(), dataset, split)
+    preds = load_predictions(app.results_source(), app.results(), dataset, split)
     rows = prediction_rows(q, preds)
     table = []
     for name, moments in rows:

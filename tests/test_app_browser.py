@@ -228,7 +228,9 @@ def table_rows(page: Any, table: str) -> list[list[str]]:
     return rows
 
 
-CARD = re.compile(r"#(\d+) · (.+?) · (\d\d:\d\d)-(\d\d:\d\d) · score (-?[\d.]+)")
+CARD = re.compile(r"#(\d+) · (.+?) · (\d\d:\d\d)-(\d\d:\d\d) · ([▰▱]{10}) "
+                  r"(confident|weak|no threshold)")
+PHONE = {"width": 390, "height": 844}
 
 
 def test_search_finds_the_moment_and_plays_it(page: Any, target: Target, dataset: str) -> None:
@@ -335,3 +337,83 @@ def test_upload_accepts_a_video_refuses_the_rest_and_cleans_up(
         time.sleep(0.5)
     assert not folder.exists(), "the session folder outlived its browser session"
 
+
+
+@pytest.fixture
+def phone(browser: Any, server: dict[str, Any]) -> Iterator[Any]:
+    """The page at 390×844, as on a phone (touch, mobile viewport)."""
+    context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True,
+                                  has_touch=True)
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.goto(server["url"], wait_until="domcontentloaded")
+    pg.wait_for_selector("#videos input[type=checkbox]", timeout=SEARCH_TIMEOUT_MS)
+    yield pg
+    context.close()
+    assert errors == [], f"JavaScript errors in the page: {errors}"
+
+
+def fits_the_screen(page: Any, selector: str) -> None:
+    """Nothing of ``selector`` sticks out sideways and the page does not scroll sideways."""
+    box = page.locator(selector).first.bounding_box()
+    assert box is not None and box["x"] >= -1 and box["x"] + box["width"] <= PHONE["width"] + 1, \
+        (selector, box)
+    wide = page.evaluate("document.scrollingElement.scrollWidth")
+    assert wide <= PHONE["width"] + 1, f"the page scrolls sideways ({wide} px wide)"
+
+
+def test_phone_search_cards_and_playing(phone: Any, target: Target) -> None:
+    expect = sync_api.expect
+    page = phone
+    choose_only(page, target.vid)
+    page.fill("#query textarea", target.query)
+    page.locator("#search-btn").tap()
+    expect(page.locator("#search-status")).to_contain_text(
+        re.compile(r"(\d+ moments? from bm25-text in \d+ ms|No confident match)"),
+        timeout=SEARCH_TIMEOUT_MS)
+    captions = page.locator("#cards .caption-label")
+    expect(captions.first).to_be_visible()
+    assert CARD.fullmatch(captions.first.inner_text().strip()), captions.first.inner_text()
+    for selector in ("#query", "#search-btn", "#cards", "#search-status"):
+        fits_the_screen(page, selector)
+    # cards two to a row: each at least a third of the screen wide, so they can be read
+    card = page.locator("#cards .thumbnail-item").first.bounding_box()
+    assert card is not None and card["width"] >= PHONE["width"] / 3, card
+    shot(page, "phone-search")
+    page.locator("#cards .thumbnail-item").first.tap()
+    video = page.locator("#player video")
+    expect(video).to_have_attribute("src", re.compile(r"\.mp4$"), timeout=SEARCH_TIMEOUT_MS)
+    video.scroll_into_view_if_needed()
+    fits_the_screen(page, "#player")
+    shot(page, "phone-playing")
+
+
+def test_phone_no_confident_match_and_leaderboard(phone: Any) -> None:
+    expect = sync_api.expect
+    page = phone
+    pick_option(page, "#retriever", "dense-text-minilm")
+    page.fill("#query textarea", "ピザを切る")
+    page.locator("#search-btn").tap()
+    status = page.locator("#search-status")
+    expect(status).to_contain_text(re.compile(r"No confident match|moments? from"),
+                                   timeout=SEARCH_TIMEOUT_MS)
+    if "No confident match" in status.inner_text():
+        # the nearest moments stay below the verdict, greyed
+        expect(page.locator("#cards.unsure .thumbnail-item").first).to_be_visible()
+        assert all(CARD.fullmatch(c.strip()) and c.strip().endswith("weak")
+                   for c in page.locator("#cards .caption-label").all_inner_texts())
+    fits_the_screen(page, "#cards")
+    shot(page, "phone-no-confident-match")
+    # on a phone the tabs that do not fit are under "More tabs"
+    tab = page.get_by_role("tab", name="Leaderboard")
+    if tab.count() and tab.first.is_visible():
+        tab.first.click()
+    else:
+        page.locator('button[aria-label="More tabs"]').click()
+        page.locator(".overflow-dropdown button", has_text="Leaderboard").click()
+    expect(page.locator("#lb-table")).to_contain_text("bm25-text")
+    expect(page.locator("#lb-plots img").first).to_be_visible()
+    fits_the_screen(page, "#lb-plots")
+    shot(page, "phone-leaderboard")

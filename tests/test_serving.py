@@ -563,6 +563,7 @@ def app(tmp_path: Path, results_dir: Path, video_file: Path,
     a = handlers.App(results_dir, str(tmp_path / "toy"), sessions=tmp_path / "sessions",
                      workspace=fake_workspace, sheets=tmp_path / "sheets")
     monkeypatch.setattr(a, "configurations", lambda: ["bm25-text", "clip-frames", "missing-llm"])
+    a.snapshot = tmp_path / "no-snapshot"  # thresholds only from the toy results (none)
     return a
 
 
@@ -641,13 +642,15 @@ def test_search_handler(app: Any) -> None:
         app, sess, ["v2"], "sign", None, "bm25-text", 3, lambda p, desc="": calls.append((p, desc)))
     assert status.startswith("**1 moment** from **bm25-text** in ")
     assert [(m.vid, m.start, m.end, m.score) for m in moments] == [("v2", 1.0, 2.0, 1.0)]
-    assert len(cards) == 1 and cards[0][1] == "#1 · v2 · 00:01-00:02 · score 1.000"
+    assert len(cards) == 1 and cards[0][1] == "#1 · v2 · 00:01-00:02 · ▰▰▰▰▰▰▰▰▰▰ no threshold"
+    assert [m.confident for m in moments] == [None]  # toy results: no calibrated threshold
     assert Path(cards[0][0]).parent == sess.root / "thumbs"
     fig = handlers.on_timeline(app, sess, moments)
     assert [ax.get_title(loc="left") for ax in fig.axes] == ["v2"]
     assert fig.axes[0].get_xlim() == (0.0, 3.0)  # the video's duration
     assert handlers.on_timeline(app, sess, []) is None
-    assert "1. `v2` **00:01-00:02** · score 1.000 · hit" in details
+    assert "1. `v2` **00:01-00:02** · ▰▰▰▰▰▰▰▰▰▰ no threshold · score 1.000 · hit" in details
+    assert "bm25-text has no calibrated threshold" in details
     assert calls and calls[0][0] == 0.05
     out = handlers.on_search(app, sess, ["v1"], "sign", None, "missing-llm", 3)
     assert out[1] == ("⚠ **missing-llm** unavailable: missing-llm: weights not found; "
@@ -658,10 +661,38 @@ def test_search_handler(app: Any) -> None:
     # several videos: cards keep the ranking, thumbnails cut in parallel land in the session
     _, status, cards, moments, _, _ = handlers.on_search(app, sess, ["v1", "v2"], "sign", None,
                                                            "bm25-text", 5)
-    assert [c[1] for c in cards] == ["#1 · v1 · 00:01-00:02 · score 1.000",
-                                     "#2 · v2 · 00:02-00:03 · score 0.500"]
+    assert [c[1] for c in cards] == ["#1 · v1 · 00:01-00:02 · ▰▰▰▰▰▰▰▰▰▰ no threshold",
+                                     "#2 · v2 · 00:02-00:03 · ▰▰▰▰▰▱▱▱▱▱ no threshold"]
     assert sorted(p.name for p in (sess.root / "thumbs").iterdir()) == [
         "v1-00000015.jpg", "v2-00000015.jpg", "v2-00000025.jpg"]
+
+
+def test_no_confident_match_shows_the_nearest_moments_greyed(app: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.eval.calibration import Calibration
+
+    # Answers to questions without an answer scored 5 and 6: the fake's 1.0 beats none of them.
+    strict = Calibration(status="calibrated", threshold=0.9, n_calibration_absent=2,
+                         absent_signals={"score": [5.0, 6.0]})
+    monkeypatch.setattr(app, "calibration", lambda name: strict)
+    sess = Session.open(app.sessions, "h7")
+    _, status, cards, moments, _, details = handlers.on_search(app, sess, ["v2"], "sign", None,
+                                                               "bm25-text", 3)
+    assert status.startswith("**No confident match** from **bm25-text** for “sign”.")
+    assert "nearest 1 moment (greyed)" in status
+    assert [m.confident for m in moments] == [False]
+    assert cards[0][1] == "#1 · v2 · 00:01-00:02 · ▱▱▱▱▱▱▱▱▱▱ weak"
+    assert handlers.gallery_classes(moments) == ["unsure"]
+    assert "confident means a strength of at least 0.9" in details
+    # a lenient threshold: the same moment is a confident match
+    lenient = Calibration(status="calibrated", threshold=0.5, n_calibration_absent=2,
+                          absent_signals={"score": [0.1, 0.2]})
+    monkeypatch.setattr(app, "calibration", lambda name: lenient)
+    _, status, cards, moments, _, _ = handlers.on_search(app, sess, ["v2"], "sign", None,
+                                                         "bm25-text", 3)
+    assert status.startswith("**1 moment** from **bm25-text**")
+    assert cards[0][1] == "#1 · v2 · 00:01-00:02 · ▰▰▰▰▰▰▰▰▰▰ confident"
+    assert handlers.gallery_classes(moments) == []
 
 
 def test_compare_handler_shows_truth_iou_and_reasons(app: Any) -> None:
@@ -767,3 +798,25 @@ def test_importing_and_building_the_app_loads_no_model(tmp_path: Path) -> None:
                          timeout=120, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_fresh_space_shows_the_snapshot_leaderboard_with_floors(tmp_path: Path) -> None:
+    from bench.eval.snapshot import snapshot_dir
+
+    a = handlers.App(None, str(tmp_path), sessions=tmp_path / "s")
+    a.local_results = tmp_path / "no-results"  # a fresh clone has no results/
+    assert a.results_source() == snapshot_dir()
+    _, _, lb, _ = handlers.on_load(a, None)
+    assert "synthetic-v1 · test" in lb["choices"] and "synthetic-v2 · test" in lb["choices"]
+    table, note, images, *_ = handlers.on_leaderboard(a, "synthetic-v2 · test", "all", "all")
+    ranks = [row[0] for row in table["data"]]
+    names = [row[1] for row in table["data"]]
+    assert ranks[0] == 1 and "fusion-text" in names
+    floors = {row[1] for row in table["data"] if row[0] == "floor"}
+    assert floors == {"chance-random", "chance-prior"}
+    assert ranks.index("floor") > max(i for i, r in enumerate(ranks) if isinstance(r, int))
+    assert {"false_alarm", "confident_hit@0.5"} <= set(table["headers"])
+    assert "*floor*" in note and images
+    # the thresholds come from the snapshot too
+    cal = a.calibration("fusion-text")
+    assert cal is not None and cal.status == "calibrated" and cal.threshold is not None

@@ -1,10 +1,13 @@
 """Regression gate: compare a results directory with a baseline within per-metric tolerances.
 
-A baseline is either a results directory or a JSON file written by :func:`make_baseline`
-(``{"schema_version", "tolerances", "entries": [...]}``). A drop beyond the tolerance, a
-missing result, or a result that is no longer ``ok`` is a regression (exit code 1). The
-gate never passes vacuously: a baseline with nothing readable in it is bad input, and a
-comparison that checked no metric fails.
+A baseline is a results directory (the committed ``snapshot/``, whose ``gate.yaml`` says what
+is held and how: see :mod:`bench.eval.snapshot`) or a JSON file written by
+:func:`make_baseline` (``{"schema_version", "tolerances", "entries": [...]}``). A drop beyond
+the tolerance, a missing result, or a result that is no longer ``ok`` is a regression (exit
+code 1); so is any change outside the exact band of a deterministic configuration. A metric
+whose baseline is within its one-sided tolerance of zero could never drop out of it, so it
+is not held. The gate never passes vacuously: a baseline with nothing readable in it is bad
+input, and a comparison that checked no metric fails.
 """
 
 from __future__ import annotations
@@ -16,12 +19,17 @@ from typing import Any
 
 from bench.errors import BadInput
 from bench.eval.results import RESULT_SCHEMA_VERSION, ResultFile, iter_results
+from bench.eval.snapshot import GatePolicy, load_policy
 
 BASELINE_SCHEMA_VERSION = 1
 DEFAULT_TOLERANCE = 0.02
 """Absolute drop allowed on a fraction-valued metric (2 points of recall)."""
 
 Key = tuple[str, str, str]  # (retriever, dataset, split_key)
+FAILING = {"regressed", "changed", "missing", "not-ok"}
+TAG_PREFIX = "tag:"
+EXACT = "exact"
+"""An entry's ``band``: two-sided within its tolerance (a deterministic configuration)."""
 
 
 @dataclass
@@ -31,7 +39,7 @@ class Row:
     baseline: float | None
     current: float | None
     tolerance: float
-    status: str  # "ok" | "improved" | "regressed" | "missing" | "not-ok"
+    status: str  # "ok" | "improved" | "regressed" | "changed" | "missing" | "not-ok"
     label: str = ""
 
     @property
@@ -50,7 +58,7 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.problem is None and not any(
-            r.status in {"regressed", "missing", "not-ok"} for r in self.rows)
+            r.status in FAILING for r in self.rows)
 
     def as_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"ok": self.ok}
@@ -63,7 +71,7 @@ class Outcome:
 
     def table(self) -> str:
         """A readable diff table; regressions first."""
-        order = {"regressed": 0, "missing": 0, "not-ok": 0, "improved": 1, "ok": 2}
+        order = {"regressed": 0, "changed": 0, "missing": 0, "not-ok": 0, "improved": 1, "ok": 2}
         rows = sorted(self.rows, key=lambda r: (order[r.status], r.key, r.metric))
         head = f"{'retriever':28s} {'dataset':14s} {'split':13s} {'metric':16s} " \
                f"{'baseline':>9s} {'current':>9s} {'delta':>8s} {'tol':>6s}  status"
@@ -75,7 +83,7 @@ class Outcome:
             label = f" ({r.label})" if r.label else ""
             lines.append(f"{r.key[0]:28s} {r.key[1]:14s} {r.key[2]:13s} {r.metric:16s} "
                          f"{b:>9s} {c:>9s} {d:>8s} {r.tolerance:6.3f}  {r.status.upper()}{label}")
-        n_bad = sum(r.status in {"regressed", "missing", "not-ok"} for r in self.rows)
+        n_bad = sum(r.status in FAILING for r in self.rows)
         lines.append("")
         if self.problem is not None:
             lines.append(f"FAIL: {self.problem}")
@@ -92,17 +100,18 @@ def load_baseline(path: Path) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Entries (retriever, dataset, split, metrics, label) and tolerances from a file or dir."""
     path = Path(path)
     if path.is_dir():
-        entries = [{"retriever": r.retriever, "dataset": r.dataset, "split": r.split_key,
-                    "metrics": r.metrics, "status": r.status,
-                    "label": "random-init: catches code changes only" if r.random_init else ""}
-                   for _, r in iter_results(path)]
+        policy = load_policy(path)
+        results = [r for _, r in iter_results(path)]
+        entries = ([_entry(r) for r in results] if policy is None
+                   else [_held(r, policy) for r in results
+                         if r.dataset in policy.datasets and r.retriever in policy.configurations])
         if not entries:
             n_json = sum(1 for _ in path.rglob("*.json"))
             why = (f"none of its {n_json} .json file(s) is a readable result file" if n_json
                    else "it holds no result files")
             raise BadInput(f"{path}: nothing to compare against: {why}; point --baseline at a "
                            "results directory or a baseline JSON")
-        return entries, {"default": DEFAULT_TOLERANCE}
+        return entries, {"default": DEFAULT_TOLERANCE if policy is None else policy.tolerance}
     if not path.is_file():
         raise BadInput(f"{path}: baseline not found (a results directory or a baseline JSON)")
     try:
@@ -136,6 +145,7 @@ def compare(results_dir: Path, baseline: Path) -> Outcome:
     for e in entries:
         key: Key = (e["retriever"], e["dataset"], e["split"])
         label = e.get("label", "")
+        exact = e.get("band") == EXACT
         res = current.get(key)
         metrics: dict[str, float] = e.get("metrics", {})
         if res is None:
@@ -147,20 +157,54 @@ def compare(results_dir: Path, baseline: Path) -> Outcome:
                                     f"{res.status}: {res.reason}"))
             continue
         for metric, base_value in sorted(metrics.items()):
-            tol = float(tolerances.get(metric, tolerances["default"]))
-            cur = res.metrics.get(metric)
+            tol = float(e["tolerance"]) if "tolerance" in e else \
+                float(tolerances.get(metric, tolerances["default"]))
+            if not exact and base_value <= tol:
+                continue  # it could never drop below its band: holding it would be vacuous
+            cur = current_metric(res, metric)
             if cur is None:
                 out.rows.append(Row(key, metric, base_value, None, tol, "missing", label))
             elif cur < base_value - tol:
                 out.rows.append(Row(key, metric, base_value, cur, tol, "regressed", label))
             elif cur > base_value + tol:
-                out.rows.append(Row(key, metric, base_value, cur, tol, "improved", label))
+                status = "changed" if exact else "improved"
+                why = "deterministic: refresh the snapshot if intended" if exact else label
+                out.rows.append(Row(key, metric, base_value, cur, tol, status, why))
             else:
                 out.rows.append(Row(key, metric, base_value, cur, tol, "ok", label))
     if not out.rows:
         out.problem = (f"nothing compared: none of the {len(entries)} baseline entries has a metric "
                        "to check (each was skipped: no metrics, or not ok in both)")
     return out
+
+
+def current_metric(r: ResultFile, metric: str) -> float | None:
+    """A metric of a result; ``tag:<tag>:<metric>`` reads its per-tag breakdown."""
+    if metric.startswith(TAG_PREFIX):
+        tag, _, name = metric.removeprefix(TAG_PREFIX).rpartition(":")
+        return r.metrics_by_tag.get(tag, {}).get(name)
+    return r.metrics.get(metric)
+
+
+def _label(r: ResultFile) -> str:
+    return "random-init: catches code changes only" if r.random_init else ""
+
+
+def _entry(r: ResultFile) -> dict[str, Any]:
+    return {"retriever": r.retriever, "dataset": r.dataset, "split": r.split_key,
+            "metrics": r.metrics, "status": r.status, "label": _label(r)}
+
+
+def _held(r: ResultFile, policy: GatePolicy) -> dict[str, Any]:
+    """A snapshot result as the gate holds it: the policy's metrics and per-tag metrics, in
+    an exact two-sided band (deterministic) or with a one-sided tolerance."""
+    metrics = {m: r.metrics[m] for m in policy.metrics if m in r.metrics}
+    for tag, values in sorted(r.metrics_by_tag.items()):
+        metrics.update({f"{TAG_PREFIX}{tag}:{m}": values[m] for m in policy.tag_metrics
+                        if m in values})
+    exact = r.retriever in policy.deterministic
+    return {**_entry(r), "metrics": metrics, "band": EXACT if exact else "drop",
+            "tolerance": policy.exact_tolerance if exact else policy.tolerance}
 
 
 def make_baseline(results_dir: Path, out: Path, *, metrics: list[str] | None = None,

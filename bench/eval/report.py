@@ -1,7 +1,9 @@
 """Leaderboard reports from result files: Markdown, CSV, JSON and a self-contained HTML page.
 
 Rows are sorted by the dataset's main score. Unavailable, failed and random-init rows are
-shown as such and never ranked: a random-init model's accuracy is not a result.
+shown as such and never ranked: a random-init model's accuracy is not a result. Chance rows
+(the ``chance`` family) are shown under the ranked ones as floors, so every number has its
+reference, and are never ranked either.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from typing import Any
 from bench.eval.results import ResultFile, iter_results
 
 COLUMNS = ("R1@0.3", "R1@0.5", "R1@0.7", "R5@0.5", "mIoU", "mAP")
+CONFIDENCE_COLUMNS = ("false_alarm", "confident_hit@0.5")
+"""Shown where a set has absent queries and the configuration a calibrated threshold."""
+FLOOR_FAMILY = "chance"
 CORPUS_COLUMNS = ("video-R@1", "video-R@10", "moment-R@1@0.5", "moment-R@10@0.5")
 QVH_MAIN = "MR-full-mAP"
 
@@ -31,8 +36,13 @@ def main_score(r: ResultFile) -> str:
     return QVH_MAIN if QVH_MAIN in r.metrics else "R1@0.5"
 
 
+def is_floor(r: ResultFile) -> bool:
+    """A chance row: what guessing scores, shown as the floor under the methods."""
+    return r.family == FLOOR_FAMILY
+
+
 def rankable(r: ResultFile) -> bool:
-    return r.status == "ok" and not r.random_init
+    return r.status == "ok" and not r.random_init and not is_floor(r)
 
 
 def note(r: ResultFile, limit: int = 160) -> str:
@@ -41,7 +51,18 @@ def note(r: ResultFile, limit: int = 160) -> str:
         return text if len(text) <= limit else text[: limit - 1] + "…"
     if r.random_init:
         return "random-init weights: tests the code, not a result"
+    if is_floor(r):
+        return "chance floor: what guessing scores, not a method"
+    if r.calibration is not None and r.calibration.status == "uncalibrated" and any(
+            c in r.metrics for c in CONFIDENCE_COLUMNS):
+        return "no confidence threshold"
     return ""
+
+
+def columns(rows: Sequence[ResultFile]) -> tuple[str, ...]:
+    """The metric columns of one group: the mode's, plus the confidence ones where any row has them."""
+    base = CORPUS_COLUMNS if rows and rows[0].mode == "corpus" else COLUMNS
+    return (*base, *(c for c in CONFIDENCE_COLUMNS if any(c in r.metrics for r in rows)))
 
 
 def p50_ms(r: ResultFile) -> float | None:
@@ -68,7 +89,9 @@ def group(results: Sequence[ResultFile]) -> dict[tuple[str, str], list[ResultFil
     for r in latest.values():
         groups[(r.dataset, r.split_key)].append(r)
     for rows in groups.values():
-        rows.sort(key=lambda r: (not rankable(r), -(r.metrics.get(main_score(r), -1.0)), r.retriever))
+        # Ranked methods first, then the chance floors, then rows that are not results.
+        rows.sort(key=lambda r: (0 if rankable(r) else 1 if is_floor(r) and r.status == "ok" else 2,
+                                 -(r.metrics.get(main_score(r), -1.0)), r.retriever))
     return dict(sorted(groups.items()))
 
 
@@ -82,13 +105,14 @@ def fmt_metric(v: float | None, digits: int = 3) -> str:
 def leaderboard_rows(rows: Sequence[ResultFile]) -> list[dict[str, Any]]:
     """Flat rows of one group, with rank (None when not ranked)."""
     out, rank = [], 0
+    cols = columns(rows)
     for r in rows:
         ranked = rankable(r)
         if ranked:
             rank += 1
-        cols = CORPUS_COLUMNS if r.mode == "corpus" else COLUMNS
         row: dict[str, Any] = {"rank": rank if ranked else None, "retriever": r.retriever,
-                               "family": r.family, "dataset": r.dataset, "split": r.split_key,
+                               "family": r.family, "floor": is_floor(r),
+                               "dataset": r.dataset, "split": r.split_key,
                                "main_metric": main_score(r), "main": r.metrics.get(main_score(r)),
                                "p50_ms": p50_ms(r), "index_x_realtime": index_speed(r),
                                "device": r.provenance.get("device"), "status": r.status,
@@ -103,7 +127,7 @@ def markdown(results: Sequence[ResultFile]) -> str:
     """The leaderboard as Markdown: one table per dataset and split."""
     parts = ["# SceneBench leaderboard", ""]
     for (dataset, split), rows in group(results).items():
-        cols = CORPUS_COLUMNS if split.endswith("-corpus") else COLUMNS
+        cols = columns(rows)
         main = main_score(rows[0])
         parts.append(f"## {dataset} · {split} (sorted by {main})")
         parts.append("")
@@ -112,7 +136,8 @@ def markdown(results: Sequence[ResultFile]) -> str:
         parts.append("| " + " | ".join(header) + " |")
         parts.append("|" + "|".join("---" for _ in header) + "|")
         for row in leaderboard_rows(rows):
-            cells = [str(row["rank"]) if row["rank"] else "–", f"`{row['retriever']}`", row["family"],
+            cells = [str(row["rank"]) if row["rank"] else "floor" if row["floor"] else "–",
+                     f"`{row['retriever']}`", row["family"],
                      fmt_metric(row["main"]), *[fmt_metric(row.get(c)) for c in cols if c != main],
                      fmt_metric(row["p50_ms"], 1), fmt_metric(row["index_x_realtime"], 1), row["note"]]
             parts.append("| " + " | ".join(cells) + " |")
@@ -125,8 +150,8 @@ def markdown(results: Sequence[ResultFile]) -> str:
 def write_csv(results: Sequence[ResultFile], path: Path) -> None:
     rows = [row for g in group(results).values() for row in leaderboard_rows(g)]
     fields = ["rank", "retriever", "family", "dataset", "split", "main_metric", "main",
-              *COLUMNS, *CORPUS_COLUMNS, "p50_ms", "index_x_realtime", "device", "status",
-              "random_init", "note"]
+              *COLUMNS, *CORPUS_COLUMNS, *CONFIDENCE_COLUMNS, "p50_ms", "index_x_realtime",
+              "device", "status", "random_init", "floor", "note"]
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
@@ -139,81 +164,107 @@ def write_csv(results: Sequence[ResultFile], path: Path) -> None:
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def plots(results: Sequence[ResultFile]) -> dict[str, str]:
-    """Named base64 PNGs: accuracy vs latency and vs index cost, recall at IoU, tags, langs."""
-    import matplotlib
+def _figure(width_in: float, height_in: float) -> Any:
+    # A bare Figure (no pyplot): thread-safe, nothing left registered to close.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    return Figure(figsize=(width_in, height_in), layout="constrained")
 
-    out: dict[str, str] = {}
+
+def _label(r: ResultFile) -> str:
+    return r.retriever + (" (random-init)" if r.random_init else " (chance floor)" if is_floor(r)
+                          else "")
+
+
+def _legend(ax: Any) -> None:
+    # Outside the axes, to the right: names never sit on points, bars or each other.
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
+def _bars(ax: Any, ok: Sequence[ResultFile], keys: Sequence[str],
+          value: Any) -> None:
+    width = 0.8 / max(1, len(ok))
+    for i, r in enumerate(ok):
+        floor = is_floor(r)
+        ax.bar([j + i * width for j in range(len(keys))], [value(r, k) for k in keys], width,
+               label=_label(r), color="lightgrey" if floor else None,
+               edgecolor="grey" if floor else None,
+               hatch="//" if r.random_init else ".." if floor else None)
+    rotate = len(keys) > 4
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(keys))], keys,
+                  rotation=30 if rotate else 0, ha="right" if rotate else "center", fontsize=8)
+    ax.set_ylim(0, 1)
+    _legend(ax)
+
+
+def plot_figures(results: Sequence[ResultFile]) -> dict[str, Any]:
+    """Named matplotlib Figures: accuracy vs latency and vs index cost, recall at IoU, tags,
+    languages. Method names are in a legend beside each plot (never written on the points),
+    chance floors are grey dashed lines or dotted grey bars."""
+    out: dict[str, Any] = {}
     for (dataset, split), rows in group(results).items():
         ok = [r for r in rows if r.status == "ok"]
         if not ok:
             continue
         main = main_score(ok[0])
         tag = f"{dataset} · {split}"
+        markers = "osD^vP*Xh<>p"
         for name, xget, xlabel in (("latency", p50_ms, "p50 query latency (ms, log)"),
                                    ("index", index_speed, "index speed (video s per wall s, log)")):
-            fig, ax = plt.subplots(figsize=(6, 4))
-            for r in ok:
+            fig = _figure(7.5, 4)
+            ax = fig.add_subplot()
+            shown = 0
+            for i, r in enumerate(ok):
                 x, y = xget(r), r.metrics.get(main)
+                if y is not None and is_floor(r):
+                    ax.axhline(y, color="grey", linestyle="--", linewidth=1, label=_label(r))
+                    continue
                 if x is None or y is None or x <= 0:
                     continue
-                ax.scatter([x], [y], marker="x" if r.random_init else "o",
-                           color="grey" if r.random_init else None)
-                ax.annotate(r.retriever + (" (random-init)" if r.random_init else ""), (x, y),
-                            fontsize=7, xytext=(3, 3), textcoords="offset points")
+                shown += 1
+                ax.scatter([x], [y], marker="x" if r.random_init else markers[i % len(markers)],
+                           color="grey" if r.random_init else None, label=_label(r))
+            if not shown:
+                continue
             ax.set_xscale("log")
             ax.set_xlabel(xlabel)
             ax.set_ylabel(main)
-            ax.set_title(f"{tag}: {main} vs {name}")
-            out[f"{tag} · accuracy vs {name}"] = _png(fig)
+            ax.set_title(f"{tag}: {main} vs {name}", fontsize=9)
+            _legend(ax)
+            out[f"{tag} · accuracy vs {name}"] = fig
         if not split.endswith("-corpus"):
-            fig, ax = plt.subplots(figsize=(7, 4))
-            thresholds = ("R1@0.3", "R1@0.5", "R1@0.7")
-            width = 0.8 / max(1, len(ok))
-            for i, r in enumerate(ok):
-                vals = [r.metrics.get(t, 0.0) for t in thresholds]
-                ax.bar([j + i * width for j in range(len(thresholds))], vals, width,
-                       label=r.retriever + (" (random-init)" if r.random_init else ""),
-                       hatch="//" if r.random_init else None)
-            ax.set_xticks([j + 0.4 - width / 2 for j in range(len(thresholds))], thresholds)
-            ax.set_ylim(0, 1)
+            fig = _figure(7.5, 4)
+            ax = fig.add_subplot()
+            _bars(ax, ok, ("R1@0.3", "R1@0.5", "R1@0.7"), lambda r, k: r.metrics.get(k, 0.0))
             ax.set_ylabel("recall")
-            ax.set_title(f"{tag}: recall at IoU thresholds")
-            ax.legend(fontsize=6)
-            out[f"{tag} · recall at IoU"] = _png(fig)
+            ax.set_title(f"{tag}: recall at IoU thresholds", fontsize=9)
+            out[f"{tag} · recall at IoU"] = fig
         for attr, title in (("metrics_by_tag", "tag"), ("metrics_by_lang", "language")):
-            keys = sorted({k for r in ok for k in getattr(r, attr)})
+            keys = sorted({k for r in ok for k, v in getattr(r, attr).items() if main in v})
             if not keys:
                 continue
-            fig, ax = plt.subplots(figsize=(7, 4))
-            width = 0.8 / max(1, len(ok))
-            for i, r in enumerate(ok):
-                vals = [getattr(r, attr).get(k, {}).get(main, 0.0) for k in keys]
-                ax.bar([j + i * width for j in range(len(keys))], vals, width, label=r.retriever,
-                       hatch="//" if r.random_init else None)
-            ax.set_xticks([j + 0.4 - width / 2 for j in range(len(keys))], keys)
-            ax.set_ylim(0, 1)
+            fig = _figure(7.5, 4.2)
+            ax = fig.add_subplot()
+            _bars(ax, ok, keys, lambda r, k, a=attr, m=main: getattr(r, a).get(k, {}).get(m, 0.0))
             ax.set_ylabel(main)
-            ax.set_title(f"{tag}: {main} by {title}")
-            ax.legend(fontsize=6)
-            out[f"{tag} · by {title}"] = _png(fig)
+            ax.set_title(f"{tag}: {main} by {title}", fontsize=9)
+            out[f"{tag} · by {title}"] = fig
     return out
+
+
+def plots(results: Sequence[ResultFile]) -> dict[str, str]:
+    """:func:`plot_figures` as named base64 PNGs."""
+    return {name: _png(fig) for name, fig in plot_figures(results).items()}
 
 
 def html_page(results: Sequence[ResultFile], images: dict[str, str]) -> str:
     """A self-contained page: tables and PNGs embedded as data URLs."""
     body = ["<h1>SceneBench leaderboard</h1>"]
     for (dataset, split), rows in group(results).items():
-        cols = CORPUS_COLUMNS if split.endswith("-corpus") else COLUMNS
+        cols = columns(rows)
         main = main_score(rows[0])
         body.append(f"<h2>{html.escape(dataset)} · {html.escape(split)} "
                     f"<small>(sorted by {html.escape(main)})</small></h2>")
@@ -222,7 +273,8 @@ def html_page(results: Sequence[ResultFile], images: dict[str, str]) -> str:
         body.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>")
         for row in leaderboard_rows(rows):
             cls = "" if row["rank"] else ' class="unranked"'
-            cells = [str(row["rank"] or "–"), row["retriever"], row["family"], fmt_metric(row["main"]),
+            cells = [str(row["rank"] or ("floor" if row["floor"] else "–")), row["retriever"],
+                     row["family"], fmt_metric(row["main"]),
                      *[fmt_metric(row.get(c)) for c in cols if c != main], fmt_metric(row["p50_ms"], 1),
                      fmt_metric(row["index_x_realtime"], 1), row["note"]]
             body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)

@@ -16,13 +16,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bench.errors import BadInput
+from bench.eval.calibration import Calibration
 from bench.fsio import atomic_write_text
 
 log = logging.getLogger("bench")
 
-RESULT_SCHEMA_VERSION = 3
+RESULT_SCHEMA_VERSION = 4
 """v1: metrics only under ``metrics``; v2 adds ``mode``, ``metrics_by_tag``/``_lang`` and
-``timing.queries`` latency percentiles; v3 adds ``backend_failures``."""
+``timing.queries`` latency percentiles; v3 adds ``backend_failures``; v4 adds ``calibration``
+(the confidence threshold, or why there is none)."""
 
 Status = Literal["ok", "unavailable", "failed"]
 
@@ -51,6 +53,9 @@ class ResultFile(BaseModel):
     backend_failures: int = 0
     """Queries that got no answer because every backend call for them (an LLM endpoint)
     failed after its retries; past a share of the queries the run is ``failed``."""
+    calibration: Calibration | None = None
+    """The confidence threshold chosen for this configuration on this set and mode; ``None``
+    in results written before v4 (no threshold: every moment is shown, flagged)."""
     created_at: str | None = None
 
     @property
@@ -92,7 +97,16 @@ def _v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
+def _v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
+    # v3 runs chose no confidence threshold: the result has none, and says so by None.
+    data = dict(data)
+    data.setdefault("calibration", None)
+    data["schema_version"] = 4
+    return data
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 def parse_result(data: Any, source: Path | str = "<memory>") -> ResultFile:

@@ -23,11 +23,12 @@ from tqdm import tqdm
 
 from bench import timing
 from bench.errors import BackendError, BadInput, BenchError, Unavailable
+from bench.eval.calibration import Calibration, calibrate, confidence_metrics
 from bench.eval.results import ResultFile, Status, find_random_init, save_result
 from bench.paths import repo_root
 from bench.retrievers import TINY_TAG, get_config, load_configs
 from bench.retrievers.base import Retriever, RetrieverConfig
-from bench.types import Moment, Prediction, Query, QueryInput, QuerySet, Video
+from bench.types import QID, Moment, Prediction, Query, QueryInput, QuerySet, Video
 from bench.workspace import Workspace
 
 log = logging.getLogger("bench")
@@ -113,10 +114,12 @@ def percentiles(values: Sequence[float]) -> dict[str, float]:
 def search_queries(workspace: Workspace, cfg: RetrieverConfig, videos: Sequence[Video], qs: QuerySet,
                    queries: Sequence[Query], mode: Mode, top_k: int, recorder: timing.TimingRecorder,
                    errors: dict[str, str], progress: bool = True,
-                   backend_failed: dict[str, BackendError] | None = None) -> list[Prediction]:
+                   backend_failed: dict[str, BackendError] | None = None,
+                   tops: dict[QID, Moment | None] | None = None) -> list[Prediction]:
     """One search call per query (so latency is per query), in grounding or corpus mode,
-    through the workspace; a query's reason (or its BadInput) goes to ``errors``, and the
-    first backend error of each query that failed on the backend to ``backend_failed``."""
+    through the workspace; a query's reason (or its BadInput) goes to ``errors``, the
+    first backend error of each query that failed on the backend to ``backend_failed``, and
+    its top moment (with its evidence, which calibration reads) to ``tops``."""
     failed_on_backend = backend_failed if backend_failed is not None else {}
     preds = []
     for i, q in enumerate(tqdm(queries, desc=f"search {cfg.name} [{mode}]", unit="q", leave=False,
@@ -148,6 +151,8 @@ def search_queries(workspace: Workspace, cfg: RetrieverConfig, videos: Sequence[
             moments = []
         recorder.query_latencies_s.append(time.perf_counter() - t0)
         preds.append(to_prediction(q, moments, mode))
+        if tops is not None:
+            tops[q.qid] = top_moment(q, moments, mode)
     return preds
 
 
@@ -181,6 +186,12 @@ def index_backend_note(retriever: Retriever, videos: Sequence[Video]) -> tuple[s
             str(failed[min(failed)]))
 
 
+def top_moment(q: Query, moments: Sequence[Moment], mode: Mode) -> Moment | None:
+    """The moment a prediction ranks first (highest score; in grounding, in the query's video)."""
+    pool = [m for m in moments if mode == "corpus" or q.vid is None or m.vid == q.vid]
+    return max(pool, key=lambda m: m.score) if pool else None
+
+
 def to_prediction(q: Query, moments: Sequence[Moment], mode: Mode) -> Prediction:
     if mode == "corpus":
         return Prediction.from_moments(dataclasses.replace(q, vid=None), moments)
@@ -191,6 +202,15 @@ def _metrics(qs: QuerySet, queries: Sequence[Query], preds: Sequence[Prediction]
     from bench.eval.evaluate import evaluate_predictions
 
     return evaluate_predictions(list(queries), list(preds))
+
+
+def _calibrated(queries: Sequence[Query], preds: Sequence[Prediction],
+                tops: dict[QID, Moment | None]) -> tuple[Calibration, dict[str, float]]:
+    """The configuration's threshold on the calibration split, and the confidence metrics on
+    the held-out queries (none when uncalibrated)."""
+    by_qid = {p.qid: p for p in preds}
+    calibration, held_out = calibrate(queries, by_qid, tops)
+    return calibration, confidence_metrics(held_out, by_qid, tops, calibration)
 
 
 def _split_metrics(result: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
@@ -262,12 +282,15 @@ def run_one(cfg: RetrieverConfig, qs: QuerySet, modes: Sequence[Mode], *, device
         rec = timing.TimingRecorder()
         errors: dict[str, str] = {}
         backend_failed: dict[str, BackendError] = {}
+        tops: dict[QID, Moment | None] = {}
         try:
             with timing.recording(rec):
                 preds = search_queries(workspace, cfg, videos, qs, queries, mode, top_k, rec, errors,
-                                       progress, backend_failed)
+                                       progress, backend_failed, tops)
             verdict = backend_verdict(len(queries), backend_failed, max_backend_failed_share)
             scored = _metrics(qs, queries, preds) if verdict is None else {}
+            calibration, confident = (_calibrated(queries, preds, tops) if verdict is None
+                                      else (None, {}))
         except Unavailable as exc:
             results.append(_write(out, ResultFile(**base, mode=mode, status="unavailable",
                                                   reason=str(exc), provenance=prov,
@@ -306,7 +329,8 @@ def run_one(cfg: RetrieverConfig, qs: QuerySet, modes: Sequence[Mode], *, device
                         mode, len(backend_failed), len(queries))
         flat, by_tag, by_lang = _split_metrics(scored)
         result = ResultFile(**base, mode=mode, status="ok", reason=index_note, n_queries=len(queries),
-                            metrics=flat, metrics_by_tag=by_tag, metrics_by_lang=by_lang,
+                            metrics={**flat, **confident}, calibration=calibration,
+                            metrics_by_tag=by_tag, metrics_by_lang=by_lang,
                             timing=timing_doc, provenance=prov, query_errors=errors,
                             backend_failures=len(backend_failed), created_at=now)
         results.append(_write(out, result, [p.to_row() for p in preds]))

@@ -63,6 +63,7 @@ def leaderboard_table(rows: Sequence[ResultFile], tag: str = "all", lang: str = 
     cols = [main, *[c for c in LEADERBOARD_METRICS if c != main]]
     if rows[0].mode == "corpus":
         cols = [main, *[c for c in report.CORPUS_COLUMNS if c != main]]
+    cols += [c for c in report.CONFIDENCE_COLUMNS if any(c in r.metrics for r in rows)]
     headers = ["#", "retriever", "family", *cols, "queries", "p50 ms", "note"]
     data: list[list[Any]] = []
     for flat, r in zip(report.leaderboard_rows(rows), rows, strict=True):
@@ -72,7 +73,7 @@ def leaderboard_table(rows: Sequence[ResultFile], tag: str = "all", lang: str = 
         if lang != "all":
             metrics = r.metrics_by_lang.get(lang, {}) if tag == "all" else {}
         n = metrics.get("n_queries", r.n_queries if tag == lang == "all" else None)
-        data.append([flat["rank"] or "–", r.retriever, r.family,
+        data.append([flat["rank"] or ("floor" if flat["floor"] else "–"), r.retriever, r.family,
                      *[report.fmt_metric(metrics.get(c)) for c in cols],
                      "–" if n is None else int(n), report.fmt_metric(flat["p50_ms"], 1), flat["note"]])
     return headers, data

@@ -101,7 +101,7 @@ def in_process(dataset: str, retriever: str | None, repeats: int) -> dict[str, A
         qs = app.query_set()
         build_s = time.perf_counter() - t0
         corpus = list(app.embedded().values())
-        name = retriever or report.best_configuration(app.results_dir, qs.name, qs.split) \
+        name = retriever or report.best_configuration(app.results_source(), qs.name, qs.split) \
             or DEFAULT_RETRIEVER
         t0 = time.perf_counter()
         app.workspace.index(name, corpus)

@@ -28,12 +28,14 @@ def make_queries(spec: SynthSpec, plans: dict[str, list[Scene]], videos: dict[st
         duration = videos[v.vid].duration
         assert duration is not None
         for q in v.queries:
-            ids = _query_scenes(v, q)
+            ids = [] if q.tag == "absent" else _query_scenes(v, q)
             spans = ([event_span(plans[v.vid][q.event[0]], q.event[1])] if q.event is not None
                      else [(plans[v.vid][i].start_s, plans[v.vid][i].end_s) for i in ids])
             windows = [(round(s, 3), round(min(e, duration), 3)) for s, e in _merge(spans)]
             corpus = [[v.vid, s, e] for s, e in windows]
-            if q.tag == "visual" and q.event is None:
+            if q.tag == "absent":
+                corpus = []  # in no video of the set: a corpus search has nothing to find either
+            elif q.tag == "visual" and q.event is None:
                 # The same photograph in another video answers a visual query there too.
                 corpus = []
                 for vid in videos:

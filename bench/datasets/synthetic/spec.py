@@ -138,7 +138,8 @@ class SceneSpec(_Model):
 
 
 class QuerySpec(_Model):
-    """A labelled query. Windows come from ``scenes`` or, for visual ones, from ``image``."""
+    """A labelled query. Windows come from ``scenes`` or, for visual ones, from ``image``;
+    an ``absent`` query has neither (its answer is in no scene of the set)."""
 
     query: str = Field(min_length=1)
     lang: Lang
@@ -318,6 +319,11 @@ def _check_events(v: VideoSpec, s: SceneSpec, where: str, fail: Any) -> None:
 def _check_query(v: VideoSpec, j: int, q: QuerySpec, fail: Any) -> None:
     where = f"video {v.vid} query {j}"
     n = len(v.scenes)
+    if q.tag == "absent":
+        # An absent query's truth is "nowhere": any scene, image or cue would give it an answer.
+        if q.scenes is not None or q.image is not None or q.cues is not None or q.event is not None:
+            raise fail(where, "an absent query has no scenes, image, cues or event (nothing answers it)")
+        return
     if q.event is not None:
         si, ei = q.event
         if not (0 <= si < n and 0 <= ei < len(v.scenes[si].events)):
