@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "test ones (tagged tiny; name them, or add --include-tiny, to run them). "
                  "Configurations whose weights or backend cannot be had on this machine are "
                  "reported unavailable with the reason.")
-    sp.add_argument("--dataset", action="append", help="repeatable; default synthetic-v1")
+    sp.add_argument("--dataset", action="append", help="repeatable; default synthetic-v2")
     sp.add_argument("--retriever", action="append",
                     help="repeatable; default every configuration in models/ except the random-init "
                          "test ones (tagged tiny)")

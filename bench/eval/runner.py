@@ -357,7 +357,7 @@ def run(datasets: Sequence[str], retrievers: Sequence[str], *, out: Path | None,
                else default_configs(include_tiny=include_tiny))
     workspace = Workspace(device=device)
     results = []
-    for spec in datasets or ["synthetic-v1"]:
+    for spec in datasets or ["synthetic-v2"]:
         qs = resolve_dataset(spec)
         if limit is not None:
             qs = dataclasses.replace(qs, queries=qs.queries[:limit])

@@ -19,13 +19,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bench")
 
-DEFAULT_RETRIEVER = "bm25-text"
-DEFAULT_DATASET = "synthetic-v1"
+DEFAULT_RETRIEVER = "fusion-text-multilingual"
+DEFAULT_DATASET = "synthetic-v2"
 DATASET_ENV = "SCENEBENCH_DEMO_DATASET"
 
 
 def demo_dataset() -> str:
-    """The embedded set the Space searches: ``$SCENEBENCH_DEMO_DATASET`` or synthetic-v1."""
+    """The embedded set the Space searches: ``$SCENEBENCH_DEMO_DATASET`` or synthetic-v2."""
     return os.environ.get(DATASET_ENV) or DEFAULT_DATASET
 
 
