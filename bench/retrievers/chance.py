@@ -109,9 +109,11 @@ class Chance(EngineSearch):
         return [Candidate(v) for v in (vids if vids is not None else sorted(self.durations_s))]
 
     def _others(self, query: QueryInput, vid: str) -> list[Labelled]:
-        """The learning windows less the query being answered (same video and text)."""
+        """The learning windows less those of the query being answered (same text), in every
+        candidate video alike: leaving them out only in the query's own video would score that
+        video apart from the others and leak the answer to a corpus search."""
         assert self.labelled is not None
-        kept = [w for w in self.labelled if not (w.vid == vid and w.text == (query.text or ""))]
+        kept = [w for w in self.labelled if w.text != (query.text or "")]
         return kept or self.labelled
 
     def score(self, prepared: QueryInput, candidate: Candidate, max_windows: int) -> list[Moment]:
