@@ -5,7 +5,7 @@ and a report of scores and every surviving mutant (killed by a test since, or ex
     python scripts/mutation.py --module metrics     # one module
     python scripts/mutation.py --changed origin/main --sample 3   # the fast path CI can afford
 
-Each module runs in its own scratch copy under ``.cache/mutation/`` (so the worktree never
+Each module runs in its own scratch copy under ``.cache/mutation/`` (so the working tree never
 gets a ``mutants/`` folder), with a ``[tool.mutmut]`` section naming the module and its test
 files. Lines that only build an error or log message are not mutated: the condition that
 raises is, the wording is not a number a leaderboard shows. ``--sample D`` runs the mutants
