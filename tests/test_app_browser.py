@@ -184,7 +184,11 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, server: dict[str, Any]) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    yield from opened(browser.new_context(viewport={"width": 1280, "height": 1000}), server)
+
+
+def opened(context: Any, server: dict[str, Any]) -> Iterator[Any]:
+    """The Space loaded in ``context``, with its video list filled; no JavaScript errors after."""
     context.set_default_timeout(UI_TIMEOUT_MS)
     pg = context.new_page()
     errors: list[str] = []
@@ -342,17 +346,8 @@ def test_upload_accepts_a_video_refuses_the_rest_and_cleans_up(
 @pytest.fixture
 def phone(browser: Any, server: dict[str, Any]) -> Iterator[Any]:
     """The page at 390×844, as on a phone (touch, mobile viewport)."""
-    context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True,
-                                  has_touch=True)
-    context.set_default_timeout(UI_TIMEOUT_MS)
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.goto(server["url"], wait_until="domcontentloaded")
-    pg.wait_for_selector("#videos input[type=checkbox]", timeout=SEARCH_TIMEOUT_MS)
-    yield pg
-    context.close()
-    assert errors == [], f"JavaScript errors in the page: {errors}"
+    yield from opened(browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True,
+                                          has_touch=True), server)
 
 
 def fits_the_screen(page: Any, selector: str) -> None:

@@ -12,18 +12,7 @@ import pytest
 from bench.errors import BadInput
 from bench.eval import metrics as m
 from bench.spans import paired_iou, temporal_iou_matrix
-from bench.types import Prediction, Query
-
-
-def q(qid: int, windows: list[list[float]], vid: str | None = "v", **kw: Any) -> Query:
-    row = {"qid": qid, "query": f"query {qid}", "vid": vid, "relevant_windows": windows, **kw}
-    return Query.from_row(row)
-
-
-def p(qid: int, windows: list[list[float]], vid: str | None = "v", **kw: Any) -> Prediction:
-    return Prediction.from_row({"qid": qid, "query": f"query {qid}", "vid": vid,
-                                "pred_relevant_windows": windows, **kw})
-
+from tests.test_metrics import p, q
 
 # ---------------------------------------------------------------------------------------------- mAP cut
 
