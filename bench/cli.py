@@ -72,13 +72,21 @@ def cmd_build(args: argparse.Namespace) -> int:
                         columns=_parse_columns(args.map), lines_per_query=args.lines_per_query,
                         hold_out_wording=args.hold_out_wording, force=args.force,
                         **({"split": args.split} if args.split else {}))
+    from bench.types import QuerySet
+
     qs = build(args.name, Path(args.out), opts)
-    doc = {"dataset": qs.name, "out": str(args.out), "videos": len(qs.videos),
-           "queries": len(qs.queries)}
+    doc: dict[str, Any] = {"dataset": qs.name, "out": str(args.out), "videos": len(qs.videos)}
+    if isinstance(qs, QuerySet):
+        doc["queries"] = len(qs.queries)
+        what = f"{doc['queries']} queries"
+    else:
+        doc["task"] = "tagging"
+        doc["labels"] = len(qs.taxonomy.labels)
+        what = f"{doc['labels']} labels"
     if args.json:
         _emit_json(doc)
     else:
-        print(f"built {args.name}: {doc['videos']} videos, {doc['queries']} queries -> {args.out}")
+        print(f"built {args.name}: {doc['videos']} videos, {what} -> {args.out}")
     return 0
 
 
