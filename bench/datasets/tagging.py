@@ -110,8 +110,8 @@ def parse_taxonomy(doc: Any, source: str | Path = "<taxonomy>") -> Taxonomy:
         if lid in seen:
             raise fail(f"label {lid!r}: duplicate id")
         seen.add(lid)
-        names = _lang_map(row.get("names"), f"label {lid!r}: 'names'", fail, required=True)
-        desc = _lang_map(row.get("description") or {}, f"label {lid!r}: 'description'", fail)
+        names = _lang_map(row.get("names"), f"label {lid!r}: names", fail, required=True)
+        desc = _lang_map(row.get("description") or {}, f"label {lid!r}: description", fail)
         labels.append(Label(lid, names, desc))
     langs = set(labels[0].names)
     for lb in labels[1:]:
