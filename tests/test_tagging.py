@@ -5,7 +5,10 @@ scripted test server), linear probes, the adapters and ``python -m bench tag``/`
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +154,7 @@ def seg(vid: str, start: float, end: float, text: str, source: str = "speech") -
 SEGMENTS = [
     seg("cook", 0, 4, "welcome to the kitchen, today we follow a bread recipe"),
     seg("cook", 10, 14, "now knead the dough and preheat the oven"),
-    seg("match", 2, 6, "the striker scores a goal in the last minute of the football match", "caption"),
+    seg("match", 2, 6, "sport news: the striker scores in the last minute of the football match", "caption"),
     seg("lab", 1, 5, "in the laboratory we repeat the experiment twice"),
 ]
 VIDEOS = [Video(vid="cook", duration=20.0), Video(vid="match", duration=10.0),
@@ -159,11 +162,32 @@ VIDEOS = [Video(vid="cook", duration=20.0), Video(vid="match", duration=10.0),
 GOLD_LABELS = {"cook": "food", "match": "sport", "lab": "science"}
 
 
+def bag_of_words(texts: Sequence[str]) -> np.ndarray:
+    """Unit word-count vectors over hashed words: a stand-in text tower that makes the tagging
+    logic checkable by hand without loading a sentence model (test_dense_text covers that)."""
+    out = np.zeros((len(texts), 1024), dtype=np.float32)
+    for i, t in enumerate(texts):
+        for w in re.findall(r"\w+", t.lower()):
+            out[i, zlib.crc32(w.encode()) % 1024] += 1.0
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
 @pytest.fixture(scope="module")
 def dense() -> Any:
     from bench.retrievers.dense_text import DenseText
 
-    r = DenseText(RetrieverConfig(name="dense-tag", family="dense-text"), "cpu")
+    class BagDense(DenseText):
+        @property
+        def dim(self) -> int:
+            return 1024
+
+        def encode(self, texts: Sequence[str], *, query: bool = False) -> np.ndarray:
+            return bag_of_words(texts)
+
+        def _extractor_params(self) -> dict[str, Any]:
+            return {}
+
+    r = BagDense(RetrieverConfig(name="dense-tag", family="dense-text"), "cpu")
     r.index_segments(SEGMENTS, videos=VIDEOS)
     return r
 
@@ -307,24 +331,35 @@ def test_folder_and_csv_adapters(tmp_path: Path, mini_files: list[Path]) -> None
         build_csv(tmp_path / "out4", BuildOptions(input=csv))
 
 
-def test_cli_tag_and_run_on_a_tagging_set(tmp_path: Path, synthetic_mini: Any,
-                                          mini_files: list[Path]) -> None:
-    from test_cli import bench, one_json
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any, str]:
+    """``python -m bench ARGV`` in this process: (exit code, the one JSON document on stdout or
+    None, stderr)."""
+    from bench.cli import main
 
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    if "--json" not in argv or code != 0:
+        return code, None, err
+    doc, end = json.JSONDecoder().raw_decode(out)
+    assert out[end:].strip() == "", "more than one JSON document on stdout"
+    return code, doc, err
+
+
+def test_cli_tag_and_run_on_a_tagging_set(tmp_path: Path, mini_files: list[Path],
+                                          capsys: pytest.CaptureFixture[str]) -> None:
     tax = tmp_path / "taxonomy.yaml"
     tax.write_text(yaml.safe_dump({"labels": [
         {"id": "space", "names": {"en": "Space"}, "description": {"en": "astronaut, launch tower, mission"}},
         {"id": "food", "names": {"en": "Food"}, "description": {"en": "coffee, kitchen"}},
         {"id": "animals", "names": {"en": "Animals"}, "description": {"en": "cat, dog"}}]}), encoding="utf-8")
-    done = bench("tag", "--video", str(mini_files[0]), "--taxonomy", str(tax), "--retriever", "bm25-text",
-                 "--top-k", "2", "--json")
-    assert done.returncode == 0, done.stderr
-    doc = one_json(done)
+    code, doc, err = cli(capsys, "tag", "--video", str(mini_files[0]), "--taxonomy", str(tax),
+                         "--retriever", "bm25-text", "--top-k", "2", "--json")
+    assert code == 0, err
     (video,) = doc["videos"]
     assert doc["family"] == "bm25-text" and len(video["labels"]) == 2
     assert video["labels"][0]["id"] == "space" and video["labels"][0]["names"] == {"en": "Space"}
-    bad = bench("tag", "--video", str(mini_files[0]), "--taxonomy", str(tmp_path / "none.yaml"))
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    code, _, err = cli(capsys, "tag", "--video", str(mini_files[0]), "--taxonomy", str(tmp_path / "no.yaml"))
+    assert code == 2 and err.count("\n") == 1 and "cannot read the taxonomy" in err
 
     root = tmp_path / "set"
     root.mkdir()
@@ -333,10 +368,10 @@ def test_cli_tag_and_run_on_a_tagging_set(tmp_path: Path, synthetic_mini: Any,
              "lang": "en"},
             {"vid": "garden", "path": str(mini_files[1]), "duration": 12.0, "labels": ["animals"]}]
     (root / "videos.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    done = bench("run", "--dataset", str(root), "--retriever", "bm25-text", "--out", str(tmp_path / "res"),
-                 "--json")
-    assert done.returncode == 0, done.stderr
-    (row,) = one_json(done)["results"]
+    code, doc, err = cli(capsys, "run", "--dataset", str(root), "--retriever", "bm25-text",
+                         "--out", str(tmp_path / "res"), "--json")
+    assert code == 0, err
+    (row,) = doc["results"]
     assert row["task"] == "tagging" and row["status"] == "ok" and "mode" not in row
     assert set(row["metrics"]) == {"top1", "top5", "top10", "macro_f1"}
     assert row["metrics"]["top1"] == 0.5 and row["metrics"]["top5"] == 1.0
