@@ -380,3 +380,28 @@ def test_cli_tag_and_run_on_a_tagging_set(tmp_path: Path, mini_files: list[Path]
     assert "garden" in row["video_errors"]  # no text of it names a label: a reason, not a guess
     saved = json.loads(Path(row["results_path"]).read_text(encoding="utf-8"))
     assert saved["task"] == "tagging" and saved["schema_version"] == 5
+
+
+def test_space_tag_tab_handler(tmp_path: Path, mini_files: list[Path]) -> None:
+    from types import SimpleNamespace
+
+    from bench.workspace import Workspace
+    from demo.tag_tab import default_taxonomy, tag_handler
+
+    app: Any = SimpleNamespace(workspace=Workspace(device="cpu"))
+    assert tag_handler(app, None, None, None, "ru") == "Upload one or more videos to tag."
+    assert [lb.id for lb in load_taxonomy_file(default_taxonomy())][:2] == ["food", "science"]
+    text = tag_handler(app, [str(mini_files[0])], None, "bm25-text", "ru")
+    assert text.startswith("Method `bm25-text` (bm25-text; windows aggregated by max).")
+    # it speaks of the astronaut and of coffee in the kitchen: both labels, Russian names
+    assert "Космос (`space`)" in text and "Еда (`food`)" in text
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("labels: []\n", encoding="utf-8")
+    got = tag_handler(app, [str(mini_files[0])], str(bad), "bm25-text", "en")
+    assert got.startswith("**Could not tag:**")
+
+
+def load_taxonomy_file(path: Path) -> Any:
+    from bench.datasets.tagging import load_taxonomy
+
+    return load_taxonomy(path).labels

@@ -91,7 +91,14 @@ def probe(retriever: Any, videos: Sequence[tuple[str, str]], taxonomy: Taxonomy,
     """Cross-validated linear probe on ``retriever``'s stored embeddings of ``videos``
     ((vid, first label id) pairs; the retriever has indexed them)."""
     feats, missing = video_features(retriever, [v for v, _ in videos])
-    kept = [(v, lab) for v, lab in videos if v in feats]
+    counts: dict[str, int] = {}
+    for v, lab in videos:
+        if v in feats:
+            counts[lab] = counts.get(lab, 0) + 1
+    for v, lab in videos:  # a label seen once cannot be both trained on and tested
+        if v in feats and counts[lab] < 2:
+            missing[v] = f"label {lab!r} has fewer than two videos with features"
+    kept = [(v, lab) for v, lab in videos if v not in missing]
     x = np.stack([feats[v] for v, _ in kept]) if kept else np.zeros((0, 1))
     y = [taxonomy.index(lab) for _, lab in kept]
     folds, per_fold = cross_validate(x, y, len(taxonomy.labels), seed=seed)

@@ -101,6 +101,13 @@ def aggregate(sims: np.ndarray, how: Aggregation, k: int = TOPK_WINDOWS) -> np.n
     return np.sort(sims, axis=0)[-k:].mean(axis=0)
 
 
+def score_windows(vecs: np.ndarray, labels: np.ndarray, how: Aggregation) -> tuple[np.ndarray, np.ndarray]:
+    """(window x label cosines, label scores) of unit window vectors ``(n, d)`` against unit
+    label vectors ``(labels, d)``: the whole per-video cost of an embedding family's tags."""
+    sims = vecs @ labels.T
+    return sims, aggregate(sims, how)
+
+
 def _best_window(sims: np.ndarray, times: Sequence[tuple[float, float]], what: str,
                  label_ids: Sequence[str]) -> dict[str, str]:
     best = sims.argmax(axis=0)
@@ -155,9 +162,8 @@ def tag_videos(retriever: Retriever, vids: Sequence[str], taxonomy: Taxonomy,
             out.append(VideoTags(vid, None, got))
             continue
         vecs, times = got
-        sims = vecs @ labels.T
-        out.append(VideoTags(vid, aggregate(sims, how), None,
-                             _best_window(sims, times, windows.what, taxonomy.ids)))
+        sims, scores = score_windows(vecs, labels, how)
+        out.append(VideoTags(vid, scores, None, _best_window(sims, times, windows.what, taxonomy.ids)))
     return Tagged(family, how, out, t1 - t0, time.perf_counter() - t1)
 
 
