@@ -405,3 +405,19 @@ def load_taxonomy_file(path: Path) -> Any:
     from bench.datasets.tagging import load_taxonomy
 
     return load_taxonomy(path).labels
+
+
+def test_leaderboard_shows_the_tagging_task_and_the_probe_apart() -> None:
+    from bench.eval.report import leaderboard_rows, markdown
+    from bench.eval.results import ResultFile
+
+    probe = {"trained": True, "folds": 3, "mean": {"top1": 0.5}, "ci95": {"top1": 0.25}}
+    rows = [ResultFile(task="tagging", retriever=name, family="dense-text", config_revision="1",
+                       dataset="tags", split="test", status="ok", n_queries=4,
+                       metrics={"top1": t1, "top5": 1.0, "top10": 1.0, "macro_f1": 0.5}, probe=probe)
+            for name, t1 in (("a", 0.25), ("b", 0.75))]
+    text = markdown(rows)
+    assert "## tags · test · tagging (sorted by top1)" in text
+    assert "| 1 | `b` | dense-text | 0.750 | 1.000 | 1.000 | 0.500 |" in text
+    assert "trained linear probe: top1 0.500 ± 0.250 (3-fold)" in text
+    assert [r["task"] for r in leaderboard_rows(rows)] == ["tagging", "tagging"]

@@ -102,8 +102,9 @@ def main() -> None:
         "",
         f"Command: `python scripts/perf/tagging.py --dataset {args.dataset} --rounds {args.rounds}`",
         "",
-        f"Machine: 2-core AMD EPYC VM, 24 GiB, no GPU, shared with other jobs ({platform.processor() or 'cpu'}; "
-        f"load average at start {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}); numpy {np.__version__}.",
+        "Machine: 2-core AMD EPYC VM, 24 GiB, no GPU, shared with other jobs "
+        f"({platform.machine()}; load average at start {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}); "
+        f"numpy {np.__version__}.",
         "",
         "## The real path on the embedded tagging set",
         "",
