@@ -68,6 +68,8 @@ def _windows(r: object, vids: list[str]) -> float:
 
 
 def array_sizes(rounds: int) -> list[str]:
+    from threadpoolctl import threadpool_limits
+
     rng = np.random.default_rng(0)
     rows = ["| dim | windows | labels | " + " | ".join(f"{a}, ms" for a in AGGREGATIONS) + " |",
             "|---:|---:|---:|" + "---:|" * len(AGGREGATIONS)]
@@ -80,10 +82,13 @@ def array_sizes(rounds: int) -> list[str]:
             cells = []
             for how in AGGREGATIONS:
                 times = []
-                for _ in range(max(rounds, 50)):
-                    t0 = time.perf_counter()
-                    score_windows(vecs, labels, how)
-                    times.append(1000.0 * (time.perf_counter() - t0))
+                # One BLAS thread: a per-video product this small gains nothing from more, and on
+                # a loaded shared machine extra threads wait for cores (tens of ms per call).
+                with threadpool_limits(1):
+                    for _ in range(max(rounds, 50)):
+                        t0 = time.perf_counter()
+                        score_windows(vecs, labels, how)
+                        times.append(1000.0 * (time.perf_counter() - t0))
                 cells.append(f"{statistics.median(times):.3f}")
             rows.append(f"| {dim} | {n} | 40 | " + " | ".join(cells) + " |")
     return rows
@@ -118,7 +123,7 @@ def main() -> None:
         "## The per-video step at real sizes",
         "",
         "`score_windows` (cosines of every window with 40 unit label vectors, then the aggregation), "
-        "median of repeated calls, one thread of numpy's BLAS as the process has it.",
+        "median of repeated calls, numpy's BLAS limited to one thread (threadpoolctl).",
         "",
         *sizes,
         "",
