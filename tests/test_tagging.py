@@ -421,3 +421,22 @@ def test_leaderboard_shows_the_tagging_task_and_the_probe_apart() -> None:
     assert "| 1 | `b` | dense-text | 0.750 | 1.000 | 1.000 | 0.500 |" in text
     assert "trained linear probe: top1 0.500 ± 0.250 (3-fold)" in text
     assert [r["task"] for r in leaderboard_rows(rows)] == ["tagging", "tagging"]
+
+
+def test_embedded_tagging_set_is_consistent_without_building() -> None:
+    from bench.datasets import BUILDERS, TAGGING_SETS
+    from bench.datasets.synthetic.spec import load_spec, spec_path
+    from bench.datasets.tagging import build_synthetic_tags, load_taxonomy, read_labels
+
+    assert BUILDERS.get("synthetic-tags-v1") is build_synthetic_tags and "synthetic-tags-v1" in TAGGING_SETS
+    assert BUILDERS.get("tagging-folders") is build_folders and BUILDERS.get("tagging-csv") is build_csv
+    path = spec_path("synthetic-tags-v1")
+    spec, tax = load_spec(path), load_taxonomy(path.parent / "taxonomy.yaml")
+    rows = read_labels(path.parent / "labels.yaml")
+    assert set(rows) == {v.vid for v in spec.videos} and len(rows) == 24
+    assert tax.languages == ["en", "ja", "ru"] and len(tax.labels) == 8
+    for labels, tags in rows.values():
+        assert set(labels) <= set(tax.ids) and len(tags) == 1
+    # every label is revealed once by each cue
+    cues = sorted((labels[0], tags[0]) for labels, tags in rows.values())
+    assert cues == sorted((lab, cue) for lab in tax.ids for cue in ("speech", "onscreen-text", "visual"))

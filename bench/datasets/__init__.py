@@ -60,7 +60,7 @@ BUILDERS.register("jsonl", "bench.datasets.jsonl:build_jsonl")
 BUILDERS.register("csv", "bench.datasets.jsonl:build_csv")
 BUILDERS.register("subtitles", "bench.datasets.subtitles:build")
 BUILDERS.register("hf", "bench.datasets.hf:build")
-BUILDERS.register("synthetic-tags-v1", "bench.datasets.synthetic.builder:build_tags")
+BUILDERS.register("synthetic-tags-v1", "bench.datasets.tagging:build_synthetic_tags")
 BUILDERS.register("tagging-folders", "bench.datasets.tagging:build_folders")
 BUILDERS.register("tagging-csv", "bench.datasets.tagging:build_csv")
 

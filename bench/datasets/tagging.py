@@ -374,3 +374,47 @@ def build_csv(out: Path, options: BuildOptions) -> TaggingSet:
     ts = _tagged(rows, tax, ids, src.stem, options.split)
     ts.save(out)
     return load_tagging_set(out, ts.name)
+
+
+# --- the embedded set -------------------------------------------------------------------------
+
+def build_synthetic_tags(out: Path, options: BuildOptions) -> TaggingSet:
+    """Build the tagging set ``synthetic-tags-v1`` into ``out``: its videos are rendered (and
+    cached) into ``out/render`` by the synthetic generator from ``spec.yaml``; ``taxonomy.yaml``
+    and ``labels.yaml`` beside the spec give the labels and the cue that reveals each category."""
+    import dataclasses
+
+    from bench.datasets.synthetic.builder import build_from_spec
+    from bench.datasets.synthetic.spec import load_spec, spec_path
+
+    spec_file = spec_path("synthetic-tags-v1")
+    out = Path(out)
+    render = build_from_spec(spec_file, out / "render", options)
+    taxonomy = load_taxonomy(spec_file.parent / TAXONOMY_FILE)
+    rows = read_labels(spec_file.parent / "labels.yaml")
+    stray = sorted(set(render.videos) ^ set(rows))
+    if stray:
+        raise BadInput(f"{spec_file.parent / 'labels.yaml'}: video {stray[0]!r} is in only one of "
+                       "labels.yaml and spec.yaml")
+    videos = {vid: TaggedVideo(dataclasses.replace(v, path=f"render/{v.path}"), *rows[vid])
+              for vid, v in render.videos.items()}
+    spec = load_spec(spec_file)
+    card = (f"# {spec.name}: {spec.title}\n\n{spec.summary.strip()}\n\nLabels: "
+            + ", ".join(f"`{lb.id}` ({' / '.join(lb.names.values())})" for lb in taxonomy.labels) + ".\n")
+    TaggingSet(name=spec.name, root=out, taxonomy=taxonomy, videos=videos, split=options.split,
+               card=card).save(out)
+    return load_tagging_set(out, spec.name)
+
+
+def read_labels(path: Path) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """``labels.yaml`` of a synthetic tagging set: vid -> (labels, tags)."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise BadInput(f"{path}: cannot read the labels ({str(exc).splitlines()[0]})") from None
+    out = {}
+    for vid, row in (doc or {}).items():
+        if not isinstance(row, Mapping) or not row.get("labels"):
+            raise BadInput(f"{path}: {vid}: needs labels: [...]")
+        out[str(vid)] = (tuple(row["labels"]), tuple(row.get("tags") or ()))
+    return out

@@ -4,7 +4,6 @@ folder, cached by a stamp of the spec and the generator, atomically replaced."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import logging
@@ -15,7 +14,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from bench.datasets import BuildOptions
 from bench.datasets.io import load_query_set, write_jsonl
@@ -27,9 +25,6 @@ from bench.datasets.synthetic.tools import Tools, check_tools
 from bench.errors import BadInput
 from bench.fsio import directory_swap
 from bench.types import QuerySet, Video
-
-if TYPE_CHECKING:
-    from bench.datasets.tagging import TaggingSet
 
 log = logging.getLogger(__name__)
 
@@ -52,46 +47,6 @@ def build_v2(out: Path, options: BuildOptions) -> QuerySet:
 def build_actions(out: Path, options: BuildOptions) -> QuerySet:
     """Build ``synthetic-actions-v1`` (short actions inside long shots) into ``out``."""
     return build_from_spec(spec_path("synthetic-actions-v1"), out, options)
-
-
-def build_tags(out: Path, options: BuildOptions) -> TaggingSet:
-    """Build the tagging set ``synthetic-tags-v1`` into ``out``: its videos are rendered (and
-    cached) into ``out/render`` from ``spec.yaml``; ``taxonomy.yaml`` and ``labels.yaml`` beside
-    the spec give the labels."""
-    from bench.datasets.tagging import TaggedVideo, TaggingSet, load_tagging_set, load_taxonomy
-
-    spec_file = spec_path("synthetic-tags-v1")
-    out = Path(out)
-    render = build_from_spec(spec_file, out / "render", options)
-    taxonomy = load_taxonomy(spec_file.parent / "taxonomy.yaml")
-    rows = _read_labels(spec_file.parent / "labels.yaml")
-    missing = sorted(set(render.videos) ^ set(rows))
-    if missing:
-        raise BadInput(f"{spec_file.parent / 'labels.yaml'}: video {missing[0]!r} is in only one of "
-                       "labels.yaml and spec.yaml")
-    videos = {}
-    for vid, v in render.videos.items():
-        labels, tags = rows[vid]
-        videos[vid] = TaggedVideo(dataclasses.replace(v, path=f"render/{v.path}"), labels, tags)
-    spec = load_spec(spec_file)
-    card = f"# {spec.name}: {spec.title}\n\n{spec.summary.strip()}\n\nLabels: " + ", ".join(
-        f"`{lb.id}` ({' / '.join(lb.names.values())})" for lb in taxonomy.labels) + ".\n"
-    ts = TaggingSet(name=spec.name, root=out, taxonomy=taxonomy, videos=videos, split=options.split,
-                    card=card)
-    ts.save(out)
-    return load_tagging_set(out, spec.name)
-
-
-def _read_labels(path: Path) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
-    import yaml
-
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    out = {}
-    for vid, row in (doc or {}).items():
-        if not isinstance(row, dict) or not row.get("labels"):
-            raise BadInput(f"{path}: {vid}: needs labels: [...]")
-        out[str(vid)] = (tuple(row["labels"]), tuple(row.get("tags") or ()))
-    return out
 
 
 def build_mini(out: Path, options: BuildOptions) -> QuerySet:
