@@ -401,6 +401,17 @@ def test_space_tag_tab_handler(tmp_path: Path, mini_files: list[Path]) -> None:
     assert got.startswith("**Could not tag:**")
 
 
+def test_the_space_has_a_tag_tab() -> None:
+    import gradio as gr
+
+    from demo.app import build
+    from demo.handlers import App
+
+    demo = build(App(None))
+    tabs = [b.label for b in demo.blocks.values() if isinstance(b, gr.Tab)]
+    assert tabs[-1] == "Tag" and "Search" in tabs
+
+
 def load_taxonomy_file(path: Path) -> Any:
     from bench.datasets.tagging import load_taxonomy
 
