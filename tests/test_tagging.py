@@ -130,6 +130,9 @@ def write_set(root: Path, rows: list[dict[str, Any]]) -> Path:
     ([{"vid": "a", "labels": ["cars"]}], "unknown label 'cars'"),
     ([{"vid": "a", "labels": ["food", "food"]}], "names a label twice"),
     ([{"vid": "a", "path": "missing.mp4", "labels": ["food"]}], "video file not found"),
+    ([{"vid": "a", "duration": 10, "labels": ["food"], "windows": [[2, 1, "food"]]}], "start < end"),
+    ([{"vid": "a", "duration": 10, "labels": ["food"], "windows": [[2, 11, "food"]]}], "<= duration"),
+    ([{"vid": "a", "labels": ["food"], "windows": [[0, 1, "cars"]]}], "windows': unknown label"),
 ])
 def test_bad_tagging_rows(tmp_path: Path, rows: list[dict[str, Any]], message: str) -> None:
     root = write_set(tmp_path / "set", rows)
@@ -139,9 +142,13 @@ def test_bad_tagging_rows(tmp_path: Path, rows: list[dict[str, Any]], message: s
 
 
 def test_tagging_set_loads_and_is_recognised(tmp_path: Path) -> None:
-    root = write_set(tmp_path / "set", [{"vid": "a", "labels": ["food"], "lang": "en", "tags": ["speech"]}])
+    row = {"vid": "a", "duration": 9.0, "labels": ["food"], "lang": "en", "tags": ["speech"],
+           "windows": [[0, 4.5, "food"], [4.5, 9, "sport"]]}
+    root = write_set(tmp_path / "set", [row])
     ts = load_tagging_set(root, check_files=False)
     assert ts.videos["a"].labels == ("food",) and ts.videos["a"].tags == ("speech",)
+    assert ts.videos["a"].windows == ((0.0, 4.5, "food"), (4.5, 9.0, "sport"))
+    assert ts.videos["a"].to_row() == {"path": None, **row}
     assert is_tagging(str(root)) and not is_tagging(str(tmp_path))
 
 

@@ -170,6 +170,9 @@ class TaggedVideo:
     video: Video
     labels: tuple[str, ...]
     tags: tuple[str, ...] = ()
+    windows: tuple[tuple[float, float, str], ...] = ()
+    """Optional labels of parts of the video: ``(start_s, end_s, label_id)``. Kept and checked;
+    the task's metrics score whole videos."""
 
     @property
     def vid(self) -> str:
@@ -179,6 +182,8 @@ class TaggedVideo:
         row = {**self.video.to_row(), "labels": list(self.labels)}
         if self.tags:
             row["tags"] = list(self.tags)
+        if self.windows:
+            row["windows"] = [list(w) for w in self.windows]
         return row
 
 
@@ -223,7 +228,8 @@ def load_tagging_set(directory: Path, name: str | None = None, *, check_files: b
         where = f"{vpath}:{n}"
         if not isinstance(row, Mapping):
             raise RowError(where, None, "must be a JSON object")
-        video = Video.from_row({k: v for k, v in row.items() if k not in {"labels", "tags"}}, vpath, n)
+        video = Video.from_row({k: v for k, v in row.items() if k not in {"labels", "tags", "windows"}},
+                               vpath, n)
         tags = row.get("tags", [])
         if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
             raise RowError(where, "tags", "must be a list of non-empty strings")
@@ -241,7 +247,8 @@ def load_tagging_set(directory: Path, name: str | None = None, *, check_files: b
             path = video.resolve(directory)
             if path is not None and not path.is_file():
                 raise RowError(where, "path", f"video file not found: {path}")
-        videos[video.vid] = TaggedVideo(video, tuple(labels), tuple(tags))
+        windows = _windows(row.get("windows", []), where, known, video.duration)
+        videos[video.vid] = TaggedVideo(video, tuple(labels), tuple(tags), windows)
     if not videos:
         raise BadInput(f"{vpath}: no videos")
     meta: dict[str, Any] = {}
@@ -254,6 +261,26 @@ def load_tagging_set(directory: Path, name: str | None = None, *, check_files: b
     return TaggingSet(name=name or str(meta.get("name") or directory.name), root=directory,
                       taxonomy=taxonomy, videos=videos, split=str(meta.get("split") or "test"),
                       card=card.read_text(encoding="utf-8") if card.is_file() else None)
+
+
+def _windows(value: Any, where: str, known: set[str], duration_s: float | None,
+             ) -> tuple[tuple[float, float, str], ...]:
+    if not isinstance(value, list):
+        raise RowError(where, "windows", "must be a list of [start_s, end_s, label_id]")
+    out = []
+    for w in value:
+        numbers = isinstance(w, list) and len(w) == 3 and all(
+            isinstance(x, int | float) and not isinstance(x, bool) for x in w[:2])
+        if not numbers or not isinstance(w[2], str):
+            raise RowError(where, "windows", f"each must be [start_s, end_s, label_id], got {w!r}")
+        start, end, lab = float(w[0]), float(w[1]), w[2]
+        if not 0 <= start < end or (duration_s is not None and end > duration_s + 1e-6):
+            raise RowError(where, "windows",
+                           f"[{start:g}, {end:g}] must satisfy 0 <= start < end <= duration")
+        if lab not in known:
+            raise RowError(where, "windows", f"unknown label {lab!r} (not in {TAXONOMY_FILE})")
+        out.append((start, end, lab))
+    return tuple(out)
 
 
 # --- adapters ---------------------------------------------------------------------------------
