@@ -387,6 +387,10 @@ def test_cli_tag_and_run_on_a_tagging_set(tmp_path: Path, mini_files: list[Path]
     assert "garden" in row["video_errors"]  # no text of it names a label: a reason, not a guess
     saved = json.loads(Path(row["results_path"]).read_text(encoding="utf-8"))
     assert saved["task"] == "tagging" and saved["schema_version"] == 5
+    code, doc, err = cli(capsys, "run", "--dataset", str(root), "--retriever", "chance-random",
+                         "--out", str(tmp_path / "res"), "--json")
+    (row,) = doc["results"]
+    assert code == 0 and row["status"] == "unavailable" and "no zero-shot tagger" in row["reason"]
 
 
 def test_space_tag_tab_handler(tmp_path: Path, mini_files: list[Path]) -> None:

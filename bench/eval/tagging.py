@@ -27,6 +27,8 @@ from bench.workspace import Workspace
 log = logging.getLogger("bench")
 
 PROBE_FAMILIES = frozenset({"clip-frames", "xclip-clips", "dense-text"})
+TAGGING_FAMILIES = frozenset({*PROBE_FAMILIES, "bm25-text", "llm-metadata", "fusion"})
+"""Families with a zero-shot tagger; another (e.g. ``chance``) is reported unavailable."""
 
 
 def tagging_videos(ts: TaggingSet) -> list[Video]:
@@ -81,6 +83,10 @@ def run_tagging(cfg: RetrieverConfig, ts: TaggingSet, *, workspace: Workspace, o
     base: dict[str, Any] = dict(task="tagging", retriever=cfg.name, family=cfg.family,
                                 config_revision=cfg.revision, dataset=ts.name, split=ts.split)
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    if cfg.family not in TAGGING_FAMILIES:
+        return _write(out, ResultFile(**base, status="unavailable",
+                                      reason=f"family {cfg.family} has no zero-shot tagger",
+                                      provenance={"environment": environment()}, created_at=now))
     videos = tagging_videos(ts)
     rec = timing.TimingRecorder()
     try:
