@@ -72,13 +72,21 @@ def cmd_build(args: argparse.Namespace) -> int:
                         columns=_parse_columns(args.map), lines_per_query=args.lines_per_query,
                         hold_out_wording=args.hold_out_wording, force=args.force,
                         **({"split": args.split} if args.split else {}))
+    from bench.types import QuerySet
+
     qs = build(args.name, Path(args.out), opts)
-    doc = {"dataset": qs.name, "out": str(args.out), "videos": len(qs.videos),
-           "queries": len(qs.queries)}
+    doc: dict[str, Any] = {"dataset": qs.name, "out": str(args.out), "videos": len(qs.videos)}
+    if isinstance(qs, QuerySet):
+        doc["queries"] = len(qs.queries)
+        what = f"{doc['queries']} queries"
+    else:
+        doc["task"] = "tagging"
+        doc["labels"] = len(qs.taxonomy.labels)
+        what = f"{doc['labels']} labels"
     if args.json:
         _emit_json(doc)
     else:
-        print(f"built {args.name}: {doc['videos']} videos, {doc['queries']} queries -> {args.out}")
+        print(f"built {args.name}: {doc['videos']} videos, {what} -> {args.out}")
     return 0
 
 
@@ -134,6 +142,32 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tag(args: argparse.Namespace) -> int:
+    from bench.datasets.tagging import load_taxonomy
+    from bench.tagging.files import tag_files, tags_doc
+    from bench.workspace import Workspace
+
+    if args.top_k < 1:
+        raise BadInput(f"--top-k must be at least 1, got {args.top_k}")
+    taxonomy = load_taxonomy(Path(args.taxonomy))
+    workspace = Workspace(device=args.device)
+    _, tagged = tag_files(workspace, [Path(v) for v in args.video], taxonomy, args.retriever,
+                          aggregation=args.aggregate)
+    doc = tags_doc(taxonomy, tagged, args.retriever, args.top_k, args.video)
+    if args.json:
+        _emit_json(doc)
+        return 0
+    lang = args.lang
+    for row in doc["videos"]:
+        print(row["path"])
+        if not row["labels"]:
+            print(f"  no labels: {row['reason']}")
+        for i, lab in enumerate(row["labels"], start=1):
+            name = lab["names"].get(lang) or next(iter(lab["names"].values()))
+            print(f"  {i}. {lab['id']} ({name})  score {lab['score']:.4f}  {lab['evidence']}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.eval.runner import Mode, run
 
@@ -149,6 +183,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                "status": r.status, "metrics": r.metrics, "metrics_by_tag": r.metrics_by_tag,
                "metrics_by_lang": r.metrics_by_lang, "timing": r.timing,
                "random_init": r.random_init, "results_path": str(result_path(Path(args.out), r))}
+        if r.task == "tagging":  # grounding rows keep their shape
+            row = {"task": "tagging", **row, "metrics_by_class": r.metrics_by_class,
+                   "probe": r.probe, "video_errors": r.query_errors}
+            del row["mode"]
         if r.reason:
             row["reason"] = r.reason
         rows.append(row)
@@ -158,6 +196,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{'retriever':28s} {'dataset':14s} {'mode':9s} {'status':11s} "
           f"{'R1@0.5':>7s} {'R1@0.7':>7s} {'mIoU':>7s} {'p50 ms':>8s}")
     for r in results:
+        if r.task == "tagging":
+            print(_tagging_line(r))
+            continue
         m = r.metrics
         p50 = r.timing.get("queries", {}).get("p50_s")
         flag = " (random-init)" if r.random_init else ""
@@ -170,6 +211,23 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{r.retriever:28s} {r.dataset:14s} {r.mode:9s} {r.status:11s} {r.reason}")
     print(f"results written to {args.out}/")
     return 0
+
+
+def _tagging_line(r: Any) -> str:
+    """One line of ``run``'s table for a tagging result: zero-shot top-1/top-5/macro-F1 and,
+    apart, the trained probe's top-1 (mean ± 95% interval over folds)."""
+    head = f"{r.retriever:28s} {r.dataset:14s} {'tagging':9s} {r.status:11s} "
+    if r.status != "ok":
+        return head + str(r.reason)
+    m = r.metrics
+    flag = " (random-init)" if r.random_init else ""
+    line = (head + f"top1 {m.get('top1', float('nan')):.3f}  top5 {m.get('top5', float('nan')):.3f}  "
+            f"macro-F1 {m.get('macro_f1', float('nan')):.3f}")
+    probe = r.probe or {}
+    if "mean" in probe:
+        line += (f"  | trained probe top1 {probe['mean']['top1']:.3f} ± {probe['ci95']['top1']:.3f} "
+                 f"({probe['folds']} folds)")
+    return line + flag
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -271,6 +329,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--image", help="an example image to find instead of / with text")
     sp.add_argument("--retriever", default="bm25-text", help="configuration (default bm25-text)")
     sp.add_argument("--top-k", type=int, default=5)
+    device_arg(sp)
+
+    sp = add("tag", cmd_tag, "tag video files into a taxonomy (zero-shot)")
+    sp.add_argument("--video", nargs="+", required=True, help="video file(s)")
+    sp.add_argument("--taxonomy", required=True, help="taxonomy YAML (labels with names per language)")
+    sp.add_argument("--retriever", default="dense-text-use-multilingual",
+                    help="configuration whose features tag (default dense-text-use-multilingual)")
+    sp.add_argument("--top-k", type=int, default=5, help="labels shown per video")
+    sp.add_argument("--aggregate", choices=["first", "mean", "max", "topk"],
+                    help="how window scores become a video's (default: max for text families, "
+                         "topk for visual ones)")
+    sp.add_argument("--lang", default="en", help="language of the label names printed")
     device_arg(sp)
 
     sp = add("run", cmd_run, "run retrievers on datasets with timing; write versioned results")

@@ -154,7 +154,8 @@ def test_a_v3_result_file_migrates_without_a_threshold():
            "config_revision": "1", "dataset": "toy", "split": "test", "status": "ok",
            "metrics": {"R1@0.5": 0.5}, "backend_failures": 0}
     r = parse_result(doc)
-    assert r.schema_version == 4 and r.calibration is None and r.metrics == {"R1@0.5": 0.5}
+    assert r.schema_version == 5 and r.calibration is None and r.metrics == {"R1@0.5": 0.5}
+    assert r.task == "grounding"
 
 
 def result(name: str, r1: float, *, family: str | None = None, dataset: str = "toy",
@@ -264,7 +265,7 @@ def test_a_snapshot_file_of_an_older_schema_is_migrated(tmp_path):
     from bench.eval.snapshot import snapshot_results
 
     (r,) = snapshot_results(tmp_path)
-    assert r.schema_version == 4 and r.calibration is None and r.backend_failures == 0
+    assert r.schema_version == 5 and r.calibration is None and r.backend_failures == 0
 
 
 # --- chance floors ------------------------------------------------------------------------

@@ -25,8 +25,8 @@ LAYERS: dict[str, int] = {
     "engine": 4,
     # 5: the families (scorers)
     "retrievers": 5,
-    # 6
-    "workspace": 6,
+    # 6: the workspace, and tagging (zero-shot tags from what the workspace's retrievers hold)
+    "workspace": 6, "tagging": 6,
     # 7: evaluation scores and reports; nothing it evaluates imports it
     "eval": 7,
     # 8: what users run (``__main__`` is ``python -m bench``)

@@ -70,6 +70,6 @@ def test_v2_document_migrates_with_no_backend_failures_counted():
            "dataset": "synthetic-v1", "split": "test", "mode": "grounding", "status": "ok",
            "metrics": {"R1@0.5": 0.5}, "query_errors": {"q1": "x"}}
     r = parse_result(doc)
-    assert r.schema_version == RESULT_SCHEMA_VERSION == 4
+    assert r.schema_version == RESULT_SCHEMA_VERSION == 5
     assert r.backend_failures == 0 and r.query_errors == {"q1": "x"}
     assert r.calibration is None  # v2 and v3 runs chose no confidence threshold

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
@@ -17,6 +18,8 @@ from bench.paths import cache_home
 from bench.registry import Registry
 from bench.types import QuerySet
 
+if TYPE_CHECKING:
+    from bench.datasets.tagging import TaggingSet
 
 class BuildOptions(BaseModel):
     """Options shared by builders; each builder reads the ones it needs."""
@@ -40,7 +43,8 @@ class BuildOptions(BaseModel):
     """Rebuild even if a cached build with the same inputs exists."""
 
 
-Builder = Callable[[Path, BuildOptions], QuerySet]
+Builder = Callable[[Path, BuildOptions], "QuerySet | TaggingSet"]
+"""Query sets for grounding; tagging sets (``taxonomy.yaml`` + labelled videos) for tagging."""
 
 BUILDERS: Registry[Builder] = Registry("dataset")
 BUILDERS.register("synthetic-v1", "bench.datasets.synthetic.builder:build")
@@ -56,14 +60,44 @@ BUILDERS.register("jsonl", "bench.datasets.jsonl:build_jsonl")
 BUILDERS.register("csv", "bench.datasets.jsonl:build_csv")
 BUILDERS.register("subtitles", "bench.datasets.subtitles:build")
 BUILDERS.register("hf", "bench.datasets.hf:build")
+BUILDERS.register("synthetic-tags-v1", "bench.datasets.tagging:build_synthetic_tags")
+BUILDERS.register("tagging-folders", "bench.datasets.tagging:build_folders")
+BUILDERS.register("tagging-csv", "bench.datasets.tagging:build_csv")
 
 # Sets that build with no input, so ``--dataset NAME`` works on a fresh machine.
-SELF_CONTAINED = ("synthetic-v1", "synthetic-v2", "synthetic-mini", "synthetic-actions-v1")
+SELF_CONTAINED = ("synthetic-v1", "synthetic-v2", "synthetic-mini", "synthetic-actions-v1",
+                  "synthetic-tags-v1")
+TAGGING_SETS = ("synthetic-tags-v1",)
+"""Self-contained sets that are tagging sets (``resolve_tagging`` builds them)."""
 
 
-def build(name: str, out: Path, options: BuildOptions | None = None) -> QuerySet:
+def build(name: str, out: Path, options: BuildOptions | None = None) -> QuerySet | TaggingSet:
     """Run builder ``name`` into ``out``."""
     return BUILDERS.get(name)(Path(out), options or BuildOptions())
+
+
+def is_tagging(spec: str) -> bool:
+    """``--dataset`` value ``spec`` names a tagging set (a directory with ``taxonomy.yaml``, or a
+    self-contained tagging set's name)."""
+    from bench.datasets.tagging import is_tagging_set
+
+    path = Path(spec)
+    return is_tagging_set(path) if path.is_dir() else spec in TAGGING_SETS
+
+
+def resolve_tagging(spec: str) -> TaggingSet:
+    """``--dataset`` value -> tagging set: a directory, or a self-contained tagging set built once
+    into ``$SCENEBENCH_CACHE/datasets/NAME``."""
+    from bench.datasets.tagging import TaggingSet, load_tagging_set
+
+    path = Path(spec)
+    if path.is_dir():
+        return load_tagging_set(path)
+    if spec in TAGGING_SETS:
+        built = build(spec, cache_home() / "datasets" / spec)
+        assert isinstance(built, TaggingSet)
+        return built
+    raise BadInput(f"dataset {spec!r} is not a tagging set (a directory with taxonomy.yaml)")
 
 
 def resolve_dataset(spec: str) -> QuerySet:
@@ -76,9 +110,13 @@ def resolve_dataset(spec: str) -> QuerySet:
     path = Path(spec)
     if path.is_dir():
         return load_query_set(path)
+    if spec in TAGGING_SETS:
+        raise BadInput(f"dataset {spec!r} is a tagging set; it has no queries to search")
     if spec in SELF_CONTAINED:
         out = cache_home() / "datasets" / spec
-        return build(spec, out)
+        built = build(spec, out)
+        assert isinstance(built, QuerySet)
+        return built
     if spec in BUILDERS:
         raise BadInput(
             f"dataset {spec!r} needs its annotation files: run "

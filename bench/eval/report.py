@@ -26,11 +26,15 @@ CONFIDENCE_COLUMNS = ("false_alarm", "confident_hit@0.5")
 """Shown where a set has absent queries and the configuration a calibrated threshold."""
 FLOOR_FAMILY = "chance"
 CORPUS_COLUMNS = ("video-R@1", "video-R@10", "moment-R@1@0.5", "moment-R@10@0.5")
+TAGGING_COLUMNS = ("top1", "top5", "top10", "macro_f1")
+"""Columns of a tagging set's table (zero-shot; a trained probe is named in the note)."""
 QVH_MAIN = "MR-full-mAP"
 
 
 def main_score(r: ResultFile) -> str:
     """The metric a dataset's leaderboard is sorted by."""
+    if r.task == "tagging":
+        return "top1"
     if r.mode == "corpus":
         return "moment-R@1@0.5" if "moment-R@1@0.5" in r.metrics else "video-R@1"
     return QVH_MAIN if QVH_MAIN in r.metrics else "R1@0.5"
@@ -53,6 +57,10 @@ def note(r: ResultFile, limit: int = 160) -> str:
         return "random-init weights: tests the code, not a result"
     if is_floor(r):
         return "chance floor: what guessing scores, not a method"
+    probe = r.probe or {}
+    if r.task == "tagging" and "mean" in probe:
+        return (f"trained linear probe: top1 {probe['mean']['top1']:.3f} ± {probe['ci95']['top1']:.3f} "
+                f"({probe['folds']}-fold)")
     if r.calibration is not None and r.calibration.status == "uncalibrated" and any(
             c in r.metrics for c in CONFIDENCE_COLUMNS):
         return "no confidence threshold"
@@ -61,6 +69,8 @@ def note(r: ResultFile, limit: int = 160) -> str:
 
 def columns(rows: Sequence[ResultFile]) -> tuple[str, ...]:
     """The metric columns of one group: the mode's, plus the confidence ones where any row has them."""
+    if rows and rows[0].task == "tagging":
+        return TAGGING_COLUMNS
     base = CORPUS_COLUMNS if rows and rows[0].mode == "corpus" else COLUMNS
     return (*base, *(c for c in CONFIDENCE_COLUMNS if any(c in r.metrics for r in rows)))
 
@@ -119,6 +129,8 @@ def leaderboard_rows(rows: Sequence[ResultFile]) -> list[dict[str, Any]]:
                                "random_init": r.random_init, "note": note(r)}
         for c in cols:
             row[c] = r.metrics.get(c)
+        if r.task == "tagging":  # grounding rows keep their shape
+            row["task"] = "tagging"
         out.append(row)
     return out
 
@@ -129,7 +141,8 @@ def markdown(results: Sequence[ResultFile]) -> str:
     for (dataset, split), rows in group(results).items():
         cols = columns(rows)
         main = main_score(rows[0])
-        parts.append(f"## {dataset} · {split} (sorted by {main})")
+        task = " · tagging" if rows[0].task == "tagging" else ""
+        parts.append(f"## {dataset} · {split}{task} (sorted by {main})")
         parts.append("")
         header = ["#", "retriever", "family", main, *[c for c in cols if c != main],
                   "p50 query ms", "index × realtime", "note"]
@@ -149,8 +162,9 @@ def markdown(results: Sequence[ResultFile]) -> str:
 
 def write_csv(results: Sequence[ResultFile], path: Path) -> None:
     rows = [row for g in group(results).values() for row in leaderboard_rows(g)]
+    tagging = [*TAGGING_COLUMNS, "task"] if any(r.task == "tagging" for r in results) else []
     fields = ["rank", "retriever", "family", "dataset", "split", "main_metric", "main",
-              *COLUMNS, *CORPUS_COLUMNS, *CONFIDENCE_COLUMNS, "p50_ms", "index_x_realtime",
+              *COLUMNS, *CORPUS_COLUMNS, *CONFIDENCE_COLUMNS, *tagging, "p50_ms", "index_x_realtime",
               "device", "status", "random_init", "floor", "note"]
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
@@ -235,7 +249,7 @@ def plot_figures(results: Sequence[ResultFile]) -> dict[str, Any]:
             ax.set_title(f"{tag}: {main} vs {name}", fontsize=9)
             _legend(ax)
             out[f"{tag} · accuracy vs {name}"] = fig
-        if not split.endswith("-corpus"):
+        if not split.endswith("-corpus") and ok[0].task != "tagging":
             fig = _figure(7.5, 4)
             ax = fig.add_subplot()
             _bars(ax, ok, ("R1@0.3", "R1@0.5", "R1@0.7"), lambda r, k: r.metrics.get(k, 0.0))

@@ -21,12 +21,14 @@ from bench.fsio import atomic_write_text
 
 log = logging.getLogger("bench")
 
-RESULT_SCHEMA_VERSION = 4
+RESULT_SCHEMA_VERSION = 5
 """v1: metrics only under ``metrics``; v2 adds ``mode``, ``metrics_by_tag``/``_lang`` and
 ``timing.queries`` latency percentiles; v3 adds ``backend_failures``; v4 adds ``calibration``
-(the confidence threshold, or why there is none)."""
+(the confidence threshold, or why there is none); v5 adds ``task`` (grounding or tagging),
+``metrics_by_class`` and ``probe`` (a trained linear probe, apart from zero-shot metrics)."""
 
 Status = Literal["ok", "unavailable", "failed"]
+Task = Literal["grounding", "tagging"]
 
 
 class ResultFile(BaseModel):
@@ -35,6 +37,9 @@ class ResultFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     schema_version: int = RESULT_SCHEMA_VERSION
+    task: Task = "grounding"
+    """``tagging``: ``metrics`` are top1/top5/top10/macro_f1 of zero-shot tags per video and
+    ``n_queries`` counts videos; ``query_errors`` holds per-video reasons."""
     retriever: str
     family: str
     config_revision: str
@@ -53,6 +58,11 @@ class ResultFile(BaseModel):
     backend_failures: int = 0
     """Queries that got no answer because every backend call for them (an LLM endpoint)
     failed after its retries; past a share of the queries the run is ``failed``."""
+    metrics_by_class: dict[str, dict[str, float]] = Field(default_factory=dict)
+    """Tagging: label id -> precision, recall, F1 and support of the top-1 label."""
+    probe: dict[str, Any] | None = None
+    """Tagging: a linear probe trained on this configuration's stored embeddings (k-fold mean,
+    95% interval); a trained result, never mixed with the zero-shot ``metrics``."""
     calibration: Calibration | None = None
     """The confidence threshold chosen for this configuration on this set and mode; ``None``
     in results written before v4 (no threshold: every moment is shown, flagged)."""
@@ -105,8 +115,16 @@ def _v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _v4_to_v5(data: dict[str, Any]) -> dict[str, Any]:
+    # Before v5 every result was a grounding (moment retrieval) result.
+    data = dict(data)
+    data.setdefault("task", "grounding")
+    data["schema_version"] = 5
+    return data
+
+
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
+    1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
 
 
 def parse_result(data: Any, source: Path | str = "<memory>") -> ResultFile:

@@ -351,13 +351,23 @@ def run(datasets: Sequence[str], retrievers: Sequence[str], *, out: Path | None,
     """Every dataset x every configuration. With no ``retrievers``, that is every real
     configuration of ``models/``: random-init test configurations (tagged ``tiny``) only
     exercise the code, so they run when named or with ``include_tiny``."""
-    from bench.datasets import resolve_dataset
+    from bench.datasets import is_tagging, resolve_dataset, resolve_tagging
 
     configs = ([get_config(r) for r in retrievers] if retrievers
                else default_configs(include_tiny=include_tiny))
     workspace = Workspace(device=device)
     results = []
     for spec in datasets or ["synthetic-v2"]:
+        if is_tagging(spec):  # a tagging set: the second task, one result per configuration
+            from bench.eval.tagging import run_tagging
+
+            ts = resolve_tagging(spec)
+            if limit is not None:
+                ts = dataclasses.replace(ts, videos=dict(list(ts.videos.items())[:limit]))
+            for cfg in configs:
+                log.info("tagging %s with %s", ts.name, cfg.name)
+                results.append(run_tagging(cfg, ts, workspace=workspace, out=out))
+            continue
         qs = resolve_dataset(spec)
         if limit is not None:
             qs = dataclasses.replace(qs, queries=qs.queries[:limit])
