@@ -1,0 +1,136 @@
+"""Music features per time window with librosa: tempo, onset strength, loudness, key and
+mode, spectral shape and the harmonic/percussive balance, from one shared spectrogram."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+from bench.errors import Unavailable
+
+SAMPLE_RATE = 22050
+N_FFT = 2048
+HOP = 512
+N_MELS = 96
+HPSS_KERNEL = 17
+SILENT_DB = -55.0
+"""A window whose RMS level is below this (dBFS) counts as silent: no music to judge."""
+AUDIO_FEATURES = ("loudness_db", "onset", "tempo_bpm", "mode", "key_strength", "centroid_hz",
+                  "flatness", "rolloff_hz", "harmonic_ratio")
+"""The per-window music features, in the order of the stored array's columns."""
+
+# Krumhansl-Kessler key profiles (Krumhansl 1990, "Cognitive Foundations of Musical Pitch"):
+# how well each pitch class fits a major or minor key on C.
+_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+@dataclass(frozen=True)
+class WindowGrid:
+    """Windows ``[start_s, start_s + window_s)`` every ``hop_s`` over ``duration_s``."""
+
+    window_s: float
+    hop_s: float
+
+    def starts(self, duration_s: float) -> np.ndarray:
+        n = max(1, int(np.ceil(max(duration_s, 1e-9) / self.hop_s)))
+        return np.arange(n, dtype=np.float64) * self.hop_s
+
+
+def _librosa() -> Any:
+    try:
+        import librosa
+    except ImportError as exc:
+        raise Unavailable(f"music features need librosa ({exc}); pip install 'scenebench[audio]'") from None
+    return librosa
+    return librosa
+
+
+@cache
+def _chroma_filters() -> np.ndarray:
+    return np.asarray(_librosa().filters.chroma(sr=SAMPLE_RATE, n_fft=N_FFT), dtype=np.float32)
+
+
+def _harmonic_percussive(mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame, the energy of the mel bins that are harmonic (steady across time) and
+    percussive (spread across frequency), as in Fitzgerald's median-filtering separation
+    (2010) with a hard mask; on 96 mel bands with 17-bin kernels it costs a tenth of
+    librosa's soft-mask HPSS on the linear spectrogram."""
+    from scipy.ndimage import median_filter
+
+    steady = median_filter(mel, size=(1, HPSS_KERNEL))
+    spread = median_filter(mel, size=(HPSS_KERNEL, 1))
+    harmonic = steady >= spread
+    return (mel * harmonic).sum(axis=0), (mel * ~harmonic).sum(axis=0)
+
+
+def librosa_version() -> str:
+    """The installed librosa's version (part of the cache key and the provenance)."""
+    return str(getattr(_librosa(), "__version__", "unknown"))
+
+
+def key_mode(chroma: np.ndarray) -> tuple[float, float]:
+    """(mode, key strength) of a 12-bin chroma vector: mode is the best major-key correlation
+    minus the best minor-key correlation (> 0 reads as major), strength the best of both."""
+    if not np.any(chroma > 0) or np.allclose(chroma, chroma.mean()):
+        return 0.0, 0.0
+    best = {"major": -1.0, "minor": -1.0}
+    for name, profile in (("major", _MAJOR), ("minor", _MINOR)):
+        for shift in range(12):
+            r = float(np.corrcoef(chroma, np.roll(profile, shift))[0, 1])
+            best[name] = max(best[name], r)
+    return best["major"] - best["minor"], max(best.values())
+
+
+def audio_features(samples: np.ndarray, grid: WindowGrid, duration_s: float | None = None) -> np.ndarray:
+    """float32 ``(n_windows, len(AUDIO_FEATURES))`` for mono ``samples`` at :data:`SAMPLE_RATE`.
+
+    Row ``i`` covers ``[i * hop_s, i * hop_s + window_s)``; a window past the end of the
+    samples (or silent) has loudness -100 dB and zeros elsewhere. Units: dBFS, onset
+    strength (librosa's mean spectral flux of the log-mel spectrogram), beats per minute,
+    correlation difference (mode), Hz, flatness (0..1), harmonic share of the energy (0..1).
+    """
+    librosa = _librosa()
+    duration_s = float(duration_s if duration_s is not None else len(samples) / SAMPLE_RATE)
+    starts = grid.starts(duration_s)
+    out = np.zeros((len(starts), len(AUDIO_FEATURES)), dtype=np.float32)
+    out[:, 0] = -100.0
+    if len(samples) < N_FFT:
+        return out
+    y = np.asarray(samples, dtype=np.float32)
+    stft = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP))
+    power = stft ** 2
+    mel = librosa.feature.melspectrogram(S=power, sr=SAMPLE_RATE, n_mels=N_MELS)
+    onset = librosa.onset.onset_strength(S=librosa.power_to_db(mel), sr=SAMPLE_RATE)
+    # Local tempo from a tempogram over ~8.9 s (384 frames), with librosa's prior around 120 bpm.
+    tempo = librosa.feature.tempo(onset_envelope=onset, sr=SAMPLE_RATE, hop_length=HOP, aggregate=None)
+    rms = librosa.feature.rms(S=stft, frame_length=N_FFT)[0]
+    chroma = _chroma_filters() @ power
+    freqs = librosa.fft_frequencies(sr=SAMPLE_RATE, n_fft=N_FFT)
+    total = np.maximum(stft.sum(axis=0), 1e-10)
+    centroid = (freqs @ stft) / total
+    rolloff = librosa.feature.spectral_rolloff(S=stft, sr=SAMPLE_RATE)[0]
+    flatness = librosa.feature.spectral_flatness(S=stft)[0]
+    harm_e, perc_e = _harmonic_percussive(mel)
+    frames = stft.shape[1]
+    fps = SAMPLE_RATE / HOP
+    for i, t in enumerate(starts):
+        lo = int(t * fps)
+        hi = min(frames, max(lo + 1, int(np.ceil((t + grid.window_s) * fps))))
+        if lo >= frames:
+            continue
+        level = float(np.sqrt(np.mean(rms[lo:hi] ** 2)))
+        db = 20.0 * np.log10(max(level, 1e-5))
+        out[i, 0] = db
+        if db < SILENT_DB:
+            continue
+        mode, strength = key_mode(chroma[:, lo:hi].mean(axis=1))
+        energy = float(harm_e[lo:hi].sum() + perc_e[lo:hi].sum())
+        out[i, 1:] = (float(onset[lo:hi].mean()), float(np.median(tempo[lo:hi])), mode, strength,
+                      float(centroid[lo:hi].mean()), float(flatness[lo:hi].mean()),
+                      float(rolloff[lo:hi].mean()),
+                      float(harm_e[lo:hi].sum()) / energy if energy > 0 else 0.0)
+    return out
