@@ -16,6 +16,9 @@ N_FFT = 2048
 HOP = 512
 N_MELS = 96
 HPSS_KERNEL = 17
+KEY_CONTEXT_S = 8.0
+"""Key and mode are judged over this much music around each window (a few chords): one
+window may hold a single chord, which does not name a key."""
 SILENT_DB = -55.0
 """A window whose RMS level is below this (dBFS) counts as silent: no music to judge."""
 AUDIO_FEATURES = ("loudness_db", "onset", "tempo_bpm", "mode", "key_strength", "centroid_hz",
@@ -54,6 +57,16 @@ def _chroma_filters() -> np.ndarray:
     return np.asarray(_librosa().filters.chroma(sr=SAMPLE_RATE, n_fft=N_FFT), dtype=np.float32)
 
 
+def _triads(third: int) -> np.ndarray:
+    base = np.zeros(12)
+    base[[0, third, 7]] = 1.0
+    return np.stack([np.roll(base, k) for k in range(12)])
+
+
+_MAJOR_TRIADS = _triads(4)
+_MINOR_TRIADS = _triads(3)
+
+
 def _harmonic_percussive(mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per frame, the energy of the mel bins that are harmonic (steady across time) and
     percussive (spread across frequency), as in Fitzgerald's median-filtering separation
@@ -72,17 +85,26 @@ def librosa_version() -> str:
     return str(getattr(_librosa(), "__version__", "unknown"))
 
 
-def key_mode(chroma: np.ndarray) -> tuple[float, float]:
-    """(mode, key strength) of a 12-bin chroma vector: mode is the best major-key correlation
-    minus the best minor-key correlation (> 0 reads as major), strength the best of both."""
+def key_mode(chroma: np.ndarray, local: np.ndarray | None = None) -> tuple[float, float]:
+    """(mode, key strength) of 12-bin chroma vectors; mode > 0 reads as major.
+
+    Half of ``mode`` is the Krumhansl-Schmuckler key fit over ``chroma`` (a few chords): how
+    much better the major key on the best-fitting tonic fits than the minor one on it.
+    Relative keys (C major, A minor) share their notes, so that half alone often hears minor
+    music as its relative major; the other half is the quality of the chord in ``local``
+    (the window itself): best major-triad minus best minor-triad correlation."""
     if not np.any(chroma > 0) or np.allclose(chroma, chroma.mean()):
         return 0.0, 0.0
-    best = {"major": -1.0, "minor": -1.0}
-    for name, profile in (("major", _MAJOR), ("minor", _MINOR)):
-        for shift in range(12):
-            r = float(np.corrcoef(chroma, np.roll(profile, shift))[0, 1])
-            best[name] = max(best[name], r)
-    return best["major"] - best["minor"], max(best.values())
+    major = np.array([np.corrcoef(chroma, np.roll(_MAJOR, k))[0, 1] for k in range(12)])
+    minor = np.array([np.corrcoef(chroma, np.roll(_MINOR, k))[0, 1] for k in range(12)])
+    tonic = int(np.argmax(np.maximum(major, minor)))
+    key = float(major[tonic] - minor[tonic])
+    here = chroma if local is None or not np.any(local > 0) else local
+    # Triad energy as a share of all chroma energy is at most 3/12 for a spread chroma; times
+    # 3 it spans about the range of the key-fit difference.
+    share = float(np.abs(here).sum() or 1.0)
+    quality = 3.0 * float((_MAJOR_TRIADS @ here).max() - (_MINOR_TRIADS @ here).max()) / share
+    return 0.5 * key + 0.5 * quality, float(max(major[tonic], minor[tonic]))
 
 
 def audio_features(samples: np.ndarray, grid: WindowGrid, duration_s: float | None = None) -> np.ndarray:
@@ -127,7 +149,10 @@ def audio_features(samples: np.ndarray, grid: WindowGrid, duration_s: float | No
         out[i, 0] = db
         if db < SILENT_DB:
             continue
-        mode, strength = key_mode(chroma[:, lo:hi].mean(axis=1))
+        centre = (lo + hi) / 2
+        k_lo = max(0, int(centre - KEY_CONTEXT_S * fps / 2))
+        k_hi = min(frames, int(centre + KEY_CONTEXT_S * fps / 2) + 1)
+        mode, strength = key_mode(chroma[:, k_lo:k_hi].mean(axis=1), chroma[:, lo:hi].mean(axis=1))
         energy = float(harm_e[lo:hi].sum() + perc_e[lo:hi].sum())
         out[i, 1:] = (float(onset[lo:hi].mean()), float(np.median(tempo[lo:hi])), mode, strength,
                       float(centroid[lo:hi].mean()), float(flatness[lo:hi].mean()),

@@ -57,10 +57,10 @@ def cues(audio: np.ndarray | None, picture: np.ndarray, cuts_per_min: np.ndarray
     return Cues(
         tempo=_cue(a["tempo_bpm"], 110.0, 50.0) if has else zero,
         loudness=_cue(a["loudness_db"], -25.0, 12.0) if has else zero,
-        mode=_cue(a["mode"], 0.0, 0.25) if has else zero,
+        mode=_cue(a["mode"], 0.12, 0.12) if has else zero,
         onsets=_cue(a["onset"], 1.2, 1.0) if has else zero,
         timbre=_cue(np.log2(np.maximum(a["centroid_hz"], 1.0) / 1000.0), 0.0, 1.5) if has else zero,
-        noise=_cue(a["flatness"], 0.03, 0.05) if has else zero,
+        noise=_cue(a["flatness"], 0.01, 0.03) if has else zero,
         brightness=_cue(p["brightness"], 0.45, 0.25),
         saturation=_cue(p["saturation"], 0.35, 0.25),
         colourfulness=_cue(p["colourfulness"], 0.25, 0.2),
