@@ -129,7 +129,8 @@ def audio_features(samples: np.ndarray, grid: WindowGrid, duration_s: float | No
     onset = librosa.onset.onset_strength(S=librosa.power_to_db(mel), sr=SAMPLE_RATE)
     # Local tempo from a tempogram over ~8.9 s (384 frames), with librosa's prior around 120 bpm.
     tempo = librosa.feature.tempo(onset_envelope=onset, sr=SAMPLE_RATE, hop_length=HOP, aggregate=None)
-    rms = librosa.feature.rms(S=stft, frame_length=N_FFT)[0]
+    # From the samples, not the spectrogram: the level in dBFS is then the signal's own RMS.
+    rms = librosa.feature.rms(y=y, frame_length=N_FFT, hop_length=HOP)[0]
     chroma = _chroma_filters() @ power
     freqs = librosa.fft_frequencies(sr=SAMPLE_RATE, n_fft=N_FFT)
     total = np.maximum(stft.sum(axis=0), 1e-10)
