@@ -25,7 +25,7 @@ from bench.store.indexing import index_videos
 from bench.types import Video
 from bench.video.probe import ProbeInfo
 
-FEATURES_VERSION = "1"
+FEATURES_VERSION = "2"
 NO_AUDIO = "no audio track: picture-only estimate"
 SILENT = "no music heard (silent throughout): picture-only estimate"
 
