@@ -258,3 +258,30 @@ def test_impression_family_finds_the_mood_and_says_when_it_has_no_music(tmp_path
     assert "picture-only" in mute.evidence.describe()
     (none,) = r.search_results([QueryInput("a cup of coffee")], top_k=1, vids=["a"])
     assert none.moments == [] and none.reason == NO_MOOD
+
+
+def test_fit_script_reports_the_study_metrics_and_one_line_errors(tmp_path: Path, capsys) -> None:
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("impression_fit", Path("scripts/impression_fit.py"))
+    assert spec is not None and spec.loader is not None
+    fit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fit)
+    rng = np.random.default_rng(1)
+    rows = []
+    for k in range(40):
+        m, p = rng.uniform(-1.5, 1.5, 2)
+        rows += [(f"v{k}", "C6", m, "music-only"), (f"v{k}", "C6", p, "picture-only"),
+                 (f"v{k}", "C6", float(np.clip(0.5 * m + 0.4 * p + rng.normal(0, 0.2), -2, 2)), "both")]
+    csv_path = _write_ratings(tmp_path / "r.csv", rows)
+    assert fit.main(["--ratings", str(csv_path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    by_axis = {r["axis"]: r for r in doc["conditions"]}
+    assert set(by_axis["C6"]["cv"]) == {"within", "rmse", "pearson", "folds", "n"}
+    assert by_axis["valence"]["reason"] == "axis valence: no ratings in condition 'both'"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("item,axis,rating,condition\nv1,C6,3,both\n", encoding="utf-8")
+    assert fit.main(["--ratings", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "outside the scale" in err
