@@ -48,6 +48,7 @@ from demo.handlers import (  # noqa: E402
     on_unload,
     on_upload,
 )
+from demo.impression_tab import impression_tab  # noqa: E402
 
 log = logging.getLogger("bench")
 
@@ -163,6 +164,8 @@ def build(app: App) -> gr.Blocks:
                                   elem_id="br-plot", show_label=False)
             br_table = gr.Dataframe(headers=BROWSER_HEADERS, interactive=False,
                                     elem_id="br-table")
+
+        impression_tab(app, session)
 
         # Thin closures: gradio injects Request/SelectData/Progress by signature.
         def load(request: gr.Request) -> tuple[Any, ...]:

@@ -235,15 +235,26 @@ def test_mood_queries_must_point_at_scenes_built_for_a_mood(tmp_path: Path) -> N
         load_spec(path)
 
 
-def test_impression_family_finds_the_mood_and_says_when_it_has_no_music(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def mood_mini(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-video set built for moods (one without audio), built once for this module."""
     from bench.datasets.synthetic.builder import build_from_spec
+
+    root = tmp_path_factory.mktemp("mood")
+    build_from_spec(_mini_mood_spec(root), root / "set")
+    return root / "set"
+
+
+def test_impression_family_finds_the_mood_and_says_when_it_has_no_music(tmp_path: Path,
+                                                                        mood_mini: Path) -> None:
+    from bench.datasets.io import load_query_set
     from bench.eval.runner import local_videos
     from bench.evidence import ImpressionEvidence
     from bench.retrievers import build_retriever, get_config
     from bench.store import FeatureStore
     from bench.types import QueryInput
 
-    qs = build_from_spec(_mini_mood_spec(tmp_path), tmp_path / "set")
+    qs = load_query_set(mood_mini)
     cfg = get_config("impression-prior").model_copy(update={"params": {"encoder": False}})
     r = build_retriever(cfg, "cpu")
     with FeatureStore(tmp_path / "store") as store:
@@ -285,3 +296,20 @@ def test_fit_script_reports_the_study_metrics_and_one_line_errors(tmp_path: Path
     assert fit.main(["--ratings", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "outside the scale" in err
+
+
+def test_space_tab_draws_the_timeline_and_answers_mood_queries(tmp_path: Path, mood_mini: Path) -> None:
+    from demo.handlers import App
+    from demo.impression_tab import on_impression, on_impression_videos
+
+    app = App(tmp_path / "results", str(mood_mini), "cpu", sessions=tmp_path / "sessions",
+              sheets=tmp_path / "sheets")
+    assert on_impression_videos(app, None)["choices"] == ["a", "mute"]
+    fig, table, status = on_impression(app, None, "a", "the cheerful part")
+    assert fig is not None and table["data"] and "music+picture" in status
+    start, end = table["data"][0][1].split("-")
+    assert start <= "00:02" and "00:09" <= end <= "00:11"  # the cheerful first scene
+    _, table, status = on_impression(app, None, "mute", "")
+    assert table["data"] == [] and "picture-only" in status
+    _, _, status = on_impression(app, None, None, "sad")
+    assert status == "Pick a video first."

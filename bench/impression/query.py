@@ -48,7 +48,7 @@ class QueryMapper:
     the adjectives whose embedding is within ``min_similarity`` (cosine) of the query's best
     match, at most ``neighbours`` of them, weighted by similarity."""
 
-    def __init__(self, axes: Axes, encoder: UseEncoder | None = None, *, min_similarity: float = 0.45,
+    def __init__(self, axes: Axes, encoder: UseEncoder | None = None, *, min_similarity: float = 0.52,
                  neighbours: int = 3, margin: float = 0.05) -> None:
         self.axes = axes
         self.encoder = encoder

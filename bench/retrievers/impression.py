@@ -38,7 +38,9 @@ class Params(BaseModel):
     encoder: bool = True
     """Map queries without a lexicon word through the multilingual sentence encoder (the
     configuration's ``model``); off: the lexicon alone."""
-    min_similarity: float = Field(default=0.45, ge=0, le=1)
+    min_similarity: float = Field(default=0.52, ge=0, le=1)
+    """Cosine similarity a query needs to its nearest mood word (through the encoder); below
+    it the query names no impression ("the dog" reaches 0.49, "the sleepy bit" 0.54)."""
     proposals: ProposalConfig = Field(default_factory=lambda: ProposalConfig(
         rel_threshold=0.6, min_len_s=4.0, nms_iou=0.3))
     extent: ExtentConfig = Field(default_factory=ExtentConfig)
