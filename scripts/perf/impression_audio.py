@@ -95,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         f"Load average (1, 5, 15 min) before: {', '.join(f'{x:.1f}' for x in load_before)}; after: "
         f"{', '.join(f'{x:.1f}' for x in load_after)}.", "",
         f"Audio: {duration_s:g} s of synthesized music (the seven moods of synthetic-mood-v1), AAC in mp4; "
-        "features on 3 s windows every 1 s at 22,050 Hz (one STFT of 2048/512, mel, onsets, tempogram, "
-        "chroma, spectral shape, median-filter HPSS on 96 mel bands).", "",
+        "features on 3 s windows every 1 s at 22,050 Hz (one STFT of 2048/512, mel, onsets, onset "
+        "autocorrelation at window centres for tempo, chroma, spectral shape, median-filter HPSS on 96 "
+        "mel bands).", "",
         "| stage | best s | median s | x real time (best) | x real time (median) |",
         "|---|---:|---:|---:|---:|",
     ]
