@@ -313,3 +313,33 @@ def test_space_tab_draws_the_timeline_and_answers_mood_queries(tmp_path: Path, m
     assert table["data"] == [] and "picture-only" in status
     _, _, status = on_impression(app, None, None, "sad")
     assert status == "Pick a video first."
+
+
+def test_fusion_combines_the_mood_with_another_family(tmp_path: Path, mood_mini: Path) -> None:
+    from bench.datasets.io import load_query_set
+    from bench.eval.runner import local_videos
+    from bench.evidence import FusedEvidence
+    from bench.retrievers import get_config
+    from bench.retrievers.base import RetrieverConfig
+    from bench.retrievers.fusion import Fusion
+    from bench.retrievers.impression import Impression
+    from bench.store import FeatureStore
+    from bench.types import QueryInput
+    from tests.example_family import Clock
+
+    mood = Impression(get_config("impression-prior").model_copy(update={"params": {"encoder": False}}))
+    clock = Clock(RetrieverConfig(name="clock", family="clock"))
+    videos = local_videos(load_query_set(mood_mini))
+    with FeatureStore(tmp_path / "store") as store:
+        mood.index(videos, store)
+        clock.index(videos, store)
+    cfg = RetrieverConfig(name="fusion-mood-clock", family="fusion",
+                          params={"members": ["impression-prior", "clock"], "method": "rrf", "k": 60,
+                                  "iou_threshold": 0.1})
+    fused = Fusion.from_retrievers(cfg, {"impression-prior": mood, "clock": clock})
+    # The mood alone picks the cheerful first scene; "at 15 s" alone picks the middle of the
+    # second; together the sad, quiet second scene around 15 s is found by both.
+    [[top]] = fused.search([QueryInput("the sad, quiet part at 15 s")], top_k=1, vids=["a"])
+    assert isinstance(top.evidence, FusedEvidence) and set(top.evidence.members) == {"impression-prior",
+                                                                                     "clock"}
+    assert top.start >= 9 and top.end > 15
