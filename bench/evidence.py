@@ -254,6 +254,35 @@ class SceneEvidence:
 
 
 @dataclass(frozen=True)
+class ImpressionEvidence:
+    """How a moment feels: the wanted axis values, the moment's estimated ones (mean over its
+    windows) and which senses the estimate rests on (music and picture, or picture only)."""
+
+    wanted: Mapping[str, float]
+    estimated: Mapping[str, float]
+    basis: str
+    """``music+picture``, or why it is the picture alone (no audio track, silence)."""
+    words: tuple[str, ...] = ()
+    method: str = "impression"
+    notes: tuple[str, ...] = ()
+
+    def describe(self, per_list: int = 3) -> str:
+        axes = list(self.wanted)[:per_list]
+        parts = [", ".join(f"{a} {self.estimated.get(a, 0.0):+.1f} (wanted {self.wanted[a]:+.1f})"
+                           for a in axes)]
+        if self.words:
+            parts.append("mood: " + "/".join(self.words[:per_list]))
+        parts.append(self.basis)
+        parts += list(self.notes)
+        return " · ".join(p for p in parts if p)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _noted({"method": self.method, "wanted": dict(self.wanted),
+                       "estimated": dict(self.estimated), "basis": self.basis,
+                       "words": list(self.words)}, self.notes)
+
+
+@dataclass(frozen=True)
 class MemberMatch:
     """One fusion member's moment inside a fused moment."""
 

@@ -48,6 +48,7 @@ from demo.handlers import (  # noqa: E402
     on_unload,
     on_upload,
 )
+from demo.impression_tab import impression_tab  # noqa: E402
 from demo.tag_tab import build_tag_tab  # noqa: E402
 
 log = logging.getLogger("bench")
@@ -166,6 +167,7 @@ def build(app: App) -> gr.Blocks:
                                     elem_id="br-table")
 
         build_tag_tab(app)  # its own module and handler (demo/tag_tab.py)
+        impression_tab(app, session)
 
         # Thin closures: gradio injects Request/SelectData/Progress by signature.
         def load(request: gr.Request) -> tuple[Any, ...]:

@@ -18,7 +18,7 @@ LAYERS: dict[str, int] = {
     # 1
     "modelref": 1, "video": 1, "store": 1, "index": 1,
     # 2
-    "text": 2, "llm": 2, "vision": 2, "testing": 2,
+    "text": 2, "llm": 2, "vision": 2, "testing": 2, "impression": 2,
     # 3
     "datasets": 3,
     # 4: the one search engine; families build on it and it never imports them

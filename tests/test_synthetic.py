@@ -359,7 +359,8 @@ def test_v1_spec_meets_the_brief_without_building() -> None:
     assert len(english) >= 4  # enough clear English narration for Whisper tiny.en
 
 
-@pytest.mark.parametrize("name", ["synthetic-v1", "synthetic-v2", "synthetic-actions-v1"])
+@pytest.mark.parametrize("name", ["synthetic-v1", "synthetic-v2", "synthetic-actions-v1",
+                                  "synthetic-mood-v1"])
 def test_committed_card_matches_the_generator(name: str) -> None:
     path = spec_path(name)
     card = (path.parent / "README.md").read_text(encoding="utf-8")

@@ -51,6 +51,7 @@ BUILDERS.register("synthetic-v1", "bench.datasets.synthetic.builder:build")
 BUILDERS.register("synthetic-v2", "bench.datasets.synthetic.builder:build_v2")
 BUILDERS.register("synthetic-mini", "bench.datasets.synthetic.builder:build_mini")
 BUILDERS.register("synthetic-actions-v1", "bench.datasets.synthetic.builder:build_actions")
+BUILDERS.register("synthetic-mood-v1", "bench.datasets.synthetic.builder:build_mood")
 BUILDERS.register("qvhighlights", "bench.datasets.qvhighlights:build")
 BUILDERS.register("charades-sta", "bench.datasets.charades_sta:build")
 BUILDERS.register("activitynet", "bench.datasets.activitynet:build")
@@ -66,7 +67,7 @@ BUILDERS.register("tagging-csv", "bench.datasets.tagging:build_csv")
 
 # Sets that build with no input, so ``--dataset NAME`` works on a fresh machine.
 SELF_CONTAINED = ("synthetic-v1", "synthetic-v2", "synthetic-mini", "synthetic-actions-v1",
-                  "synthetic-tags-v1")
+                  "synthetic-tags-v1", "synthetic-mood-v1")
 TAGGING_SETS = ("synthetic-tags-v1",)
 """Self-contained sets that are tagging sets (``resolve_tagging`` builds them)."""
 

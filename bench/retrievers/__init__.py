@@ -29,6 +29,7 @@ FAMILIES.register("dense-text", "bench.retrievers.dense_text:DenseText")
 FAMILIES.register("llm-metadata", "bench.retrievers.llm_metadata:LLMMetadata")
 FAMILIES.register("fusion", "bench.retrievers.fusion:Fusion")
 FAMILIES.register("chance", "bench.retrievers.chance:Chance")
+FAMILIES.register("impression", "bench.retrievers.impression:Impression")
 
 TINY_TAG = "tiny"
 """Tag of configurations that run random-init models: they test the code, their numbers mean

@@ -49,6 +49,11 @@ def build_actions(out: Path, options: BuildOptions) -> QuerySet:
     return build_from_spec(spec_path("synthetic-actions-v1"), out, options)
 
 
+def build_mood(out: Path, options: BuildOptions) -> QuerySet:
+    """Build ``synthetic-mood-v1`` (scenes built for a mood, mood queries) into ``out``."""
+    return build_from_spec(spec_path("synthetic-mood-v1"), out, options)
+
+
 def build_mini(out: Path, options: BuildOptions) -> QuerySet:
     """Build ``synthetic-mini`` (2 videos of 12 s, 8 queries) into ``out``; cached by spec hash."""
     return build_from_spec(spec_path("synthetic-mini"), out, options)

@@ -23,6 +23,15 @@ def spec_counts(spec: SynthSpec) -> dict[str, Counter[str]]:
     return {"tags": tags, "langs": langs, "features": features}
 
 
+MOOD_NOTE = (
+    "Scenes built for a mood carry `music` (synthesized in numpy: chords, bass and a melody at a set "
+    "tempo, mode, RMS level, timbre and pitch), `look` (exposure, saturation, tint and camera "
+    "motion applied to the photograph) and `mood`, the valence and arousal (-2..+2) the scene was "
+    "built to give. These intended values follow from the construction (fast, loud, major, bright "
+    "and vivid for high valence and arousal, and so on); they are not ratings by people, so they "
+    "check that an estimator reads the cues, not that it agrees with listeners.")
+
+
 def render_card(spec: SynthSpec, spec_file: Path) -> str:
     """The dataset card (README.md) of the set ``spec`` describes; computed from the spec alone."""
     counts = spec_counts(spec)
@@ -51,6 +60,9 @@ def render_card(spec: SynthSpec, spec_file: Path) -> str:
     if counts["tags"]["cross-lingual"]:
         lines.append(f"| cross-lingual | {counts['tags']['cross-lingual']} | the narration or on-screen "
                      "text, in another language than the query's |")
+    if counts["tags"]["mood"]:
+        lines.append(f"| mood | {counts['tags']['mood']} | how the moment feels: music and picture built "
+                     "for an intended impression (by construction, not rated by people) |")
     lines += ["", "### Queries by language", "", "| lang | queries |", "|---|---:|"]
     lines += [f"| {lang} ({LANG_NAMES[lang]}) | {counts['langs'][lang]} |"
               for lang in ("en", "ja", "zh", "ru", "pt") if counts["langs"][lang]]
@@ -94,6 +106,7 @@ def render_card(spec: SynthSpec, spec_file: Path) -> str:
         "so each interval is exact. The VFR video keeps every cut frame and drops others in an irregular "
         "pattern with true timestamps; the rotated one stores frames turned 90° with a display matrix "
         "that turns them back. Each file is checked with ffprobe after encoding.",
+        *(["", MOOD_NOTE] if any(s.mood for v in spec.videos for s in v.scenes) else []),
         "",
         "The same spec gives byte-identical `videos.jsonl`, `queries.jsonl` and `scenes.jsonl` (and, "
         "with the same ffmpeg, identical mp4 files). "

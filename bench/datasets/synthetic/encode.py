@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from bench.datasets.synthetic.narration import narration_track
-from bench.datasets.synthetic.render import inset, overlay, scene_frames
+from bench.datasets.synthetic.render import graded_frames, inset, overlay
 from bench.datasets.synthetic.spec import Scene, SceneSpec, SynthSpec, VideoSpec, plan
 from bench.datasets.synthetic.tools import Tools, ffprobe_json, run_tool
 from bench.errors import BenchError
@@ -97,7 +97,7 @@ def make_video(tools: Tools, spec: SynthSpec, vi: int, v: VideoSpec, dst: Path, 
                 layer = overlay(spec, s.spec, here)
                 events = _event_layers(spec, s, here)
                 nxt = scenes[si + 1].spec if si + 1 < len(scenes) else None
-                for fi, frame in enumerate(scene_frames(spec, s)):
+                for fi, frame in enumerate(graded_frames(spec, s)):
                     if layer is not None:
                         frame.paste(layer[0], layer[1], layer[0])
                     for lo, hi, (patch, at) in events:

@@ -1,4 +1,5 @@
-"""Narration: each scene's line spoken by espeak-ng, sped up until it fits, laid on one track."""
+"""Narration: each scene's line spoken by espeak-ng, sped up until it fits, laid on one track
+(with the scenes' synthesized music, where a scene has some)."""
 
 from __future__ import annotations
 
@@ -58,9 +59,23 @@ def narration_track(tools: Tools, spec: SynthSpec, v: VideoSpec, scenes: Sequenc
             at = round(begin * SAMPLE_RATE)
             track[at:at + len(samples)] = samples
             events[(s.index, k)] = (begin, begin + len(samples) / SAMPLE_RATE, wpm)
+    _lay_music(track, scenes)
     wav = work / f"{v.vid}.wav"
     _write_wav(wav, track)
     return wav, spoken, events
+
+def _lay_music(track: np.ndarray, scenes: Sequence[Scene]) -> None:
+    """Add each scene's music (:mod:`bench.datasets.synthetic.music`) to ``track`` in place."""
+    from bench.datasets.synthetic.music import music
+
+    for s in scenes:
+        if s.spec.music is None:
+            continue
+        at = round(s.start_s * SAMPLE_RATE)
+        samples = music(s.spec.music, s.end_s - s.start_s, SAMPLE_RATE)[: len(track) - at]
+        mixed = track[at:at + len(samples)].astype(np.float32) + samples * 32767.0
+        track[at:at + len(samples)] = np.clip(np.rint(mixed), -32768, 32767).astype(np.int16)
+
 
 def _read_wav(path: Path) -> np.ndarray:
     with wave.open(str(path), "rb") as wf:

@@ -69,6 +69,7 @@ def scene_rows(spec: SynthSpec, plans: dict[str, list[Scene]],
     spoken = {b.vid: b.narration for b in built}
     events = {b.vid: b.events for b in built}
     rich = any(s.enter != "cut" or s.events for v in spec.videos for s in v.scenes)
+    moody = any(s.mood or s.music or s.look for v in spec.videos for s in v.scenes)
     for v in spec.videos:
         for s in plans[v.vid]:
             row: dict[str, Any] = {"vid": v.vid, "scene": s.index, "start": s.start_s, "end": s.end_s,
@@ -87,6 +88,10 @@ def scene_rows(spec: SynthSpec, plans: dict[str, list[Scene]],
                 lo, hi = transition_span(spec, s)
                 row["enter"] = {"kind": s.spec.enter, "start": round(lo, 3), "end": round(hi, 3)}
                 row["events"] = [_event_row(spec, s, k, events[v.vid]) for k in range(len(s.spec.events))]
+            if moody:  # the intended impression and how it was built (sets of mood scenes only)
+                for kind in ("music", "look", "mood"):
+                    part = getattr(s.spec, kind)
+                    row[kind] = None if part is None else part.model_dump(mode="json")
             yield row
 
 

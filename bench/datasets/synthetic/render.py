@@ -168,6 +168,34 @@ def scene_frames(spec: SynthSpec, scene: Scene) -> Iterator[Image.Image]:
         yield src.resize((w, h), Image.Resampling.BILINEAR, box=(x0, y0, x0 + rw, y0 + rh))
 
 
+def graded_frames(spec: SynthSpec, scene: Scene) -> Iterator[Image.Image]:
+    """The scene's frames with its :class:`~bench.datasets.synthetic.spec.LookSpec` applied
+    (exposure, saturation, tint and motion); the plain frames when it has none."""
+    from PIL import Image
+
+    look = scene.spec.look
+    if look is None:
+        yield from scene_frames(spec, scene)
+        return
+    rng = np.random.default_rng(scene.index)
+    frames = scene_frames(spec, scene)
+    first = next(frames)
+    tint = np.array(look.tint, dtype=np.float32) * look.brightness
+    for i in range(scene.frames):
+        frame = first if i == 0 or look.motion == "still" else next(frames, first)
+        arr = np.asarray(frame, dtype=np.float32)
+        if look.motion == "fast":
+            # A quick back-and-forth pan, about a tenth of the width every half second.
+            shift = round(0.1 * spec.width * math.sin(2 * math.pi * i / max(1, spec.fps)))
+            arr = np.roll(arr, shift, axis=1)
+        elif look.motion == "shake":
+            dx, dy = rng.integers(-spec.width // 16, spec.width // 16 + 1, size=2)
+            arr = np.roll(arr, (int(dy), int(dx)), axis=(0, 1)) * float(rng.uniform(0.75, 1.25))
+        grey = arr.mean(axis=2, keepdims=True)
+        arr = (grey + (arr - grey) * look.saturation) * tint
+        yield Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
+
+
 def _pan(around: float, free: float, travel: float, u: float) -> float:
     """Crop offset at progress ``u`` (0..1) of a pan of ``travel`` pixels centred on offset
     ``around``, kept inside ``[0, free]``."""

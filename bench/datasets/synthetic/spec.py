@@ -15,7 +15,7 @@ from bench.paths import repo_root
 
 Lang = Literal["en", "ja", "zh", "ru", "pt"]
 Move = Literal["zoom-in", "zoom-out", "pan-left", "pan-right", "pan-up", "pan-down"]
-Tag = Literal["speech", "onscreen-text", "visual", "multi", "cross-lingual", "absent"]
+Tag = Literal["speech", "onscreen-text", "visual", "multi", "cross-lingual", "absent", "mood"]
 Cue = Literal["speech", "onscreen-text", "visual"]
 Enter = Literal["cut", "fade", "dissolve"]
 MOVES: tuple[Move, ...] = ("zoom-in", "pan-right", "zoom-out", "pan-left", "pan-up", "pan-down")
@@ -115,8 +115,47 @@ class EventSpec(_Model):
         return "inset" if self.inset else "telop" if self.telop else "narration"
 
 
+class MusicSpec(_Model):
+    """Music synthesized under a scene: chords, bass and a melody in a key, with the cues
+    that carry a mood (tempo, mode, sound level, timbre, pitch) set by hand."""
+
+    tempo_bpm: float = Field(ge=40, le=220)
+    mode: Literal["major", "minor"]
+    loudness_db: float = Field(ge=-45, le=-6)
+    """RMS level of the scene's music, dBFS."""
+    timbre: Literal["soft", "bright", "harsh"]
+    """soft: sine tones, no drums; bright: saw-like tones with a light kick; harsh: clipped
+    square tones, kick and noise hits."""
+    pitch: Literal["low", "mid", "high"] = "mid"
+    """Register of the tones: bass and chords an octave apart from low to high."""
+    seed: int = 0
+
+
+class LookSpec(_Model):
+    """How a scene's picture is graded and moved, to set its visual mood."""
+
+    brightness: float = Field(default=1.0, gt=0, le=3)
+    """Gain on pixel values (1: as photographed)."""
+    saturation: float = Field(default=1.0, ge=0, le=3)
+    """0: grey; 1: as photographed; more: more vivid."""
+    tint: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """Gain per R, G, B channel (e.g. pink, or a red cast)."""
+    motion: Literal["still", "slow", "fast", "shake"] = "slow"
+    """still: no camera move; slow: the usual pan or zoom; fast: a quick back-and-forth pan;
+    shake: a jittering, flickering picture."""
+
+
+class MoodSpec(_Model):
+    """The impression a scene is built to give (by construction, not rated by people)."""
+
+    valence: float = Field(ge=-2, le=2)
+    arousal: float = Field(ge=-2, le=2)
+    label: str = ""
+
+
 class SceneSpec(_Model):
-    """One shot: a photograph with slow motion, optional telop/caption and narration."""
+    """One shot: a photograph with slow motion, optional telop/caption and narration, and
+    optional music and picture grading that set its mood."""
 
     image: str
     duration_s: float = Field(gt=0)
@@ -135,6 +174,9 @@ class SceneSpec(_Model):
     """Length of a fade or dissolve (whole frames)."""
     events: list[EventSpec] = []
     """Short actions inside the shot (see :class:`EventSpec`)."""
+    music: MusicSpec | None = None
+    look: LookSpec | None = None
+    mood: MoodSpec | None = None
 
 
 class QuerySpec(_Model):
@@ -274,6 +316,9 @@ def _check_spec(spec: SynthSpec, path: Path) -> None:
                     raise fail(where, f"{what} {secs:g} is not a whole number of frames at {spec.fps} fps")
             _check_transition(v, i, s, where, fail)
             _check_events(v, s, where, fail)
+            if s.music is not None and (not v.audio or s.narration is not None
+                                        or any(e.narration for e in s.events)):
+                raise fail(where, "music needs a video with audio: true and a scene without narration")
             if s.narration is not None:
                 if not v.audio:
                     raise fail(where, "has narration but the video has audio: false")
@@ -349,6 +394,11 @@ def _check_query(v: VideoSpec, j: int, q: QuerySpec, fail: Any) -> None:
     if q.tag == "onscreen-text" and any(v.scenes[i].telop is None and v.scenes[i].caption is None
                                         for i in scenes):
         raise fail(where, "an onscreen-text query must point at scenes with a telop or caption")
+    if q.tag == "mood":
+        for i in scenes:
+            if v.scenes[i].mood is None or (v.scenes[i].music is None and v.scenes[i].look is None):
+                raise fail(where, f"a mood query must point at scenes built for a mood (mood with music "
+                                  f"or look); scene {i} has none")
     if q.tag == "cross-lingual":
         for i in scenes:
             said = _scene_languages(v.scenes[i])
