@@ -257,3 +257,25 @@ def test_a_plain_run_leaves_out_random_init_configurations(monkeypatch):
     assert asked == {"retrievers": [], "include_tiny": False}
     assert main(["run", "--json", "--include-tiny"]) == 0
     assert asked == {"retrievers": [], "include_tiny": True}
+
+
+def test_a_plain_run_leaves_a_configuration_out_of_sets_without_the_queries_it_answers(
+        synthetic_mini, monkeypatch):
+    """``answers: [mood]`` keeps impression search off sets with no mood query unless named."""
+    from bench.eval import runner
+    from bench.retrievers import get_config
+
+    assert get_config("impression-prior").answers == ["mood"]
+    ran: list[str] = []
+    monkeypatch.setattr(runner, "default_configs",
+                        lambda **_: [get_config("impression-prior"), get_config("bm25-text")])
+    monkeypatch.setattr(runner, "run_one", lambda cfg, *a, **k: ran.append(cfg.name) or [])
+    import bench.datasets as datasets
+
+    monkeypatch.setattr(datasets, "resolve_dataset", lambda spec: synthetic_mini)
+    assert not any("mood" in q.tags for q in synthetic_mini.queries)
+    runner.run(["mini"], [], out=None, progress=False)
+    assert ran == ["bm25-text"]
+    ran.clear()
+    runner.run(["mini"], ["impression-prior"], out=None, progress=False)  # named: it runs
+    assert ran == ["impression-prior"]

@@ -371,7 +371,12 @@ def run(datasets: Sequence[str], retrievers: Sequence[str], *, out: Path | None,
         qs = resolve_dataset(spec)
         if limit is not None:
             qs = dataclasses.replace(qs, queries=qs.queries[:limit])
+        asked = {t for q in qs.queries for t in q.tags}
         for cfg in configs:
+            if not retrievers and cfg.answers and not asked & set(cfg.answers):
+                log.info("%s left out of %s: made for %s queries, the set has none", cfg.name, qs.name,
+                         "/".join(cfg.answers))
+                continue
             log.info("running %s on %s", cfg.name, qs.name)
             results.extend(run_one(cfg, qs, modes, device=device, top_k=top_k, out=out,
                                    progress=progress, workspace=workspace,

@@ -39,6 +39,9 @@ class RetrieverConfig(BaseModel):
     """Family-specific parameters, validated by the family's own ``Params`` model."""
     tags: list[str] = Field(default_factory=list)
     """Free labels: ``offline`` (runs with no hub), ``tiny`` (random-init, not a result)."""
+    answers: list[str] = Field(default_factory=list)
+    """Query tags this configuration is made for (``mood``); empty: any query. A run that
+    names no configuration leaves it out of sets with none of these queries."""
     revision: str = "1"
     """Configuration revision; results are stored per revision."""
 
