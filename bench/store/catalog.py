@@ -38,6 +38,7 @@ from bench.store.artefacts import (
     sha256_file,
     write_artefact,
 )
+from bench.store.engines import EngineConfig
 from bench.video.probe import ProbeInfo
 
 log = logging.getLogger("bench")
@@ -114,6 +115,9 @@ class FeatureStore:
         """True where the cache cannot be written (a read-only mount, another user's cache):
         what is indexed there is served, and anything that must be written fails with one
         line saying so."""
+        self.engine = EngineConfig()
+        """How :func:`~bench.store.index_videos` computes missing features for this store
+        (the workspace's choice; the catalog is written by this process either way)."""
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
