@@ -45,7 +45,8 @@ def connect(config: EngineConfig) -> Any:
         return ray
     try:
         ray.init(address=config.ray_address, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING, configure_logging=False)
+                 logging_level=logging.WARNING, configure_logging=False,
+                 runtime_env=_runtime_env(config))
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
         where = config.ray_address or "a new local cluster"
         reason = " ".join(str(exc).split())[:300]
@@ -54,8 +55,10 @@ def connect(config: EngineConfig) -> Any:
 
 
 def _runtime_env(config: EngineConfig) -> dict[str, Any]:
-    """Workers import this very ``bench``: through PYTHONPATH on a local cluster, shipped as a
-    module to a remote one (whose nodes do not share this file system)."""
+    """The job's environment: workers import this very ``bench`` (through PYTHONPATH on a
+    local cluster, shipped as a module to a remote one, whose nodes do not share this file
+    system) and see the driver's cache and offline settings. A cluster this process joined
+    before (``ray.init`` by the caller) keeps the environment it was given."""
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
     package = Path(bench.__file__).resolve().parent
     if config.ray_address in (None, "local"):
@@ -65,32 +68,43 @@ def _runtime_env(config: EngineConfig) -> dict[str, Any]:
     return {"env_vars": env, "py_modules": [str(package)]}
 
 
-class _Worker:
-    """One actor of the pool: builds the encoder once, then per video computes, writes the
-    artefact atomically under the store root and returns where it went (or why it failed)."""
+def _compute_batch(compute: Callable[..., Any], root: Path, ex_key: str, kind: Kind,
+                   batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Compute and write each video of ``batch``; per video where its file went, or why it
+    failed (as JSON text)."""
+    results = []
+    for video_id, path, probe in zip(batch["video_id"], batch["path"], batch["probe"], strict=True):
+        try:
+            info = ProbeInfo.from_dict(json.loads(str(probe)))
+            out, meta = compute(Path(str(path)), info)
+            w = write_artefact(root, str(video_id), ex_key, kind, out, meta)
+            results.append(json.dumps({"written": [w.kind, w.relpath, w.nbytes, w.sha256,
+                                                   w.arrays, w.meta_json]}))
+        except Exception as exc:  # a per-video failure, recorded by the driver
+            reason = " ".join(str(exc).split()) or "no message"
+            results.append(json.dumps({"error": f"{type(exc).__name__}: {reason}"}))
+    return {"position": batch["position"], "result": np.array(results, dtype=object)}
 
-    def __init__(self, payload: bytes, build: bool, root: str, ex_key: str, kind: Kind) -> None:
+
+class _Worker:
+    """One actor of the pool: builds the encoder once (``recipe()``), then computes videos."""
+
+    def __init__(self, recipe: bytes, root: str, ex_key: str, kind: Kind) -> None:
         import cloudpickle
 
-        fn = cloudpickle.loads(payload)
-        self.compute = fn() if build else fn
-        self.root = Path(root)
-        self.ex_key = ex_key
-        self.kind = kind
+        self.compute = cloudpickle.loads(recipe)()
+        self.root, self.ex_key, self.kind = Path(root), ex_key, kind
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = []
-        for video_id, path, probe in zip(batch["video_id"], batch["path"], batch["probe"], strict=True):
-            try:
-                info = ProbeInfo.from_dict(json.loads(str(probe)))
-                out, meta = self.compute(Path(str(path)), info)
-                w = write_artefact(self.root, str(video_id), self.ex_key, self.kind, out, meta)
-                results.append(json.dumps({"written": [w.kind, w.relpath, w.nbytes, w.sha256,
-                                                       w.arrays, w.meta_json]}))
-            except Exception as exc:  # a per-video failure, recorded by the driver
-                reason = " ".join(str(exc).split()) or "no message"
-                results.append(json.dumps({"error": f"{type(exc).__name__}: {reason}"}))
-        return {"position": batch["position"], "result": np.array(results, dtype=object)}
+        return _compute_batch(self.compute, self.root, self.ex_key, self.kind, batch)
+
+
+def _task(batch: dict[str, np.ndarray], payload: bytes, root: str, ex_key: str,
+          kind: Kind) -> dict[str, np.ndarray]:
+    """A stateless task: ``compute`` itself was shipped (no model to build once)."""
+    import cloudpickle
+
+    return _compute_batch(cloudpickle.loads(payload), Path(root), ex_key, kind, batch)
 
 
 def run_on_ray(config: EngineConfig, root: Path, ex_key: str, kind: Kind,
@@ -124,10 +138,16 @@ def run_on_ray(config: EngineConfig, root: Path, ex_key: str, kind: Kind,
     workers = max(1, min(config.workers or fit or 1, len(jobs)))
     rows = [{"position": i, "video_id": video_id, "path": str(path), "probe": json.dumps(info.to_dict())}
             for i, (video_id, path, info) in enumerate(jobs)]
-    ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
-        _Worker, fn_constructor_args=(payload, worker is not None, str(root), ex_key, kind),
-        batch_size=1, batch_format="numpy", concurrency=workers, num_cpus=config.cpus_per_worker,
-        num_gpus=config.gpus_per_worker or None, runtime_env=_runtime_env(config))
+    items = ray.data.from_items(rows, override_num_blocks=len(rows))
+    args = (payload, str(root), ex_key, kind)
+    if worker is not None:  # a model to load once per actor: an actor pool
+        ds = items.map_batches(_Worker, fn_constructor_args=args, batch_size=1, batch_format="numpy",
+                               compute=ray.data.ActorPoolStrategy(size=workers),
+                               num_cpus=config.cpus_per_worker, num_gpus=config.gpus_per_worker or None)
+    else:  # light or self-contained work: plain tasks, no actor start-up
+        ds = items.map_batches(_task, fn_args=args, batch_size=1, batch_format="numpy",
+                               compute=ray.data.TaskPoolStrategy(size=workers),
+                               num_cpus=config.cpus_per_worker, num_gpus=config.gpus_per_worker or None)
     log.info("%s: %d videos on Ray, %d workers of %g CPU / %g GPU", ex_key, len(jobs), workers,
              config.cpus_per_worker, config.gpus_per_worker)
     try:
