@@ -96,7 +96,8 @@ def index_videos(store: FeatureStore, videos: Sequence[Video], ex: Extractor,
     (:func:`bench.store.ray_engine.run_on_ray`) whose workers compute it (with
     ``worker()``'s compute if given, else ``compute`` itself, pickled) and write its file into
     the store directory, which the workers must share. Any error a worker meets on one video is
-    recorded as that video's failure, and the run goes on.
+    recorded as that video's failure, and the run goes on. A compute that cannot be pickled
+    and comes without ``worker`` is run in this process, with one warning.
 
     A tqdm bar on stderr counts videos, with frames/s and video-seconds per wall-second.
     """
