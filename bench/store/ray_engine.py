@@ -29,6 +29,10 @@ FORWARDED_ENV = ("SCENEBENCH_", "HF_", "TRANSFORMERS_", "TOKENIZERS_")
 settings decide which models they load, and must agree with the driver's."""
 
 
+RETRIES = 3
+"""Times a video whose worker died is sent again."""
+
+
 class VideoFailed(BadInput):
     """A video a worker could not compute; the reason is the worker's one-line error."""
 
@@ -111,12 +115,15 @@ def run_on_ray(config: EngineConfig, root: Path, ex_key: str, kind: Kind,
                jobs: Sequence[tuple[str, Path, ProbeInfo]], compute: Callable[..., Any],
                worker: Callable[[], Callable[..., Any]] | None) -> Iterator[tuple[int, Any]]:
     """``(position, Written | VideoFailed)`` for each ``(video_id, path, probe)`` of ``jobs``,
-    in the order they finish. ``worker()`` builds the per-video compute inside an actor;
-    without it, ``compute`` itself is shipped (it must pickle with cloudpickle).
+    in the order they finish. ``worker()`` builds the per-video compute once in each actor of
+    a pool; without it, ``compute`` itself is shipped to plain tasks (it must pickle with
+    cloudpickle; a model it loads lazily is loaded per video there).
 
     Videos stream one per task through the pool, so a slow video holds one actor, not the
     run; an actor that dies is restarted by Ray Data and its video computed again (the file
-    name is the content hash, so a second write cannot leave two artefacts registered).
+    name is the content hash, so a second write cannot leave two artefacts registered), up to
+    :data:`RETRIES` times: a video that kills every worker it meets then stops the run with
+    one line instead of restarting workers for ever.
     """
     import cloudpickle
 
@@ -143,11 +150,13 @@ def run_on_ray(config: EngineConfig, root: Path, ex_key: str, kind: Kind,
     if worker is not None:  # a model to load once per actor: an actor pool
         ds = items.map_batches(_Worker, fn_constructor_args=args, batch_size=1, batch_format="numpy",
                                compute=ray.data.ActorPoolStrategy(size=workers),
-                               num_cpus=config.cpus_per_worker, num_gpus=config.gpus_per_worker or None)
+                               num_cpus=config.cpus_per_worker, num_gpus=config.gpus_per_worker or None,
+                               max_task_retries=RETRIES)
     else:  # light or self-contained work: plain tasks, no actor start-up
         ds = items.map_batches(_task, fn_args=args, batch_size=1, batch_format="numpy",
                                compute=ray.data.TaskPoolStrategy(size=workers),
-                               num_cpus=config.cpus_per_worker, num_gpus=config.gpus_per_worker or None)
+                               num_cpus=config.cpus_per_worker, num_gpus=config.gpus_per_worker or None,
+                               max_retries=RETRIES)
     log.info("%s: %d videos on Ray, %d workers of %g CPU / %g GPU", ex_key, len(jobs), workers,
              config.cpus_per_worker, config.gpus_per_worker)
     try:
