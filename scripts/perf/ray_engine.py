@@ -52,15 +52,14 @@ def index_once(r: Any, clips: list[Path], engine: Any) -> dict[str, float]:
         store = FeatureStore(Path(root))
         store.engine = engine
         arrivals: list[tuple[float, str]] = []
-        for method in ("save", "register"):  # local saves, Ray registers what workers wrote
-            real = getattr(store, method)
+        real = store.register  # every artefact goes through it (local saves call it too)
 
-            def timed(video_id: str, *a: Any, _real: Any = real, **k: Any) -> Any:
-                out = _real(video_id, *a, **k)
-                arrivals.append((time.perf_counter(), video_id))
-                return out
+        def timed(video_id: str, *a: Any, **k: Any) -> Any:
+            out = real(video_id, *a, **k)
+            arrivals.append((time.perf_counter(), video_id))
+            return out
 
-            setattr(store, method, timed)
+        store.register = timed  # type: ignore[method-assign]
         t0 = time.perf_counter()
         done = index_videos(store, videos, r.extractor, r.encode_video, desc="library",
                             worker=encoder_recipe(r.config, r.device))
