@@ -90,10 +90,19 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _engine(args: argparse.Namespace) -> Any:
+    """The ``--engine`` / ``--ray-address`` choice, checked before anything is built."""
+    from bench.store.engines import EngineConfig
+
+    engine = EngineConfig(kind=args.engine, ray_address=args.ray_address)
+    engine.check()
+    return engine
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from bench.eval.runner import index_dataset
 
-    doc = index_dataset(args.dataset, args.retriever, device=args.device)
+    doc = index_dataset(args.dataset, args.retriever, device=args.device, engine=_engine(args))
     if args.json:
         _emit_json(doc)
     else:
@@ -174,7 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     modes: tuple[Mode, ...] = ("grounding", "corpus") if args.mode == "both" else (args.mode,)
     results = run(args.dataset or [], args.retriever or [], out=Path(args.out), modes=modes,
                   device=args.device, top_k=args.top_k, limit=args.limit,
-                  progress=not args.json, include_tiny=args.include_tiny)
+                  progress=not args.json, include_tiny=args.include_tiny, engine=_engine(args))
     from bench.eval.results import result_path
 
     rows = []
@@ -318,10 +327,17 @@ def build_parser() -> argparse.ArgumentParser:
     def device_arg(sp: argparse.ArgumentParser, default: str = "auto") -> None:
         sp.add_argument("--device", choices=["auto", "cpu", "cuda"], default=default)
 
+    def engine_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="who computes features: this process (default) or a Ray cluster")
+        sp.add_argument("--ray-address", help="Ray cluster to join (host:port, ray://host:port, "
+                        "auto); default: start a local one")
+
     sp = add("index", cmd_index, "index a dataset's videos into the feature store (cached)")
     sp.add_argument("--dataset", required=True, help="registered name or query-set directory")
     sp.add_argument("--retriever", required=True, help="configuration name or YAML path")
     device_arg(sp)
+    engine_args(sp)
 
     sp = add("search", cmd_search, "search video files for a text or image query")
     sp.add_argument("--video", nargs="+", required=True, help="video file(s)")
@@ -360,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--top-k", type=int, default=10)
     sp.add_argument("--limit", type=int, help="first N queries per dataset (quick runs)")
     device_arg(sp)
+    engine_args(sp)
 
     sp = add("evaluate", cmd_evaluate, "score a prediction file against ground truth")
     sp.add_argument("--gt", required=True, help="queries.jsonl (ground truth)")

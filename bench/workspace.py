@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from bench.engine.search import QueryResult
     from bench.retrievers.base import Retriever, RetrieverConfig
     from bench.store import FeatureStore
+    from bench.store.engines import EngineConfig
 
 Build = Callable[["RetrieverConfig", str, "Workspace"], "Retriever"]
 IndexKey = frozenset[tuple[str, str | None]]
@@ -61,6 +62,9 @@ def _build(config: RetrieverConfig, device: str, workspace: Workspace) -> Retrie
 class Workspace:
     """One per process: the feature store and the retrievers built from configurations, each once.
 
+    The indexing engine (``engine``: this process, or a Ray cluster) is the workspace's
+    choice and reaches every family through its feature store.
+
     A retriever searches what its last ``index`` call gave it, and it is shared, so
     index-then-search runs under that retriever's lock; features come from the feature
     store, so indexing a set seen before costs a cache lookup, not a model pass. A
@@ -72,8 +76,12 @@ class Workspace:
     """
 
     def __init__(self, *, device: str = "auto", store: FeatureStore | None = None,
-                 build: Build | None = None) -> None:
+                 build: Build | None = None, engine: EngineConfig | None = None) -> None:
         self.device = device
+        self.engine = engine
+        """How missing features are computed (None: the store's own, local by default)."""
+        if store is not None and engine is not None:
+            store.engine = engine
         self.builds: collections.Counter[str] = collections.Counter()
         """Configuration name -> times it was built (a build that failed counts too)."""
         self._store = store
@@ -92,6 +100,8 @@ class Workspace:
                 from bench.store import FeatureStore
 
                 self._store = FeatureStore()
+                if self.engine is not None:
+                    self._store.engine = self.engine
             return self._store
 
     def loaded(self) -> list[str]:

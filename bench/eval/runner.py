@@ -28,6 +28,7 @@ from bench.eval.results import ResultFile, Status, find_random_init, save_result
 from bench.paths import repo_root
 from bench.retrievers import TINY_TAG, get_config, load_configs
 from bench.retrievers.base import Retriever, RetrieverConfig
+from bench.store.engines import EngineConfig
 from bench.types import QID, Moment, Prediction, Query, QueryInput, QuerySet, Video
 from bench.workspace import Workspace
 
@@ -347,15 +348,16 @@ def run(datasets: Sequence[str], retrievers: Sequence[str], *, out: Path | None,
         modes: Sequence[Mode] = ("grounding", "corpus"), device: str = "auto", top_k: int = 10,
         limit: int | None = None, progress: bool = True,
         max_backend_failed_share: float = MAX_BACKEND_FAILED_SHARE,
-        include_tiny: bool = False) -> list[ResultFile]:
-    """Every dataset x every configuration. With no ``retrievers``, that is every real
-    configuration of ``models/``: random-init test configurations (tagged ``tiny``) only
-    exercise the code, so they run when named or with ``include_tiny``."""
+        include_tiny: bool = False, engine: EngineConfig | None = None) -> list[ResultFile]:
+    """Every dataset x every configuration, features computed by ``engine`` (local by
+    default). With no ``retrievers``, that is every real configuration of ``models/``:
+    random-init test configurations (tagged ``tiny``) only exercise the code, so they run
+    when named or with ``include_tiny``."""
     from bench.datasets import is_tagging, resolve_dataset, resolve_tagging
 
     configs = ([get_config(r) for r in retrievers] if retrievers
                else default_configs(include_tiny=include_tiny))
-    workspace = Workspace(device=device)
+    workspace = Workspace(device=device, engine=engine)
     results = []
     for spec in datasets or ["synthetic-v2"]:
         if is_tagging(spec):  # a tagging set: the second task, one result per configuration
@@ -389,13 +391,15 @@ def default_configs(*, include_tiny: bool = False) -> list[RetrieverConfig]:
     return [c for c in load_configs().values() if include_tiny or TINY_TAG not in c.tags]
 
 
-def index_dataset(dataset: str, retriever: str, *, device: str = "auto") -> dict[str, Any]:
-    """``python -m bench index``: index every video of a set into the feature store."""
+def index_dataset(dataset: str, retriever: str, *, device: str = "auto",
+                  engine: EngineConfig | None = None) -> dict[str, Any]:
+    """``python -m bench index``: index every video of a set into the feature store, computed
+    by ``engine`` (local by default)."""
     from bench.datasets import resolve_dataset
 
     qs = resolve_dataset(dataset)
     cfg = get_config(retriever)
-    workspace = Workspace(device=device)
+    workspace = Workspace(device=device, engine=engine)
     rec = timing.TimingRecorder()
     with timing.recording(rec):
         workspace.retriever(cfg)

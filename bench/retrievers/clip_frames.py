@@ -279,10 +279,12 @@ class ClipFrames(EngineSearch):
         """Embed (cached, resumable) the sampled frames of ``videos`` and make them searchable.
 
         Videos that fail to decode are recorded in the store and left out (logged)."""
+        from bench.retrievers.workers import encoder_recipe
         from bench.store import index_videos
 
         done = index_videos(store, videos, self.extractor, self.encode_video, desc=f"index {self.name}",
-                            stream=self.encode_videos if self.params.stream_videos else None)
+                            stream=self.encode_videos if self.params.stream_videos else None,
+                            worker=encoder_recipe(self.config, self.device))
         self.corpus.persist_in(store, f"vector-index/{self.extractor.key}")
         for video in videos:
             video_id = done.get(video.vid)

@@ -1,13 +1,15 @@
 """Feature store: a SQLite catalog (WAL) with per-video arrays and JSON, written atomically,
 and the shared resumable indexing loop."""
 
-from bench.store.catalog import Extractor, FeatureStore, Status, canonical_json, sha256_file
+from bench.store.artefacts import Written, canonical_json, sha256_file
+from bench.store.catalog import Extractor, FeatureStore, Status
 from bench.store.indexing import index_videos, index_videos_json
 
 __all__ = [
     "Extractor",
     "FeatureStore",
     "Status",
+    "Written",
     "canonical_json",
     "index_videos",
     "index_videos_json",

@@ -17,17 +17,28 @@ import sqlite3
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from bench.errors import BadInput
-from bench.fsio import fsync_dir, temp_file
 from bench.paths import cache_home
 from bench.store.access import can_write, open_catalog, read_only_error, store_errors
+from bench.store.artefacts import NAME_RE as _NAME_RE
+from bench.store.artefacts import (
+    Kind,
+    Written,
+    array_spec,
+    canonical_json,
+    checked_arrays,
+    meta_json,
+    sha256_file,
+    write_artefact,
+)
+from bench.store.engines import EngineConfig
 from bench.video.probe import ProbeInfo
 
 log = logging.getLogger("bench")
@@ -35,15 +46,8 @@ log = logging.getLogger("bench")
 Status = Literal["done", "failed", "missing"]
 
 CATALOG_VERSION = 1
-HASH_CHUNK_BYTES = 1 << 20
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # A machine path in extractor parameters would make the cache key differ between machines.
 _MACHINE_PATH_RE = re.compile(r"^(/|~|[A-Za-z]:[\\/]|\\\\|local-dir:)")
-
-def canonical_json(obj: Any) -> str:
-    """Deterministic JSON (sorted keys, no spaces, NaN refused) used for hashing."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
 
 def _check_no_machine_paths(value: Any, where: str) -> None:
     if isinstance(value, str) and _MACHINE_PATH_RE.match(value):
@@ -96,51 +100,6 @@ class Extractor:
         return isinstance(other, Extractor) and self.key == other.key
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks (memory stays flat for any size)."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(HASH_CHUNK_BYTES), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _write_atomic(directory: Path, stem: str, suffix: str,
-                  write: Callable[[BinaryIO], None]) -> tuple[Path, int, str]:
-    """Write through ``write`` into a temp file in ``directory``, fsync it, hash it, and
-    rename it to ``<stem>.<sha12>.<suffix>``; return (path, bytes, sha256 hex).
-
-    The name carries the content hash so concurrent writers of the same artefact never
-    replace a file another process's catalog row points to.
-    """
-    with temp_file(directory, f".{stem}.") as (fh, tmp):
-        write(fh)
-    try:
-        digest = sha256_file(tmp)
-        target = directory / f"{stem}.{digest[:12]}.{suffix}"
-        tmp.replace(target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    # The rename itself is durable only once the directory entry is flushed.
-    fsync_dir(directory)
-    return target, target.stat().st_size, digest
-
-
-def _write_npz(fh: BinaryIO, arrays: Mapping[str, np.ndarray]) -> None:
-    """An uncompressed ``.npz`` with fixed zip timestamps, so equal arrays give equal bytes
-    (``np.savez`` stamps the current time into every member)."""
-    with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for name, arr in arrays.items():
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            with zf.open(info, "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)
-
-
-def _array_spec(arrays: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
-    return {k: {"shape": list(a.shape), "dtype": a.dtype.str} for k, a in arrays.items()}
-
-
 class FeatureStore:
     """Cached, resumable per-video features.
 
@@ -156,6 +115,9 @@ class FeatureStore:
         """True where the cache cannot be written (a read-only mount, another user's cache):
         what is indexed there is served, and anything that must be written fails with one
         line saying so."""
+        self.engine = EngineConfig()
+        """How :func:`~bench.store.index_videos` computes missing features for this store
+        (the workspace's choice; the catalog is written by this process either way)."""
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
@@ -272,11 +234,6 @@ class FeatureStore:
 
     # -- artefacts --------------------------------------------------------------------------
 
-    def _dir(self, video_id: str, ex: Extractor) -> Path:
-        if not _NAME_RE.match(video_id):
-            raise BadInput(f"video id {video_id!r} is not an id made by FeatureStore.video_id")
-        return self.root / "features" / ex.key
-
     def _row(self, video_id: str, ex: Extractor) -> sqlite3.Row | None:
         rows = self._query("SELECT * FROM artefacts WHERE video_id=? AND extractor=?", (video_id, ex.key))
         return rows[0] if rows else None
@@ -315,27 +272,44 @@ class FeatureStore:
         with self._tx() as db:
             db.execute("DELETE FROM artefacts WHERE video_id=? AND extractor=?", (video_id, ex.key))
 
-    def _commit(self, video_id: str, ex: Extractor, kind: str, write: Callable[[BinaryIO], None],
-                arrays: dict[str, Any] | None, meta: Mapping[str, Any] | None) -> None:
-        try:
-            meta_text = canonical_json(dict(meta or {}))
-        except (TypeError, ValueError) as exc:
-            raise BadInput(f"extractor {ex.key}: meta must be JSON-able ({exc})") from None
+    def register(self, video_id: str, ex: Extractor, written: Written) -> None:
+        """Mark (video, extractor) done with a file already renamed into place under
+        :attr:`root` (by this process or by a worker that shares the directory), replacing
+        what was there. BadInput when the file is not there with the size the writer saw."""
         if self.read_only:
             raise read_only_error(self.root)
-        with store_errors(self.root):
-            target, nbytes, digest = _write_atomic(self._dir(video_id, ex), video_id, kind, write)
-        relpath = target.relative_to(self.root).as_posix()
+        target = self.root / written.relpath
+        try:
+            size = target.stat().st_size
+        except OSError:
+            raise BadInput(f"{ex.key} for video {video_id}: the written artefact {target} is not "
+                           "in the store directory (is it shared with the workers?)") from None
+        if size != written.nbytes:
+            raise BadInput(f"{ex.key} for video {video_id}: {target} has {size} bytes, the writer "
+                           f"wrote {written.nbytes}")
         with self._tx() as db:
             old = db.execute("SELECT relpath FROM artefacts WHERE video_id=? AND extractor=?",
                              (video_id, ex.key)).fetchone()
             self._register(db, video_id, ex)
             db.execute(
                 "INSERT OR REPLACE INTO artefacts VALUES (?, ?, 'done', ?, ?, ?, ?, ?, ?, NULL)",
-                (video_id, ex.key, kind, relpath,
-                 None if arrays is None else canonical_json(arrays), nbytes, digest, meta_text))
-        if old is not None and old["relpath"] and old["relpath"] != relpath:
+                (video_id, ex.key, written.kind, written.relpath,
+                 None if written.arrays is None else canonical_json(written.arrays),
+                 written.nbytes, written.sha256, written.meta_json))
+        if old is not None and old["relpath"] and old["relpath"] != written.relpath:
             (self.root / old["relpath"]).unlink(missing_ok=True)
+
+    def _commit(self, video_id: str, ex: Extractor, kind: Kind, out: Any,
+                meta: Mapping[str, Any] | None) -> None:
+        if self.read_only:
+            # bad arrays or meta are bad input wherever they would be written
+            if kind == "npz":
+                checked_arrays(ex.key, out)
+            meta_json(ex.key, meta)
+            raise read_only_error(self.root)
+        with store_errors(self.root):
+            written = write_artefact(self.root, video_id, ex.key, kind, out, meta)
+        self.register(video_id, ex, written)
 
     @staticmethod
     def _register(db: sqlite3.Connection, video_id: str, ex: Extractor) -> None:
@@ -352,32 +326,13 @@ class FeatureStore:
         then is the row marked done, in one transaction, with each array's shape and dtype,
         the byte count and the file's sha256. Memory stays at the arrays themselves.
         """
-        if not arrays:
-            raise BadInput(f"extractor {ex.key}: save() needs at least one array")
-        clean: dict[str, np.ndarray] = {}
-        for name, value in arrays.items():
-            arr = np.asarray(value)
-            if arr.dtype.hasobject:
-                raise BadInput(f"extractor {ex.key}: array {name!r} has dtype object; store numbers "
-                               "or strings, or use save_json")
-            if not name or "/" in name:
-                raise BadInput(f"extractor {ex.key}: array name {name!r} must be non-empty, without '/'")
-            clean[str(name)] = arr
-        self._commit(video_id, ex, "npz", lambda fh: _write_npz(fh, clean), _array_spec(clean), meta)
+        self._commit(video_id, ex, "npz", arrays, meta)
 
     def save_json(self, video_id: str, ex: Extractor, obj: Any,
                   meta: Mapping[str, Any] | None = None) -> None:
         """Store a JSON-able object (e.g. timestamped text segments) with the same atomicity
         and checksum as :meth:`save`."""
-        try:
-            data = json.dumps(obj, ensure_ascii=False, allow_nan=False).encode("utf-8")
-        except (TypeError, ValueError) as exc:
-            raise BadInput(f"extractor {ex.key}: object is not JSON-able ({exc})") from None
-
-        def write(fh: BinaryIO) -> None:
-            fh.write(data)
-
-        self._commit(video_id, ex, "json", write, None, meta)
+        self._commit(video_id, ex, "json", obj, meta)
 
     def _verified_path(self, video_id: str, ex: Extractor, kind: str) -> tuple[Path, sqlite3.Row] | None:
         """The file of a done artefact after checking its size and sha256, else None (a
@@ -423,7 +378,7 @@ class FeatureStore:
         except (ValueError, zipfile.BadZipFile) as exc:
             self._reset(video_id, ex, f"{target} cannot be read ({exc})")
             return None
-        if _array_spec(arrays) != expected:
+        if array_spec(arrays) != expected:
             self._reset(video_id, ex, "stored arrays do not match their recorded shapes/dtypes")
             return None
         return arrays

@@ -6,6 +6,7 @@ on a re-run, a video that cannot be read is recorded as failed and the loop goes
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -17,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from bench.errors import BadInput
+from bench.store.artefacts import Written
 from bench.store.catalog import Extractor, FeatureStore
 from bench.types import Video
 from bench.video.probe import ProbeInfo, probe
@@ -30,6 +32,9 @@ JsonCompute = Callable[[Path, ProbeInfo], tuple[Any, Mapping[str, Any]]]
 Outcome = tuple[Any, Mapping[str, Any]] | BaseException
 """What computing one video gave: ``(arrays or obj, meta)``, or the decoder error it raised."""
 StreamCompute = Callable[[Sequence[tuple[Path, ProbeInfo]]], Iterator[tuple[int, Outcome]]]
+WorkerCompute = Callable[[], ArraysCompute | JsonCompute]
+"""Builds the per-video compute inside a worker process (the Ray engine): a picklable
+recipe, e.g. a ``functools.partial`` that loads the model there, instead of the model itself."""
 
 
 def _probe_for(store: FeatureStore, video_id: str, path: Path) -> ProbeInfo:
@@ -65,7 +70,8 @@ STREAM_CHUNK_VIDEOS = 64
 
 def index_videos(store: FeatureStore, videos: Sequence[Video], ex: Extractor,
                  compute: ArraysCompute | JsonCompute, *, desc: str,
-                 kind: Kind = "arrays", stream: StreamCompute | None = None) -> dict[str, str]:
+                 kind: Kind = "arrays", stream: StreamCompute | None = None,
+                 worker: WorkerCompute | None = None) -> dict[str, str]:
     """Compute ``ex`` for every video not already done; return ``{vid: video_id}`` of the
     videos that are done now.
 
@@ -85,6 +91,14 @@ def index_videos(store: FeatureStore, videos: Sequence[Video], ex: Extractor,
     across video boundaries (short clips then cost no start-up each). Each video is saved as
     soon as its outcome arrives, so a run killed part-way keeps every finished video.
 
+    With ``store.engine.kind == "ray"`` the driver still hashes and probes each video and
+    alone writes the catalog, but every pending video goes to a Ray Data actor pool
+    (:func:`bench.store.ray_engine.run_on_ray`) whose workers compute it (with
+    ``worker()``'s compute if given, else ``compute`` itself, pickled) and write its file into
+    the store directory, which the workers must share. Any error a worker meets on one video is
+    recorded as that video's failure, and the run goes on. A compute that cannot be pickled
+    and comes without ``worker`` is run in this process, with one warning.
+
     A tqdm bar on stderr counts videos, with frames/s and video-seconds per wall-second.
     """
     from tqdm.auto import tqdm
@@ -92,6 +106,7 @@ def index_videos(store: FeatureStore, videos: Sequence[Video], ex: Extractor,
 
     if kind not in ("arrays", "json"):
         raise BadInput(f"kind must be 'arrays' or 'json', got {kind!r}")
+    on_ray = store.engine.kind == "ray" and _shippable(worker or compute, desc)
     done: dict[str, str] = {}
     totals = {"frames": 0, "video_s": 0.0, "busy_s": 0.0}
     pending: list[_Pending] = []
@@ -109,12 +124,16 @@ def index_videos(store: FeatureStore, videos: Sequence[Video], ex: Extractor,
             if isinstance(outcome, BaseException):
                 fail(job.vids, job.video_id, outcome)
                 return
-            out, meta = outcome
-            meta = dict(meta or {})
-            if kind == "arrays":
-                store.save(job.video_id, ex, out, meta)
+            if isinstance(outcome, Written):
+                store.register(job.video_id, ex, outcome)
+                out, meta = None, json.loads(outcome.meta_json)
             else:
-                store.save_json(job.video_id, ex, out, meta)
+                out, meta = outcome
+                meta = dict(meta or {})
+                if kind == "arrays":
+                    store.save(job.video_id, ex, out, meta)
+                else:
+                    store.save_json(job.video_id, ex, out, meta)
             totals["busy_s"] += busy_s
             totals["frames"] += _frames_in(meta, out, kind)
             totals["video_s"] += job.info.duration_s
@@ -128,14 +147,22 @@ def index_videos(store: FeatureStore, videos: Sequence[Video], ex: Extractor,
             bar.update(len(job.vids))
 
         def flush() -> None:
-            if not pending or stream is None:
+            if not pending or (stream is None and not on_ray):
                 return
             jobs = list(pending)
             pending.clear()
             left = set(range(len(jobs)))
             errors = decoder_errors()
             t0 = time.perf_counter()
-            for position, outcome in stream([(job.path, job.info) for job in jobs]):
+            if on_ray:
+                from bench.store.ray_engine import run_on_ray
+
+                outcomes = run_on_ray(store.engine, store.root, ex.key, "npz" if kind == "arrays" else "json",
+                                      [(job.video_id, job.path, job.info) for job in jobs], compute, worker)
+            else:
+                assert stream is not None
+                outcomes = stream([(job.path, job.info) for job in jobs])
+            for position, outcome in outcomes:
                 if position not in left:
                     raise RuntimeError(f"{desc}: the stream gave video {position} twice or out of range")
                 left.discard(position)
@@ -175,6 +202,9 @@ def index_videos(store: FeatureStore, videos: Sequence[Video], ex: Extractor,
                 fail([video.vid], video_id, exc)
                 continue
             job = _Pending([video.vid], video_id, path, info)
+            if on_ray:  # one Ray run for all: its actor pool starts once
+                pending.append(job)
+                continue
             if stream is not None:
                 pending.append(job)
                 if sum(j.info.duration_s for j in pending) >= STREAM_CHUNK_S or \
@@ -190,6 +220,19 @@ def index_videos(store: FeatureStore, videos: Sequence[Video], ex: Extractor,
     return done
 
 
+def _shippable(fn: Callable[..., Any], desc: str) -> bool:
+    """Whether ``fn`` can be sent to Ray workers; when not (it holds locks or threads), one
+    warning says so and the features are computed in this process, as with the local engine."""
+    import cloudpickle
+
+    try:
+        cloudpickle.dumps(fn)
+    except Exception as exc:
+        log.warning("%s: cannot be sent to Ray workers (%s); computing in this process", desc, exc)
+        return False
+    return True
+
+
 @dataclass
 class _Pending:
     """A video waiting for its features: every ``vid`` listing these bytes, and its probe."""
@@ -201,6 +244,7 @@ class _Pending:
 
 
 def index_videos_json(store: FeatureStore, videos: Sequence[Video], ex: Extractor,
-                      compute: JsonCompute, *, desc: str) -> dict[str, str]:
+                      compute: JsonCompute, *, desc: str, worker: WorkerCompute | None = None,
+                      ) -> dict[str, str]:
     """:func:`index_videos` with ``kind="json"``: ``compute`` returns ``(obj, meta)``."""
-    return index_videos(store, videos, ex, compute, desc=desc, kind="json")
+    return index_videos(store, videos, ex, compute, desc=desc, kind="json", worker=worker)

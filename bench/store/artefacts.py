@@ -1,0 +1,143 @@
+"""Writing one artefact file of the feature store, atomically and without the catalog: the
+driver's store and the Ray engine's workers write the same way, and only the driver registers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import numpy as np
+
+from bench.errors import BadInput
+from bench.fsio import fsync_dir, temp_file
+
+Kind = Literal["npz", "json"]
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def canonical_json(obj: Any) -> str:
+    """Deterministic JSON (sorted keys, no spaces, NaN refused) used for hashing."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+@dataclass(frozen=True)
+class Written:
+    """An artefact file renamed into place under a store root, not yet in the catalog:
+    ``relpath`` (posix, relative to the root), its size, sha256, per-array shape and dtype
+    (``npz``; None for ``json``) and the canonical JSON of its ``meta``."""
+
+    kind: Kind
+    relpath: str
+    nbytes: int
+    sha256: str
+    arrays: dict[str, dict[str, Any]] | None
+    meta_json: str
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (memory stays flat for any size)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_atomic(directory: Path, stem: str, suffix: str,
+                 write: Callable[[BinaryIO], None]) -> tuple[Path, int, str]:
+    """Write through ``write`` into a temp file in ``directory``, fsync it, hash it, and
+    rename it to ``<stem>.<sha12>.<suffix>``; return (path, bytes, sha256 hex).
+
+    The name carries the content hash so concurrent writers of the same artefact never
+    replace a file another process's catalog row points to.
+    """
+    with temp_file(directory, f".{stem}.") as (fh, tmp):
+        write(fh)
+    try:
+        digest = sha256_file(tmp)
+        target = directory / f"{stem}.{digest[:12]}.{suffix}"
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    # The rename itself is durable only once the directory entry is flushed.
+    fsync_dir(directory)
+    return target, target.stat().st_size, digest
+
+
+def write_npz(fh: BinaryIO, arrays: Mapping[str, np.ndarray]) -> None:
+    """An uncompressed ``.npz`` with fixed zip timestamps, so equal arrays give equal bytes
+    (``np.savez`` stamps the current time into every member)."""
+    with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arr in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)
+
+
+def array_spec(arrays: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    return {k: {"shape": list(a.shape), "dtype": a.dtype.str} for k, a in arrays.items()}
+
+
+def checked_arrays(ex_key: str, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """``arrays`` as numpy arrays, BadInput for none, an object dtype or a bad name."""
+    if not arrays:
+        raise BadInput(f"extractor {ex_key}: save() needs at least one array")
+    clean: dict[str, np.ndarray] = {}
+    for name, value in arrays.items():
+        arr = np.asarray(value)
+        if arr.dtype.hasobject:
+            raise BadInput(f"extractor {ex_key}: array {name!r} has dtype object; store numbers "
+                           "or strings, or use save_json")
+        if not name or "/" in name:
+            raise BadInput(f"extractor {ex_key}: array name {name!r} must be non-empty, without '/'")
+        clean[str(name)] = arr
+    return clean
+
+
+def meta_json(ex_key: str, meta: Mapping[str, Any] | None) -> str:
+    try:
+        return canonical_json(dict(meta or {}))
+    except (TypeError, ValueError) as exc:
+        raise BadInput(f"extractor {ex_key}: meta must be JSON-able ({exc})") from None
+
+
+def artefact_dir(root: Path, video_id: str, ex_key: str) -> Path:
+    """``root/features/<extractor key>``, where the artefacts of ``video_id`` go."""
+    if not NAME_RE.match(video_id):
+        raise BadInput(f"video id {video_id!r} is not an id made by FeatureStore.video_id")
+    return root / "features" / ex_key
+
+
+def write_artefact(root: Path, video_id: str, ex_key: str, kind: Kind, out: Any,
+                   meta: Mapping[str, Any] | None) -> Written:
+    """Write ``out`` (named arrays for ``npz``, a JSON-able object for ``json``) as the
+    artefact of (``video_id``, extractor ``ex_key``) under ``root``; the catalog is untouched.
+    BadInput for arrays or objects the store cannot hold."""
+    meta_text = meta_json(ex_key, meta)
+    spec: dict[str, dict[str, Any]] | None = None
+    if kind == "npz":
+        clean = checked_arrays(ex_key, out)
+        spec = array_spec(clean)
+
+        def write(fh: BinaryIO) -> None:
+            write_npz(fh, clean)
+    else:
+        try:
+            data = json.dumps(out, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise BadInput(f"extractor {ex_key}: object is not JSON-able ({exc})") from None
+
+        def write(fh: BinaryIO) -> None:
+            fh.write(data)
+
+    target, nbytes, digest = write_atomic(artefact_dir(root, video_id, ex_key), video_id, kind, write)
+    return Written(kind, target.relative_to(root).as_posix(), nbytes, digest, spec, meta_text)
