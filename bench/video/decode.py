@@ -27,6 +27,12 @@ DECODERS: tuple[str, ...] = ("auto", "decord", "pyav")
 SPARSE_RATIO = 2.0
 """``auto`` decodes with PyAV when it samples at most one frame in this many."""
 
+PLANNED_MAX_SHARE = 0.75
+"""``auto`` decodes every frame with decord rather than follow PyAV's plan when the plan
+still sends more than this share of the packets to the decoder (long groups of pictures
+without B-frames, sampled every second or so): decord decodes a frame for up to about 1.4x
+less than PyAV (scripts/perf/reports/decode_cost.md and decode_seek.md)."""
+
 
 def sample_frames(path: Path, fps: float = 1.0, *, short_side: int | None = None,
                   batch_size: int = 32, decoder: str = "auto", threads: int = 0,
@@ -42,8 +48,10 @@ def sample_frames(path: Path, fps: float = 1.0, *, short_side: int | None = None
     consumer overlapping its work with decoding starts sooner). ``short_side`` scales inside
     the decoder so the shorter display side is that many pixels (aspect kept, no upscaling).
     ``decoder`` is ``"auto"``, ``"decord"`` or ``"pyav"``. ``auto`` takes PyAV for sparse
-    sampling (at most every second frame) of H.264 it can plan: it then decodes only what the
-    sampled frames need. Otherwise ``auto`` takes decord where :func:`choose_decoder` finds it
+    sampling (at most every second frame) of H.264 it can plan, where the plan skips at
+    least a quarter of the packets (:data:`PLANNED_MAX_SHARE`): it then decodes only what
+    the sampled frames need, from the key frame before each (seeking over long skipped
+    stretches in MP4 and Matroska). Otherwise ``auto`` takes decord where :func:`choose_decoder` finds it
     right for the file, and PyAV goes on from the next sampled frame if decord fails part-way.
     ``threads`` is the decoder's thread count (0: FFmpeg's choice, about one per core). One
     thread costs the least CPU time per frame (frame threading has overhead); more finish a
@@ -74,10 +82,13 @@ def sample_frames(path: Path, fps: float = 1.0, *, short_side: int | None = None
         width, height = output_size(info, short_side)
         return pyav_backend.sample_pyav(path, info, fps, width, height, sizes, threads, keyframes_only=True)
     if decoder == "auto":
-        # PyAV when sampling is sparse and it can plan: it then does less work than decord,
-        # which decodes every frame (scripts/perf/reports/decode_cost.md).
+        # PyAV when sampling is sparse and its plan skips enough: it then does less work than
+        # decord, which decodes every frame (scripts/perf/reports/decode_cost.md).
         if fps * SPARSE_RATIO <= info.fps:
             planned = pyav_backend.sampling_plan(path, info, fps)
+        if planned is not None and pyav_backend.planned_share(planned[1]) > PLANNED_MAX_SHARE \
+                and decord_backend.choose_decoder(path) == "decord":
+            planned = None
         chosen = "pyav" if planned is not None else decord_backend.choose_decoder(path)
     width, height = output_size(info, short_side)
     if chosen == "pyav":
