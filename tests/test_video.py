@@ -735,3 +735,9 @@ def test_auto_decodes_everything_where_the_plan_skips_too_little(seek_media: dic
     assert {b.decoder for b in sample_frames(long_gop, fps=0.1)} == {"pyav"}
     if decord_available():
         assert {b.decoder for b in sample_frames(long_gop, fps=1.0)} == {"decord"}
+    # With B-frames the plan drops unsampled frames nothing refers to: kept even when it
+    # sends most packets to the decoder.
+    assert pyav_module.reorders(packets(short_gop)) and not pyav_module.reorders(packets(long_gop))
+    dense = pyav_module.sampling_plan(short_gop, probe(short_gop), 3.0)
+    assert dense is not None and pyav_module.planned_share(dense[1]) > 0.75
+    assert {b.decoder for b in sample_frames(short_gop, fps=3.0)} == {"pyav"}

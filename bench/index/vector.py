@@ -36,14 +36,14 @@ vectors is ~128 MiB, a few tens of ms on two cores); above it, it builds ``pq``.
 PQ_MAX = 524_288
 """``kind="auto"`` on the CPU scans every PQ code (``pq``) up to this many vectors; above it,
 it builds ``ivfpq``, which scans only the codes of the lists nearest the query. The full
-scan's time grows with the corpus (7.5 ms at 360k video-like 512-d vectors, about twice at
-1M: over the 20 ms target on a busy machine) and ``pq`` keeps float32 vectors for its re-rank
-(2 GiB per million); ``ivfpq`` keeps float16 (1 GiB per million). docs/scaling.md."""
+scan's time grows linearly with the corpus (scripts/perf/reports/vector_search.md measured
+it at 360k) and ``pq`` keeps float32 vectors for its re-rank (2 GiB per million); ``ivfpq``
+keeps float16 (1 GiB per million). docs/scaling.md."""
 
 IVFPQ_RERANK = 16
 """``ivfpq`` re-ranks ``k x`` this many PQ candidates exactly (on float16 vectors); its
-``nprobe`` is calibrated. 16 reached recall@10 0.99 at 1M video-like vectors
-(scripts/perf/reports/vector_scale.md)."""
+``nprobe`` is calibrated. At 1M video-like vectors, 16 gave recall@10 0.997 on held-out
+queries, 8 gave 0.988 (scripts/perf/reports/vector_scale-1000000.json, docs/scaling.md)."""
 
 GPU_FLAT_MAX = 4_194_304
 """``kind="auto"`` on a GPU (faiss-gpu) searches exactly up to this many vectors: a flat scan

@@ -44,6 +44,12 @@ def planned_share(plan: np.ndarray) -> float:
     return float(np.count_nonzero(plan)) / max(1, len(plan))
 
 
+def reorders(found: Packets) -> bool:
+    """True when frames are shown in another order than decoded (B-frames): some frames are
+    then references for none, and a plan drops those it does not sample without decoding."""
+    return bool(np.any(np.diff(found.time_s) < 0))
+
+
 def seek_jumps(plan: np.ndarray, key: np.ndarray, min_packets: int = SEEK_MIN_PACKETS) -> dict[int, int]:
     """{first packet of a skipped stretch: the key packet after it where decoding resumes} for
     every stretch of ``plan == 0`` at least ``min_packets`` long that ends at a key packet

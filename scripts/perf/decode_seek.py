@@ -43,10 +43,12 @@ def ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
 
 
-def make_clip(dst: Path, size: str, seconds: float, gop_frames: int | None) -> Path:
+def make_clip(dst: Path, size: str, seconds: float, gop_frames: int | None,
+              bframes: int | None = None) -> Path:
     if dst.exists():
         return dst
     gop = ["-g", str(gop_frames), "-keyint_min", str(gop_frames), "-sc_threshold", "0"] if gop_frames else []
+    gop += [] if bframes is None else ["-bf", str(bframes)]
     ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30:duration={seconds}", "-c:v", "libx264",
            "-preset", "veryfast", *gop, "-pix_fmt", "yuv420p", "-threads", "2", str(dst))
     return dst
@@ -104,6 +106,12 @@ def main() -> None:
     ap.add_argument("--long-minutes", type=int, default=120)
     ap.add_argument("--long-all-s", type=float, default=1200.0,
                     help="decode-every-frame baselines on the long video stop after this video time")
+    ap.add_argument("--variants", nargs="+", default=["decord-all", "pyav-all", "pyav-plan", "auto"])
+    ap.add_argument("--long-variants", nargs="+", default=["pyav-plan", "auto"],
+                    help="run over the whole long video; the decode-every-frame baselines and the plan "
+                         "also run over its first --long-all-s seconds")
+    ap.add_argument("--bframes", type=int, default=None, help="x264 B-frames of the matrix videos")
+    ap.add_argument("--sizes", nargs="+", default=["720p", "1080p"])
     ap.add_argument("--skip-matrix", action="store_true")
     ap.add_argument("--skip-long", action="store_true")
     ap.add_argument("--keep", action="store_true")
@@ -114,22 +122,28 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
     if not args.skip_matrix:
+        bf = "" if args.bframes is None else f", {args.bframes} B-frames"
         for label, size in (("720p", "1280x720"), ("1080p", "1920x1080")):
+            if label not in args.sizes:
+                continue
             for gop_s in (1, 10):
-                clip = make_clip(work / f"{label}-gop{gop_s}.mp4", size, args.seconds, 30 * gop_s)
+                clip = make_clip(work / f"{label}-gop{gop_s}-bf{args.bframes}.mp4", size, args.seconds,
+                                 30 * gop_s, args.bframes)
                 for fps in (0.5, 1.0, 2.0):
                     share = plan_share(clip, fps)
-                    for variant in ("decord-all", "pyav-all", "pyav-plan", "auto"):
-                        row = {"video": f"{label}, {gop_s} s GOP, {args.seconds:.0f} s", "plan_share": share,
-                               **measure(clip, fps, variant)}
+                    for variant in args.variants:
+                        row = {"video": f"{label}, {gop_s} s GOP{bf}, {args.seconds:.0f} s",
+                               "plan_share": share, **measure(clip, fps, variant)}
                         rows.append(row)
                         print(json.dumps(row), file=sys.stderr, flush=True)
     if not args.skip_long:
         long = make_long(work, args.long_minutes)
         label = f"720p, x264 default GOP (250), {args.long_minutes} min"
         share = plan_share(long, 1.0)
-        for variant, until in (("pyav-plan", None), ("auto", None), ("pyav-plan", args.long_all_s),
-                               ("decord-all", args.long_all_s), ("pyav-all", args.long_all_s)):
+        runs = [(v, None) for v in args.long_variants]
+        baselines = [x for x in args.variants if x.endswith("-all")]
+        runs += [(v, args.long_all_s) for v in ("pyav-plan", *baselines)]
+        for variant, until in runs:
             row = {"video": label, "plan_share": share, "until_s": until,
                    **measure(long, 1.0, variant, until)}
             rows.append(row)
