@@ -136,24 +136,32 @@ def main() -> None:
                                "plan_share": share, **measure(clip, fps, variant)}
                         rows.append(row)
                         print(json.dumps(row), file=sys.stderr, flush=True)
+                        write(args.json, rows, load_before)
     if not args.skip_long:
         long = make_long(work, args.long_minutes)
         label = f"720p, x264 default GOP (250), {args.long_minutes} min"
         share = plan_share(long, 1.0)
-        runs = [(v, None) for v in args.long_variants]
+        # The first --long-all-s seconds first (plan and baselines side by side), then the
+        # whole video: a run stopped part-way still has the comparison.
         baselines = [x for x in args.variants if x.endswith("-all")]
-        runs += [(v, args.long_all_s) for v in ("pyav-plan", *baselines)]
+        runs: list[tuple[str, float | None]] = [(v, args.long_all_s) for v in ("pyav-plan", *baselines)]
+        runs += [(v, None) for v in args.long_variants]
         for variant, until in runs:
             row = {"video": label, "plan_share": share, "until_s": until,
                    **measure(long, 1.0, variant, until)}
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
+            write(args.json, rows, load_before)
+    write(args.json, rows, load_before)
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def write(path: Path, rows: list[dict[str, Any]], load_before: str) -> None:
     result = {"command": "nice -n 10 python " + shlex.join(["scripts/perf/decode_seek.py", *sys.argv[1:]]),
               "load_before": load_before, "load_after": " ".join(f"{x:.1f}" for x in os.getloadavg()),
               "rows": rows}
-    args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
+    path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
