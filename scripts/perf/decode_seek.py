@@ -54,11 +54,12 @@ def make_clip(dst: Path, size: str, seconds: float, gop_frames: int | None,
     return dst
 
 
-def make_long(work: Path, minutes: int) -> Path:
-    dst = work / f"long-{minutes}min-720p.mp4"
+def make_long(work: Path, minutes: int, gop_frames: int | None = None) -> Path:
+    tag = "" if gop_frames is None else f"-gop{gop_frames}"
+    dst = work / f"long-{minutes}min-720p{tag}.mp4"
     if dst.exists():
         return dst
-    minute = make_clip(work / "minute-720p.mp4", "1280x720", 60.0, None)
+    minute = make_clip(work / f"minute-720p{tag}.mp4", "1280x720", 60.0, gop_frames)
     listing = work / "concat.txt"
     listing.write_text("".join(f"file '{minute}'\n" for _ in range(minutes)), encoding="utf-8")
     ffmpeg("-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(dst))
@@ -91,6 +92,31 @@ def measure(path: Path, fps: float, variant: str, until_s: float | None = None) 
             "decoder": "+".join(sorted(used))}
 
 
+def fixed_costs(path: Path, fps: float) -> dict[str, float]:
+    """CPU seconds of the per-file work that does not shrink with the sampling: probing, the
+    packet list (read without decoding), the plan, and decord opening the file and matching
+    its frame index to the packet times."""
+    import bench.video.decord_backend as decord_backend
+    import bench.video.pyav_backend as pyav_backend
+    from bench.video import frame_times, probe
+
+    out: dict[str, float] = {}
+    c0 = cpu_s()
+    info = probe(path)
+    out["probe_cpu_s"] = cpu_s() - c0
+    c0 = cpu_s()
+    times = frame_times(path)
+    out["packet_list_cpu_s"] = cpu_s() - c0
+    c0 = cpu_s()
+    pyav_backend.sampling_plan(path, info, fps)
+    out["plan_cpu_s"] = cpu_s() - c0
+    c0 = cpu_s()
+    vr = decord_backend._open_decord(path, 224, 224, 1)
+    decord_backend._decord_index(vr, times, path)
+    out["decord_open_and_index_cpu_s"] = cpu_s() - c0
+    return out
+
+
 def plan_share(path: Path, fps: float) -> float | None:
     import bench.video.pyav_backend as pyav_backend
     from bench.video import probe
@@ -104,14 +130,18 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/dseek"))
     ap.add_argument("--seconds", type=float, default=30.0, help="length of the matrix videos")
     ap.add_argument("--long-minutes", type=int, default=120)
+    ap.add_argument("--long-gop", type=int, default=None,
+                    help="frames per group of pictures of the long video (default: x264's, 250)")
     ap.add_argument("--long-all-s", type=float, default=1200.0,
                     help="decode-every-frame baselines on the long video stop after this video time")
     ap.add_argument("--variants", nargs="+", default=["decord-all", "pyav-all", "pyav-plan", "auto"])
-    ap.add_argument("--long-variants", nargs="+", default=["pyav-plan", "auto"],
+    ap.add_argument("--long-variants", nargs="*", default=["pyav-plan", "auto"],
                     help="run over the whole long video; the decode-every-frame baselines and the plan "
                          "also run over its first --long-all-s seconds")
     ap.add_argument("--bframes", type=int, default=None, help="x264 B-frames of the matrix videos")
     ap.add_argument("--sizes", nargs="+", default=["720p", "1080p"])
+    ap.add_argument("--long-fixed", action="store_true",
+                    help="first measure the per-file work (probe, packet list, plan, decord's index)")
     ap.add_argument("--skip-matrix", action="store_true")
     ap.add_argument("--skip-long", action="store_true")
     ap.add_argument("--keep", action="store_true")
@@ -138,8 +168,14 @@ def main() -> None:
                         print(json.dumps(row), file=sys.stderr, flush=True)
                         write(args.json, rows, load_before)
     if not args.skip_long:
-        long = make_long(work, args.long_minutes)
-        label = f"720p, x264 default GOP (250), {args.long_minutes} min"
+        long = make_long(work, args.long_minutes, args.long_gop)
+        gop = "x264 default GOP (250)" if args.long_gop is None else f"GOP {args.long_gop}"
+        label = f"720p, {gop}, {args.long_minutes} min"
+        if args.long_fixed:
+            row = {"video": label, "fixed": fixed_costs(long, 1.0)}
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            write(args.json, rows, load_before)
         share = plan_share(long, 1.0)
         # The first --long-all-s seconds first (plan and baselines side by side), then the
         # whole video: a run stopped part-way still has the comparison.
