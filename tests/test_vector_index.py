@@ -153,3 +153,34 @@ def test_bad_inputs_fail_loudly(tmp_path: Path) -> None:
         index.search(np.zeros((1, 8), np.float32), 0)
     with pytest.raises(BadInput, match="meta.json"):
         VectorIndex.load(tmp_path)
+
+
+def test_auto_kind_by_corpus_size() -> None:
+    from bench.index.vector import auto_kind, ivf_lists
+
+    assert [auto_kind(n, "faiss", False) for n in (65_536, 65_537, 524_288, 524_289, 10_000_000)] == \
+        ["flat", "pq", "pq", "ivfpq", "ivfpq"]
+    assert auto_kind(10_000_000, "numpy", False) == "flat"  # numpy is always exact
+    assert auto_kind(10_000_000, "faiss", True) == "ivf"  # faiss-gpu has no PQ fast-scan
+    assert [ivf_lists(n) for n in (1_000_000, 10_000_000, 20_000, 100)] == [1024, 4096, 128, 2]
+
+
+def test_ivfpq_calibrates_nprobe_and_is_what_auto_builds_above_pq_max(tmp_path: Path) -> None:
+    x = clustered(20_000, 32, 400, 13)
+    index = VectorIndex(32, flat_max=1000, pq_max=5000, target_recall=0.99)
+    index.add(x, np.arange(len(x)) + 7)
+    index.build()
+    stats = index.stats()
+    assert stats["kind"] == "ivfpq" and stats["calibrated_recall"] >= 0.99
+    assert 1 <= stats["search_param"] < 128  # 128 lists for 20k vectors; it did not need them all
+    q = normalize(x[np.random.default_rng(14).choice(len(x), 100)] +
+                  0.1 * np.random.default_rng(15).standard_normal((100, 32)).astype(np.float32))
+    _, truth = exact_topk(x, q, 10)
+    scores, found = index.search(q, 10)
+    assert recall_at_k(found - 7, truth) >= 0.97  # fresh queries, same distribution
+    exact_scores = np.take_along_axis(q @ x.T, found - 7, axis=1)
+    np.testing.assert_allclose(scores, exact_scores, atol=2e-3)  # re-ranked on float16 vectors
+    index.save(tmp_path / "idx")
+    loaded = VectorIndex.load(tmp_path / "idx")
+    assert loaded.stats()["kind"] == "ivfpq"
+    np.testing.assert_array_equal(loaded.search(q, 10)[1], found)

@@ -655,3 +655,89 @@ def test_auto_takes_pyav_for_sparse_h264_and_decord_for_dense(gop_media: dict[st
     assert {b.decoder for b in sample_frames(path, fps=1.0)} == {"pyav"}
     if decord_available():
         assert {b.decoder for b in sample_frames(path, fps=25.0)} == {"decord"}
+
+
+# -- seeking over what a sparse sampling skips --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def seek_media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Long enough for skipped stretches over SEEK_MIN_PACKETS: 2 s groups at 25 fps (50
+    packets) in MP4 and Matroska with B-frames, 10 s groups without B-frames, and a
+    variable-rate MP4 (10 s at 10 fps, 10 s at 30 fps, 10 s at 5 fps) with 2 s-ish groups."""
+    d = tmp_path_factory.mktemp("seek")
+    src = ["-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=40"]
+    fixed = ["-sc_threshold", "0", "-pix_fmt", "yuv420p"]
+    m = {name: d / name for name in ("gop2.mp4", "gop2.mkv", "gop10.mp4", "vfr.mp4")}
+    ffmpeg(*src, "-c:v", "libx264", "-bf", "2", "-g", "50", "-keyint_min", "50", *fixed, str(m["gop2.mp4"]))
+    ffmpeg("-i", str(m["gop2.mp4"]), "-c", "copy", str(m["gop2.mkv"]))
+    ffmpeg(*src, "-c:v", "libx264", "-bf", "0", "-g", "250", "-keyint_min", "250", *fixed,
+           str(m["gop10.mp4"]))
+    ffmpeg("-filter_complex",
+           "testsrc2=size=160x120:rate=10:duration=10[a];testsrc2=size=160x120:rate=30:duration=10[b];"
+           "testsrc2=size=160x120:rate=5:duration=10[c];[a][b][c]concat=n=3:v=1:a=0,format=yuv420p[v]",
+           "-map", "[v]", "-fps_mode", "vfr", "-c:v", "libx264", "-g", "40", *fixed,
+           "-video_track_timescale", "1000", str(m["vfr.mp4"]))
+    return m
+
+
+def test_seek_jumps_skip_long_stretches_to_their_key_frame() -> None:
+    plan = np.zeros(200, dtype=np.int8)
+    key = np.zeros(200, dtype=bool)
+    key[::50] = True
+    plan[0], plan[50:53], plan[60], plan[150:152] = 2, [1, 1, 2], 2, [1, 2]
+    # 1..49 (49 packets, ends at key 50): a jump; 53..59 is too short; 61..149 ends at key 150;
+    # 152.. is after the last needed packet: never read.
+    assert pyav_module.seek_jumps(plan, key, min_packets=48) == {1: 50, 61: 150}
+    assert pyav_module.seek_jumps(plan, key, min_packets=60) == {61: 150}
+    late = np.zeros(200, dtype=np.int8)
+    late[100] = 2
+    assert pyav_module.seek_jumps(late, key, min_packets=48) == {0: 100}  # straight to the first
+    key[150] = False
+    assert pyav_module.seek_jumps(plan, key, min_packets=48) == {1: 50}  # resumes only at a key
+    assert pyav_module.planned_share(plan) == 7 / 200
+
+
+@pytest.mark.parametrize("name", ["gop2.mp4", "gop2.mkv", "gop10.mp4", "vfr.mp4"])
+def test_seeking_gives_the_frames_decoding_everything_gives(
+        seek_media: dict[str, Path], monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    path = seek_media[name]
+    monkeypatch.setattr(pyav_module, "_PLAN_FAILED", set())
+    pts = [float(f["pts_time"]) for f in ffprobe_json(
+        path, "-select_streams", "v:0", "-show_entries", "frame=pts_time")["frames"]]
+    duration = probe(path).duration_s
+    seeks = pyav_module._SEEKS[0]
+    for fps in (0.1, 0.3):
+        want = decode_whole(monkeypatch, path, fps=fps, short_side=48, threads=1)
+        got = sample_all(path, fps=fps, short_side=48, decoder="pyav", threads=1)
+        assert got[2].tolist() == want[2].tolist() == expected_selection(pts, fps, duration), (name, fps)
+        np.testing.assert_allclose(got[1], [pts[i] for i in got[2]], rtol=0, atol=1e-9)
+        assert np.array_equal(got[0], want[0]), (name, fps)
+    assert pyav_module._SEEKS[0] > seeks  # the stretches between samples were sought over
+    assert not pyav_module._PLAN_FAILED  # and no file needed the fallback
+
+
+def test_seeking_in_mpeg_ts_is_left_to_reading_through(seek_media: dict[str, Path], tmp_path: Path) -> None:
+    path = tmp_path / "gop2.ts"  # MPEG-TS seeks by byte estimates, not to the exact key frame
+    ffmpeg("-i", str(seek_media["gop2.mp4"]), "-c", "copy", str(path))
+    seeks = pyav_module._SEEKS[0]
+    times = sample_all(path, fps=0.1, decoder="pyav")[1]
+    assert pyav_module._SEEKS[0] == seeks and len(times) == 4
+
+
+def test_auto_decodes_everything_where_the_plan_skips_too_little(seek_media: dict[str, Path]) -> None:
+    long_gop, short_gop = seek_media["gop10.mp4"], seek_media["gop2.mp4"]
+    info = probe(long_gop)
+    share = pyav_module.planned_share(pyav_module.sampling_plan(long_gop, info, 1.0)[1])  # type: ignore[index]
+    assert share > 0.9  # 10 s groups without B-frames sampled every second: nearly all decoded
+    assert pyav_module.planned_share(pyav_module.sampling_plan(long_gop, info, 0.1)[1]) < 0.05  # type: ignore[index]
+    assert {b.decoder for b in sample_frames(short_gop, fps=0.5)} == {"pyav"}
+    assert {b.decoder for b in sample_frames(long_gop, fps=0.1)} == {"pyav"}
+    if decord_available():
+        assert {b.decoder for b in sample_frames(long_gop, fps=1.0)} == {"decord"}
+    # With B-frames the plan drops unsampled frames nothing refers to: kept even when it
+    # sends most packets to the decoder.
+    assert pyav_module.reorders(packets(short_gop)) and not pyav_module.reorders(packets(long_gop))
+    dense = pyav_module.sampling_plan(short_gop, probe(short_gop), 3.0)
+    assert dense is not None and pyav_module.planned_share(dense[1]) > 0.75
+    assert {b.decoder for b in sample_frames(short_gop, fps=3.0)} == {"pyav"}

@@ -23,15 +23,27 @@ from bench.fsio import directory_swap
 
 log = logging.getLogger("bench")
 
-Kind = Literal["auto", "flat", "ivf", "hnsw", "pq"]
+Kind = Literal["auto", "flat", "ivf", "hnsw", "pq", "ivfpq"]
 Backend = Literal["auto", "faiss", "numpy", "torch"]
-KINDS: tuple[str, ...] = ("auto", "flat", "ivf", "hnsw", "pq")
+KINDS: tuple[str, ...] = ("auto", "flat", "ivf", "hnsw", "pq", "ivfpq")
 BACKENDS: tuple[str, ...] = ("auto", "faiss", "numpy", "torch")
 FORMAT_VERSION = 1
 
 FLAT_MAX = 65_536
 """``kind="auto"`` searches exactly up to this many vectors (a 512-d flat scan of 64 Ki
 vectors is ~128 MiB, a few tens of ms on two cores); above it, it builds ``pq``."""
+
+PQ_MAX = 524_288
+"""``kind="auto"`` on the CPU scans every PQ code (``pq``) up to this many vectors; above it,
+it builds ``ivfpq``, which scans only the codes of the lists nearest the query. The full
+scan's time grows linearly with the corpus (scripts/perf/reports/vector_search.md measured
+it at 360k) and ``pq`` keeps float32 vectors for its re-rank (2 GiB per million); ``ivfpq``
+keeps float16 (1 GiB per million). docs/scaling.md."""
+
+IVFPQ_RERANK = 16
+"""``ivfpq`` re-ranks ``k x`` this many PQ candidates exactly (on float16 vectors); its
+``nprobe`` is calibrated. At 1M video-like vectors, 16 gave recall@10 0.997 on held-out
+queries, 8 gave 0.988 (scripts/perf/reports/vector_scale-1000000.json, docs/scaling.md)."""
 
 GPU_FLAT_MAX = 4_194_304
 """``kind="auto"`` on a GPU (faiss-gpu) searches exactly up to this many vectors: a flat scan
@@ -93,15 +105,26 @@ def gpu_resources() -> Any:
     return _GPU_RESOURCES[0]
 
 
-def auto_kind(n_vectors: int, backend: str, on_gpu: bool, flat_max: int = FLAT_MAX) -> str:
+def auto_kind(n_vectors: int, backend: str, on_gpu: bool, flat_max: int = FLAT_MAX,
+              pq_max: int = PQ_MAX) -> str:
     """What ``kind="auto"`` builds for ``n_vectors``: exact search up to ``flat_max`` (on the
-    CPU) or :data:`GPU_FLAT_MAX` (faiss on a GPU); above it ``pq`` on the CPU and ``ivf`` on
-    the GPU, which has no PQ fast-scan. The numpy and torch backends are always exact."""
+    CPU) or :data:`GPU_FLAT_MAX` (faiss on a GPU); above it, on the CPU, ``pq`` up to
+    ``pq_max`` and ``ivfpq`` beyond, and ``ivf`` on the GPU, which has no PQ fast-scan. The
+    numpy and torch backends are always exact."""
     if backend != "faiss":
         return "flat"
     if on_gpu:
         return "flat" if n_vectors <= max(flat_max, GPU_FLAT_MAX) else "ivf"
-    return "flat" if n_vectors <= flat_max else "pq"
+    if n_vectors <= flat_max:
+        return "flat"
+    return "pq" if n_vectors <= max(flat_max, pq_max) else "ivfpq"
+
+
+def ivf_lists(n_vectors: int) -> int:
+    """Inverted lists of ``ivfpq``: the power of two nearest ``sqrt(n)`` (1,024 at 1M, 4,096
+    at 10M), at least 16, and at most ``n / 39`` (faiss's k-means wants 39 points a list)."""
+    nlist = 2 ** round(math.log2(max(1.0, math.sqrt(n_vectors))))
+    return int(max(1, min(max(16, nlist), n_vectors // 39)))
 
 
 def nprobe_steps(nlist: int, on_gpu: bool) -> list[int]:
@@ -166,9 +189,12 @@ class VectorIndex:
 
     ``kind``: ``flat`` (exact), ``ivf`` (IVF-Flat, calibrated ``nprobe``), ``hnsw``
     (calibrated ``efSearch``), ``pq`` (exhaustive 4-bit PQ fast-scan over 2-dimension
-    sub-vectors, then exact re-rank of a calibrated number of candidates), or ``auto``
-    (flat up to :data:`FLAT_MAX` vectors, else ``pq``: partition-based indexes lose recall on
-    unclustered vectors, see scripts/perf/README.md). ``backend``: ``faiss``, ``numpy``
+    sub-vectors, then exact re-rank of a calibrated number of candidates), ``ivfpq`` (the
+    same codes in inverted lists, calibrated ``nprobe``, then an exact re-rank of ``k x``
+    :data:`IVFPQ_RERANK` candidates on float16 vectors), or ``auto`` (flat up to
+    :data:`FLAT_MAX` vectors, ``pq`` up to :data:`PQ_MAX`: partition-based indexes lose recall
+    on unclustered vectors, see scripts/perf/README.md; ``ivfpq`` above, where a full scan is
+    too slow and frame vectors cluster by shot and video, docs/scaling.md). ``backend``: ``faiss``, ``numpy``
     (exact only), ``torch`` (exact, on CUDA) or ``auto`` (faiss-GPU, else torch, on
     ``device="cuda"``; faiss, else numpy, on CPU). The index is built on the first search
     (or :meth:`build`); vectors added afterwards go into the built index.
@@ -176,7 +202,8 @@ class VectorIndex:
 
     def __init__(self, dim: int, kind: Kind = "auto", backend: Backend = "auto",
                  device: str = "cpu", *, target_recall: float = 0.99, flat_max: int = FLAT_MAX,
-                 nlist: int | None = None, hnsw_m: int = 32, seed: int = 0) -> None:
+                 pq_max: int = PQ_MAX, nlist: int | None = None, hnsw_m: int = 32,
+                 seed: int = 0) -> None:
         if dim < 1:
             raise BadInput(f"vector dimension must be >= 1, got {dim}")
         if kind not in KINDS:
@@ -192,12 +219,13 @@ class VectorIndex:
         self.device = device
         self.target_recall = target_recall
         self.flat_max = flat_max
+        self.pq_max = pq_max
         self.nlist = nlist
         self.hnsw_m = hnsw_m
         self.seed = seed
         self.backend: str = self._pick_backend(backend)
         self.search_param: int | None = None
-        """The calibrated knob: nprobe (ivf), efSearch (hnsw), re-rank factor (pq)."""
+        """The calibrated knob: nprobe (ivf, ivfpq), efSearch (hnsw), re-rank factor (pq)."""
         self.calibrated_recall: float | None = None
         self._pending: list[np.ndarray] = []
         self._ids = np.zeros(0, dtype=np.int64)
@@ -287,7 +315,7 @@ class VectorIndex:
         n = data.shape[0]
         kind = self.kind
         if kind == "auto":
-            kind = auto_kind(n, self.backend, self._faiss_on_gpu(), self.flat_max)
+            kind = auto_kind(n, self.backend, self._faiss_on_gpu(), self.flat_max, self.pq_max)
         if self.backend == "numpy":
             self._vectors, self._built_kind = data, "flat"
             return
@@ -338,6 +366,17 @@ class VectorIndex:
             self._calibrate(index, data, calibration, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048],
                             "k_factor")
             return index
+        if kind == "ivfpq":
+            nlist = self.nlist or ivf_lists(n)
+            m = _pq_subquantizers(d)
+            index = faiss.index_factory(d, f"IVF{nlist},PQ{m}x4fs,Refine(SQfp16)", faiss.METRIC_INNER_PRODUCT)
+            ivf = faiss.extract_index_ivf(index)
+            ivf.cp.spherical = True
+            ivf.cp.seed = self.seed
+            index.train(self._sample(data, 40 * nlist))
+            index.add(data)
+            self._calibrate(index, data, calibration, nprobe_steps(nlist, False), "ivfpq_nprobe")
+            return index
         raise BadInput(f"unknown index kind {kind!r}")
 
     def _sample(self, data: np.ndarray, size: int) -> np.ndarray:
@@ -383,6 +422,9 @@ class VectorIndex:
             params = faiss.SearchParametersHNSW(efSearch=value)
         elif knob == "k_factor" and value is not None:
             params = faiss.IndexRefineSearchParameters(k_factor=float(value))
+        elif knob == "ivfpq_nprobe" and value is not None:
+            base = faiss.SearchParametersIVF(nprobe=value)  # referenced by params: kept alive here
+            params = faiss.IndexRefineSearchParameters(k_factor=float(IVFPQ_RERANK), base_index_params=base)
         if params is None:
             scores, rows = index.search(queries, k)
         else:
@@ -423,7 +465,8 @@ class VectorIndex:
         elif self.backend == "torch":
             scores, rows = self._torch_search(q, kk)
         else:
-            knob = {"ivf": "nprobe", "hnsw": "efSearch", "pq": "k_factor"}.get(self._built_kind or "")
+            knob = {"ivf": "nprobe", "hnsw": "efSearch", "pq": "k_factor",
+                    "ivfpq": "ivfpq_nprobe"}.get(self._built_kind or "")
             with _faiss_threads(len(self)):
                 scores, rows = self._faiss_search(self._index, q, kk, knob, self.search_param)
             scores = scores.astype(np.float32, copy=False)

@@ -17,6 +17,7 @@ from typing import Literal
 from bench.errors import BadInput
 from bench.video import decord_backend, pyav_backend  # looked up per call: tests replace sample_decord
 from bench.video.frames import BatchSizes, DecodeError, FrameBatch, FrameSelector, output_size
+from bench.video.packets import packets
 from bench.video.probe import ProbeInfo, probe
 
 log = logging.getLogger("bench")
@@ -26,6 +27,13 @@ DECODERS: tuple[str, ...] = ("auto", "decord", "pyav")
 
 SPARSE_RATIO = 2.0
 """``auto`` decodes with PyAV when it samples at most one frame in this many."""
+
+PLANNED_MAX_SHARE = 0.75
+"""``auto`` decodes every frame with decord rather than follow PyAV's plan when the stream
+has no B-frames and the plan still sends more than this share of the packets to the decoder
+(long groups of pictures sampled every second or so): decord then decodes a frame for less
+than PyAV. With B-frames the plan drops the unsampled frames nothing refers to without
+decoding them and stays cheaper even at a share of 0.95 (docs/scaling.md)."""
 
 
 def sample_frames(path: Path, fps: float = 1.0, *, short_side: int | None = None,
@@ -42,9 +50,12 @@ def sample_frames(path: Path, fps: float = 1.0, *, short_side: int | None = None
     consumer overlapping its work with decoding starts sooner). ``short_side`` scales inside
     the decoder so the shorter display side is that many pixels (aspect kept, no upscaling).
     ``decoder`` is ``"auto"``, ``"decord"`` or ``"pyav"``. ``auto`` takes PyAV for sparse
-    sampling (at most every second frame) of H.264 it can plan: it then decodes only what the
-    sampled frames need. Otherwise ``auto`` takes decord where :func:`choose_decoder` finds it
-    right for the file, and PyAV goes on from the next sampled frame if decord fails part-way.
+    sampling (at most every second frame) of H.264 it can plan, where the stream has
+    B-frames or the plan skips at least a quarter of the packets (:data:`PLANNED_MAX_SHARE`):
+    it then decodes only what the sampled frames need, from the key frame before each
+    (seeking over long skipped stretches in MP4 and Matroska). Otherwise ``auto`` takes
+    decord where :func:`choose_decoder` finds it right for the file, and PyAV goes on from
+    the next sampled frame if decord fails part-way.
     ``threads`` is the decoder's thread count (0: FFmpeg's choice, about one per core). One
     thread costs the least CPU time per frame (frame threading has overhead); more finish a
     single video sooner when nothing else wants the cores.
@@ -74,10 +85,14 @@ def sample_frames(path: Path, fps: float = 1.0, *, short_side: int | None = None
         width, height = output_size(info, short_side)
         return pyav_backend.sample_pyav(path, info, fps, width, height, sizes, threads, keyframes_only=True)
     if decoder == "auto":
-        # PyAV when sampling is sparse and it can plan: it then does less work than decord,
-        # which decodes every frame (scripts/perf/reports/decode_cost.md).
+        # PyAV when sampling is sparse and its plan skips enough: it then does less work than
+        # decord, which decodes every frame (scripts/perf/reports/decode_cost.md).
         if fps * SPARSE_RATIO <= info.fps:
             planned = pyav_backend.sampling_plan(path, info, fps)
+        if planned is not None and pyav_backend.planned_share(planned[1]) > PLANNED_MAX_SHARE \
+                and not pyav_backend.reorders(packets(path)) \
+                and decord_backend.choose_decoder(path) == "decord":
+            planned = None
         chosen = "pyav" if planned is not None else decord_backend.choose_decoder(path)
     width, height = output_size(info, short_side)
     if chosen == "pyav":

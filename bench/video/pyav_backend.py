@@ -1,5 +1,6 @@
 """Sampling with PyAV, and for H.264 the decode plan that lets it decode only what the sampled
-frames need (checked against what comes out; the file is decoded whole where it fails)."""
+frames need, seeking over long stretches it skips (checked against what comes out; the file is
+decoded whole where it fails)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,47 @@ packets; others are decoded whole."""
 
 
 _PLAN_FAILED: set[tuple[str, int, int]] = set()
+_SEEKS = [0]
+"""Seeks made by planned decodes in this process (read by tests and benchmarks)."""
 """Files (path, size, mtime) on which a decode plan failed once; they are decoded whole."""
+
+
+SEEK_MIN_PACKETS = 48
+"""A planned decode seeks (in containers with an index) over a skipped stretch of at least
+this many packets instead of reading through it; shorter stretches cost less to read than a
+seek, which drains the decoder first."""
+
+_SEEKABLE_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"})
+"""Demuxers that seek by their index to the exact key frame; MPEG-TS seeks by byte estimate."""
+
+
+def planned_share(plan: np.ndarray) -> float:
+    """Share of the stream's packets a plan sends to the decoder (1.0: every one)."""
+    return float(np.count_nonzero(plan)) / max(1, len(plan))
+
+
+def reorders(found: Packets) -> bool:
+    """True when frames are shown in another order than decoded (B-frames): some frames are
+    then references for none, and a plan drops those it does not sample without decoding."""
+    return bool(np.any(np.diff(found.time_s) < 0))
+
+
+def seek_jumps(plan: np.ndarray, key: np.ndarray, min_packets: int = SEEK_MIN_PACKETS) -> dict[int, int]:
+    """{first packet of a skipped stretch: the key packet after it where decoding resumes} for
+    every stretch of ``plan == 0`` at least ``min_packets`` long that ends at a key packet
+    (packets in decode order; a stretch after the last needed packet is never read)."""
+    needed = np.flatnonzero(plan)
+    jumps: dict[int, int] = {}
+    if needed.size == 0:
+        return jumps
+    gaps = np.flatnonzero(np.diff(needed) > min_packets)
+    for g in gaps.tolist():
+        first, resume = int(needed[g]) + 1, int(needed[g + 1])
+        if key[resume]:
+            jumps[first] = resume
+    if needed[0] >= min_packets and key[needed[0]]:
+        jumps[0] = int(needed[0])
+    return jumps
 
 
 class _PlanFailed(Exception):
@@ -172,11 +213,33 @@ def _pyav_batches(path: Path, info: ProbeInfo, fps: float, width: int, height: i
             if plan is None:
                 yield from container.decode(vs)
                 return
+            found = packets(path)
+            jumps = seek_jumps(plan, found.key) if container.format.name in _SEEKABLE_FORMATS else {}
+            # After a seek a packet's place in decode order is found by its (unique) time.
+            place = {x: j for j, x in enumerate(found.time_s.tolist())} if jumps else {}
             i = -1
             skip = "DEFAULT"
-            for packet in container.demux(vs):
+            demux: Any = container.demux(vs)
+            while (packet := next(demux, None)) is not None:
                 if packet.size:
-                    i += 1
+                    if place:
+                        at = place.get(float(packet.pts * tb - cstart)) if packet.pts is not None else None
+                        if at is None:
+                            raise _PlanFailed("a packet after a seek is not in the packet list")
+                        i = at
+                    else:
+                        i += 1
+                    if i in jumps:
+                        resume = jumps.pop(i)
+                        yield from vs.decode(None)  # a seek flushes the decoder: drain it first
+                        # Backward to the key frame at or before the resume packet's time
+                        # (a tick early lands on the key frame before: read, not decoded).
+                        container.seek(round((Fraction(float(found.time_s[resume])) + cstart) / tb),
+                                       stream=vs, backward=True)
+                        demux.close()
+                        demux = container.demux(vs)
+                        _SEEKS[0] += 1
+                        continue
                     if i >= len(plan) or plan[i] == 0:
                         continue
                     want = "DEFAULT" if plan[i] == 2 else "NONREF"
