@@ -123,18 +123,29 @@ def why_equivalent(module: str, diff: str, known: dict[str, list[dict[str, str]]
     return None
 
 
-def run_module(module: str, *, jobs: int, sample: int | None, known: dict[str, list[dict[str, str]]]
-               ) -> ModuleResult:
+def run_module(module: str, *, jobs: int, sample: int | None, known: dict[str, list[dict[str, str]]],
+               rerun: bool = False) -> ModuleResult:
+    """Mutate ``module`` in a fresh scratch copy; with ``rerun``, reuse the last copy and check
+    again only its survivors, against the current tests (the cheap way to confirm new kills)."""
     tests = MODULES[module]
     result = ModuleResult(module, tests)
-    work = prepare(module, tests)
+    if rerun:
+        work = SCRATCH / slug(module)
+        names = [name for name, _, why in _saved_survivors(module) if not why]
+        if not names:
+            raise SystemExit(f"{module}: no saved survivors to check again (run it first)")
+        shutil.rmtree(work / "tests")
+        shutil.copytree(ROOT / "tests", work / "tests",
+                        ignore=shutil.ignore_patterns("__pycache__", "artifacts", ".pytest_cache"))
+    else:
+        work = prepare(module, tests)
+        dotted = module.removesuffix(".py").replace("/", ".")
+        names = [f"{dotted}.*__mutmut_*{sample}"] if sample is not None else []
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                SCENEBENCH_CACHE=os.environ.get("SCENEBENCH_CACHE", str(ROOT / ".cache" / "test")))
-    dotted = module.removesuffix(".py").replace("/", ".")
-    names = [f"{dotted}.*__mutmut_*{sample}"] if sample is not None else []
     start = time.monotonic()
-    with (work / "run.log").open("w", encoding="utf-8") as log:
-        proc = subprocess.run(["nice", "-n", "10", sys.executable, "-m", "mutmut", "run",
+    with (work / ("rerun.log" if rerun else "run.log")).open("w", encoding="utf-8") as log:
+        proc = subprocess.run(["nice", "-n", "15", sys.executable, "-m", "mutmut", "run",
                                "--max-children", str(jobs), *names],
                               cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
     result.seconds = time.monotonic() - start
@@ -182,6 +193,13 @@ def save(result: ModuleResult) -> None:
     path = SCRATCH / slug(result.module) / "result.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+
+
+def _saved_survivors(module: str) -> list[tuple[str, str, str | None]]:
+    path = SCRATCH / slug(module) / "result.json"
+    if not path.is_file():
+        return []
+    return [tuple(s) for s in json.loads(path.read_text(encoding="utf-8"))["survivors"]]  # type: ignore[misc]
 
 
 def load_saved() -> list[ModuleResult]:
@@ -255,6 +273,9 @@ def main() -> int:
     parser.add_argument("--collect", action="store_true",
                         help="save the verdicts already in each module's scratch copy (a run that was "
                              "stopped part-way), then rewrite the report; mutate nothing")
+    parser.add_argument("--rerun", action="store_true",
+                        help="check again only the last run's unexplained survivors of each module, "
+                             "against the current tests (keeps the other verdicts)")
     parser.add_argument("--min-score", type=float, default=0.0,
                         help="exit 1 when a module scores below this fraction")
     args = parser.parse_args()
@@ -280,9 +301,14 @@ def main() -> int:
     results = []
     for module in modules:
         print(f"== {module}", file=sys.stderr, flush=True)
-        r = run_module(module, jobs=args.jobs, sample=args.sample, known=known)
-        r.command = "python scripts/mutation.py --module " + module + (
-            f" --sample {args.sample}" if args.sample is not None else "")
+        before = {r.module: r for r in load_saved()}.get(module)
+        r = run_module(module, jobs=args.jobs, sample=args.sample, known=known, rerun=args.rerun)
+        if args.rerun and before is not None:
+            r.seconds += before.seconds
+            r.command = before.command + f" && python scripts/mutation.py --module {module} --rerun"
+        else:
+            r.command = "python scripts/mutation.py --module " + module + (
+                f" --sample {args.sample}" if args.sample is not None else "")
         save(r)
         results.append(r)
         print(f"   {dict(r.counts)} score={r.score} in {r.seconds:.0f} s{' ' + r.error if r.error else ''}",
