@@ -38,10 +38,12 @@ EQUIVALENT = Path(__file__).with_name("mutation_equivalent.yaml")
 MODULES: dict[str, tuple[str, ...]] = {
     "bench/eval/metrics.py": ("tests/test_metrics.py", "tests/test_metrics_cases.py",
                               "tests/test_qvh_parity.py"),
-    "bench/retrievers/bm25_text.py": ("tests/test_bm25_text.py", "tests/test_corpus_pruning.py"),
+    "bench/retrievers/bm25_text.py": ("tests/test_bm25_text.py", "tests/test_bm25_text_cases.py",
+                                      "tests/test_corpus_pruning.py"),
     "bench/retrievers/dense_text.py": ("tests/test_dense_text.py", "tests/test_corpus_pruning.py"),
     "bench/index/corpus.py": ("tests/test_vector_index.py", "tests/test_corpus_pruning.py"),
-    "bench/retrievers/fusion.py": ("tests/test_fusion.py",),
+    "bench/retrievers/fusion.py": ("tests/test_fusion.py", "tests/test_fusion_cases.py",
+                                   "tests/test_workspace.py"),
     "bench/store/catalog.py": ("tests/test_store.py", "tests/test_store_status.py",
                                "tests/test_store_resume.py"),
     "bench/eval/results.py": ("tests/test_results.py",),
@@ -280,11 +282,14 @@ def main() -> int:
                         help="exit 1 when a module scores below this fraction")
     args = parser.parse_args()
     if args.collect:
+        saved = {r.module: r for r in load_saved()}
         for module in MODULES:
             if args.module and not any(part in module for part in args.module):
                 continue
             r = ModuleResult(module, MODULES[module],
                              command=f"python scripts/mutation.py --module {module} (stopped part-way)")
+            if module in saved:  # a finished run collected again (e.g. with new equivalents)
+                r.seconds, r.command = saved[module].seconds, saved[module].command
             if collect(r, SCRATCH / slug(module), equivalents()):
                 save(r)
         args.report_only = True
