@@ -47,7 +47,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "bench/store/catalog.py": ("tests/test_store.py", "tests/test_store_status.py",
                                "tests/test_store_resume.py"),
     "bench/eval/results.py": ("tests/test_results.py",),
-    "bench/engine/proposals.py": ("tests/test_proposals.py",),
+    "bench/engine/proposals.py": ("tests/test_proposals.py", "tests/test_proposals_cases.py"),
     "bench/engine/search.py": ("tests/test_engine.py",),
 }
 COPIED = ("bench", "tests", "models", "datasets")
