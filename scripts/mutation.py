@@ -90,6 +90,16 @@ def prepare(module: str, tests: tuple[str, ...]) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "artifacts", ".pytest_cache")
     for name in COPIED:
         shutil.copytree(ROOT / name, work / name, ignore=ignore)
+    write_config(work, module, tests)
+    # Tests look for ../shared beside the checkout; mutmut runs them from work/mutants.
+    shared = ROOT.parent / "shared"
+    if shared.is_dir():
+        (work / "shared").symlink_to(shared)
+    return work
+
+
+def write_config(work: Path, module: str, tests: tuple[str, ...]) -> None:
+    """The repository's pyproject.toml plus a mutmut section for ``module`` and its tests."""
     config = {"source_paths": ["bench"], "only_mutate": [module], "also_copy": ["models", "datasets"],
               "pytest_add_cli_args_test_selection": list(tests),
               "pytest_add_cli_args": ["-q", "-p", "no:cacheprovider", "-m", "not slow and not browser"],
@@ -97,11 +107,6 @@ def prepare(module: str, tests: tuple[str, ...]) -> Path:
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     text += "\n[tool.mutmut]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in config.items())
     (work / "pyproject.toml").write_text(text, encoding="utf-8")
-    # Tests look for ../shared beside the checkout; mutmut runs them from work/mutants.
-    shared = ROOT.parent / "shared"
-    if shared.is_dir():
-        (work / "shared").symlink_to(shared)
-    return work
 
 
 def equivalents() -> dict[str, list[dict[str, str]]]:
@@ -131,14 +136,20 @@ def run_module(module: str, *, jobs: int, sample: int | None, known: dict[str, l
     again only its survivors, against the current tests (the cheap way to confirm new kills)."""
     tests = MODULES[module]
     result = ModuleResult(module, tests)
+    verdicts: dict[str, int | None] = {}
+    meta = SCRATCH / slug(module) / "mutants" / f"{module}.meta"
     if rerun:
         work = SCRATCH / slug(module)
         names = [name for name, _, why in _saved_survivors(module) if not why]
-        if not names:
+        if not names or not meta.is_file():
             raise SystemExit(f"{module}: no saved survivors to check again (run it first)")
         shutil.rmtree(work / "tests")
         shutil.copytree(ROOT / "tests", work / "tests",
                         ignore=shutil.ignore_patterns("__pycache__", "artifacts", ".pytest_cache"))
+        # A changed test list makes mutmut forget every verdict; the others are put back after
+        # the run (tests were only added since, so a mutant killed then is killed now).
+        verdicts = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+        write_config(work, module, tests)
     else:
         work = prepare(module, tests)
         dotted = module.removesuffix(".py").replace("/", ".")
@@ -151,6 +162,12 @@ def run_module(module: str, *, jobs: int, sample: int | None, known: dict[str, l
                                "--max-children", str(jobs), *names],
                               cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
     result.seconds = time.monotonic() - start
+    if verdicts and meta.is_file():
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        for name, code in verdicts.items():
+            if name not in names and data["exit_code_by_key"].get(name) is None:
+                data["exit_code_by_key"][name] = code
+        meta.write_text(json.dumps(data), encoding="utf-8")
     if not collect(result, work, known):
         result.error = f"mutmut exited {proc.returncode} without results; see {work / 'run.log'}"
     return result
