@@ -140,7 +140,8 @@ def run_module(module: str, *, jobs: int, sample: int | None, known: dict[str, l
     meta = SCRATCH / slug(module) / "mutants" / f"{module}.meta"
     if rerun:
         work = SCRATCH / slug(module)
-        names = [name for name, _, why in _saved_survivors(module) if not why]
+        names = [name for name, diff, _ in _saved_survivors(module)
+                 if not why_equivalent(module, diff, known)]
         if not names or not meta.is_file():
             raise SystemExit(f"{module}: no saved survivors to check again (run it first)")
         shutil.rmtree(work / "tests")
