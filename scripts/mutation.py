@@ -46,7 +46,7 @@ MODULES: dict[str, tuple[str, ...]] = {
                                    "tests/test_workspace.py"),
     "bench/store/catalog.py": ("tests/test_store.py", "tests/test_store_status.py",
                                "tests/test_store_resume.py", "tests/test_store_cases.py"),
-    "bench/eval/results.py": ("tests/test_results.py",),
+    "bench/eval/results.py": ("tests/test_results.py", "tests/test_results_cases.py"),
     "bench/engine/proposals.py": ("tests/test_proposals.py", "tests/test_proposals_cases.py"),
     "bench/engine/search.py": ("tests/test_engine.py",),
 }
