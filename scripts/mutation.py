@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRATCH = ROOT / ".cache" / "mutation"
 REPORT = ROOT / "docs" / "mutation.md"
 EQUIVALENT = Path(__file__).with_name("mutation_equivalent.yaml")
+NOTES = Path(__file__).with_name("mutation_notes.md")
+"""Hand-written notes on the latest runs (what a partial run covered), appended to the report."""
 
 # module -> the test files that cover it (and run in seconds); the scope of issue 24.
 MODULES: dict[str, tuple[str, ...]] = {
@@ -41,7 +43,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "bench/retrievers/bm25_text.py": ("tests/test_bm25_text.py", "tests/test_bm25_text_cases.py",
                                       "tests/test_corpus_pruning.py"),
     "bench/retrievers/dense_text.py": ("tests/test_dense_text.py", "tests/test_corpus_pruning.py"),
-    "bench/index/corpus.py": ("tests/test_vector_index.py", "tests/test_corpus_pruning.py"),
+    "bench/index/corpus.py": ("tests/test_embedding_corpus.py", "tests/test_vector_index.py"),
     "bench/retrievers/fusion.py": ("tests/test_fusion.py", "tests/test_fusion_cases.py",
                                    "tests/test_workspace.py"),
     "bench/store/catalog.py": ("tests/test_store.py", "tests/test_store_status.py",
@@ -243,19 +245,32 @@ def render(results: list[ModuleResult]) -> str:
              "survivors recorded as equivalent (`scripts/mutation_equivalent.yaml`) left out.",
              "Machine: 2-core AMD EPYC VM, 24 GiB, no GPU, shared with other jobs (times vary with load).",
              "", "Reproduce (all modules; each row also names its own command below):", "", "```",
-             "nice -n 10 python scripts/mutation.py", "```", "",
-             "| module | mutants | killed | timeout | survived | no tests | equivalent | score | tests "
-             "| time |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+             "python scripts/mutation.py --jobs 2", "```", "",
+             "`mutants` counts the mutants checked. A row run with `--sample D` checked only the",
+             "mutants whose number ends in D (mutmut numbers the mutants of each function from 1, so",
+             "this is about a tenth of every function's mutants, the same tenth on every run), of the",
+             "`total` the module has; a row stopped by hand names how far it got. `--rerun` then",
+             "checked the listed survivors again against the tests written for them; the other",
+             "verdicts stand (tests were only added in between). mutmut runs each mutant against the",
+             "tests that executed the mutated function, from the test files named in the row.",
+             "",
+             "| module | total | mutants | killed | timeout | survived | no tests | equivalent | score "
+             "| tests | time |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    return _rows(results, lines)
+
+
+def _rows(results: list[ModuleResult], lines: list[str]) -> str:
+    """The table rows, the commands and the survivors of ``results`` after the heading ``lines``."""
     for r in results:
         if r.error:
-            lines.append(f"| `{r.module}` | error: {r.error} |||||||||")
+            lines.append(f"| `{r.module}` | error: {r.error} ||||||||||")
             continue
         c = r.counts
         equivalent = sum(1 for *_, why in r.survivors if why)
         score = "n/a" if r.score is None else f"{100 * r.score:.1f}%"
         checked = sum(v for k, v in c.items() if k != "not checked")
-        lines.append(f"| `{r.module}` | {checked} | {c['killed']} | {c['timeout']} | "
+        lines.append(f"| `{r.module}` | {sum(c.values())} | {checked} | {c['killed']} | {c['timeout']} | "
                      f"{c['survived'] - equivalent} | {c['no tests']} | {equivalent} | {score} | "
                      f"{', '.join(Path(t).name for t in r.tests)} | {r.seconds:.0f} s |")
     lines += ["", "Commands of these rows:", ""]
@@ -270,6 +285,8 @@ def render(results: list[ModuleResult]) -> str:
                       *("  " + line for line in diff.splitlines()
                         if line[:1] in "+-" and line[:3] not in ("+++", "---")),
                       "  ```"]
+    if NOTES.is_file():
+        lines += ["", NOTES.read_text(encoding="utf-8").rstrip()]
     return "\n".join(lines) + "\n"
 
 
