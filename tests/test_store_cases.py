@@ -137,3 +137,10 @@ def test_prune_removes_only_files_strictly_older_than_the_cut(tmp_path: Path,
     assert store.prune(older_than_s=100) == 1  # exactly 100 s old is kept
     assert [p.exists() for p in stray] == [True, False]
     assert store.load("v1", EX) is not None
+
+
+def test_array_names_with_a_slash_are_refused(tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path / "store")
+    with pytest.raises(BadInput, match="array 'a/b' must be non-empty, without '/'"):
+        store.save("v1", EX, {"a/b": np.zeros(2)})
+    assert store.status("v1", EX) == "missing"
