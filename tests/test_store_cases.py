@@ -141,6 +141,6 @@ def test_prune_removes_only_files_strictly_older_than_the_cut(tmp_path: Path,
 
 def test_array_names_with_a_slash_are_refused(tmp_path: Path) -> None:
     store = FeatureStore(tmp_path / "store")
-    with pytest.raises(BadInput, match="array 'a/b' must be non-empty, without '/'"):
+    with pytest.raises(BadInput, match="array name 'a/b' must be non-empty, without '/'"):
         store.save("v1", EX, {"a/b": np.zeros(2)})
     assert store.status("v1", EX) == "missing"
