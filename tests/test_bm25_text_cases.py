@@ -70,21 +70,6 @@ def test_index_reads_subtitles_through_the_store_and_times_its_stages(tmp_path: 
     assert rec.stages["query_encode"].items == 1 and rec.stages["query_encode"].calls == 1
 
 
-def test_loading_a_cached_index_draws_no_progress_bar(tmp_path: Path, capfd: pytest.CaptureFixture[str]
-                                                       ) -> None:
-    from bench.store import FeatureStore
-
-    store = FeatureStore(tmp_path / "store")
-    segs = [seg("v", 0, 4, "bread and butter"), seg("v", 10, 14, "coffee")]
-    videos = [Video(vid="v", path="/x/v.mp4", duration=20.0)]
-    make().index_segments(segs, videos=videos, store=store)
-    capfd.readouterr()
-    again = make()
-    again.index_segments(segs, videos=videos, store=store)
-    assert again.stats()["cache_hit"] is True
-    assert capfd.readouterr().err == ""
-
-
 def test_provenance_names_the_family_and_each_backends_version() -> None:
     fast, ref = make(), make({"backend": "rank_bm25"})
     assert fast.provenance()["family"] == ref.provenance()["family"] == "bm25-text"
