@@ -12,6 +12,7 @@ import pytest
 
 from bench.errors import BadInput
 from bench.index.corpus import EmbeddingCorpus, VideoVectors
+from bench.index.vector import VectorIndex
 from bench.store import FeatureStore
 from bench.timing import TimingRecorder, recording
 
@@ -46,6 +47,7 @@ def test_videos_come_by_their_best_row() -> None:
     # Only the 2 best rows (b's first, a's second) are looked at.
     assert c.top_videos(X, rows=2, max_videos=10) == ["b", "a"]
     # For Y, a's two rows come first (1 and 0.71), then b's first (0.1): a is listed once.
+    assert c.top_videos(Y, rows=1, max_videos=10) == ["a"]  # row 0 is a result like any other
     assert c.top_videos(Y, rows=2, max_videos=10) == ["a"]
     assert c.top_videos(Y, rows=3, max_videos=10) == ["a", "b"]
 
@@ -75,6 +77,11 @@ def test_bad_vectors_and_unknown_videos_are_refused() -> None:
     with pytest.raises(BadInput, match="'zz' is not indexed .indexed: a, b, c, empty."):
         c.get("zz")
     assert c.get("b").video_id == "id-b"
+    many = EmbeddingCorpus(3)
+    for i in range(12):
+        many.add(vv(f"v{i:02d}", [X]))
+    with pytest.raises(BadInput, match=r"\(indexed: v00, v01, v02, v03, v04, v05, v06, v07, v08, v09\)"):
+        many.get("zz")
 
 
 def test_a_large_index_is_saved_and_loaded_on_the_next_run(tmp_path: Path,
@@ -93,6 +100,12 @@ def test_a_large_index_is_saved_and_loaded_on_the_next_run(tmp_path: Path,
     other.add(vv("d", [X]))
     other.persist_in(store, "vector-index/test")
     assert other.top_videos(X, 6, 1) == ["d"] and other.index_from_cache is False
+    # Another video in place of c, the same number of rows: still another index.
+    swapped = EmbeddingCorpus(3, index_kind="flat", persist_min=4)
+    for item in (vv("a", [Y, unit(1, 1, 0)]), vv("b", [unit(1, 0.1, 0), Z]), vv("x", [X])):
+        swapped.add(item)
+    swapped.persist_in(store, "vector-index/test")
+    assert swapped.top_videos(X, 5, 10) == ["x", "b", "a"] and swapped.index_from_cache is False
     # A damaged copy is rebuilt, with a warning.
     (saved / "index" / "meta.json").write_text("{", encoding="utf-8")
     damaged = corpus(persist_min=4)
@@ -109,3 +122,23 @@ def test_an_index_at_the_threshold_is_kept_in_memory_only(tmp_path: Path) -> Non
     assert c.top_videos(X, 5, 10) == ["b", "a", "c"]
     assert not (store.root / "artifacts" / "vector-index").exists()
     assert EmbeddingCorpus(3).persist_min == 65_536  # FLAT_MAX: exact search is cheap below it
+
+
+def test_a_saved_index_is_loaded_onto_the_corpus_device(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    store = FeatureStore(tmp_path / "store")
+    first = corpus(persist_min=4)
+    first.persist_in(store, "vector-index/test")
+    first.vector_index()
+    devices: list[str] = []
+    real_load = VectorIndex.load
+
+    def load(path: Path, device: str = "cpu") -> VectorIndex:
+        devices.append(device)
+        return real_load(path)
+
+    monkeypatch.setattr(VectorIndex, "load", staticmethod(load))
+    again = corpus(persist_min=4, device="cuda:1")
+    again.persist_in(store, "vector-index/test")
+    assert again.top_videos(X, 5, 10) == ["b", "a", "c"] and again.index_from_cache is True
+    assert devices == ["cuda:1"]
