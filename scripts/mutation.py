@@ -50,7 +50,7 @@ MODULES: dict[str, tuple[str, ...]] = {
                                "tests/test_store_resume.py", "tests/test_store_cases.py"),
     "bench/eval/results.py": ("tests/test_results.py", "tests/test_results_cases.py"),
     "bench/engine/proposals.py": ("tests/test_proposals.py", "tests/test_proposals_cases.py"),
-    "bench/engine/search.py": ("tests/test_engine.py",),
+    "bench/engine/search.py": ("tests/test_engine.py", "tests/test_engine_cases.py"),
 }
 COPIED = ("bench", "tests", "models", "datasets")
 NOT_MUTATED = [r"^\s*raise ", r"\blog\.(debug|info|warning|error|exception)\(", r"\bwarnings\.warn\("]
