@@ -95,17 +95,18 @@ def test_a_large_index_is_saved_and_loaded_on_the_next_run(tmp_path: Path,
     again = corpus(persist_min=4)
     again.persist_in(store, "vector-index/test")
     assert again.top_videos(X, 5, 10) == ["b", "a", "c"] and again.index_from_cache is True
-    # Other videos are another index.
-    other = corpus(persist_min=4)
-    other.add(vv("d", [X]))
-    other.persist_in(store, "vector-index/test")
-    assert other.top_videos(X, 6, 1) == ["d"] and other.index_from_cache is False
     # Another video in place of c, the same number of rows: still another index.
     swapped = EmbeddingCorpus(3, index_kind="flat", persist_min=4)
     for item in (vv("a", [Y, unit(1, 1, 0)]), vv("b", [unit(1, 0.1, 0), Z]), vv("x", [X])):
         swapped.add(item)
     swapped.persist_in(store, "vector-index/test")
     assert swapped.top_videos(X, 5, 10) == ["x", "b", "a"] and swapped.index_from_cache is False
+    assert len(list(saved.parent.iterdir())) == 2
+    # Other videos are another index.
+    other = corpus(persist_min=4)
+    other.add(vv("d", [X]))
+    other.persist_in(store, "vector-index/test")
+    assert other.top_videos(X, 6, 1) == ["d"] and other.index_from_cache is False
     # A damaged copy is rebuilt, with a warning.
     (saved / "index" / "meta.json").write_text("{", encoding="utf-8")
     damaged = corpus(persist_min=4)
