@@ -66,3 +66,24 @@ def test_iter_results_reads_one_file_and_refuses_a_missing_folder(tmp_path: Path
     assert [(p, x) for p, x in iter_results(path)] == [(path, r)]
     with pytest.raises(BadInput, match="results directory not found"):
         list(iter_results(tmp_path / "nowhere"))
+
+
+def test_a_v1_document_without_a_breakdown_loads() -> None:
+    r = parse_result({**BASE, "schema_version": 1, "metrics": {"mIoU": 0.25}})
+    assert (r.metrics, r.metrics_by_tag, r.metrics_by_lang) == ({"mIoU": 0.25}, {}, {})
+
+
+def test_errors_name_the_source_and_the_nested_field() -> None:
+    with pytest.raises(BadInput, match=r"^<memory>: not a SceneBench result file"):
+        parse_result([])
+    bad = {**BASE, "schema_version": RESULT_SCHEMA_VERSION, "metrics_by_tag": {"ocr": {"mIoU": "x"}}}
+    with pytest.raises(BadInput, match=r"^r\.json: field 'metrics_by_tag\.ocr\.mIoU': "):
+        parse_result(bad, "r.json")
+
+
+def test_result_files_are_indented_json_and_predictions_one_row_a_line(tmp_path: Path) -> None:
+    r = ResultFile(**BASE)  # type: ignore[arg-type]
+    path = save_result(tmp_path, r, [{"qid": 1}, {"qid": 2}])
+    head = '{\n  "schema_version": 4,\n  "retriever": "bm25-text",\n'
+    assert path.read_text(encoding="utf-8").startswith(head)
+    assert predictions_path(tmp_path, r).read_text(encoding="utf-8") == '{"qid": 1}\n{"qid": 2}\n'
