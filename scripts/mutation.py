@@ -4,12 +4,14 @@ and a report of scores and every surviving mutant (killed by a test since, or ex
     python scripts/mutation.py                      # every module (long: run it niced, alone)
     python scripts/mutation.py --module metrics     # one module
     python scripts/mutation.py --changed origin/main --sample 3   # the fast path CI can afford
+    python scripts/mutation.py --module fusion --rerun  # its survivors again, after new tests
 
 Each module runs in its own scratch copy under ``.cache/mutation/`` (so the working tree never
 gets a ``mutants/`` folder), with a ``[tool.mutmut]`` section naming the module and its test
 files. Lines that only build an error or log message are not mutated: the condition that
 raises is, the wording is not a number a leaderboard shows. ``--sample D`` runs the mutants
-whose number ends in the digit D (a tenth of them). Survivors that cannot change behaviour are
+whose number ends in the digit D (a tenth of them); ``--jobs 2`` checks two at once (mutants
+run at ``nice 15``). Survivors that cannot change behaviour are
 listed with the reason in ``scripts/mutation_equivalent.yaml``; the report marks them.
 """
 
