@@ -4,12 +4,14 @@ and a report of scores and every surviving mutant (killed by a test since, or ex
     python scripts/mutation.py                      # every module (long: run it niced, alone)
     python scripts/mutation.py --module metrics     # one module
     python scripts/mutation.py --changed origin/main --sample 3   # the fast path CI can afford
+    python scripts/mutation.py --module fusion --rerun  # its survivors again, after new tests
 
 Each module runs in its own scratch copy under ``.cache/mutation/`` (so the working tree never
 gets a ``mutants/`` folder), with a ``[tool.mutmut]`` section naming the module and its test
 files. Lines that only build an error or log message are not mutated: the condition that
 raises is, the wording is not a number a leaderboard shows. ``--sample D`` runs the mutants
-whose number ends in the digit D (a tenth of them). Survivors that cannot change behaviour are
+whose number ends in the digit D (a tenth of them); ``--jobs 2`` checks two at once (mutants
+run at ``nice 15``). Survivors that cannot change behaviour are
 listed with the reason in ``scripts/mutation_equivalent.yaml``; the report marks them.
 """
 
@@ -33,20 +35,25 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRATCH = ROOT / ".cache" / "mutation"
 REPORT = ROOT / "docs" / "mutation.md"
 EQUIVALENT = Path(__file__).with_name("mutation_equivalent.yaml")
+NOTES = Path(__file__).with_name("mutation_notes.md")
+"""Hand-written notes on the latest runs (what a partial run covered), appended to the report."""
 
 # module -> the test files that cover it (and run in seconds); the scope of issue 24.
 MODULES: dict[str, tuple[str, ...]] = {
     "bench/eval/metrics.py": ("tests/test_metrics.py", "tests/test_metrics_cases.py",
                               "tests/test_qvh_parity.py"),
-    "bench/retrievers/bm25_text.py": ("tests/test_bm25_text.py", "tests/test_corpus_pruning.py"),
-    "bench/retrievers/dense_text.py": ("tests/test_dense_text.py", "tests/test_corpus_pruning.py"),
-    "bench/index/corpus.py": ("tests/test_vector_index.py", "tests/test_corpus_pruning.py"),
-    "bench/retrievers/fusion.py": ("tests/test_fusion.py",),
+    "bench/retrievers/bm25_text.py": ("tests/test_bm25_text.py", "tests/test_bm25_text_cases.py",
+                                      "tests/test_corpus_pruning.py"),
+    "bench/retrievers/dense_text.py": ("tests/test_dense_text.py", "tests/test_dense_text_cases.py",
+                                       "tests/test_corpus_pruning.py"),
+    "bench/index/corpus.py": ("tests/test_embedding_corpus.py", "tests/test_vector_index.py"),
+    "bench/retrievers/fusion.py": ("tests/test_fusion.py", "tests/test_fusion_cases.py",
+                                   "tests/test_workspace.py"),
     "bench/store/catalog.py": ("tests/test_store.py", "tests/test_store_status.py",
-                               "tests/test_store_resume.py"),
-    "bench/eval/results.py": ("tests/test_results.py",),
-    "bench/engine/proposals.py": ("tests/test_proposals.py",),
-    "bench/engine/search.py": ("tests/test_engine.py",),
+                               "tests/test_store_resume.py", "tests/test_store_cases.py"),
+    "bench/eval/results.py": ("tests/test_results.py", "tests/test_results_cases.py"),
+    "bench/engine/proposals.py": ("tests/test_proposals.py", "tests/test_proposals_cases.py"),
+    "bench/engine/search.py": ("tests/test_engine.py", "tests/test_engine_cases.py"),
 }
 COPIED = ("bench", "tests", "models", "datasets")
 NOT_MUTATED = [r"^\s*raise ", r"\blog\.(debug|info|warning|error|exception)\(", r"\bwarnings\.warn\("]
@@ -88,6 +95,16 @@ def prepare(module: str, tests: tuple[str, ...]) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "artifacts", ".pytest_cache")
     for name in COPIED:
         shutil.copytree(ROOT / name, work / name, ignore=ignore)
+    write_config(work, module, tests)
+    # Tests look for ../shared beside the checkout; mutmut runs them from work/mutants.
+    shared = ROOT.parent / "shared"
+    if shared.is_dir():
+        (work / "shared").symlink_to(shared)
+    return work
+
+
+def write_config(work: Path, module: str, tests: tuple[str, ...]) -> None:
+    """The repository's pyproject.toml plus a mutmut section for ``module`` and its tests."""
     config = {"source_paths": ["bench"], "only_mutate": [module], "also_copy": ["models", "datasets"],
               "pytest_add_cli_args_test_selection": list(tests),
               "pytest_add_cli_args": ["-q", "-p", "no:cacheprovider", "-m", "not slow and not browser"],
@@ -95,11 +112,6 @@ def prepare(module: str, tests: tuple[str, ...]) -> Path:
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     text += "\n[tool.mutmut]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in config.items())
     (work / "pyproject.toml").write_text(text, encoding="utf-8")
-    # Tests look for ../shared beside the checkout; mutmut runs them from work/mutants.
-    shared = ROOT.parent / "shared"
-    if shared.is_dir():
-        (work / "shared").symlink_to(shared)
-    return work
 
 
 def equivalents() -> dict[str, list[dict[str, str]]]:
@@ -123,21 +135,45 @@ def why_equivalent(module: str, diff: str, known: dict[str, list[dict[str, str]]
     return None
 
 
-def run_module(module: str, *, jobs: int, sample: int | None, known: dict[str, list[dict[str, str]]]
-               ) -> ModuleResult:
+def run_module(module: str, *, jobs: int, sample: int | None, known: dict[str, list[dict[str, str]]],
+               rerun: bool = False) -> ModuleResult:
+    """Mutate ``module`` in a fresh scratch copy; with ``rerun``, reuse the last copy and check
+    again only its survivors, against the current tests (the cheap way to confirm new kills)."""
     tests = MODULES[module]
     result = ModuleResult(module, tests)
-    work = prepare(module, tests)
+    verdicts: dict[str, int | None] = {}
+    meta = SCRATCH / slug(module) / "mutants" / f"{module}.meta"
+    if rerun:
+        work = SCRATCH / slug(module)
+        names = [name for name, diff, _ in _saved_survivors(module)
+                 if not why_equivalent(module, diff, known)]
+        if not names or not meta.is_file():
+            raise SystemExit(f"{module}: no saved survivors to check again (run it first)")
+        shutil.rmtree(work / "tests")
+        shutil.copytree(ROOT / "tests", work / "tests",
+                        ignore=shutil.ignore_patterns("__pycache__", "artifacts", ".pytest_cache"))
+        # A changed test list makes mutmut forget every verdict; the others are put back after
+        # the run (tests were only added since, so a mutant killed then is killed now).
+        verdicts = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+        write_config(work, module, tests)
+    else:
+        work = prepare(module, tests)
+        dotted = module.removesuffix(".py").replace("/", ".")
+        names = [f"{dotted}.*__mutmut_*{sample}"] if sample is not None else []
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                SCENEBENCH_CACHE=os.environ.get("SCENEBENCH_CACHE", str(ROOT / ".cache" / "test")))
-    dotted = module.removesuffix(".py").replace("/", ".")
-    names = [f"{dotted}.*__mutmut_*{sample}"] if sample is not None else []
     start = time.monotonic()
-    with (work / "run.log").open("w", encoding="utf-8") as log:
-        proc = subprocess.run(["nice", "-n", "10", sys.executable, "-m", "mutmut", "run",
+    with (work / ("rerun.log" if rerun else "run.log")).open("w", encoding="utf-8") as log:
+        proc = subprocess.run(["nice", "-n", "15", sys.executable, "-m", "mutmut", "run",
                                "--max-children", str(jobs), *names],
                               cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
     result.seconds = time.monotonic() - start
+    if verdicts and meta.is_file():
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        for name, code in verdicts.items():
+            if name not in names and data["exit_code_by_key"].get(name) is None:
+                data["exit_code_by_key"][name] = code
+        meta.write_text(json.dumps(data), encoding="utf-8")
     if not collect(result, work, known):
         result.error = f"mutmut exited {proc.returncode} without results; see {work / 'run.log'}"
     return result
@@ -184,6 +220,13 @@ def save(result: ModuleResult) -> None:
     path.write_text(json.dumps(data, indent=1), encoding="utf-8")
 
 
+def _saved_survivors(module: str) -> list[tuple[str, str, str | None]]:
+    path = SCRATCH / slug(module) / "result.json"
+    if not path.is_file():
+        return []
+    return [tuple(s) for s in json.loads(path.read_text(encoding="utf-8"))["survivors"]]  # type: ignore[misc]
+
+
 def load_saved() -> list[ModuleResult]:
     """The latest result of each module, in :data:`MODULES` order (a report covers every run)."""
     out = []
@@ -205,19 +248,32 @@ def render(results: list[ModuleResult]) -> str:
              "survivors recorded as equivalent (`scripts/mutation_equivalent.yaml`) left out.",
              "Machine: 2-core AMD EPYC VM, 24 GiB, no GPU, shared with other jobs (times vary with load).",
              "", "Reproduce (all modules; each row also names its own command below):", "", "```",
-             "nice -n 10 python scripts/mutation.py", "```", "",
-             "| module | mutants | killed | timeout | survived | no tests | equivalent | score | tests "
-             "| time |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+             "python scripts/mutation.py --jobs 2", "```", "",
+             "`mutants` counts the mutants checked. A row run with `--sample D` checked only the",
+             "mutants whose number ends in D (mutmut numbers the mutants of each function from 1, so",
+             "this is about a tenth of every function's mutants, the same tenth on every run), of the",
+             "`total` the module has; a row stopped by hand names how far it got. `--rerun` then",
+             "checked the listed survivors again against the tests written for them; the other",
+             "verdicts stand (tests were only added in between). mutmut runs each mutant against the",
+             "tests that executed the mutated function, from the test files named in the row.",
+             "",
+             "| module | total | mutants | killed | timeout | survived | no tests | equivalent | score "
+             "| tests | time |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    return _rows(results, lines)
+
+
+def _rows(results: list[ModuleResult], lines: list[str]) -> str:
+    """The table rows, the commands and the survivors of ``results`` after the heading ``lines``."""
     for r in results:
         if r.error:
-            lines.append(f"| `{r.module}` | error: {r.error} |||||||||")
+            lines.append(f"| `{r.module}` | error: {r.error} ||||||||||")
             continue
         c = r.counts
         equivalent = sum(1 for *_, why in r.survivors if why)
         score = "n/a" if r.score is None else f"{100 * r.score:.1f}%"
         checked = sum(v for k, v in c.items() if k != "not checked")
-        lines.append(f"| `{r.module}` | {checked} | {c['killed']} | {c['timeout']} | "
+        lines.append(f"| `{r.module}` | {sum(c.values())} | {checked} | {c['killed']} | {c['timeout']} | "
                      f"{c['survived'] - equivalent} | {c['no tests']} | {equivalent} | {score} | "
                      f"{', '.join(Path(t).name for t in r.tests)} | {r.seconds:.0f} s |")
     lines += ["", "Commands of these rows:", ""]
@@ -232,6 +288,8 @@ def render(results: list[ModuleResult]) -> str:
                       *("  " + line for line in diff.splitlines()
                         if line[:1] in "+-" and line[:3] not in ("+++", "---")),
                       "  ```"]
+    if NOTES.is_file():
+        lines += ["", NOTES.read_text(encoding="utf-8").rstrip()]
     return "\n".join(lines) + "\n"
 
 
@@ -255,15 +313,21 @@ def main() -> int:
     parser.add_argument("--collect", action="store_true",
                         help="save the verdicts already in each module's scratch copy (a run that was "
                              "stopped part-way), then rewrite the report; mutate nothing")
+    parser.add_argument("--rerun", action="store_true",
+                        help="check again only the last run's unexplained survivors of each module, "
+                             "against the current tests (keeps the other verdicts)")
     parser.add_argument("--min-score", type=float, default=0.0,
                         help="exit 1 when a module scores below this fraction")
     args = parser.parse_args()
     if args.collect:
+        saved = {r.module: r for r in load_saved()}
         for module in MODULES:
             if args.module and not any(part in module for part in args.module):
                 continue
             r = ModuleResult(module, MODULES[module],
                              command=f"python scripts/mutation.py --module {module} (stopped part-way)")
+            if module in saved:  # a finished run collected again (e.g. with new equivalents)
+                r.seconds, r.command = saved[module].seconds, saved[module].command
             if collect(r, SCRATCH / slug(module), equivalents()):
                 save(r)
         args.report_only = True
@@ -280,9 +344,14 @@ def main() -> int:
     results = []
     for module in modules:
         print(f"== {module}", file=sys.stderr, flush=True)
-        r = run_module(module, jobs=args.jobs, sample=args.sample, known=known)
-        r.command = "python scripts/mutation.py --module " + module + (
-            f" --sample {args.sample}" if args.sample is not None else "")
+        before = {r.module: r for r in load_saved()}.get(module)
+        r = run_module(module, jobs=args.jobs, sample=args.sample, known=known, rerun=args.rerun)
+        if args.rerun and before is not None:
+            r.seconds += before.seconds
+            r.command = before.command + f" && python scripts/mutation.py --module {module} --rerun"
+        else:
+            r.command = "python scripts/mutation.py --module " + module + (
+                f" --sample {args.sample}" if args.sample is not None else "")
         save(r)
         results.append(r)
         print(f"   {dict(r.counts)} score={r.score} in {r.seconds:.0f} s{' ' + r.error if r.error else ''}",

@@ -380,3 +380,11 @@ def test_corpus_moment_recall_counts_iou_exactly_at_the_threshold() -> None:
              2: p(2, [], vid=None, pred_moments=[["a", 0, 10, 1.0]])}
     out = m.corpus_metrics([plain, listed], preds)
     assert out["moment-R@1@0.5"] == 1.0 and out["moment-R@1@0.7"] == 0.0
+
+
+def test_saliency_ap_flattens_a_row_of_clips() -> None:
+    # The same clips as one row of a 2-D table: flattened, the AP is the 1-D case's (ranks 1 and 3
+    # relevant: precision 1/1 and 2/3, mean 5/6), not a one-clip video's 1.0 or a shape error.
+    flat = m.saliency_average_precision([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1])
+    row = m.saliency_average_precision([[1, 0, 1, 0]], [[0.9, 0.8, 0.7, 0.1]])
+    assert flat == row == pytest.approx(5 / 6)
