@@ -186,6 +186,19 @@ def test_one_frame_a_flash_and_variable_frame_rate(tmp_path: Path) -> None:
 
 
 @needs_ffmpeg
+def test_a_dissolve_is_found_at_its_middle_and_a_slow_zoom_is_not(tmp_path: Path) -> None:
+    dissolve = _ffmpeg(tmp_path / "dissolve.mp4", [f"color=c=0x806040:{SIZE}:d=4",
+                                                  f"color=c=0x30a0d0:{SIZE}:d=4"],
+                       "[0:v][1:v]xfade=transition=fade:duration=1.2:offset=3")
+    # content alone misses it: no two neighbouring frames differ much
+    assert detect_shots(dissolve, ShotConfig(gradual=False)).cuts_s == []
+    assert detect_shots(dissolve).cuts_s == pytest.approx([3.6], abs=0.2)
+    zoom = _ffmpeg(tmp_path / "zoom.mp4", ["smptebars=s=320x180:r=10:d=6"],
+                   "[0:v]zoompan=z='1+0.01*on':d=1:s=160x90:fps=10")
+    assert detect_shots(zoom).cuts_s == []
+
+
+@needs_ffmpeg
 def test_shots_are_stored_once_and_shared(tmp_path: Path) -> None:
     from bench.store import FeatureStore
     from bench.store.shots import index_shots, shots_extractor
