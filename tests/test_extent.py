@@ -95,6 +95,23 @@ def test_a_short_action_in_a_long_shot_keeps_its_extent_or_its_turn() -> None:
     assert loose.granularity == "scene" and loose.window[:2] == (0.0, 30.0)
 
 
+def test_a_shot_showing_two_telops_one_after_the_other_is_refused() -> None:
+    # a dissolve at 10 s went undetected: one 20 s shot holds two scenes with their telops
+    segs = [Segment("v", 0.5, 10.5, "ocr", "CREW PORTRAITS"), Segment("v", 10.5, 20.0, "ocr", "PAD 39"),
+            Segment("v", 0.0, 20.0, "ocr", "EXIT")]  # a sign in the picture the whole time
+    b = bounds([20.0], 40.0, segs)
+    cfg = ExtentConfig(max_stretch=2.5)
+    got = choose(Window(1.0, 9.0, 1.0), b, cfg)
+    assert got.granularity == "curve" and (got.window.start, got.window.end) == (1.0, 9.0)
+    # a hit over both texts may take the shot; without the guard the shot is taken
+    assert choose(Window(5.0, 15.0, 1.0), b, cfg).window.end == 20.0
+    assert choose(Window(1.0, 9.0, 1.0), b, ExtentConfig(telop_guard=False)).window.end == 20.0
+    # the same telop read twice with OCR noise is one telop
+    noisy = [Segment("v", 0.5, 9.0, "ocr", "CREW PORTRAITS"),
+             Segment("v", 9.5, 20.0, "ocr", "CREW P0RTRAITS")]
+    assert choose(Window(1.0, 9.0, 1.0), bounds([20.0], 40.0, noisy), cfg).window.end == 20.0
+
+
 def test_snapping_off_and_the_order_of_preference() -> None:
     b = bounds([10.0], 20.0, [speech(2.0, 8.0)])
     hit = Window(3.0, 7.0, 0.5)

@@ -5,6 +5,8 @@ preferred one that the evidence supports wins.
 Units come from :class:`Boundaries`: shots from the feature store (``bench.store.shots``),
 scenes (shots merged where speech or on-screen text runs on across the cut), speech turns
 (speech segments merged across short pauses) and segments (lines of speech or subtitles).
+A unit that shows two different on-screen texts one after the other is refused: it holds two
+scenes that shot detection did not tell apart.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bench.errors import Unavailable
 from bench.spans import Window, temporal_iou
+from bench.text.ocr import normalize_text
 from bench.text.segments import Segment
 from bench.video.shots import ShotConfig, Shots
 
@@ -65,6 +68,13 @@ class ExtentConfig(BaseModel):
     span_tolerance_s: float = Field(default=0.5, ge=0)
     """Speech or on-screen text running this far past a cut on both sides joins its shots into
     one scene."""
+    telop_guard: bool = True
+    """Refuse a unit that shows two different on-screen texts one after the other (OCR) unless
+    the hit overlaps both: a missed cut (a dissolve) left two scenes in one shot, and the
+    other scene is not what the hit found."""
+    telop_match: float = Field(default=0.8, gt=0, le=1)
+    """On-screen texts at least this similar (normalised, difflib ratio) are the same telop
+    read twice (OCR noise), not two."""
     shots: ShotConfig = Field(default_factory=ShotConfig)
     """How shots are detected (stored per video under these parameters)."""
 
@@ -93,6 +103,8 @@ class Boundaries:
     duration_s: float
     units: dict[Granularity, list[Span]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    telops: list[tuple[float, float, str]] = field(default_factory=list)
+    """On-screen texts (OCR segments) as ``(start_s, end_s, normalised text)``, in time order."""
 
 
 def speech_turns(segments: Sequence[Segment], cuts_s: Sequence[float], gap_s: float) -> list[Span]:
@@ -142,7 +154,28 @@ def build_boundaries(duration_s: float, shots: Shots | None, segments: Sequence[
     out.units["turn"] = speech_turns(segments, cuts, config.turn_gap_s)
     out.units["segment"] = sorted((s.start, s.end) for s in segments if s.source in ("speech", "subtitle")
                                   and s.end > s.start)
+    out.telops = sorted((s.start, s.end, normalize_text(s.text)) for s in segments
+                        if s.source == "ocr" and s.end > s.start and s.text.strip())
     return out
+
+
+def splits_telops(unit: Span, hit: Span, telops: Sequence[tuple[float, float, str]],
+                  match: float) -> bool:
+    """Whether ``unit`` shows two different on-screen texts one after the other (each mostly
+    inside it, overlapping each other by less than half the shorter) that ``hit`` does not
+    both overlap (by half a second): the unit then reaches into a scene the hit did not find."""
+    import difflib
+
+    inside = [t for t in telops if _overlap(unit, t[:2]) >= 0.5 * (t[1] - t[0])]
+    for i, a in enumerate(inside):
+        for b in inside[i + 1:]:
+            if _overlap(a[:2], b[:2]) >= 0.5 * min(a[1] - a[0], b[1] - b[0]):
+                continue  # shown together: two lines of one picture
+            if a[2] == b[2] or difflib.SequenceMatcher(None, a[2], b[2]).ratio() >= match:
+                continue
+            if not (_overlap(hit, a[:2]) >= 0.5 and _overlap(hit, b[:2]) >= 0.5):
+                return True
+    return False
 
 
 def _overlap(a: Span, b: Span) -> float:
@@ -180,6 +213,8 @@ def choose(hit: Window, bounds: Boundaries, config: ExtentConfig) -> Extent:
             continue
         got = unit_span(span, units, config.min_overlap)
         if got is None or not got[1] > got[0] or got[1] - got[0] > longest + 1e-9:
+            continue
+        if config.telop_guard and splits_telops(got, span, bounds.telops, config.telop_match):
             continue
         if _overlap(got, span) >= config.min_cover * (hit.end - hit.start) - 1e-9:
             return Extent(Window(got[0], got[1], hit.score), g, hit)
