@@ -56,6 +56,10 @@ def test_scenes_join_shots_where_speech_or_the_same_text_runs_across_the_cut() -
     telop = Segment("v", 18.0, 30.0, "ocr", "SAME TELOP")
     assert merge_scenes(shots, [telop], tolerance_s=0.5) == [(0.0, 10.0), (10.0, 30.0)]
     assert merge_scenes(shots, [], tolerance_s=0.5) == shots
+    # narration across a cut between two captioned scenes does not join them
+    captions = [Segment("v", 0.0, 10.0, "ocr", "NIGHT SKY TOUR"), Segment("v", 10.0, 20.0, "ocr", "CREW")]
+    assert merge_scenes(shots, [*segs, *captions], tolerance_s=0.5, telop_match=0.8) == shots
+    assert merge_scenes(shots, [*segs, *captions], tolerance_s=0.5) == [(0.0, 20.0), (20.0, 30.0)]
 
 
 def test_boundaries_note_missing_shots_and_a_video_without_cuts() -> None:
@@ -103,8 +107,10 @@ def test_a_shot_showing_two_telops_one_after_the_other_is_refused() -> None:
     cfg = ExtentConfig(max_stretch=2.5)
     got = choose(Window(1.0, 9.0, 1.0), b, cfg)
     assert got.granularity == "curve" and (got.window.start, got.window.end) == (1.0, 9.0)
-    # a hit over both texts may take the shot; without the guard the shot is taken
-    assert choose(Window(5.0, 15.0, 1.0), b, cfg).window.end == 20.0
+    # a hit over half of each text may take the shot (not one reaching a little into one);
+    # without the guard the shot is taken
+    assert choose(Window(3.0, 17.0, 1.0), b, cfg).window.end == 20.0
+    assert choose(Window(5.0, 15.0, 1.0), b, cfg).granularity == "curve"
     assert choose(Window(1.0, 9.0, 1.0), b, ExtentConfig(telop_guard=False)).window.end == 20.0
     # the same telop read twice with OCR noise is one telop
     noisy = [Segment("v", 0.5, 9.0, "ocr", "CREW PORTRAITS"),

@@ -70,8 +70,9 @@ class ExtentConfig(BaseModel):
     one scene."""
     telop_guard: bool = True
     """Refuse a unit that shows two different on-screen texts one after the other (OCR) unless
-    the hit overlaps both: a missed cut (a dissolve) left two scenes in one shot, and the
-    other scene is not what the hit found."""
+    the hit covers half of each, and join no shots into such a scene: a missed cut (a
+    dissolve) left two scenes in one shot, or narration runs on across the cut between them,
+    and the other scene is not what the hit found."""
     telop_match: float = Field(default=0.8, gt=0, le=1)
     """On-screen texts at least this similar (normalised, difflib ratio) are the same telop
     read twice (OCR noise), not two."""
@@ -119,16 +120,22 @@ def speech_turns(segments: Sequence[Segment], cuts_s: Sequence[float], gap_s: fl
     return turns
 
 
-def merge_scenes(shots: Sequence[Span], segments: Sequence[Segment], tolerance_s: float) -> list[Span]:
+def merge_scenes(shots: Sequence[Span], segments: Sequence[Segment], tolerance_s: float,
+                 telop_match: float | None = None) -> list[Span]:
     """Adjacent shots joined into scenes where a line of speech or the same on-screen text
-    runs on across their cut by at least ``tolerance_s`` on both sides."""
+    runs on across their cut by at least ``tolerance_s`` on both sides; with ``telop_match``,
+    never where the joined scene would show two different on-screen texts one after the other
+    (narration running over a dissolve between two captioned scenes)."""
     if not shots:
         return []
     text = [s for s in segments if s.source in ("speech", "ocr", "subtitle")]
+    telops = ocr_telops(segments) if telop_match is not None else []
     scenes = [shots[0]]
     for start, end in shots[1:]:
         cut = start
         joined = any(s.start <= cut - tolerance_s and s.end >= cut + tolerance_s for s in text)
+        if joined and telop_match is not None:
+            joined = not telop_pairs((scenes[-1][0], end), telops, telop_match)
         if joined:
             scenes[-1] = (scenes[-1][0], end)
         else:
@@ -150,32 +157,48 @@ def build_boundaries(duration_s: float, shots: Shots | None, segments: Sequence[
     else:
         spans = shots.spans()
         out.units["shot"] = spans
-        out.units["scene"] = merge_scenes(spans, segments, config.span_tolerance_s)
+        out.units["scene"] = merge_scenes(spans, segments, config.span_tolerance_s,
+                                          config.telop_match if config.telop_guard else None)
     out.units["turn"] = speech_turns(segments, cuts, config.turn_gap_s)
     out.units["segment"] = sorted((s.start, s.end) for s in segments if s.source in ("speech", "subtitle")
                                   and s.end > s.start)
-    out.telops = sorted((s.start, s.end, normalize_text(s.text)) for s in segments
-                        if s.source == "ocr" and s.end > s.start and s.text.strip())
+    out.telops = ocr_telops(segments)
     return out
+
+
+def ocr_telops(segments: Sequence[Segment]) -> list[tuple[float, float, str]]:
+    """On-screen texts as ``(start_s, end_s, normalised text)``, in time order."""
+    return sorted((s.start, s.end, normalize_text(s.text)) for s in segments
+                  if s.source == "ocr" and s.end > s.start and s.text.strip())
+
+
+def telop_pairs(unit: Span, telops: Sequence[tuple[float, float, str]],
+                match: float) -> list[tuple[Span, Span]]:
+    """Pairs of different on-screen texts that ``unit`` shows one after the other: each mostly
+    inside it, overlapping each other by less than half the shorter (two lines shown together
+    are one picture), and less alike than ``match`` (the same telop read twice with OCR noise
+    is one)."""
+    import difflib
+
+    inside = [t for t in telops if _overlap(unit, t[:2]) >= 0.5 * (t[1] - t[0])]
+    pairs = []
+    for i, a in enumerate(inside):
+        for b in inside[i + 1:]:
+            if _overlap(a[:2], b[:2]) >= 0.5 * min(a[1] - a[0], b[1] - b[0]):
+                continue
+            if a[2] == b[2] or difflib.SequenceMatcher(None, a[2], b[2]).ratio() >= match:
+                continue
+            pairs.append(((a[0], a[1]), (b[0], b[1])))
+    return pairs
 
 
 def splits_telops(unit: Span, hit: Span, telops: Sequence[tuple[float, float, str]],
                   match: float) -> bool:
-    """Whether ``unit`` shows two different on-screen texts one after the other (each mostly
-    inside it, overlapping each other by less than half the shorter) that ``hit`` does not
-    both overlap (by half a second): the unit then reaches into a scene the hit did not find."""
-    import difflib
-
-    inside = [t for t in telops if _overlap(unit, t[:2]) >= 0.5 * (t[1] - t[0])]
-    for i, a in enumerate(inside):
-        for b in inside[i + 1:]:
-            if _overlap(a[:2], b[:2]) >= 0.5 * min(a[1] - a[0], b[1] - b[0]):
-                continue  # shown together: two lines of one picture
-            if a[2] == b[2] or difflib.SequenceMatcher(None, a[2], b[2]).ratio() >= match:
-                continue
-            if not (_overlap(hit, a[:2]) >= 0.5 and _overlap(hit, b[:2]) >= 0.5):
-                return True
-    return False
+    """Whether ``unit`` shows two different on-screen texts one after the other (see
+    :func:`telop_pairs`) of which ``hit`` does not cover at least half of each: the unit then
+    reaches into a scene the hit did not find."""
+    return any(_overlap(hit, a) < 0.5 * (a[1] - a[0]) or _overlap(hit, b) < 0.5 * (b[1] - b[0])
+               for a, b in telop_pairs(unit, telops, match))
 
 
 def _overlap(a: Span, b: Span) -> float:
