@@ -53,7 +53,7 @@ class ShotConfig(BaseModel):
     gradual_max_residual: float = Field(default=0.2, gt=0, le=0.5)
     """The frame in the middle may differ from the mean of the frames either side by at most
     this share of their difference. A linear blend (dissolve) leaves about 0.05, a pan or
-    zoom 0.3 or more, a picture or telop that appears at once 0.5."""
+    zoom 0.28 or more, a picture or telop that appears at once 0.5."""
 
 
 @dataclass
