@@ -56,6 +56,10 @@ def test_scenes_join_shots_where_speech_or_the_same_text_runs_across_the_cut() -
     telop = Segment("v", 18.0, 30.0, "ocr", "SAME TELOP")
     assert merge_scenes(shots, [telop], tolerance_s=0.5) == [(0.0, 10.0), (10.0, 30.0)]
     assert merge_scenes(shots, [], tolerance_s=0.5) == shots
+    # narration across a cut between two captioned scenes does not join them
+    captions = [Segment("v", 0.0, 10.0, "ocr", "NIGHT SKY TOUR"), Segment("v", 10.0, 20.0, "ocr", "CREW")]
+    assert merge_scenes(shots, [*segs, *captions], tolerance_s=0.5, telop_match=0.8) == shots
+    assert merge_scenes(shots, [*segs, *captions], tolerance_s=0.5) == [(0.0, 20.0), (20.0, 30.0)]
 
 
 def test_boundaries_note_missing_shots_and_a_video_without_cuts() -> None:
@@ -93,6 +97,25 @@ def test_a_short_action_in_a_long_shot_keeps_its_extent_or_its_turn() -> None:
     # the stretch limit is what keeps the shot away: with a loose one the shot wins
     loose = choose(hit, b, ExtentConfig(max_stretch=10.0))
     assert loose.granularity == "scene" and loose.window[:2] == (0.0, 30.0)
+
+
+def test_a_shot_showing_two_telops_one_after_the_other_is_refused() -> None:
+    # a dissolve at 10 s went undetected: one 20 s shot holds two scenes with their telops
+    segs = [Segment("v", 0.5, 10.5, "ocr", "CREW PORTRAITS"), Segment("v", 10.5, 20.0, "ocr", "PAD 39"),
+            Segment("v", 0.0, 20.0, "ocr", "EXIT")]  # a sign in the picture the whole time
+    b = bounds([20.0], 40.0, segs)
+    cfg = ExtentConfig(max_stretch=2.5)
+    got = choose(Window(1.0, 9.0, 1.0), b, cfg)
+    assert got.granularity == "curve" and (got.window.start, got.window.end) == (1.0, 9.0)
+    # a hit over half of each text may take the shot (not one reaching a little into one);
+    # without the guard the shot is taken
+    assert choose(Window(3.0, 17.0, 1.0), b, cfg).window.end == 20.0
+    assert choose(Window(5.0, 15.0, 1.0), b, cfg).granularity == "curve"
+    assert choose(Window(1.0, 9.0, 1.0), b, ExtentConfig(telop_guard=False)).window.end == 20.0
+    # the same telop read twice with OCR noise is one telop
+    noisy = [Segment("v", 0.5, 9.0, "ocr", "CREW PORTRAITS"),
+             Segment("v", 9.5, 20.0, "ocr", "CREW P0RTRAITS")]
+    assert choose(Window(1.0, 9.0, 1.0), bounds([20.0], 40.0, noisy), cfg).window.end == 20.0
 
 
 def test_snapping_off_and_the_order_of_preference() -> None:
@@ -183,6 +206,19 @@ def test_one_frame_a_flash_and_variable_frame_rate(tmp_path: Path) -> None:
                   "[0:v][1:v]concat=n=2:v=1[v];[v]select='not(eq(mod(n\\,3)\\,1))'",
                   ["-fps_mode", "passthrough"])
     assert detect_shots(vfr).cuts_s == pytest.approx([3.0], abs=0.15)
+
+
+@needs_ffmpeg
+def test_a_dissolve_is_found_at_its_middle_and_a_slow_zoom_is_not(tmp_path: Path) -> None:
+    dissolve = _ffmpeg(tmp_path / "dissolve.mp4", [f"color=c=0x806040:{SIZE}:d=4",
+                                                  f"color=c=0x30a0d0:{SIZE}:d=4"],
+                       "[0:v][1:v]xfade=transition=fade:duration=1.2:offset=3")
+    # content alone misses it: no two neighbouring frames differ much
+    assert detect_shots(dissolve, ShotConfig(gradual=False)).cuts_s == []
+    assert detect_shots(dissolve).cuts_s == pytest.approx([3.6], abs=0.2)
+    zoom = _ffmpeg(tmp_path / "zoom.mp4", ["smptebars=s=320x180:r=10:d=6"],
+                   "[0:v]zoompan=z='1+0.01*on':d=1:s=160x90:fps=10")
+    assert detect_shots(zoom).cuts_s == []
 
 
 @needs_ffmpeg

@@ -139,6 +139,7 @@ def test_the_declared_language_is_used_without_detection() -> None:
     asr = polyglot({"ru": RU}, detected=("en", 0.9))
     tr = asr.transcribe(AUDIO, "v", "ru")
     assert asr._model.calls == ["ru"]  # type: ignore[union-attr]
+    assert asr.passes == {"decode": 1, "detect": 0}  # one pass: nothing to check
     assert [s.text for s in tr.segments] == ["Ракета стартовала ночью."]
     assert tr.segments[0].lang == "ru" and "lang_note" not in tr.segments[0].meta
     assert tr.info["language_source"] == "declared"
@@ -147,7 +148,9 @@ def test_the_declared_language_is_used_without_detection() -> None:
 def test_a_wrongly_declared_language_is_checked_and_said() -> None:
     en = [FakeSegment(0.5, 4.0, "The rocket lifted off at night.", avg_logprob=-0.3)]
     ja = [FakeSegment(0.5, 4.0, "ロケット", avg_logprob=-0.95)]
-    tr = polyglot({"en": en, "ja": ja}, detected=("en", 0.93)).transcribe(AUDIO, "v", "ja")
+    asr = polyglot({"en": en, "ja": ja}, detected=("en", 0.93))
+    tr = asr.transcribe(AUDIO, "v", "ja")
+    assert asr.passes == {"decode": 2, "detect": 1}  # the check costs one detection and a decode
     assert [s.text for s in tr.segments] == ["The rocket lifted off at night."]
     assert tr.segments[0].lang == "en"
     assert "declared ja but the speech reads as en (p=0.93)" in tr.segments[0].meta["lang_note"]

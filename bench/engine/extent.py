@@ -5,6 +5,8 @@ preferred one that the evidence supports wins.
 Units come from :class:`Boundaries`: shots from the feature store (``bench.store.shots``),
 scenes (shots merged where speech or on-screen text runs on across the cut), speech turns
 (speech segments merged across short pauses) and segments (lines of speech or subtitles).
+A unit that shows two different on-screen texts one after the other is refused: it holds two
+scenes that shot detection did not tell apart.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bench.errors import Unavailable
 from bench.spans import Window, temporal_iou
+from bench.text.ocr import normalize_text
 from bench.text.segments import Segment
 from bench.video.shots import ShotConfig, Shots
 
@@ -65,6 +68,14 @@ class ExtentConfig(BaseModel):
     span_tolerance_s: float = Field(default=0.5, ge=0)
     """Speech or on-screen text running this far past a cut on both sides joins its shots into
     one scene."""
+    telop_guard: bool = True
+    """Refuse a unit that shows two different on-screen texts one after the other (OCR) unless
+    the hit covers half of each, and join no shots into such a scene: a missed cut (a
+    dissolve) left two scenes in one shot, or narration runs on across the cut between them,
+    and the other scene is not what the hit found."""
+    telop_match: float = Field(default=0.8, gt=0, le=1)
+    """On-screen texts at least this similar (normalised, difflib ratio) are the same telop
+    read twice (OCR noise), not two."""
     shots: ShotConfig = Field(default_factory=ShotConfig)
     """How shots are detected (stored per video under these parameters)."""
 
@@ -93,6 +104,8 @@ class Boundaries:
     duration_s: float
     units: dict[Granularity, list[Span]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    telops: list[tuple[float, float, str]] = field(default_factory=list)
+    """On-screen texts (OCR segments) as ``(start_s, end_s, normalised text)``, in time order."""
 
 
 def speech_turns(segments: Sequence[Segment], cuts_s: Sequence[float], gap_s: float) -> list[Span]:
@@ -107,16 +120,22 @@ def speech_turns(segments: Sequence[Segment], cuts_s: Sequence[float], gap_s: fl
     return turns
 
 
-def merge_scenes(shots: Sequence[Span], segments: Sequence[Segment], tolerance_s: float) -> list[Span]:
+def merge_scenes(shots: Sequence[Span], segments: Sequence[Segment], tolerance_s: float,
+                 telop_match: float | None = None) -> list[Span]:
     """Adjacent shots joined into scenes where a line of speech or the same on-screen text
-    runs on across their cut by at least ``tolerance_s`` on both sides."""
+    runs on across their cut by at least ``tolerance_s`` on both sides; with ``telop_match``,
+    never where the joined scene would show two different on-screen texts one after the other
+    (narration running over a dissolve between two captioned scenes)."""
     if not shots:
         return []
     text = [s for s in segments if s.source in ("speech", "ocr", "subtitle")]
+    telops = ocr_telops(segments) if telop_match is not None else []
     scenes = [shots[0]]
     for start, end in shots[1:]:
         cut = start
         joined = any(s.start <= cut - tolerance_s and s.end >= cut + tolerance_s for s in text)
+        if joined and telop_match is not None:
+            joined = not telop_pairs((scenes[-1][0], end), telops, telop_match)
         if joined:
             scenes[-1] = (scenes[-1][0], end)
         else:
@@ -138,11 +157,48 @@ def build_boundaries(duration_s: float, shots: Shots | None, segments: Sequence[
     else:
         spans = shots.spans()
         out.units["shot"] = spans
-        out.units["scene"] = merge_scenes(spans, segments, config.span_tolerance_s)
+        out.units["scene"] = merge_scenes(spans, segments, config.span_tolerance_s,
+                                          config.telop_match if config.telop_guard else None)
     out.units["turn"] = speech_turns(segments, cuts, config.turn_gap_s)
     out.units["segment"] = sorted((s.start, s.end) for s in segments if s.source in ("speech", "subtitle")
                                   and s.end > s.start)
+    out.telops = ocr_telops(segments)
     return out
+
+
+def ocr_telops(segments: Sequence[Segment]) -> list[tuple[float, float, str]]:
+    """On-screen texts as ``(start_s, end_s, normalised text)``, in time order."""
+    return sorted((s.start, s.end, normalize_text(s.text)) for s in segments
+                  if s.source == "ocr" and s.end > s.start and s.text.strip())
+
+
+def telop_pairs(unit: Span, telops: Sequence[tuple[float, float, str]],
+                match: float) -> list[tuple[Span, Span]]:
+    """Pairs of different on-screen texts that ``unit`` shows one after the other: each mostly
+    inside it, overlapping each other by less than half the shorter (two lines shown together
+    are one picture), and less alike than ``match`` (the same telop read twice with OCR noise
+    is one)."""
+    import difflib
+
+    inside = [t for t in telops if _overlap(unit, t[:2]) >= 0.5 * (t[1] - t[0])]
+    pairs = []
+    for i, a in enumerate(inside):
+        for b in inside[i + 1:]:
+            if _overlap(a[:2], b[:2]) >= 0.5 * min(a[1] - a[0], b[1] - b[0]):
+                continue
+            if a[2] == b[2] or difflib.SequenceMatcher(None, a[2], b[2]).ratio() >= match:
+                continue
+            pairs.append(((a[0], a[1]), (b[0], b[1])))
+    return pairs
+
+
+def splits_telops(unit: Span, hit: Span, telops: Sequence[tuple[float, float, str]],
+                  match: float) -> bool:
+    """Whether ``unit`` shows two different on-screen texts one after the other (see
+    :func:`telop_pairs`) of which ``hit`` does not cover at least half of each: the unit then
+    reaches into a scene the hit did not find."""
+    return any(_overlap(hit, a) < 0.5 * (a[1] - a[0]) or _overlap(hit, b) < 0.5 * (b[1] - b[0])
+               for a, b in telop_pairs(unit, telops, match))
 
 
 def _overlap(a: Span, b: Span) -> float:
@@ -180,6 +236,8 @@ def choose(hit: Window, bounds: Boundaries, config: ExtentConfig) -> Extent:
             continue
         got = unit_span(span, units, config.min_overlap)
         if got is None or not got[1] > got[0] or got[1] - got[0] > longest + 1e-9:
+            continue
+        if config.telop_guard and splits_telops(got, span, bounds.telops, config.telop_match):
             continue
         if _overlap(got, span) >= config.min_cover * (hit.end - hit.start) - 1e-9:
             return Extent(Window(got[0], got[1], hit.score), g, hit)

