@@ -30,7 +30,6 @@ from bench.types import Moment, Query  # noqa: E402
 from demo.handlers import (  # noqa: E402
     BROWSER_HEADERS,
     COMPARE_HEADERS,
-    EMPTY_RESULTS,
     App,
     cleanup_session,
     gallery_classes,
@@ -139,14 +138,14 @@ def build(app: App) -> gr.Blocks:
                                      elem_id="cmp-table", wrap=True,
                                      column_widths=["16%", "11%", "8%", "6%", "9%", "50%"])
 
-        with gr.Tab("Leaderboard", id="leaderboard"):
+        with gr.Tab("Leaderboard", id="leaderboard") as lb_tab:
             with gr.Row():
                 lb_dataset = gr.Dropdown(label="Dataset · split", choices=[], elem_id="lb-dataset")
                 lb_tag = gr.Dropdown(label="Tag", choices=["all"], value="all", elem_id="lb-tag")
                 lb_lang = gr.Dropdown(label="Language", choices=["all"], value="all",
                                       elem_id="lb-lang")
             lb_table = gr.Dataframe(interactive=False, elem_id="lb-table", wrap=True)
-            lb_note = gr.Markdown(EMPTY_RESULTS, elem_id="lb-note")
+            lb_note = gr.Markdown(elem_id="lb-note")  # filled when the tab opens
             lb_gallery = gr.Gallery(label="Plots (click to enlarge)", columns=2, height="auto",
                                     elem_id="lb-plots", object_fit="contain", buttons=[])
 
@@ -235,11 +234,12 @@ def build(app: App) -> gr.Blocks:
                            outputs=[cmp_query, cmp_video])
         cmp_go.click(guarded(compare_fn), inputs=[session, bench_query, cmp_query, cmp_video],
                      outputs=[cmp_plot, cmp_table, cmp_status], concurrency_limit=1)
-        # The handler updates the tag and language choices, so only user input on those
-        # two re-runs it (a .change there would loop).
-        lb_dataset.change(guarded(leaderboard_fn), inputs=[lb_dataset, lb_tag, lb_lang],
-                          outputs=[lb_table, lb_note, lb_gallery, lb_tag, lb_lang])
-        for lb_filter in (lb_tag, lb_lang):
+        # Drawn when its tab opens, not at load (its plots would delay the search button);
+        # the handler updates the tag and language choices, so only user input re-runs it
+        # (a .change would also fire on load's value and loop on those two).
+        lb_tab.select(guarded(leaderboard_fn), inputs=[lb_dataset, lb_tag, lb_lang],
+                      outputs=[lb_table, lb_note, lb_gallery, lb_tag, lb_lang])
+        for lb_filter in (lb_dataset, lb_tag, lb_lang):
             lb_filter.input(guarded(leaderboard_fn), inputs=[lb_dataset, lb_tag, lb_lang],
                        outputs=[lb_table, lb_note, lb_gallery, lb_tag, lb_lang])
         for br_input in (br_dataset, br_sort):

@@ -135,15 +135,30 @@ def target(results_dir: Path, dataset: str) -> Target:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, results_dir: Path,
            dataset: str) -> Iterator[dict[str, Any]]:
+    yield from serving(tmp_path_factory, dataset, ["--results", str(results_dir)])
+
+
+@pytest.fixture(scope="module")
+def fresh_server(tmp_path_factory: pytest.TempPathFactory, dataset: str) -> Iterator[dict[str, Any]]:
+    """The Space as a fresh clone starts it: no --results and no results/ in the checkout."""
+    if (REPO / "results").exists():
+        pytest.skip("this checkout has a results/ directory, so the Space would read it")
+    yield from serving(tmp_path_factory, dataset, [])
+
+
+def serving(tmp_path_factory: pytest.TempPathFactory, dataset: str,
+            args: list[str]) -> Iterator[dict[str, Any]]:
+    """``python demo/app.py`` with ``args`` on a free port until the module's tests are done."""
     sessions = tmp_path_factory.mktemp("sessions")
     log_path = tmp_path_factory.mktemp("logs") / "app.log"
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCENEBENCH_LLM_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SCENEBENCH_LLM_") and k != "SCENEBENCH_RESULTS"}
     env.update({"SCENEBENCH_DEMO_DATASET": dataset, "SCENEBENCH_SESSIONS_DIR": str(sessions),
                 "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
                 "PYTHONUNBUFFERED": "1"})
     cmd = [sys.executable, str(REPO / "demo" / "app.py"), "--host", "127.0.0.1", "--port", str(port),
-           "--results", str(results_dir), "--methods", METHODS, "--device", "cpu"]
+           *args, "--methods", METHODS, "--device", "cpu"]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}/"
@@ -412,3 +427,20 @@ def test_phone_no_confident_match_and_leaderboard(phone: Any) -> None:
     expect(page.locator("#lb-plots img").first).to_be_visible()
     fits_the_screen(page, "#lb-plots")
     shot(page, "phone-leaderboard")
+
+
+def test_a_fresh_space_draws_the_snapshot_leaderboard_when_its_tab_opens(
+        browser: Any, fresh_server: dict[str, Any]) -> None:
+    expect = sync_api.expect
+    for page in opened(browser.new_context(viewport={"width": 1280, "height": 1000}), fresh_server):
+        # the page is ready and the leaderboard is not drawn yet (its plots would delay it)
+        expect(page.locator("#search-btn")).to_be_visible()
+        assert table_rows(page, "#lb-table") == []
+        page.get_by_role("tab", name="Leaderboard").click()
+        expect(page.locator("#lb-table")).to_contain_text("chance-prior")
+        board = table_rows(page, "#lb-table")
+        ranks = [row[0] for row in board]
+        assert ranks[0] == "1" and ranks.count("floor") == 2, board
+        assert {row[1] for row in board if row[0] == "floor"} == {"chance-prior", "chance-random"}
+        expect(page.locator("#lb-plots img").first).to_be_visible()
+        shot(page, "fresh-leaderboard")

@@ -4,12 +4,15 @@ hand-made queries and predictions whose expectations are worked out by hand."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
 from bench.errors import BadInput
 from bench.eval import report
 from bench.eval.calibration import (
+    KERNEL_BANDWIDTH,
+    MAX_FALSE_ALARM,
     Calibration,
     calibrate,
     confidence_metrics,
@@ -98,9 +101,10 @@ def test_threshold_keeps_false_alarms_within_target_and_metrics_count_by_hand():
     tops.update({x.qid: top(10.0, 20.0, 0.95) for x in present})
     preds = {x.qid: pred(x.qid, (m.start, m.end, m.score)) for x, m in
              ((x, tops[x.qid]) for x in queries) if m is not None}
-    cal, held_out = calibrate(queries, preds, tops)
+    cal, held_out = calibrate(queries, preds, tops, max_false_alarm=0.1, bandwidth=0.0)
     assert cal.status == "calibrated" and cal.n_calibration_absent == 5
-    # five calibration absent scores; at most floor(0.1 * 5) = 0 may pass: the threshold is
+    # counted values (no kernel): five calibration absent scores; at most floor(0.1 * 5) = 0
+    # may pass: the threshold is
     # just above the strongest absent moment's strength (4 of 5 beaten = 0.8)
     assert cal.threshold == pytest.approx(0.8) and cal.threshold > 0.8
     assert cal.calibration_false_alarm == 0.0 and cal.calibration_confident_hit == 1.0
@@ -111,6 +115,39 @@ def test_threshold_keeps_false_alarms_within_target_and_metrics_count_by_hand():
     held_absent = [x for x in held_out if x.is_absent]
     expected_fa = sum(tops[x.qid].score > strongest for x in held_absent) / len(held_absent)
     assert got == {"false_alarm": expected_fa, "confident_hit@0.5": 1.0}
+
+
+def test_the_kernel_smooths_the_count_of_absent_values_below_a_moment():
+    # three absent values around 0.2, two absent queries without the signal (below all)
+    cal = Calibration(status="calibrated", threshold=0.95, n_calibration_absent=5,
+                      bandwidth=1.0, absent_signals={"score": [0.1, 0.2, 0.3]})
+    # at the middle value the kernels are symmetric: 2 + (1 + 0.5 + 0) smoothed to 1.5
+    assert cal.strength(top(0.0, 1.0, 0.2), "x") == pytest.approx(3.5 / 5)
+    # Silverman's width: 1.06 * sd (0.1) * 3 ** -0.2; 0.3 is 1.175 widths above 0.2
+    width = 1.06 * 0.1 * 3 ** -0.2
+    phi = [0.5 * math.erfc(-(0.3 - x) / (width * math.sqrt(2))) for x in (0.1, 0.2, 0.3)]
+    assert cal.strength(top(0.0, 1.0, 0.3), "x") == pytest.approx((2 + sum(phi)) / 5)
+    # counted, 0.3 beats only the two values below it; smoothed, part of itself too
+    counted = cal.model_copy(update={"bandwidth": 0.0})
+    assert counted.strength(top(0.0, 1.0, 0.3), "x") == pytest.approx(4 / 5)
+    assert cal.strength(top(0.0, 1.0, 0.3), "x") > 4 / 5
+    assert cal.strength(top(0.0, 1.0, 5.0), "x") == pytest.approx(1.0)
+    assert cal.confident(top(0.0, 1.0, 5.0), "x") and not cal.confident(top(0.0, 1.0, 0.3), "x")
+
+
+def test_calibrate_sets_the_smoothed_quantile_as_threshold():
+    absent = [q(f"a{i}", []) for i in range(10)]
+    present = [q(f"p{i}", [(10.0, 20.0)]) for i in range(10)]
+    tops = {x.qid: top(0.0, 5.0, (i + 1) / 10) for i, x in enumerate(absent)}
+    tops.update({x.qid: top(10.0, 20.0, 5.0) for x in present})
+    preds = {x: pred(x, (m.start, m.end, m.score)) for x, m in tops.items()}
+    cal, held_out = calibrate([*absent, *present], preds, tops)
+    assert cal.bandwidth == KERNEL_BANDWIDTH and cal.max_false_alarm == MAX_FALSE_ALARM
+    assert cal.threshold == pytest.approx(1.0 - MAX_FALSE_ALARM)
+    # present tops far above every absent value are confident hits; no absent top reaches
+    # the smoothed 95% quantile of five values spread over 0.1 .. 1.0
+    assert cal.calibration_confident_hit == 1.0 and cal.calibration_false_alarm == 0.0
+    assert confidence_metrics(held_out, preds, tops, cal)["confident_hit@0.5"] == 1.0
 
 
 def test_a_miss_is_not_a_confident_hit_and_no_moment_is_not_a_false_alarm():

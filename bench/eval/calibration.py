@@ -2,15 +2,16 @@
 metrics that need it (``false_alarm``, ``confident_hit@0.5``).
 
 A moment is *confident* when its strength (how many of the calibration split's absent
-queries it beats, see :class:`Calibration`) reaches the threshold: the lowest at which at most
-:data:`MAX_FALSE_ALARM` of those absent queries would get a confident answer. A split without
-absent queries gives no threshold (reported ``uncalibrated``, never invented). The metrics
-are measured on the other, held-out queries.
+queries it beats, on a kernel-smoothed count, see :class:`Calibration`) reaches the threshold:
+``1 - MAX_FALSE_ALARM``, the smoothed quantile of those absent queries' top moments. A split
+without absent queries gives no threshold (reported ``uncalibrated``, never invented). The
+metrics are measured on the other, held-out queries.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -25,8 +26,13 @@ from bench.types import QID, Moment, Prediction, Query
 CALIBRATION_SEED = 0
 CALIBRATION_SHARE = 0.5
 """Share of the absent and of the present queries (each) that goes to the calibration split."""
-MAX_FALSE_ALARM = 0.1
-"""Target on the calibration split; half of the 0.2 the held-out queries must stay under."""
+MAX_FALSE_ALARM = 0.05
+"""Target on the calibration split, a quarter of the 0.2 the held-out queries must stay under:
+with 38 absent queries a side, a threshold set at 0.1 let the held-out side pass 0.2 in about
+one split in ten (docs/leaderboard.md, scripts/calibration_splits.py)."""
+KERNEL_BANDWIDTH = 1.0
+"""Scale of Silverman's rule for the Gaussian kernel that smooths the absent queries' values:
+a tail quantile of a few dozen values is otherwise set by the one or two largest of them."""
 HIT_IOU = 0.5
 MIN_SCRIPT_ABSENT = 8
 """Fewer absent queries than this in a script, and its moments are compared with all scripts':
@@ -41,6 +47,9 @@ class Calibration(BaseModel):
     Cyrillic, ...) whose top moment it beats on that signal. A configuration's signal is its
     score; a fused moment's are its members' scores. Scores are compared within a script
     because a text model scores unrelated text of some scripts much higher than of others.
+    With a ``bandwidth``, each absent value counts as a Gaussian kernel around it (how much of
+    it lies below the moment's value) rather than 0 or 1, so the strength, and the threshold
+    on it, move smoothly with the values instead of jumping at the largest few.
     The threshold is on strength, in [0, 1]: a moment at or above it is confident."""
 
     model_config = ConfigDict(extra="forbid")
@@ -52,6 +61,9 @@ class Calibration(BaseModel):
     seed: int = CALIBRATION_SEED
     share: float = CALIBRATION_SHARE
     max_false_alarm: float = MAX_FALSE_ALARM
+    bandwidth: float = 0.0
+    """Kernel width as a multiple of Silverman's rule; 0 counts values (files written before
+    smoothing)."""
     n_calibration: int = 0
     n_calibration_absent: int = 0
     calibration_false_alarm: float | None = None
@@ -76,8 +88,9 @@ class Calibration(BaseModel):
             return None
         best = 0.0
         for name, value in signals(moment).items():
-            above = self.absent_signals.get(name + suffix, [])
-            beaten = n - (len(above) - int(np.searchsorted(above, value, side="left")))
+            values = self.absent_signals.get(name + suffix, [])
+            # absent queries without the signal are below every value
+            beaten = n - len(values) + below(values, value, self.bandwidth)
             best = max(best, beaten / n)
         return best
 
@@ -87,6 +100,20 @@ class Calibration(BaseModel):
             return None
         got = self.strength(moment, query)
         return got is not None and got >= self.threshold
+
+
+def below(values: Sequence[float], value: float, bandwidth: float) -> float:
+    """How many of the ascending ``values`` lie below ``value``: counted, or with a Gaussian
+    kernel of ``bandwidth`` x Silverman's width around each (fewer than two distinct values,
+    or no bandwidth: counted)."""
+    if not values:
+        return 0.0
+    arr = np.asarray(values, dtype=np.float64)
+    width = bandwidth * 1.06 * float(arr.std(ddof=1)) * len(arr) ** -0.2 if len(arr) > 1 else 0.0
+    if width <= 0.0:
+        return float(np.searchsorted(arr, value, side="left"))
+    # the standard normal CDF of each (value - x) / width
+    return float(sum(0.5 * math.erfc((x - value) / (width * math.sqrt(2.0))) for x in values))
 
 
 def script_of(text: str | None) -> str:
@@ -162,13 +189,17 @@ def confidence_metrics(queries: Sequence[Query], predictions: Mapping[QID, Predi
 def calibrate(queries: Sequence[Query], predictions: Mapping[QID, Prediction],
               tops: Mapping[QID, Moment | None], *, seed: int = CALIBRATION_SEED,
               share: float = CALIBRATION_SHARE,
-              max_false_alarm: float = MAX_FALSE_ALARM) -> tuple[Calibration, list[Query]]:
+              max_false_alarm: float = MAX_FALSE_ALARM, bandwidth: float = KERNEL_BANDWIDTH,
+              ) -> tuple[Calibration, list[Query]]:
     """Choose the threshold on the calibration split from each query's top moment (``tops``,
-    the first moment of its prediction); returns it and the held-out queries."""
+    the first moment of its prediction); returns it and the held-out queries. ``bandwidth``
+    0 counts values (the threshold then lies just above the strength of the absent query
+    that would be one too many)."""
     cal, held_out = split(queries, seed=seed, share=share)
     absent = [q for q in cal if q.is_absent]
     base: dict[str, Any] = dict(seed=seed, share=share, max_false_alarm=max_false_alarm,
-                                n_calibration=len(cal), n_calibration_absent=len(absent))
+                                bandwidth=bandwidth, n_calibration=len(cal),
+                                n_calibration_absent=len(absent))
     if not absent:
         return Calibration(status="uncalibrated", reason="the calibration split has no absent "
                            "queries (tag 'absent'), so no threshold can be chosen", **base), held_out
@@ -184,14 +215,18 @@ def calibrate(queries: Sequence[Query], predictions: Mapping[QID, Prediction],
     calibration = Calibration(status="calibrated", threshold=1.0, **base,
                               absent_signals={k: sorted(v) for k, v in sorted(values.items())},
                               absent_by_script=dict(sorted(by_script.items())))
-    # The lowest strength that at most max_false_alarm of the absent queries reach: each
-    # absent query's own top moment beats itself, so its strength is at most 1 - 1/n.
-    strengths = sorted((calibration.strength(t, q.query) or 0.0 for q in absent
-                        if (t := tops.get(q.qid)) is not None), reverse=True)
-    allowed = int(np.floor(max_false_alarm * len(absent) + 1e-9))
-    threshold = (float(np.nextafter(strengths[allowed], np.inf)) if allowed < len(strengths)
-                 else 0.0)
-    calibration.threshold = min(threshold, 1.0)
+    if bandwidth > 0:
+        # the smoothed (1 - max_false_alarm) quantile of the absent queries' top moments
+        calibration.threshold = 1.0 - max_false_alarm
+    else:
+        # The lowest strength that at most max_false_alarm of the absent queries reach: each
+        # absent query's own top moment beats itself, so its strength is at most 1 - 1/n.
+        strengths = sorted((calibration.strength(t, q.query) or 0.0 for q in absent
+                            if (t := tops.get(q.qid)) is not None), reverse=True)
+        allowed = int(np.floor(max_false_alarm * len(absent) + 1e-9))
+        threshold = (float(np.nextafter(strengths[allowed], np.inf)) if allowed < len(strengths)
+                     else 0.0)
+        calibration.threshold = min(threshold, 1.0)
     got = confidence_metrics(cal, predictions, tops, calibration)
     calibration.calibration_false_alarm = got.get("false_alarm")
     calibration.calibration_confident_hit = got.get("confident_hit@0.5")
