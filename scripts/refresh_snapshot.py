@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DATASETS = ("synthetic-v1", "synthetic-v2")
+DATASETS = ("synthetic-v1", "synthetic-v2", "synthetic-mood-v1", "synthetic-tags-v1")
 
 
 def main() -> int:
@@ -46,7 +46,8 @@ def main() -> int:
             results = run(datasets, args.retriever, out=Path(tmp), device="cpu", progress=True)
         else:
             real = [c.name for c in default_configs()]
-            results = run(datasets, real, out=Path(tmp), device="cpu", progress=True)
+            # no names: a plain run, which leaves a configuration out of sets it is not made for
+            results = run(datasets, [], out=Path(tmp), device="cpu", progress=True)
             tiny = [n for n in gate if n not in real]
             gate_sets = [d for d in datasets if policy is None or Path(d).name in policy.datasets]
             if tiny and gate_sets:
@@ -55,7 +56,9 @@ def main() -> int:
             if r.status != "ok":
                 print(f"left out {r.retriever} on {r.dataset} [{r.mode}]: {r.status}: {r.reason}",
                       file=sys.stderr)
-        failed_gate = [r for r in results if r.retriever in gate and r.status != "ok"]
+        # only where the gate holds them: a floor has no tagger, so it is unavailable on a tagging set
+        held = set(policy.datasets) if policy is not None else set()
+        failed_gate = [r for r in results if r.retriever in gate and r.dataset in held and r.status != "ok"]
         if failed_gate:
             print("a gate configuration did not run: the snapshot is left as it was", file=sys.stderr)
             return 1
