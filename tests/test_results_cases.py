@@ -84,7 +84,7 @@ def test_errors_name_the_source_and_the_nested_field() -> None:
 def test_result_files_are_indented_json_and_predictions_one_row_a_line(tmp_path: Path) -> None:
     r = ResultFile(**BASE)  # type: ignore[arg-type]
     path = save_result(tmp_path, r, [{"qid": 1}, {"qid": 2}])
-    head = ('{\n  "schema_version": %d,\n  "task": "grounding",\n  "retriever": "bm25-text",\n'
-            % RESULT_SCHEMA_VERSION)
+    head = (f'{{\n  "schema_version": {RESULT_SCHEMA_VERSION},\n  "task": "grounding",\n'
+            '  "retriever": "bm25-text",\n')
     assert path.read_text(encoding="utf-8").startswith(head)
     assert predictions_path(tmp_path, r).read_text(encoding="utf-8") == '{"qid": 1}\n{"qid": 2}\n'
