@@ -26,10 +26,11 @@ from bench.datasets.tagging import (
     parse_taxonomy,
 )
 from bench.errors import BadInput
+from bench.index.corpus import EmbeddingCorpus, VideoVectors, pool_rows
 from bench.retrievers.base import RetrieverConfig
 from bench.tagging.metrics import by_group, macro_f1, per_class_f1, ranks, tagging_metrics, top_k_accuracy
 from bench.tagging.probe import cross_validate, mean_ci
-from bench.tagging.zeroshot import aggregate, label_texts, tag_videos
+from bench.tagging.zeroshot import aggregate, label_texts, score_pooled, score_windows, tag_pooled, tag_videos
 from bench.text.segments import Segment
 from bench.types import Video
 
@@ -88,6 +89,57 @@ def test_aggregations_by_hand() -> None:
     assert aggregate(sims, "topk", k=2) == pytest.approx([0.6, 0.65])
     with pytest.raises(ValueError):
         aggregate(np.zeros((0, 2)), "max")
+
+
+def test_pooled_rows_by_hand() -> None:
+    # 5 rows in at most 2 runs: the first one row longer -> runs {0,1,2}, {3,4}
+    v = np.array([[1, 0], [0, 1], [1, 0], [1, 0], [0, 1]], dtype=np.float32)
+    t = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    p = pool_rows(v, t, t + 0.5, max_rows=2)
+    assert p.rows.tolist() == [pytest.approx([2 / 3, 1 / 3]), [0.5, 0.5]]
+    assert p.spans.tolist() == [[0.0, 2.5], [3.0, 4.5]]
+    assert p.first.tolist() == [[1.0, 0.0]] and p.mean.tolist() == [pytest.approx([0.6, 0.4])]
+    # short videos keep their own rows (no copy), one span per row
+    q = pool_rows(v, t, t, max_rows=5)
+    assert q.rows is v and q.spans[:, 0].tolist() == t.tolist()
+    with pytest.raises(ValueError):
+        pool_rows(v[:0], t[:0], t[:0])
+
+
+def test_pooled_scores_equal_every_window_where_promised() -> None:
+    rng = np.random.default_rng(3)
+    vecs = rng.normal(size=(1000, 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    labels = rng.normal(size=(5, 16)).astype(np.float32)
+    labels /= np.linalg.norm(labels, axis=1, keepdims=True)
+    t = np.arange(1000, dtype=np.float64)
+    long_p, short_p = pool_rows(vecs, t, t, max_rows=64), pool_rows(vecs, t, t, max_rows=1000)
+    for how in ("first", "mean"):  # exact at any length
+        every = score_windows(vecs, labels, how)[1]
+        assert score_pooled(long_p, labels, how)[1] == pytest.approx(every, abs=1e-5)
+    for how in ("max", "topk"):  # exact while every window is its own run
+        every = score_windows(vecs, labels, how)[1]
+        assert score_pooled(short_p, labels, how)[1] == pytest.approx(every, abs=1e-6)
+    # over runs, max is the best run's mean cosine: no more than the best window's
+    sims = vecs @ labels.T
+    assert long_p.rows.shape == (64, 16)
+    assert (score_pooled(long_p, labels, "max")[1] <= sims.max(axis=0) + 1e-6).all()
+    first_run = sims[:16].mean(axis=0)  # 1000 = 64 * 15 + 40: the first 40 runs are 16 rows
+    assert (long_p.rows[0] @ labels.T) == pytest.approx(first_run, abs=1e-5)
+    tags = tag_pooled("v", long_p, labels, "max", "frame", ["a", "b", "c", "d", "e"])
+    j = int(np.argmax(long_p.rows @ labels[0]))
+    lo, hi = long_p.spans[j]
+    assert tags.evidence["a"].startswith(f"best frame {lo:.1f}-{hi:.1f} s")
+
+
+def test_corpus_summarises_videos_when_they_are_added() -> None:
+    corpus = EmbeddingCorpus(4)
+    vecs = np.eye(4, dtype=np.float32)[np.arange(600) % 4]
+    item = VideoVectors("v", "id", np.arange(600, dtype=np.float64), vecs, 600.0)
+    corpus.add(item)
+    assert "pooled" in item.__dict__  # computed at indexing, not at tagging
+    assert item.pooled is not None and item.pooled.rows.shape == (256, 4)
+    assert VideoVectors("e", "id", np.zeros(0), np.zeros((0, 4), dtype=np.float32), 1.0).pooled is None
 
 
 # -- taxonomy and sets: bad input is one line --------------------------------------------------
@@ -221,6 +273,18 @@ def test_dense_tags_each_video_and_gives_a_reason_for_no_text(dense: Any) -> Non
     assert silent.reason is not None and silent.reason.startswith("no usable features")
     assert "text window" in tagged.videos[0].evidence["food"]
     assert tag_videos(dense, ["cook"], tax, "mean").aggregation == "mean"
+
+
+def test_probe_features_are_each_videos_mean_window(dense: Any, bm25: Any) -> None:
+    from bench.tagging.probe import video_features
+
+    feats, missing = video_features(dense, [v.vid for v in VIDEOS])
+    lo, hi = dense.corpus.ranges["cook"]
+    assert feats["cook"] == pytest.approx(dense.window_vecs[lo:hi].mean(axis=0), abs=1e-6)
+    assert set(feats) == {v.vid for v in VIDEOS} - {"silent"}
+    assert missing["silent"].startswith("no usable features")
+    with pytest.raises(BadInput, match="linear probes need stored embeddings"):
+        video_features(bm25, ["cook"])
 
 
 def test_bm25_tags_by_label_words(bm25: Any) -> None:

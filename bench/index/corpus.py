@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,54 @@ if TYPE_CHECKING:
 log = logging.getLogger("bench")
 
 
+POOL_ROWS = 256
+"""What whole-video scoring (tagging) looks at, at most, per video: a longer video's rows are
+averaged in consecutive runs of equal length (a 1-hour video at 1 fps: runs of 14-15 frames)."""
+
+
+@dataclass(frozen=True)
+class PooledVectors:
+    """A video's rows summarised once, when it is indexed, so that scoring a whole video against a
+    few label vectors costs the same for a 1-minute and a 10-hour video.
+
+    The cosine of a unit vector with a run's *mean* row is the mean of its cosines with the run's
+    rows, so ``mean`` scores exactly like the mean over every row, and the best of ``rows`` is the
+    best run's mean cosine (the best row itself while the video has at most ``POOL_ROWS`` rows,
+    where ``rows`` is the video's own array, not a copy)."""
+
+    first: np.ndarray
+    """``(1, d)``: the first row."""
+    mean: np.ndarray
+    """``(1, d)``: the mean of every row (not renormalized)."""
+    rows: np.ndarray
+    """``(m, d)``, ``m <= POOL_ROWS``: run means (or the rows themselves)."""
+    spans: np.ndarray
+    """float64 ``(m, 2)``: each run's first start and last end in seconds."""
+
+
+def pool_rows(vectors: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+              max_rows: int = POOL_ROWS) -> PooledVectors:
+    """Summarise ``(n, d)`` rows (``n >= 1``) with their ``(n,)`` start and end times."""
+    n = vectors.shape[0]
+    if n == 0:
+        raise ValueError("pool_rows needs at least one row")
+    first = vectors[:1]
+    mean = vectors.mean(axis=0, keepdims=True).astype(np.float32)
+    if n <= max_rows:
+        return PooledVectors(first, mean, vectors, np.stack([starts, ends], axis=1).astype(np.float64))
+    # the first r runs one row longer than the rest: two reshapes, no per-run loop
+    q, r = divmod(n, max_rows)
+    split = r * (q + 1)
+    d = vectors.shape[1]
+    rows = np.concatenate([vectors[:split].reshape(r, q + 1, d).mean(axis=1),
+                           vectors[split:].reshape(max_rows - r, q, d).mean(axis=1)]).astype(np.float32)
+    counts = np.array([q + 1] * r + [q] * (max_rows - r), dtype=np.int64)
+    ends_at = np.cumsum(counts)
+    spans = np.stack([np.asarray(starts, dtype=np.float64)[ends_at - counts],
+                      np.asarray(ends, dtype=np.float64)[ends_at - 1]], axis=1)
+    return PooledVectors(first, mean, rows, spans)
+
+
 @dataclass
 class VideoVectors:
     """One video's L2-normalized vectors at sample times (frames or clip windows)."""
@@ -34,6 +83,14 @@ class VideoVectors:
     vectors: np.ndarray
     """float32 ``(n, d)``, unit rows."""
     duration_s: float
+
+    @cached_property
+    def pooled(self) -> PooledVectors | None:
+        """The rows summarised for whole-video scoring (None without rows); computed when the
+        video enters an :class:`EmbeddingCorpus`, i.e. at indexing, not when it is scored."""
+        if self.vectors.ndim != 2 or self.vectors.shape[0] == 0:
+            return None
+        return pool_rows(self.vectors, self.times_s, self.times_s)
 
 
 class EmbeddingCorpus:
@@ -74,6 +131,7 @@ class EmbeddingCorpus:
         if item.vectors.ndim != 2 or item.vectors.shape[1] != self.dim:
             raise BadInput(f"{item.vid}: vectors of shape {item.vectors.shape}, expected (n, {self.dim})")
         self.videos[item.vid] = item
+        _ = item.pooled  # summarised now, while indexing, so tagging never pays for it
         self._index = None  # rebuilt on the next corpus search
 
     def get(self, vid: str) -> VideoVectors:

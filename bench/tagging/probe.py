@@ -46,11 +46,11 @@ def video_features(retriever: Any, vids: Sequence[str]) -> tuple[dict[str, np.nd
     source = _window_source(retriever, family)
     feats, missing = {}, {}
     for vid in vids:
-        got = source.vectors(vid)
+        got = source.pooled(vid)
         if isinstance(got, str):
             missing[vid] = got
         else:
-            feats[vid] = got[0].mean(axis=0)
+            feats[vid] = got.mean[0]
     return feats, missing
 
 

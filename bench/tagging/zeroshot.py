@@ -14,6 +14,7 @@ import numpy as np
 
 from bench.datasets.tagging import Taxonomy
 from bench.errors import BadInput, BenchError
+from bench.index.corpus import PooledVectors, pool_rows
 
 if TYPE_CHECKING:
     from bench.retrievers.base import Retriever
@@ -103,19 +104,35 @@ def aggregate(sims: np.ndarray, how: Aggregation, k: int = TOPK_WINDOWS) -> np.n
 
 def score_windows(vecs: np.ndarray, labels: np.ndarray, how: Aggregation) -> tuple[np.ndarray, np.ndarray]:
     """(window x label cosines, label scores) of unit window vectors ``(n, d)`` against unit
-    label vectors ``(labels, d)``: the whole per-video cost of an embedding family's tags."""
+    label vectors ``(labels, d)``, every window looked at."""
     sims = vecs @ labels.T
     return sims, aggregate(sims, how)
 
 
-def _best_window(sims: np.ndarray, times: Sequence[tuple[float, float]], what: str,
-                 label_ids: Sequence[str]) -> dict[str, str]:
+def score_pooled(pooled: PooledVectors, labels: np.ndarray,
+                 how: Aggregation) -> tuple[np.ndarray, np.ndarray]:
+    """(run x label cosines, label scores) from a video's summary (:func:`pool_rows`): the whole
+    per-video cost of an embedding family's tags, at most ``POOL_ROWS`` rows whatever the video's
+    length. ``first`` and ``mean`` are exact; ``max`` and ``topk`` take the best runs (the best
+    windows themselves up to ``POOL_ROWS`` windows)."""
+    sims = pooled.rows @ labels.T
+    if how == "first":
+        return sims, (pooled.first @ labels.T)[0]
+    if how == "mean":
+        return sims, (pooled.mean @ labels.T)[0]
+    return sims, aggregate(sims, how)
+
+
+def tag_pooled(vid: str, pooled: PooledVectors, labels: np.ndarray, how: Aggregation, what: str,
+               label_ids: Sequence[str]) -> VideoTags:
+    """One video's tags and evidence (the best run per label) from its summary."""
+    sims, scores = score_pooled(pooled, labels, how)
     best = sims.argmax(axis=0)
-    out = {}
+    evidence = {}
     for j, lid in enumerate(label_ids):
-        s, e = times[int(best[j])]
-        out[lid] = f"best {what} {s:.1f}-{e:.1f} s (cosine {float(sims[best[j], j]):.3f})"
-    return out
+        s, e = pooled.spans[int(best[j])]
+        evidence[lid] = f"best {what} {s:.1f}-{e:.1f} s (cosine {float(sims[best[j], j]):.3f})"
+    return VideoTags(vid, scores, None, evidence)
 
 
 def family_of(retriever: Retriever) -> str:
@@ -157,13 +174,9 @@ def tag_videos(retriever: Retriever, vids: Sequence[str], taxonomy: Taxonomy,
     t1 = time.perf_counter()
     out = []
     for vid in vids:
-        got = windows.vectors(vid)
-        if isinstance(got, str):
-            out.append(VideoTags(vid, None, got))
-            continue
-        vecs, times = got
-        sims, scores = score_windows(vecs, labels, how)
-        out.append(VideoTags(vid, scores, None, _best_window(sims, times, windows.what, taxonomy.ids)))
+        got = windows.pooled(vid)
+        out.append(VideoTags(vid, None, got) if isinstance(got, str)
+                   else tag_pooled(vid, got, labels, how, windows.what, taxonomy.ids))
     return Tagged(family, how, out, t1 - t0, time.perf_counter() - t1)
 
 
@@ -171,31 +184,33 @@ def tag_videos(retriever: Retriever, vids: Sequence[str], taxonomy: Taxonomy,
 class _Windows:
     what: str
     encode: Any
-    vectors: Any
-    """vid -> (unit ``(n, d)`` window vectors, their (start_s, end_s)), or why there are none."""
+    pooled: Any
+    """vid -> the summary of its unit window vectors (:class:`PooledVectors`), or why there is none."""
 
 
 def _window_source(r: Any, family: str) -> _Windows:
     if family == "dense-text":
-        def dense(vid: str) -> tuple[np.ndarray, list[tuple[float, float]]] | str:
+        def dense(vid: str) -> PooledVectors | str:
+            # text windows are few (one per ~10 s of speech or text): summarised when scored
             if r.corpus is None or vid not in r.corpus.vids:
                 return "not indexed"
             if vid not in r.corpus.ranges:
                 return "no usable features: no speech or on-screen text was extracted"
             lo, hi = r.corpus.ranges[vid]
-            return r.window_vecs[lo:hi], [(w.start, w.end) for w in r.corpus.windows[lo:hi]]
+            ws = r.corpus.windows[lo:hi]
+            return pool_rows(r.window_vecs[lo:hi], np.array([w.start for w in ws]),
+                             np.array([w.end for w in ws]))
 
         return _Windows("text window", lambda t: r.encode(t, query=True), dense)
 
-    def visual(vid: str) -> tuple[np.ndarray, list[tuple[float, float]]] | str:
+    def visual(vid: str) -> PooledVectors | str:
         try:
             item = r.corpus.get(vid)
         except BenchError:
             return "no usable features: the video was not indexed (it failed to decode)"
-        if len(item.vectors) == 0:
+        if item.pooled is None:
             return "no usable features: no frames were sampled"
-        times = [(float(t), float(t)) for t in item.times_s]
-        return _unit(item.vectors), times
+        return item.pooled
 
     if family == "clip-frames":
         return _Windows("frame", lambda t: r.text.encode(list(t)), visual)
