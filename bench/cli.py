@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -96,6 +97,11 @@ def _engine(args: argparse.Namespace) -> Any:
 
     engine = EngineConfig(kind=args.engine, ray_address=args.ray_address)
     engine.check()
+    if args.artefacts:
+        from bench.store.location import Location
+
+        Location(args.artefacts).check_writable()
+        os.environ["SCENEBENCH_ARTEFACTS"] = args.artefacts  # the store, and Ray's workers, see it
     return engine
 
 
@@ -332,6 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="who computes features: this process (default) or a Ray cluster")
         sp.add_argument("--ray-address", help="Ray cluster to join (host:port, ray://host:port, "
                         "auto); default: start a local one")
+        sp.add_argument("--artefacts", metavar="DIR_OR_URL",
+                        help="where feature files go: a directory every node mounts, or an fsspec "
+                        "URL such as s3://bucket/prefix (default: $SCENEBENCH_ARTEFACTS, else the "
+                        "feature store's own directory; its catalog stays local)")
 
     sp = add("index", cmd_index, "index a dataset's videos into the feature store (cached)")
     sp.add_argument("--dataset", required=True, help="registered name or query-set directory")

@@ -4,6 +4,7 @@ finished, and one-line errors for a missing Ray or an unreachable cluster."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import sys
@@ -30,25 +31,25 @@ def cluster() -> Iterator[None]:
     ray.shutdown()
 
 
-def artefacts(root: Path) -> dict[tuple[str, str], Any]:
-    """Every done artefact of the store at ``root``: (video id, extractor key) -> its arrays
-    or JSON object."""
-    store = FeatureStore(root)
+def artefacts(root: Path, where: str | None = None) -> dict[tuple[str, str], Any]:
+    """Every done artefact of the store at ``root`` (files at ``where``, default ``root``):
+    (video id, extractor key) -> its arrays or JSON object."""
+    store = FeatureStore(root, artefacts=where)
     out: dict[tuple[str, str], Any] = {}
     for r in store._query("SELECT video_id, extractor, kind, relpath FROM artefacts WHERE status='done'"):
-        path = root / r["relpath"]
+        data = store.location.read_bytes(r["relpath"])
         if r["kind"] == "npz":
-            with np.load(path) as npz:
+            with np.load(io.BytesIO(data)) as npz:
                 out[(r["video_id"], r["extractor"])] = {k: npz[k] for k in npz.files}
         else:
-            out[(r["video_id"], r["extractor"])] = json.loads(path.read_text(encoding="utf-8"))
+            out[(r["video_id"], r["extractor"])] = json.loads(data.decode("utf-8"))
     return out
 
 
-def run_json(engine: str, out: Path, capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+def run_json(engine: str, out: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> list[dict[str, Any]]:
     """``bench run --engine ENGINE --json`` of the tiny CLIP on synthetic-mini: its predictions."""
     rc = main(["run", "--dataset", "synthetic-mini", "--retriever", TINY, "--device", "cpu",
-               "--mode", "grounding", "--out", str(out), "--json", "--engine", engine])
+               "--mode", "grounding", "--out", str(out), "--json", "--engine", engine, *extra])
     doc = json.loads(capsys.readouterr().out)
     assert rc == 0 and [r["status"] for r in doc["results"]] == ["ok"]
     result = Path(doc["results"][0]["results_path"])
@@ -60,11 +61,26 @@ def test_bench_run_on_ray_matches_local_and_resumes(cluster: None, synthetic_min
                                                     monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     preds, stored = {}, {}
-    for engine in ("local", "ray"):
+    monkeypatch.delenv("SCENEBENCH_ARTEFACTS", raising=False)  # restored after --artefacts sets it
+    objects = f"local://{tmp_path / 'objects'}"  # through fsspec, as an object store would be
+    for engine, extra, where in (("local", (), None), ("ray", (), None),
+                                 ("ray-objects", ("--artefacts", objects), objects)):
         # a fresh store per engine, so each computes every feature itself
         monkeypatch.setattr("bench.store.catalog.cache_home", lambda e=engine: tmp_path / f"cache-{e}")
-        preds[engine] = run_json(engine, tmp_path / f"results-{engine}", capsys)
-        stored[engine] = artefacts(tmp_path / f"cache-{engine}" / "store")
+        preds[engine] = run_json(engine.split("-")[0], tmp_path / f"results-{engine}", capsys, *extra)
+        stored[engine] = artefacts(tmp_path / f"cache-{engine}" / "store", where)
+    monkeypatch.delenv("SCENEBENCH_ARTEFACTS")
+    # workers wrote every file at the object location, none beside the catalog
+    assert not (tmp_path / "cache-ray-objects" / "store" / "features").exists()
+    assert stored["ray-objects"].keys() == stored["ray"].keys()
+    for key, want in stored["ray"].items():
+        got = stored["ray-objects"][key]
+        if isinstance(want, dict) and all(isinstance(a, np.ndarray) for a in want.values()):
+            for name in want:
+                np.testing.assert_array_equal(got[name], want[name])
+        else:
+            assert got == want
+    assert preds["ray-objects"] == preds["ray"]
 
     # the same artefacts (frame features and shots of both videos), floats to 1e-5
     assert set(stored["ray"]) == set(stored["local"])
@@ -90,6 +106,7 @@ def test_bench_run_on_ray_matches_local_and_resumes(cluster: None, synthetic_min
         raise AssertionError("a finished video was sent to Ray again")
 
     monkeypatch.setattr("bench.store.ray_engine.run_on_ray", no_ray)
+    monkeypatch.setattr("bench.store.catalog.cache_home", lambda: tmp_path / "cache-ray")
     root = tmp_path / "cache-ray" / "store"
     files = sorted(p.relative_to(root) for p in (root / "features").rglob("*"))
     assert run_json("ray", tmp_path / "results-again", capsys) == preds["ray"]

@@ -12,7 +12,7 @@ import pytest
 
 import bench.store.catalog as catalog
 from bench.errors import BadInput
-from bench.store import Extractor, FeatureStore
+from bench.store import Extractor, FeatureStore, Location
 
 EX = Extractor("cases-test", {"fps": 1.0})
 
@@ -91,26 +91,26 @@ def test_an_npz_vanishing_while_being_read_is_reset(tmp_path: Path, monkeypatch:
 def test_json_replaced_or_vanishing_while_being_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = FeatureStore(tmp_path / "store")
     store.save_json("v1", EX, {"n": 1})
-    real_read = Path.read_bytes
-    calls: list[Path] = []
+    real_read = Location.read_bytes
+    calls: list[str] = []
 
-    def replaced_meanwhile(self: Path) -> bytes:
-        if self.suffix == ".json" and "features" in self.parts:
-            calls.append(self)
+    def replaced_meanwhile(self: Location, rel: str) -> bytes:
+        if rel.endswith(".json") and rel.startswith("features/"):
+            calls.append(rel)
             if len(calls) == 1:
                 store.save_json("v1", EX, {"n": 2})
-                raise FileNotFoundError(self)
-        return real_read(self)
+                raise FileNotFoundError(rel)
+        return real_read(self, rel)
 
-    monkeypatch.setattr(Path, "read_bytes", replaced_meanwhile)
+    monkeypatch.setattr(Location, "read_bytes", replaced_meanwhile)
     assert store.load_json("v1", EX) == {"n": 2} and len(calls) == 2
 
-    def vanished(self: Path) -> bytes:
-        if self.suffix == ".json" and "features" in self.parts:
-            raise FileNotFoundError(self)
-        return real_read(self)
+    def vanished(self: Location, rel: str) -> bytes:
+        if rel.endswith(".json") and rel.startswith("features/"):
+            raise FileNotFoundError(rel)
+        return real_read(self, rel)
 
-    monkeypatch.setattr(Path, "read_bytes", vanished)
+    monkeypatch.setattr(Location, "read_bytes", vanished)
     assert store.load_json("v1", EX) is None
     assert store.status("v1", EX) == "missing"
 

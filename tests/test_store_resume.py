@@ -29,7 +29,7 @@ CHILD = textwrap.dedent("""
 
     import numpy as np
 
-    import bench.store.artefacts as artefacts
+    import bench.store.location as location
     from bench.store import Extractor, FeatureStore, index_videos
     from bench.types import Video
     from bench.video import sample_frames
@@ -51,7 +51,7 @@ CHILD = textwrap.dedent("""
 
     if mode == "die-after-rename":
         renamed = []
-        real = artefacts.fsync_dir
+        real = location.fsync_dir
 
         def fsync_then_die(directory):
             real(directory)
@@ -59,7 +59,7 @@ CHILD = textwrap.dedent("""
             if len(renamed) == 2:  # second artefact is on disk, its row not yet committed
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        artefacts.fsync_dir = fsync_then_die
+        location.fsync_dir = fsync_then_die
 
     videos = [Video(vid=Path(p).stem, path=p) for p in paths]
     index_videos(FeatureStore(Path(root)), videos, ex, compute, desc="colour")

@@ -1,5 +1,6 @@
 """Writing one artefact file of the feature store, atomically and without the catalog: the
-driver's store and the Ray engine's workers write the same way, and only the driver registers.
+driver's store and the Ray engine's workers write the same way (to the store's
+:class:`~bench.store.location.Location`), and only the driver registers.
 """
 
 from __future__ import annotations
@@ -7,15 +8,14 @@ from __future__ import annotations
 import json
 import re
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
 from bench.errors import BadInput
-from bench.fsio import fsync_dir, temp_file
+from bench.store.location import Location
 
 Kind = Literal["npz", "json"]
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -38,39 +38,6 @@ class Written:
     sha256: str
     arrays: dict[str, dict[str, Any]] | None
     meta_json: str
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks (memory stays flat for any size)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def write_atomic(directory: Path, stem: str, suffix: str,
-                 write: Callable[[BinaryIO], None]) -> tuple[Path, int, str]:
-    """Write through ``write`` into a temp file in ``directory``, fsync it, hash it, and
-    rename it to ``<stem>.<sha12>.<suffix>``; return (path, bytes, sha256 hex).
-
-    The name carries the content hash so concurrent writers of the same artefact never
-    replace a file another process's catalog row points to.
-    """
-    with temp_file(directory, f".{stem}.") as (fh, tmp):
-        write(fh)
-    try:
-        digest = sha256_file(tmp)
-        target = directory / f"{stem}.{digest[:12]}.{suffix}"
-        tmp.replace(target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    # The rename itself is durable only once the directory entry is flushed.
-    fsync_dir(directory)
-    return target, target.stat().st_size, digest
 
 
 def write_npz(fh: BinaryIO, arrays: Mapping[str, np.ndarray]) -> None:
@@ -110,17 +77,17 @@ def meta_json(ex_key: str, meta: Mapping[str, Any] | None) -> str:
         raise BadInput(f"extractor {ex_key}: meta must be JSON-able ({exc})") from None
 
 
-def artefact_dir(root: Path, video_id: str, ex_key: str) -> Path:
-    """``root/features/<extractor key>``, where the artefacts of ``video_id`` go."""
+def artefact_dir(video_id: str, ex_key: str) -> str:
+    """``features/<extractor key>``, where the artefacts of ``video_id`` go (relative)."""
     if not NAME_RE.match(video_id):
         raise BadInput(f"video id {video_id!r} is not an id made by FeatureStore.video_id")
-    return root / "features" / ex_key
+    return f"features/{ex_key}"
 
 
-def write_artefact(root: Path, video_id: str, ex_key: str, kind: Kind, out: Any,
+def write_artefact(where: Location, video_id: str, ex_key: str, kind: Kind, out: Any,
                    meta: Mapping[str, Any] | None) -> Written:
     """Write ``out`` (named arrays for ``npz``, a JSON-able object for ``json``) as the
-    artefact of (``video_id``, extractor ``ex_key``) under ``root``; the catalog is untouched.
+    artefact of (``video_id``, extractor ``ex_key``) at ``where``; the catalog is untouched.
     BadInput for arrays or objects the store cannot hold."""
     meta_text = meta_json(ex_key, meta)
     spec: dict[str, dict[str, Any]] | None = None
@@ -139,5 +106,5 @@ def write_artefact(root: Path, video_id: str, ex_key: str, kind: Kind, out: Any,
         def write(fh: BinaryIO) -> None:
             fh.write(data)
 
-    target, nbytes, digest = write_atomic(artefact_dir(root, video_id, ex_key), video_id, kind, write)
-    return Written(kind, target.relative_to(root).as_posix(), nbytes, digest, spec, meta_text)
+    relpath, nbytes, digest = where.write(artefact_dir(video_id, ex_key), video_id, kind, write)
+    return Written(kind, relpath, nbytes, digest, spec, meta_text)

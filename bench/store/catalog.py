@@ -35,10 +35,10 @@ from bench.store.artefacts import (
     canonical_json,
     checked_arrays,
     meta_json,
-    sha256_file,
     write_artefact,
 )
 from bench.store.engines import EngineConfig
+from bench.store.location import Location, sha256_file
 from bench.video.probe import ProbeInfo
 
 log = logging.getLogger("bench")
@@ -106,10 +106,16 @@ class FeatureStore:
     Layout under ``root``: ``catalog.sqlite`` (WAL), ``features/<extractor key>/<video id>.npz``
     (or ``.json``), ``artifacts/<name>/`` for corpus-level artefacts. Safe to share between
     processes (SQLite locking) and threads (one connection behind a lock per process).
+
+    ``artefacts`` moves the ``features/`` files elsewhere: a directory every node of a
+    cluster mounts, or an fsspec URL (``s3://bucket/prefix``); default ``$SCENEBENCH_ARTEFACTS``,
+    else ``root``. The catalog stays in ``root``.
     """
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, artefacts: str | Path | None = None) -> None:
         self.root = Path(root) if root is not None else cache_home() / "store"
+        self.location = Location(artefacts or os.environ.get("SCENEBENCH_ARTEFACTS") or self.root)
+        """Where the artefact files are (see :mod:`bench.store.location`)."""
         self.catalog_path = self.root / "catalog.sqlite"
         self.read_only = not can_write(self.root)
         """True where the cache cannot be written (a read-only mount, another user's cache):
@@ -251,14 +257,14 @@ class FeatureStore:
             return "failed"
         if row["status"] != "done":
             return "missing"
-        target = self.root / row["relpath"]
+        where = self.location.describe(row["relpath"])
         try:
-            size = target.stat().st_size
+            size = self.location.size(row["relpath"])
         except OSError:
-            self._reset(video_id, ex, f"{target} is missing")
+            self._reset(video_id, ex, f"{where} is missing")
             return "missing"
         if size != row["nbytes"]:
-            self._reset(video_id, ex, f"{target} has {size} bytes, expected {row['nbytes']}")
+            self._reset(video_id, ex, f"{where} has {size} bytes, expected {row['nbytes']}")
             return "missing"
         return "done"
 
@@ -273,17 +279,17 @@ class FeatureStore:
             db.execute("DELETE FROM artefacts WHERE video_id=? AND extractor=?", (video_id, ex.key))
 
     def register(self, video_id: str, ex: Extractor, written: Written) -> None:
-        """Mark (video, extractor) done with a file already renamed into place under
-        :attr:`root` (by this process or by a worker that shares the directory), replacing
-        what was there. BadInput when the file is not there with the size the writer saw."""
+        """Mark (video, extractor) done with a file already published at :attr:`location`
+        (by this process or by a worker that shares it), replacing what was there. BadInput
+        when the file is not there with the size the writer saw."""
         if self.read_only:
             raise read_only_error(self.root)
-        target = self.root / written.relpath
+        target = self.location.describe(written.relpath)
         try:
-            size = target.stat().st_size
+            size = self.location.size(written.relpath)
         except OSError:
             raise BadInput(f"{ex.key} for video {video_id}: the written artefact {target} is not "
-                           "in the store directory (is it shared with the workers?)") from None
+                           "where this store keeps artefacts (is it shared with the workers?)") from None
         if size != written.nbytes:
             raise BadInput(f"{ex.key} for video {video_id}: {target} has {size} bytes, the writer "
                            f"wrote {written.nbytes}")
@@ -297,7 +303,7 @@ class FeatureStore:
                  None if written.arrays is None else canonical_json(written.arrays),
                  written.nbytes, written.sha256, written.meta_json))
         if old is not None and old["relpath"] and old["relpath"] != written.relpath:
-            (self.root / old["relpath"]).unlink(missing_ok=True)
+            self._unlink(old["relpath"])
 
     def _commit(self, video_id: str, ex: Extractor, kind: Kind, out: Any,
                 meta: Mapping[str, Any] | None) -> None:
@@ -308,7 +314,7 @@ class FeatureStore:
             meta_json(ex.key, meta)
             raise read_only_error(self.root)
         with store_errors(self.root):
-            written = write_artefact(self.root, video_id, ex.key, kind, out, meta)
+            written = write_artefact(self.location, video_id, ex.key, kind, out, meta)
         self.register(video_id, ex, written)
 
     @staticmethod
@@ -334,28 +340,29 @@ class FeatureStore:
         and checksum as :meth:`save`."""
         self._commit(video_id, ex, "json", obj, meta)
 
-    def _verified_path(self, video_id: str, ex: Extractor, kind: str) -> tuple[Path, sqlite3.Row] | None:
-        """The file of a done artefact after checking its size and sha256, else None (a
-        damaged file is deleted and its row reset so it is recomputed)."""
+    def _verified_path(self, video_id: str, ex: Extractor, kind: str) -> tuple[str, sqlite3.Row] | None:
+        """The file (relative path) of a done artefact after checking its size and sha256,
+        else None (a damaged file is deleted and its row reset so it is recomputed)."""
         row = self._row(video_id, ex)
         if row is None or row["status"] != "done":
             return None
         if row["kind"] != kind:
             other = "load_json" if row["kind"] == "json" else "load"
             raise BadInput(f"{ex.key} for video {video_id} was stored as {row['kind']}; use {other}()")
-        target = self.root / row["relpath"]
+        rel = row["relpath"]
+        target = self.location.describe(rel)
         try:
-            size = target.stat().st_size
-            ok = size == row["nbytes"] and sha256_file(target) == row["sha256"]
+            size = self.location.size(rel)
+            ok = size == row["nbytes"] and self.location.sha256(rel) == row["sha256"]
         except OSError:
             self._reset(video_id, ex, f"{target} is missing")
             return None
         if not ok:
             self._reset(video_id, ex, f"{target} does not match its checksum (truncated or changed)")
             if not self.read_only:
-                target.unlink(missing_ok=True)
+                self._unlink(rel)
             return None
-        return target, row
+        return rel, row
 
     def load(self, video_id: str, ex: Extractor) -> dict[str, np.ndarray] | None:
         """The arrays saved for (video, extractor), or None when not computed (missing or
@@ -364,10 +371,11 @@ class FeatureStore:
         found = self._verified_path(video_id, ex, "npz")
         if found is None:
             return None
-        target, row = found
+        rel, row = found
+        target = self.location.describe(rel)
         expected = json.loads(row["arrays"]) if row["arrays"] else {}
         try:
-            with np.load(target, allow_pickle=False) as npz:
+            with self.location.open(rel) as fh, np.load(fh, allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
         except OSError:
             current = self._row(video_id, ex)
@@ -389,12 +397,12 @@ class FeatureStore:
         if found is None:
             return None
         try:
-            return json.loads(found[0].read_bytes().decode("utf-8"))
+            return json.loads(self.location.read_bytes(found[0]).decode("utf-8"))
         except OSError:
             current = self._row(video_id, ex)
             if current is not None and current["relpath"] != found[1]["relpath"]:
                 return self.load_json(video_id, ex)  # a concurrent writer replaced it meanwhile
-            self._reset(video_id, ex, f"{found[0]} vanished while being read")
+            self._reset(video_id, ex, f"{self.location.describe(found[0])} vanished while being read")
             return None
 
     def load_meta(self, video_id: str, ex: Extractor) -> dict[str, Any] | None:
@@ -414,7 +422,7 @@ class FeatureStore:
             db.execute("INSERT OR REPLACE INTO artefacts (video_id, extractor, status, reason) "
                        "VALUES (?, ?, 'failed', ?)", (video_id, ex.key, line))
         if old is not None and old["relpath"]:
-            (self.root / old["relpath"]).unlink(missing_ok=True)
+            self._unlink(old["relpath"])
 
     def failure(self, video_id: str, ex: Extractor) -> str | None:
         """The recorded reason if (video, extractor) failed, else None."""
@@ -426,20 +434,20 @@ class FeatureStore:
         rename and the catalog commit, or by a replaced artefact) and stale temp files;
         return how many. Only files older than ``older_than_s`` go, so a concurrent
         writer's file that is about to be committed is left alone."""
-        features = self.root / "features"
-        if not features.is_dir():
-            return 0
         referenced = {r["relpath"] for r in self._query(
             "SELECT relpath FROM artefacts WHERE status='done' AND relpath IS NOT NULL")}
         cutoff = time.time() - older_than_s
         removed = 0
-        for path in features.glob("*/*"):
-            rel = path.relative_to(self.root).as_posix()
-            with contextlib.suppress(OSError):
-                if rel not in referenced and path.is_file() and path.stat().st_mtime < cutoff:
-                    path.unlink()
+        for rel, mtime in list(self.location.files("features")):
+            if rel not in referenced and mtime < cutoff:
+                with contextlib.suppress(OSError):
+                    self.location.unlink(rel)
                     removed += 1
         return removed
+
+    def _unlink(self, rel: str) -> None:
+        with contextlib.suppress(OSError):
+            self.location.unlink(rel)
 
     def artifact_dir(self, name: str) -> Path:
         """``root/artifacts/<name>`` (created, unless the store is read-only) for corpus-level

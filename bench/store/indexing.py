@@ -157,7 +157,8 @@ def index_videos(store: FeatureStore, videos: Sequence[Video], ex: Extractor,
             if on_ray:
                 from bench.store.ray_engine import run_on_ray
 
-                outcomes = run_on_ray(store.engine, store.root, ex.key, "npz" if kind == "arrays" else "json",
+                outcomes = run_on_ray(store.engine, store.location, ex.key,
+                                      "npz" if kind == "arrays" else "json",
                                       [(job.video_id, job.path, job.info) for job in jobs], compute, worker)
             else:
                 assert stream is not None

@@ -1,6 +1,7 @@
 """The Ray engine of :func:`bench.store.index_videos`: pending videos stream through a Ray Data
-actor pool (each actor builds the encoder once), workers write artefacts into the shared store
-directory, and the driver alone registers them in the catalog as they arrive.
+actor pool (each actor builds the encoder once), workers write artefacts to the store's artefact
+location (a directory the nodes share, or an object store through fsspec), and the driver alone
+registers them in the catalog as they arrive.
 
 Ray is imported only here and only when the engine runs.
 """
@@ -20,6 +21,7 @@ import bench
 from bench.errors import BadInput, Unavailable
 from bench.store.artefacts import Kind, Written, write_artefact
 from bench.store.engines import EngineConfig
+from bench.store.location import Location
 from bench.video.probe import ProbeInfo
 
 log = logging.getLogger("bench")
@@ -72,7 +74,7 @@ def _runtime_env(config: EngineConfig) -> dict[str, Any]:
     return {"env_vars": env, "py_modules": [str(package)]}
 
 
-def _compute_batch(compute: Callable[..., Any], root: Path, ex_key: str, kind: Kind,
+def _compute_batch(compute: Callable[..., Any], where: Location, ex_key: str, kind: Kind,
                    batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Compute and write each video of ``batch``; per video where its file went, or why it
     failed (as JSON text)."""
@@ -81,7 +83,7 @@ def _compute_batch(compute: Callable[..., Any], root: Path, ex_key: str, kind: K
         try:
             info = ProbeInfo.from_dict(json.loads(str(probe)))
             out, meta = compute(Path(str(path)), info)
-            w = write_artefact(root, str(video_id), ex_key, kind, out, meta)
+            w = write_artefact(where, str(video_id), ex_key, kind, out, meta)
             results.append(json.dumps({"written": [w.kind, w.relpath, w.nbytes, w.sha256,
                                                    w.arrays, w.meta_json]}))
         except Exception as exc:  # a per-video failure, recorded by the driver
@@ -93,25 +95,25 @@ def _compute_batch(compute: Callable[..., Any], root: Path, ex_key: str, kind: K
 class _Worker:
     """One actor of the pool: builds the encoder once (``recipe()``), then computes videos."""
 
-    def __init__(self, recipe: bytes, root: str, ex_key: str, kind: Kind) -> None:
+    def __init__(self, recipe: bytes, where: str, ex_key: str, kind: Kind) -> None:
         import cloudpickle
 
         self.compute = cloudpickle.loads(recipe)()
-        self.root, self.ex_key, self.kind = Path(root), ex_key, kind
+        self.where, self.ex_key, self.kind = Location(where), ex_key, kind
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return _compute_batch(self.compute, self.root, self.ex_key, self.kind, batch)
+        return _compute_batch(self.compute, self.where, self.ex_key, self.kind, batch)
 
 
-def _task(batch: dict[str, np.ndarray], payload: bytes, root: str, ex_key: str,
+def _task(batch: dict[str, np.ndarray], payload: bytes, where: str, ex_key: str,
           kind: Kind) -> dict[str, np.ndarray]:
     """A stateless task: ``compute`` itself was shipped (no model to build once)."""
     import cloudpickle
 
-    return _compute_batch(cloudpickle.loads(payload), Path(root), ex_key, kind, batch)
+    return _compute_batch(cloudpickle.loads(payload), Location(where), ex_key, kind, batch)
 
 
-def run_on_ray(config: EngineConfig, root: Path, ex_key: str, kind: Kind,
+def run_on_ray(config: EngineConfig, where: Location, ex_key: str, kind: Kind,
                jobs: Sequence[tuple[str, Path, ProbeInfo]], compute: Callable[..., Any],
                worker: Callable[[], Callable[..., Any]] | None) -> Iterator[tuple[int, Any]]:
     """``(position, Written | VideoFailed)`` for each ``(video_id, path, probe)`` of ``jobs``,
@@ -146,7 +148,7 @@ def run_on_ray(config: EngineConfig, root: Path, ex_key: str, kind: Kind,
     rows = [{"position": i, "video_id": video_id, "path": str(path), "probe": json.dumps(info.to_dict())}
             for i, (video_id, path, info) in enumerate(jobs)]
     items = ray.data.from_items(rows, override_num_blocks=len(rows))
-    args = (payload, str(root), ex_key, kind)
+    args = (payload, where.where, ex_key, kind)
     if worker is not None:  # a model to load once per actor: an actor pool
         ds = items.map_batches(_Worker, fn_constructor_args=args, batch_size=1, batch_format="numpy",
                                compute=ray.data.ActorPoolStrategy(size=workers),
