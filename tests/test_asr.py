@@ -175,7 +175,23 @@ def test_low_confidence_and_no_speech_segments_are_dropped() -> None:
                                                                 ("Goodbye.", 4.0, 6.0)]
     assert tr.info["n_raw"] == 6 and tr.info["n_dropped"] == 4
     assert tr.segments[1].meta == {"avg_logprob": -0.5, "no_speech_prob": 0.1, "temperature": 0.0}
-    assert asr._model.kwargs["beam_size"] == 5 and asr._model.kwargs["vad_filter"] is True  # type: ignore[union-attr]
+    kwargs = asr._model.kwargs  # type: ignore[union-attr]
+    assert kwargs["beam_size"] == 5 and kwargs["vad_filter"] is True
+    assert kwargs["best_of"] == 1 and kwargs["temperature"] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    other = scripted([], best_of=3)
+    other.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32), "v")
+    assert other._model.kwargs["best_of"] == 3  # type: ignore[union-attr]
+
+
+def test_every_decode_starts_from_the_same_sampling_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.text import asr as asr_module
+
+    seeds: list[int] = []
+    monkeypatch.setattr(asr_module, "_seed", seeds.append)
+    asr = scripted([FakeSegment(0.0, 2.0, "Hello there.")])
+    for vid in ("a", "b"):
+        asr.transcribe(np.zeros(2 * SAMPLE_RATE, dtype=np.float32), vid)
+    assert seeds == [asr_module.SAMPLING_SEED] * 2
 
 
 @pytest.mark.parametrize(("segments", "why"), [

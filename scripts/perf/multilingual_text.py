@@ -126,11 +126,14 @@ def p50_ms(fn: Any, items: list[str], rounds: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", type=Path, required=True, help="a built synthetic-v2 folder")
-    ap.add_argument("--videos", nargs="*", default=list(DEFAULT_VIDEOS))
+    ap.add_argument("--videos", nargs="*", default=list(DEFAULT_VIDEOS),
+                    help="vids of the set, or 'all' for every video of it")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--queries", type=int, default=60)
     ap.add_argument("--beam", type=int, action="append", default=[],
                     help="also run the preset at this beam size (1: greedy)")
+    ap.add_argument("--best-of", type=int, action="append", default=[],
+                    help="also run the preset with this many samples per fallback temperature")
     ap.add_argument("--no-vad-row", action="store_true",
                     help="also run the preset without VAD and word times")
     ap.add_argument("--out", type=Path, default=Path("scripts/perf/reports/multilingual_text.md"))
@@ -151,7 +154,7 @@ def main() -> None:
     from bench.video import extract_audio
 
     qs = load_query_set(args.dataset)
-    videos = [v for v in qs.videos.values() if v.vid in set(args.videos)]
+    videos = [v for v in qs.videos.values() if v.vid in set(args.videos) or args.videos == ["all"]]
     audio = {v.vid: extract_audio(v.resolve(qs.root)) for v in videos}
     truth = narration_truth(args.dataset, {v.vid for v in videos})
     load_before = os.getloadavg()
@@ -169,12 +172,15 @@ def main() -> None:
         }
     )
     preset = f"base, beam {base.beam_size}, VAD + word times (the preset)"
-    variants = [("tiny.en (today)", AsrConfig())]
+    # today's configuration as it was: faster-whisper's 5 samples per fallback temperature
+    variants = [("tiny.en (today)", AsrConfig(best_of=5))]
     if args.no_vad_row:
         variants.append(("base, no VAD/word times", before_cfg))
     variants.append((preset, base))
     variants += [(f"base, beam {b}, VAD + word times", base.model_copy(update={"beam_size": b}))
                  for b in args.beam]
+    variants += [(f"base, beam {base.beam_size}, best of {b} per fallback temperature",
+                  base.model_copy(update={"best_of": b})) for b in args.best_of]
     rows: dict[str, Any] = {}
     for name, cfg in variants:
         segs, wall, audio_s, cpu_s, passes = transcribe_all(cfg, videos, audio, args.threads)
