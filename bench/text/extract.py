@@ -7,6 +7,9 @@ sidecars are read on each call. BM25, dense retrieval and the LLM metadata all c
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import contextvars
 import logging
 import math
 from collections.abc import Sequence
@@ -126,7 +129,8 @@ def extract_segments(videos: Sequence[Video], store: FeatureStore, sources: Text
     ``Video.path`` must be a local file. Speech, OCR and caption segments are computed once
     per (video content, source settings) and cached in ``store`` as JSON, each source under
     its own extractor (model id and revision, parameters); a re-run computes only what is
-    missing, with a progress bar per source. Work is timed as stages ``decode``, ``asr``,
+    missing, with a progress bar per source; speech is transcribed in a second thread while
+    OCR and captions run (each leaves part of the cores idle). Work is timed as stages ``decode``, ``asr``,
     ``ocr`` and ``caption`` (model loading, once per call and only if something is computed,
     is outside them). Subtitle cues come from ``Video.subtitles`` sidecars (source
     ``subtitle``, language ``Video.lang``). Speech is not transcribed for a video whose
@@ -154,7 +158,7 @@ def extract_segments(videos: Sequence[Video], store: FeatureStore, sources: Text
                 raise BadInput(f"{vid}: cached {source} text vanished from the feature store; run again")
             out[vid].extend(_segments(vid, source, obj))
 
-    if "speech" in sources.use:
+    def run_speech() -> None:
         asr = Transcriber(sources.asr, device=device)
         lang_of = {v.vid: v.lang for v in videos}
 
@@ -181,34 +185,62 @@ def extract_segments(videos: Sequence[Video], store: FeatureStore, sources: Text
             ex = _speech_extractor(asr, declared)
             collect(ex, "speech", index_videos_json(store, group, ex, speech, desc="text: speech"))
 
-    if "ocr" in sources.use:
-        engine = OcrEngine(sources.ocr)
-        ex = _ocr_extractor(sources.ocr)
+    # Speech runs beside OCR and captions: Whisper and the image models each leave part of the
+    # cores idle (decoding, sampling frames), so the text index is ready sooner together.
+    speech: concurrent.futures.Future[None] | None = None
+    pool = None
+    if "speech" in sources.use:
+        if "ocr" in sources.use or "caption" in sources.use:
+            _import_decoders()
+            pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="speech")
+            speech = pool.submit(contextvars.copy_context().run, run_speech)
+        else:
+            run_speech()
 
-        def ocr(path: Path, info: ProbeInfo) -> tuple[Any, dict[str, Any]]:
-            engine.load()
-            segs = read_video(path, vid_of(path), engine, duration_s=info.duration_s)
-            # frames sampled, for the progress bar's frames/s
-            return {"segments": _rows(segs)}, {"n_frames": math.ceil(info.duration_s * sources.ocr.fps)}
+    try:
+        if "ocr" in sources.use:
+            engine = OcrEngine(sources.ocr)
+            ex = _ocr_extractor(sources.ocr)
 
-        collect(ex, "ocr", index_videos_json(store, videos, ex, ocr, desc="text: ocr"))
+            def ocr(path: Path, info: ProbeInfo) -> tuple[Any, dict[str, Any]]:
+                engine.load()
+                segs = read_video(path, vid_of(path), engine, duration_s=info.duration_s)
+                # frames sampled, for the progress bar's frames/s
+                return {"segments": _rows(segs)}, {"n_frames": math.ceil(info.duration_s * sources.ocr.fps)}
 
-    if "caption" in sources.use:
-        captioner = Captioner(sources.caption, device=device)
-        ex = _caption_extractor(captioner)
+            collect(ex, "ocr", index_videos_json(store, videos, ex, ocr, desc="text: ocr"))
 
-        def caption(path: Path, info: ProbeInfo) -> tuple[Any, dict[str, Any]]:
-            captioner.load()
-            segs = caption_video(path, vid_of(path), captioner, duration_s=info.duration_s)
-            return {"segments": _rows(segs)}, {"n_frames": sum(int(s.meta["frames"]) for s in segs)}
+        if "caption" in sources.use:
+            captioner = Captioner(sources.caption, device=device)
+            ex = _caption_extractor(captioner)
 
-        collect(ex, "caption", index_videos_json(store, videos, ex, caption, desc="text: caption"))
+            def caption(path: Path, info: ProbeInfo) -> tuple[Any, dict[str, Any]]:
+                captioner.load()
+                segs = caption_video(path, vid_of(path), captioner, duration_s=info.duration_s)
+                return {"segments": _rows(segs)}, {"n_frames": sum(int(s.meta["frames"]) for s in segs)}
+
+            collect(ex, "caption", index_videos_json(store, videos, ex, caption, desc="text: caption"))
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)  # an OCR error still waits for speech to stop
+    if speech is not None:
+        speech.result()  # speech's error, if any, is raised here
 
     if "subtitle" in sources.use:
         for video in videos:
             out[video.vid].extend(subtitle_segments(video))
 
     return {vid: sort_segments(segs) for vid, segs in out.items()}
+
+
+def _import_decoders() -> None:
+    """Import the video decoders here, before two threads both reach them: a module two threads
+    import at once can be seen half-initialized by one of them (PyAV's circular imports)."""
+    import importlib
+
+    for name in ("av", "decord"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 def subtitle_segments(video: Video) -> list[Segment]:
