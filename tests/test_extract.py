@@ -202,3 +202,19 @@ def test_provenance_names_models_and_flags_random_init() -> None:
     assert prov["caption"]["random_init"] is True and prov["random_init"] is True
     plain = sources_provenance(TextSources())
     assert "caption" not in plain and plain["random_init"] is False
+
+
+def test_speech_that_cannot_load_still_fails_the_call_beside_ocr(
+        clips: dict[str, Video], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # speech runs in its own thread beside OCR: its error must reach the caller, not vanish
+    from bench.errors import Unavailable
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    store = FeatureStore(tmp_path / "store")
+    sources = TextSources.model_validate({"use": ["speech", "ocr"], "asr": "whisper-small"})
+    with pytest.raises(Unavailable):
+        extract_segments([clips["news"]], store, sources)
+    # OCR finished meanwhile and is kept: the next run computes only speech
+    with recording(TimingRecorder()) as rec:
+        got = extract_segments([clips["news"]], store, TextSources(use=["ocr"]))
+    assert "ocr" not in rec.stages and [s.text.lower() for s in got["news"]] == ["heavy rain in osaka"]
