@@ -203,7 +203,7 @@ def main() -> None:
               "queries": args.queries, "chosen": chosen, "grid": grid, "faiss": faiss.__version__,
               "threads": faiss.omp_get_max_threads(), "load_before": load_before,
               "load_after": load_average(),
-              "command": "nice -n 10 python " + shlex.join(["scripts/perf/vector_scale.py", *sys.argv[1:]])}
+              "command": "python " + shlex.join(["scripts/perf/vector_scale.py", *sys.argv[1:]])}
     del mm
     if not args.keep:
         store.unlink()
