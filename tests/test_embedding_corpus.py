@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bench.errors import BadInput
-from bench.index.corpus import EmbeddingCorpus, VideoVectors
+from bench.index.corpus import EmbeddingCorpus, VideoVectors, pool_rows
 from bench.index.vector import VectorIndex
 from bench.store import FeatureStore
 from bench.timing import TimingRecorder, recording
@@ -143,3 +143,30 @@ def test_a_saved_index_is_loaded_onto_the_corpus_device(tmp_path: Path,
     again.persist_in(store, "vector-index/test")
     assert again.top_videos(X, 5, 10) == ["b", "a", "c"] and again.index_from_cache is True
     assert devices == ["cuda:1"]
+
+
+# -- whole-video summaries (tagging scores these) --------------------------------------------
+
+def test_pooled_rows_by_hand() -> None:
+    # 5 rows in at most 2 runs: the first one row longer -> runs {0,1,2}, {3,4}
+    v = np.array([[1, 0], [0, 1], [1, 0], [1, 0], [0, 1]], dtype=np.float32)
+    t = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    p = pool_rows(v, t, t + 0.5, max_rows=2)
+    assert p.rows.tolist() == [pytest.approx([2 / 3, 1 / 3]), [0.5, 0.5]]
+    assert p.spans.tolist() == [[0.0, 2.5], [3.0, 4.5]]
+    assert p.first.tolist() == [[1.0, 0.0]] and p.mean.tolist() == [pytest.approx([0.6, 0.4])]
+    # short videos keep their own rows (no copy), one span per row
+    q = pool_rows(v, t, t, max_rows=5)
+    assert q.rows is v and q.spans[:, 0].tolist() == t.tolist()
+    with pytest.raises(ValueError):
+        pool_rows(v[:0], t[:0], t[:0])
+
+
+def test_corpus_summarises_videos_when_they_are_added() -> None:
+    corpus = EmbeddingCorpus(4)
+    vecs = np.eye(4, dtype=np.float32)[np.arange(600) % 4]
+    item = VideoVectors("v", "id", np.arange(600, dtype=np.float64), vecs, 600.0)
+    corpus.add(item)
+    assert "pooled" in item.__dict__  # computed at indexing, not at tagging
+    assert item.pooled is not None and item.pooled.rows.shape == (256, 4)
+    assert VideoVectors("e", "id", np.zeros(0), np.zeros((0, 4), dtype=np.float32), 1.0).pooled is None

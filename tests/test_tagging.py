@@ -26,7 +26,7 @@ from bench.datasets.tagging import (
     parse_taxonomy,
 )
 from bench.errors import BadInput
-from bench.index.corpus import EmbeddingCorpus, VideoVectors, pool_rows
+from bench.index.corpus import pool_rows
 from bench.retrievers.base import RetrieverConfig
 from bench.tagging.metrics import by_group, macro_f1, per_class_f1, ranks, tagging_metrics, top_k_accuracy
 from bench.tagging.probe import cross_validate, mean_ci
@@ -91,21 +91,6 @@ def test_aggregations_by_hand() -> None:
         aggregate(np.zeros((0, 2)), "max")
 
 
-def test_pooled_rows_by_hand() -> None:
-    # 5 rows in at most 2 runs: the first one row longer -> runs {0,1,2}, {3,4}
-    v = np.array([[1, 0], [0, 1], [1, 0], [1, 0], [0, 1]], dtype=np.float32)
-    t = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
-    p = pool_rows(v, t, t + 0.5, max_rows=2)
-    assert p.rows.tolist() == [pytest.approx([2 / 3, 1 / 3]), [0.5, 0.5]]
-    assert p.spans.tolist() == [[0.0, 2.5], [3.0, 4.5]]
-    assert p.first.tolist() == [[1.0, 0.0]] and p.mean.tolist() == [pytest.approx([0.6, 0.4])]
-    # short videos keep their own rows (no copy), one span per row
-    q = pool_rows(v, t, t, max_rows=5)
-    assert q.rows is v and q.spans[:, 0].tolist() == t.tolist()
-    with pytest.raises(ValueError):
-        pool_rows(v[:0], t[:0], t[:0])
-
-
 def test_pooled_scores_equal_every_window_where_promised() -> None:
     rng = np.random.default_rng(3)
     vecs = rng.normal(size=(1000, 16)).astype(np.float32)
@@ -130,16 +115,6 @@ def test_pooled_scores_equal_every_window_where_promised() -> None:
     j = int(np.argmax(long_p.rows @ labels[0]))
     lo, hi = long_p.spans[j]
     assert tags.evidence["a"].startswith(f"best frame {lo:.1f}-{hi:.1f} s")
-
-
-def test_corpus_summarises_videos_when_they_are_added() -> None:
-    corpus = EmbeddingCorpus(4)
-    vecs = np.eye(4, dtype=np.float32)[np.arange(600) % 4]
-    item = VideoVectors("v", "id", np.arange(600, dtype=np.float64), vecs, 600.0)
-    corpus.add(item)
-    assert "pooled" in item.__dict__  # computed at indexing, not at tagging
-    assert item.pooled is not None and item.pooled.rows.shape == (256, 4)
-    assert VideoVectors("e", "id", np.zeros(0), np.zeros((0, 4), dtype=np.float32), 1.0).pooled is None
 
 
 # -- taxonomy and sets: bad input is one line --------------------------------------------------
