@@ -91,6 +91,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+ARTEFACTS_ENV = "SCENEBENCH_ARTEFACTS"
+
+
 def _engine(args: argparse.Namespace) -> Any:
     """The ``--engine`` / ``--ray-address`` choice, checked before anything is built."""
     from bench.store.engines import EngineConfig
@@ -101,7 +104,7 @@ def _engine(args: argparse.Namespace) -> Any:
         from bench.store.location import Location
 
         Location(args.artefacts).check_writable()
-        os.environ["SCENEBENCH_ARTEFACTS"] = args.artefacts  # the store, and Ray's workers, see it
+        os.environ[ARTEFACTS_ENV] = args.artefacts  # the store, and Ray's workers, see it
     return engine
 
 
@@ -418,6 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # bm25s sets its own logger to DEBUG; faiss logs at INFO each CPU extension it cannot load.
     for noisy in ("httpx", "urllib3", "faster_whisper", "jieba", "filelock", "bm25s", "faiss"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    artefacts_before = os.environ.get(ARTEFACTS_ENV)
     try:
         return int(args.func(args))
     except BenchError as exc:
@@ -428,6 +432,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    finally:  # --artefacts holds for this command only (main is also called in-process)
+        if artefacts_before is None:
+            os.environ.pop(ARTEFACTS_ENV, None)
+        else:
+            os.environ[ARTEFACTS_ENV] = artefacts_before
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,7 +19,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Built datasets, tiny models and features are cached here so reruns are fast; CI starts empty.
 os.environ.setdefault("SCENEBENCH_CACHE", str(REPO / ".cache" / "test"))
-for var in ("SCENEBENCH_LLM_BASE_URL", "SCENEBENCH_LLM_MODEL", "SCENEBENCH_LLM_API_KEY"):
+for var in ("SCENEBENCH_LLM_BASE_URL", "SCENEBENCH_LLM_MODEL", "SCENEBENCH_LLM_API_KEY",
+            "SCENEBENCH_ARTEFACTS"):
     os.environ.pop(var, None)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -61,7 +62,7 @@ def test_bench_run_on_ray_matches_local_and_resumes(cluster: None, synthetic_min
                                                     monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     preds, stored = {}, {}
-    monkeypatch.delenv("SCENEBENCH_ARTEFACTS", raising=False)  # restored after --artefacts sets it
+    monkeypatch.delenv("SCENEBENCH_ARTEFACTS", raising=False)
     objects = f"local://{tmp_path / 'objects'}"  # through fsspec, as an object store would be
     for engine, extra, where in (("local", (), None), ("ray", (), None),
                                  ("ray-objects", ("--artefacts", objects), objects)):
@@ -69,7 +70,7 @@ def test_bench_run_on_ray_matches_local_and_resumes(cluster: None, synthetic_min
         monkeypatch.setattr("bench.store.catalog.cache_home", lambda e=engine: tmp_path / f"cache-{e}")
         preds[engine] = run_json(engine.split("-")[0], tmp_path / f"results-{engine}", capsys, *extra)
         stored[engine] = artefacts(tmp_path / f"cache-{engine}" / "store", where)
-    monkeypatch.delenv("SCENEBENCH_ARTEFACTS")
+    assert "SCENEBENCH_ARTEFACTS" not in os.environ  # --artefacts held for its command only
     # workers wrote every file at the object location, none beside the catalog
     assert not (tmp_path / "cache-ray-objects" / "store" / "features").exists()
     assert stored["ray-objects"].keys() == stored["ray"].keys()
