@@ -125,6 +125,16 @@ def test_a_location_that_cannot_be_used_is_one_line(tmp_path: Path) -> None:
     assert "\n" not in str(err2.value)
     assert is_url("s3://b/p") and is_url("local:///x") and not is_url("file:///x") and not is_url("/x")
     assert Location("file:///tmp/x").local == Path("/tmp/x")
+    nested = Location(tmp_path / "a" / "b")
+    nested.check_writable()
+    nested.check_writable()  # there already: fine
+    assert (tmp_path / "a" / "b").is_dir()
+    assert nested.describe("features/x") == str(tmp_path / "a" / "b" / "features" / "x")
+    rel, nbytes, digest = nested.write("features/x", "vid", "json", lambda fh: fh.write(b"{}"))
+    assert rel == f"features/x/vid.{digest[:12]}.json" and nbytes == 2 and nested.read_bytes(rel) == b"{}"
+    nested.unlink(rel)
+    nested.unlink(rel)  # already gone: nothing to do
+    assert list(nested.files("features")) == []
 
 
 def test_cli_artefacts_option_checks_the_location_first(capsys: pytest.CaptureFixture[str],
@@ -138,3 +148,48 @@ def test_cli_artefacts_option_checks_the_location_first(capsys: pytest.CaptureFi
     assert rc == 2 and len(err) == 1
     assert err[0].startswith("error: artefacts at nosuch://bucket/x: Protocol not known")
     assert "SCENEBENCH_ARTEFACTS" not in os.environ  # nothing set for a refused location
+
+
+def test_object_ages_from_every_filesystem_s_own_field() -> None:
+    import datetime as dt
+
+    from bench.store.location import _mtime
+
+    when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    assert _mtime({"mtime": 12.5}) == 12.5  # local
+    assert _mtime({"created": 7}) == 7.0  # memory
+    assert _mtime({"LastModified": when}) == when.timestamp()  # s3
+    assert _mtime({"last_modified": when}) == when.timestamp()  # abfs
+    assert _mtime({"updated": "2026-01-02T03:04:05Z"}) == when.timestamp()  # gcs: ISO text
+    assert _mtime({"updated": "yesterday", "created": 3.0}) == 3.0  # unreadable: the next field
+    assert _mtime({"mtime": None, "size": 4}) == float("inf")  # unknown age: never swept
+
+
+def test_an_object_location_writes_hashes_and_cleans_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    url = f"memory://sb-{uuid.uuid4().hex[:8]}/root/"
+    loc = Location(url)
+    assert loc.describe("features/x/a.npz") == url.rstrip("/") + "/features/x/a.npz"
+    assert list(loc.files("features")) == []  # nothing there yet: no error
+    loc.check_writable()
+    loc.check_writable()  # again: the prefix exists now
+    assert list(loc.fs.find(loc.base)) == []  # the write test leaves nothing behind
+    rel, nbytes, digest = loc.write("features/x", "vid", "json", lambda fh: fh.write(b'{"a": 1}'))
+    assert (nbytes, digest) == (8, hashlib.sha256(b'{"a": 1}').hexdigest())
+    assert rel == f"features/x/vid.{digest[:12]}.json"
+    assert loc.read_bytes(rel) == b'{"a": 1}' and loc.sha256(rel) == digest and loc.size(rel) == 8
+    assert [r for r, _ in loc.files("features")] == [rel]
+    loc.unlink(rel)
+    loc.unlink(rel)  # already gone: nothing to do
+    with pytest.raises(FileNotFoundError):
+        loc.size(rel)
+
+    def denied(*args: Any, **kwargs: Any) -> None:
+        raise PermissionError("Access Denied\n(bucket policy)")
+
+    monkeypatch.setattr(loc.fs, "pipe_file", denied)
+    with pytest.raises(BadInput) as err:
+        loc.check_writable()
+    assert str(err.value) == f"artefacts at {url} cannot be written: Access Denied (bucket policy)"
+    fsspec.filesystem("memory").rm(loc.base, recursive=True)
