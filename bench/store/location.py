@@ -25,10 +25,15 @@ from bench.fsio import fsync_dir, temp_file
 
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks (memory stays flat for any size)."""
-    h = hashlib.sha256()
     with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
+        return sha256_stream(fh)
+
+
+def sha256_stream(fh: BinaryIO) -> str:
+    """Hex sha256 of what is left to read in ``fh``, in 1 MiB chunks."""
+    h = hashlib.sha256()
+    for chunk in iter(lambda: fh.read(1 << 20), b""):
+        h.update(chunk)
     return h.hexdigest()
 
 
@@ -122,11 +127,8 @@ class Location:
             return fh.read()
 
     def sha256(self, rel: str) -> str:
-        h = hashlib.sha256()
         with self.open(rel) as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        return h.hexdigest()
+            return sha256_stream(fh)
 
     def unlink(self, rel: str) -> None:
         """Remove ``rel`` if it is there."""
