@@ -15,6 +15,8 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bench import subproc
+
 log = logging.getLogger("bench")
 
 CUDNN_LIBRARIES = ("libcudnn_ops.so.9", "libcudnn_cnn.so.9", "libcudnn.so.9", "libcudnn_ops_infer.so.8",
@@ -150,7 +152,7 @@ def gpu_info() -> GpuInfo:
 def driver_version() -> str | None:
     """The NVIDIA driver's version (``nvidia-smi``), or None when it cannot be asked."""
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+        out = subproc.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
                              capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None

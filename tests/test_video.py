@@ -505,6 +505,15 @@ def test_extract_audio_is_on_the_container_clock(media: dict[str, Path]) -> None
     assert float(np.abs(audio[4400:12000]).max()) > 0.1
 
 
+def test_extract_audio_while_another_thread_changes_the_environment(media: dict[str, Path]) -> None:
+    # Speech is decoded in a thread beside OCR, whose libraries set variables as they load.
+    from tests.test_subproc import environment_churn
+
+    with environment_churn():
+        lengths = [len(extract_audio(media["sine.mp4"], sample_rate=8000)) for _ in range(25)]
+    assert all(abs(n - 8000) <= 400 for n in lengths), lengths
+
+
 def test_extract_audio_empty_without_audio(media: dict[str, Path]) -> None:
     audio = extract_audio(media["odd.mp4"])
     assert audio.dtype == np.float32 and audio.shape == (0,)

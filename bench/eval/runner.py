@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from tqdm import tqdm
 
-from bench import timing
+from bench import subproc, timing
 from bench.errors import BackendError, BadInput, BenchError, Unavailable
 from bench.eval.calibration import Calibration, calibrate, confidence_metrics
 from bench.eval.results import ResultFile, Status, find_random_init, save_result
@@ -95,7 +95,7 @@ def environment() -> dict[str, Any]:
 
 def git_sha() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True,
+        out = subproc.run(["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True,
                              text=True, timeout=5, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -8,6 +8,7 @@ import hashlib
 import subprocess
 from pathlib import Path
 
+from bench import subproc
 from bench.errors import BadInput
 from bench.evidence import fmt_ts
 from bench.fsio import directory_swap, temp_sibling
@@ -19,7 +20,7 @@ FFMPEG_TIMEOUT_S = 120
 
 def _ffmpeg(cmd: list[str], out: Path, what: str) -> Path:
     try:
-        subprocess.run(cmd, check=False, capture_output=True, timeout=FFMPEG_TIMEOUT_S)
+        subproc.run(cmd, check=False, capture_output=True, timeout=FFMPEG_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as exc:
         out.unlink(missing_ok=True)  # a half-written file
         raise BadInput(f"{what}: ffmpeg did not finish ({type(exc).__name__})") from None

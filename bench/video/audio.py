@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import subproc
 from bench.errors import BadInput, Unavailable
 from bench.video.probe import ffmpeg_reason
 
@@ -56,7 +57,7 @@ def extract_audio(path: Path, sample_rate: int = 16000) -> np.ndarray:
                # async fills gaps and pads the start so samples sit on the container clock
                "-af", "aresample=async=1:first_pts=0",
                "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-y", str(out)]
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        proc = subproc.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, check=False)
         if proc.returncode != 0:
             lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()

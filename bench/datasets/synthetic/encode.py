@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import subproc
 from bench.datasets.synthetic.narration import narration_track
 from bench.datasets.synthetic.render import graded_frames, inset, overlay
 from bench.datasets.synthetic.spec import Scene, SceneSpec, SynthSpec, VideoSpec, plan
@@ -88,7 +89,7 @@ def make_video(tools: Tools, spec: SynthSpec, vi: int, v: VideoSpec, dst: Path, 
 
     first: np.ndarray | None = None
     with tempfile.TemporaryFile(dir=work) as err:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=err)
+        proc = subproc.popen(cmd, stdin=subprocess.PIPE, stderr=err)
         assert proc.stdin is not None
         try:
             held: np.ndarray | None = None  # the previous scene's last frame, for a dissolve

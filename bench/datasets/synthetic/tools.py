@@ -11,6 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench import subproc
 from bench.errors import BadInput, BenchError
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ class Tools:
 
 def run_tool(cmd: Sequence[str], what: str, **kw: Any) -> subprocess.CompletedProcess[bytes]:
     """Run ``cmd`` to completion; a non-zero exit raises BenchError with ``what`` and its last stderr line."""
-    proc = subprocess.run(list(cmd), capture_output=True, stdin=subprocess.DEVNULL, check=False, **kw)
+    proc = subproc.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, check=False, **kw)
     if proc.returncode != 0:
         tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
         raise BenchError(f"{what} failed (exit {proc.returncode}): {tail[0]}")
