@@ -35,6 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRATCH = ROOT / ".cache" / "mutation"
 REPORT = ROOT / "docs" / "mutation.md"
 EQUIVALENT = Path(__file__).with_name("mutation_equivalent.yaml")
+RESULTS = Path(__file__).with_name("mutation_results")
+"""Each module's latest verdict counts and survivors (kept in the repository, so the report
+always has a row per module, whichever modules a run covered)."""
 NOTES = Path(__file__).with_name("mutation_notes.md")
 """Hand-written notes on the latest runs (what a partial run covered), appended to the report."""
 
@@ -218,13 +221,13 @@ def save(result: ModuleResult) -> None:
     data = {"module": result.module, "tests": list(result.tests), "counts": dict(result.counts),
             "survivors": result.survivors, "seconds": result.seconds, "error": result.error,
             "command": result.command}
-    path = SCRATCH / slug(result.module) / "result.json"
+    path = RESULTS / f"{slug(result.module)}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
 
 def _saved_survivors(module: str) -> list[tuple[str, str, str | None]]:
-    path = SCRATCH / slug(module) / "result.json"
+    path = RESULTS / f"{slug(module)}.json"
     if not path.is_file():
         return []
     return [tuple(s) for s in json.loads(path.read_text(encoding="utf-8"))["survivors"]]  # type: ignore[misc]
@@ -234,7 +237,7 @@ def load_saved() -> list[ModuleResult]:
     """The latest result of each module, in :data:`MODULES` order (a report covers every run)."""
     out = []
     for module in MODULES:
-        path = SCRATCH / slug(module) / "result.json"
+        path = RESULTS / f"{slug(module)}.json"
         if path.is_file():
             d = json.loads(path.read_text(encoding="utf-8"))
             out.append(ModuleResult(d["module"], tuple(d["tests"]), Counter(d["counts"]),

@@ -193,3 +193,56 @@ def test_an_object_location_writes_hashes_and_cleans_up(monkeypatch: pytest.Monk
         loc.check_writable()
     assert str(err.value) == f"artefacts at {url} cannot be written: Access Denied (bucket policy)"
     fsspec.filesystem("memory").rm(loc.base, recursive=True)
+
+
+def test_a_location_whose_name_ends_in_x_keeps_its_name() -> None:
+    # the trailing-slash strip must take only slashes: 'storeX/' is not 'store'
+    url = f"memory://sb-{uuid.uuid4().hex[:8]}/storeX/"
+    loc = Location(url)
+    assert loc.base.endswith("/storeX")
+    assert loc.describe("features/a.npz") == url + "features/a.npz"
+    rel, _, _ = loc.write("features/ex", "vid", "json", lambda fh: fh.write(b"{}"))
+    assert loc.fs.exists(f"{loc.base}/{rel}") and objects(loc) == [rel]
+    fsspec.filesystem("memory").rm(loc.base, recursive=True)
+
+
+def test_each_write_test_is_a_fresh_empty_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    # two checks at once (two workers starting) must not remove each other's probe
+    loc = Location(f"memory://sb-{uuid.uuid4().hex[:8]}/root")
+    written: list[tuple[str, object]] = []
+    real = loc.fs.pipe_file
+    monkeypatch.setattr(loc.fs, "pipe_file", lambda key, data: (written.append((key, data)), real(key, data)))
+    loc.check_writable()
+    loc.check_writable()
+    (k1, d1), (k2, d2) = written
+    assert k1 != k2 and all(k.startswith(f"{loc.base}/.write-test.") for k in (k1, k2))
+    assert isinstance(d1, bytes) and isinstance(d2, bytes)  # an object store takes bytes only
+    assert not loc.fs.exists(k1) and not loc.fs.exists(k2)
+    fsspec.filesystem("memory").rm(loc.base, recursive=True)
+
+
+def test_files_are_the_store_s_two_levels_only(where: str, tmp_path: Path) -> None:
+    loc = Location(where)
+    kept, _, _ = loc.write("features/ex", "vid", "json", lambda fh: fh.write(b"{}"))
+    loc.write("features/ex/deeper", "other", "json", lambda fh: fh.write(b"{}"))  # not the store's
+    assert objects(loc) == [kept]
+
+
+def test_a_file_that_vanishes_while_listed_is_skipped_and_listing_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    loc = Location(tmp_path / "objects")
+    rels = sorted(loc.write("features/ex", f"v{i}", "json", lambda fh: fh.write(b"{}"))[0] for i in range(3))
+    real_stat = Path.stat
+    gone: list[Path] = []
+
+    def stat(self: Path, **kw: Any) -> os.stat_result:
+        if self.suffix == ".json" and not gone:
+            gone.append(self)  # the first file listed is removed by a concurrent prune
+            raise FileNotFoundError(self)
+        return real_stat(self, **kw)
+
+    monkeypatch.setattr(Path, "is_file", lambda self: self.suffix == ".json")
+    monkeypatch.setattr(Path, "stat", stat)
+    listed = [rel for rel, _ in loc.files("features")]
+    assert len(gone) == 1 and len(listed) == 2
+    assert sorted([*listed, gone[0].relative_to(loc.local).as_posix()]) == rels  # type: ignore[arg-type]

@@ -49,12 +49,12 @@ def test_children_start_while_another_thread_changes_the_environment() -> None:
 
 
 def test_the_child_sees_the_environment_of_the_moment() -> None:
+    show = [sys.executable, "-c", "import os; print(os.environ.get('SCENEBENCH_SUBPROC_PROBE'))"]
     os.environ["SCENEBENCH_SUBPROC_PROBE"] = "seen"
     try:
-        out = subproc.run([sys.executable, "-c", "import os; print(os.environ['SCENEBENCH_SUBPROC_PROBE'])"],
-                          capture_output=True, text=True, check=False)
-        given = subproc.run([sys.executable, "-c", "import os; print(os.environ.get('SCENEBENCH_SUBPROC_PROBE'))"],
-                            capture_output=True, text=True, check=False, env={"PATH": os.environ["PATH"]})
+        out = subproc.run(show, capture_output=True, text=True, check=False)
+        given = subproc.run(show, capture_output=True, text=True, check=False,
+                            env={"PATH": os.environ["PATH"]})
     finally:
         del os.environ["SCENEBENCH_SUBPROC_PROBE"]
     assert (out.returncode, out.stdout.strip()) == (0, "seen")

@@ -156,8 +156,7 @@ class Location:
         if not self.fs.exists(top):
             return
         for key, info in self.fs.find(top, maxdepth=2, detail=True).items():
-            rel = key[len(self.base) + 1:] if key.startswith(self.base + "/") else key
-            yield rel, _mtime(info)
+            yield key[len(self.base) + 1:], _mtime(info)  # find() gives keys as _key() makes them
 
     def check_writable(self) -> None:
         """BadInput with the location when a test object cannot be written and removed."""
