@@ -68,6 +68,8 @@ def test_an_empty_corpus_finds_nothing() -> None:
     c = EmbeddingCorpus(3, index_kind="flat")
     c.add(vv("empty", []))
     assert c.top_videos(X, rows=5, max_videos=5) == []
+    nothing = EmbeddingCorpus(3).vector_index()  # nothing added at all: still an index, empty
+    assert isinstance(nothing, VectorIndex) and len(nothing) == 0
 
 
 def test_bad_vectors_and_unknown_videos_are_refused() -> None:
@@ -114,6 +116,15 @@ def test_a_large_index_is_saved_and_loaded_on_the_next_run(tmp_path: Path,
     with caplog.at_level(logging.WARNING, logger="bench"):
         assert damaged.top_videos(X, 5, 10) == ["b", "a", "c"]
     assert damaged.index_from_cache is False and "cannot be loaded" in caplog.text
+    # A saved index with another number of rows than the corpus (a stale copy) is rebuilt too.
+    stale = VectorIndex(3, kind="flat")
+    stale.add(np.stack([X, Y]), np.arange(2, dtype=np.int64))
+    stale.build()
+    stale.save(saved / "index")
+    again = corpus(persist_min=4)
+    again.persist_in(store, "vector-index/test")
+    assert again.top_videos(X, 5, 10) == ["b", "a", "c"] and again.index_from_cache is False
+    assert len(again.vector_index()) == 5
 
 
 def test_an_index_at_the_threshold_is_kept_in_memory_only(tmp_path: Path) -> None:
@@ -170,3 +181,42 @@ def test_corpus_summarises_videos_when_they_are_added() -> None:
     assert "pooled" in item.__dict__  # computed at indexing, not at tagging
     assert item.pooled is not None and item.pooled.rows.shape == (256, 4)
     assert VideoVectors("e", "id", np.zeros(0), np.zeros((0, 4), dtype=np.float32), 1.0).pooled is None
+
+
+def test_summaries_are_float32_rows_and_float64_spans_whatever_comes_in() -> None:
+    # float64 vectors and integer times (as a caller may pass them), short and long paths
+    v = np.array([[1, 0], [0, 1], [1, 0], [1, 0], [0, 1]], dtype=np.float64)
+    t = np.arange(5)
+    for max_rows in (2, 5):
+        p = pool_rows(v, t, t + 1, max_rows=max_rows)
+        assert p.mean.dtype == np.float32 and p.spans.dtype == np.float64
+        assert p.rows.dtype == (np.float32 if max_rows == 2 else np.float64)  # short: its own rows
+        assert p.first.tolist() == [[1.0, 0.0]] and p.mean.tolist() == [pytest.approx([0.6, 0.4])]
+        assert p.spans[0].tolist() == [0.0, 1.0 if max_rows == 5 else 3.0]
+
+
+def test_a_corpus_builds_its_index_with_its_own_kind_and_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.index.corpus as corpus_module
+
+    seen: list[tuple[str, str]] = []
+
+    class Spy(VectorIndex):
+        def __init__(self, dim: int, kind: str = "auto", device: str = "cpu", **kw: object) -> None:
+            seen.append((kind, device))
+            super().__init__(dim, kind=kind, **kw)  # type: ignore[arg-type]  # built on the CPU here
+
+    monkeypatch.setattr(corpus_module, "VectorIndex", Spy)
+    c = EmbeddingCorpus(3, index_kind="hnsw", device="cuda")
+    c.add(vv("a", [X, Y]))
+    assert c.top_videos(X, rows=1, max_videos=1) == ["a"]
+    d = EmbeddingCorpus(3)  # the defaults: kind chosen by size, on the CPU
+    d.add(vv("b", [Z]))
+    assert d.index_from_cache is False  # nothing built yet, nothing loaded
+    assert d.top_videos(Z, rows=1, max_videos=1) == ["b"] and d.index_from_cache is False
+    assert seen == [("hnsw", "cuda"), ("auto", "cpu")]
+
+
+def test_asking_an_empty_corpus_for_a_video_says_none_is_indexed() -> None:
+    with pytest.raises(BadInput) as err:
+        EmbeddingCorpus(3).get("v1")
+    assert str(err.value) == "video 'v1' is not indexed (indexed: none); index it first"
