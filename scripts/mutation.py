@@ -12,7 +12,7 @@ files. Lines that only build an error or log message are not mutated: the condit
 raises is, the wording is not a number a leaderboard shows. ``--sample D`` runs the mutants
 whose number ends in the digit D (a tenth of them); ``--jobs 2`` checks two at once (mutants
 run at ``nice 15``). Survivors that cannot change behaviour are
-listed with the reason in ``scripts/mutation_equivalent.yaml``; the report marks them.
+listed with the reason in ``scripts/mutation_equivalent/<module>.yaml``; the report marks them.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SCRATCH = ROOT / ".cache" / "mutation"
 REPORT = ROOT / "docs" / "mutation.md"
-EQUIVALENT = Path(__file__).with_name("mutation_equivalent.yaml")
+EQUIVALENT = Path(__file__).with_name("mutation_equivalent")
+"""One YAML file per module: ``{module: [{mutant: <mutated line>, why: <reason>}, ...]}``."""
 RESULTS = Path(__file__).with_name("mutation_results")
 """Each module's latest verdict counts and survivors (kept in the repository, so the report
 always has a row per module, whichever modules a run covered)."""
@@ -121,9 +122,11 @@ def write_config(work: Path, module: str, tests: tuple[str, ...]) -> None:
 
 
 def equivalents() -> dict[str, list[dict[str, str]]]:
-    if not EQUIVALENT.is_file():
-        return {}
-    return yaml.safe_load(EQUIVALENT.read_text(encoding="utf-8")) or {}
+    out: dict[str, list[dict[str, str]]] = {}
+    for path in sorted(EQUIVALENT.glob("*.yaml")):
+        for module, entries in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).items():
+            out.setdefault(module, []).extend(entries or [])
+    return out
 
 
 def _changed_line(diff: str) -> str:
@@ -251,7 +254,7 @@ def render(results: list[ModuleResult]) -> str:
              "Tool: mutmut " + _mutmut_version() + "; each module is mutated alone and checked with",
              "only the test files that cover it (listed). Lines that only build an error or log",
              "message are not mutated. Score = killed (timeouts included) / checked mutants, with",
-             "survivors recorded as equivalent (`scripts/mutation_equivalent.yaml`) left out.",
+             "survivors recorded as equivalent (`scripts/mutation_equivalent/`) left out.",
              "Machine: 2-core AMD EPYC VM, 24 GiB, no GPU, shared with other jobs (times vary with load).",
              "", "Reproduce (all modules; each row also names its own command below):", "", "```",
              "python scripts/mutation.py --jobs 2", "```", "",
