@@ -8,6 +8,7 @@ import pytest
 
 from bench.errors import BadInput
 from bench.eval.results import (
+    MIGRATIONS,
     RESULT_SCHEMA_VERSION,
     ResultFile,
     find_random_init,
@@ -88,3 +89,13 @@ def test_result_files_are_indented_json_and_predictions_one_row_a_line(tmp_path:
             '  "retriever": "bm25-text",\n')
     assert path.read_text(encoding="utf-8").startswith(head)
     assert predictions_path(tmp_path, r).read_text(encoding="utf-8") == '{"qid": 1}\n{"qid": 2}\n'
+
+
+def test_each_migration_moves_exactly_one_version_and_keeps_what_it_does_not_add() -> None:
+    assert sorted(MIGRATIONS) == list(range(1, RESULT_SCHEMA_VERSION))  # a step from every old version
+    for version, step in MIGRATIONS.items():
+        before = {"schema_version": version, "retriever": "bm25-text", "extra": [1]}
+        after = step(before)
+        assert after["schema_version"] == version + 1, f"v{version}"
+        assert after["retriever"] == "bm25-text" and after["extra"] == [1]
+        assert before["schema_version"] == version  # the input is not changed in place
