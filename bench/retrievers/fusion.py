@@ -8,7 +8,7 @@ import contextvars
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -120,8 +120,11 @@ def fuse(results: Mapping[str, Sequence[Moment]], *, method: Method = "rrf", k: 
     holds nothing from its member yet, else starts a cluster. A cluster's score is the sum
     of its contributions, so agreement between members lifts a moment. Evidence keeps each
     member's rank, score, window and own evidence. Scores are fused scores (RRF values are
-    small: 1/61 for a single first place).
+    small: 1/61 for a single first place). An unknown ``method`` or ``span`` is BadInput.
     """
+    if method not in get_args(Method) or span not in get_args(Span):
+        raise BadInput(f"fusion method {method!r} / span {span!r}: choose a method of "
+                       f"{', '.join(get_args(Method))} and a span of {', '.join(get_args(Span))}")
     weights = weights or {}
     entries: list[tuple[float, str, int, Moment]] = []
     for name, moments in results.items():
