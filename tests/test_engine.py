@@ -29,7 +29,8 @@ PLATEAU = ProposalConfig(rel_threshold=1.0, nms_iou=0.5)
 
 
 class Scripted(EngineSearch):
-    """Each video's moments are given as explicit (start, end, score) triples or as a curve."""
+    """Each video's moments are given as explicit (start, end, score) triples (or moments), as
+    a curve's scores (one sample per second) or as a whole :class:`Curve`."""
 
     def __init__(self, videos: dict[str, Any], bounds: dict[str, float] | None = None,
                  workers: int = 1) -> None:
@@ -54,20 +55,23 @@ class Scripted(EngineSearch):
         return [q.text if q.text else NoAnswer("needs text") for q in queries]
 
     def candidates(self, prepared: Any, vids: Sequence[str] | None, top_k: int) -> list[Candidate]:
-        return [Candidate(v, bound=self.bounds.get(v)) for v in (vids or list(self.videos))]
+        return [Candidate(v, bound=self.bounds.get(v)) for v in (list(self.videos) if vids is None else vids)]
 
     def score(self, prepared: Any, candidate: Candidate, max_windows: int) -> Curve | list[Moment]:
         self.scored.append(candidate.vid)
         spec = self.videos[candidate.vid]
         if isinstance(spec, Exception):
             raise spec
+        if isinstance(spec, Curve):  # a curve given whole (its own times, duration, fps, evidence)
+            return spec
         if isinstance(spec, np.ndarray):  # a curve; windows starting at odd seconds have no evidence
             def explain(w: Window) -> NoEvidence | None:
                 return None if int(w.start) % 2 else NoEvidence(note=f"{w.start:g}")
 
             return Curve(np.arange(spec.size, dtype=np.float64), spec, float(spec.size), 1.0, PLATEAU,
                          explain)
-        return [Moment(candidate.vid, s, e, c, NoEvidence()) for s, e, c in spec]
+        return [m if isinstance(m, Moment) else Moment(candidate.vid, m[0], m[1], m[2], NoEvidence())
+                for m in spec]
 
     def concurrency(self) -> int:
         return self.workers

@@ -9,6 +9,7 @@ evidence. :class:`EngineSearch` gives a scorer the :class:`~bench.retrievers.bas
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -248,20 +249,25 @@ def _search_one(scorer: Scorer, prep: Any, pool: Sequence[str] | None, top_k: in
     workers = scorer.concurrency()
     if workers > 1 and len(candidates) > 1 and all(c.bound is None for c in candidates):
         with ThreadPoolExecutor(max_workers=workers) as ex:
-            outcomes = list(ex.map(one, candidates))
+            # each task runs in a copy of this context, so stages timed inside score() count
+            futures = [ex.submit(contextvars.copy_context().run, one, c) for c in candidates]
+            outcomes = [f.result() for f in futures]
         scored = len(outcomes)
         for got in outcomes:
             keep(got)
     else:
+        unsorted = False  # moments were added since the last sort
         for c in candidates:
-            # Once top_k moments beat what this video can reach, it and later ones cannot enter.
-            if c.bound is not None and len(moments) >= top_k and moments[top_k - 1].score >= c.bound:
-                break
+            if c.bound is not None and len(moments) >= top_k:
+                if unsorted:
+                    rank_moments(moments)  # in place: the check below reads the top_k-th best
+                    unsorted = False
+                if moments[top_k - 1].score >= c.bound:
+                    continue  # no moment of this video can beat the top_k already found
             scored += 1
             got = one(c)
             keep(got)
-            if c.bound is not None and not isinstance(got, tuple):
-                rank_moments(moments)
+            unsorted = unsorted or not isinstance(got, tuple)
     moments = scorer.finish(prep, rank_moments(moments), top_k)
     reason = "; ".join(errors)[:MAX_REASON_CHARS] if errors else None
     return QueryResult(rank_moments(moments, top_k), reason, backend_errors,
