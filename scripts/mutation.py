@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRATCH = ROOT / ".cache" / "mutation"
 REPORT = ROOT / "docs" / "mutation.md"
 EQUIVALENT = Path(__file__).with_name("mutation_equivalent")
-"""One YAML file per module: ``{module: [{mutant: <mutated line>, why: <reason>}, ...]}``."""
+"""One YAML file per module: ``{module: [{mutant: <mutated line>, why: <reason>, in: <function, optional>}]}``."""
 RESULTS = Path(__file__).with_name("mutation_results")
 """Each module's latest verdict counts and survivors (kept in the repository, so the report
 always has a row per module, whichever modules a run covered)."""
@@ -135,13 +135,28 @@ def _changed_line(diff: str) -> str:
     return " | ".join(added)
 
 
-def why_equivalent(module: str, diff: str, known: dict[str, list[dict[str, str]]]) -> str | None:
-    """The recorded reason when this survivor's mutated line is listed as equivalent."""
+def why_equivalent(module: str, diff: str, known: dict[str, list[dict[str, str]]],
+                   name: str = "") -> str | None:
+    """The recorded reason when this survivor's mutated line is listed as equivalent (an
+    entry with ``in: <function>`` matches only mutants of that function: for short lines
+    such as ``break`` that occur in several)."""
     line = _changed_line(diff)
+    function = _function(name)
     for entry in known.get(module, []):
-        if entry["mutant"].strip() == line:
-            return entry["why"]
+        if entry["mutant"].strip() != line:
+            continue
+        if "in" in entry and entry["in"] not in (function, function.rsplit(".", 1)[-1]):
+            continue
+        return entry["why"]
     return None
+
+
+def _function(name: str) -> str:
+    """``Class.method`` or ``function`` of a mutant's name (``...xǁClassǁmethod__mutmut_3``)."""
+    mangled = re.sub(r"__mutmut_\d+$", "", name.rsplit(".", 1)[-1])
+    if mangled.startswith("xǁ"):
+        return ".".join(mangled.split("ǁ")[1:])
+    return mangled.removeprefix("x_")
 
 
 def run_module(module: str, *, jobs: int, sample: int | None, known: dict[str, list[dict[str, str]]],
@@ -155,7 +170,7 @@ def run_module(module: str, *, jobs: int, sample: int | None, known: dict[str, l
     if rerun:
         work = SCRATCH / slug(module)
         names = [name for name, diff, _ in _saved_survivors(module)
-                 if not why_equivalent(module, diff, known)]
+                 if not why_equivalent(module, diff, known, name)]
         if not names or not meta.is_file():
             raise SystemExit(f"{module}: no saved survivors to check again (run it first)")
         shutil.rmtree(work / "tests")
@@ -203,7 +218,7 @@ def collect(result: ModuleResult, work: Path, known: dict[str, list[dict[str, st
             shown = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=work, env=env,
                                    capture_output=True, text=True, check=False)
             diff = "\n".join(line for line in shown.stdout.splitlines() if not line.startswith("# "))
-            result.survivors.append((name, diff.strip(), why_equivalent(module, diff, known)))
+            result.survivors.append((name, diff.strip(), why_equivalent(module, diff, known, name)))
     return True
 
 

@@ -114,8 +114,11 @@ def smooth(scores: np.ndarray, width: int) -> np.ndarray:
     if width <= 1 or scores.size < 2:
         return scores.astype(np.float64)
     kernel = np.ones(width, dtype=np.float64)
-    total = np.convolve(scores.astype(np.float64), kernel, mode="same")
-    count = np.convolve(np.ones(scores.size), kernel, mode="same")
+    # the centred part of the full convolution: what mode="same" gives when the curve is at
+    # least as long as the kernel, and still the curve's length when it is shorter
+    start, n = (width - 1) // 2, scores.size
+    total = np.convolve(scores.astype(np.float64), kernel)[start:start + n]
+    count = np.convolve(np.ones(n), kernel)[start:start + n]
     return total / count
 
 
