@@ -190,7 +190,7 @@ class FeatureStore:
         try:
             resolved = path.resolve(strict=True)
             st = resolved.stat()
-        except OSError:
+        except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
             raise BadInput(f"{path}: file not found") from None
         if not resolved.is_file():
             raise BadInput(f"{path}: not a file")
@@ -397,12 +397,18 @@ class FeatureStore:
         if found is None:
             return None
         try:
-            return json.loads(self.location.read_bytes(found[0]).decode("utf-8"))
+            data = self.location.read_bytes(found[0])
         except OSError:
             current = self._row(video_id, ex)
             if current is not None and current["relpath"] != found[1]["relpath"]:
                 return self.load_json(video_id, ex)  # a concurrent writer replaced it meanwhile
             self._reset(video_id, ex, f"{self.location.describe(found[0])} vanished while being read")
+            return None
+        try:
+            return json.loads(data.decode("utf-8"))
+        except ValueError as exc:  # registered bytes that are not UTF-8 JSON: never served
+            where = self.location.describe(found[0])
+            self._reset(video_id, ex, f"{where} is not JSON ({type(exc).__name__})")
             return None
 
     def load_meta(self, video_id: str, ex: Extractor) -> dict[str, Any] | None:
