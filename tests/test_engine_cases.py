@@ -327,3 +327,18 @@ def test_use_curve_turns_snapping_off() -> None:
     s.extents.bounds["v"] = build_boundaries(20.0, SHOTS, [], config)
     (res,) = s.search_results([q()], top_k=5)
     assert [(m.start, m.end, m.score) for m in res.moments] == [(0.0, 4.0, 0.9), (1.0, 4.0, 0.5)]
+
+
+def test_by_default_videos_are_scored_one_at_a_time_in_the_calling_thread() -> None:
+    # a scorer that says nothing about concurrency may keep state that is not thread-safe
+    seen: list[int] = []
+
+    class Plain(Timed):
+        def score(self, prepared: Any, candidate: Candidate, max_windows: int) -> Curve | list[Moment]:
+            seen.append(threading.get_ident())
+            return super().score(prepared, candidate, max_windows)
+
+    scorer = Plain({v: [(0, 1, 0.5)] for v in "abc"})
+    assert scorer.concurrency() == 1
+    scorer.search([q()])
+    assert seen == [threading.get_ident()] * 3

@@ -250,3 +250,9 @@ def test_smoothing_wider_than_the_curve_keeps_its_length() -> None:
     assert smooth(np.array([0.0, 0.0, 3.0]), 4).tolist() == [0.0, 1.0, 1.0]  # 2 before, 1 after
     windows = propose([0.0, 1.0], [0.0, 1.0], config=ProposalConfig(smooth_s=2.0))
     assert windows and all(0.0 <= w.start < w.end <= 2.0 for w in windows)
+
+
+def test_a_width_of_zero_or_one_sample_leaves_the_curve_as_it_is() -> None:
+    x = np.array([0.0, 3.0, 1.0])
+    assert smooth(x, 0).tolist() == [0.0, 3.0, 1.0] and smooth(x, 1).tolist() == [0.0, 3.0, 1.0]
+    assert smooth(np.array([2.0]), 5).tolist() == [2.0]
