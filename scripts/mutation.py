@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRATCH = ROOT / ".cache" / "mutation"
 REPORT = ROOT / "docs" / "mutation.md"
 EQUIVALENT = Path(__file__).with_name("mutation_equivalent")
-"""One YAML file per module: ``{module: [{mutant: <mutated line>, why: <reason>, in: <function, optional>}]}``."""
+"""One YAML file per module:
+``{module: [{mutant: <mutated line>, why: <reason>, in: <function, optional>}]}``."""
 RESULTS = Path(__file__).with_name("mutation_results")
 """Each module's latest verdict counts and survivors (kept in the repository, so the report
 always has a row per module, whichever modules a run covered)."""

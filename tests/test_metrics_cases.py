@@ -4,6 +4,7 @@ rounding in ``percent()``, saliency matrices and corpus answers. Expectations ar
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from bench.errors import BadInput
 from bench.eval import metrics as m
 from bench.spans import paired_iou, temporal_iou_matrix
+from bench.types import Prediction, Query
 from tests.test_metrics import p, q
 
 # ---------------------------------------------------------------------------------------------- mAP cut
@@ -388,3 +390,164 @@ def test_saliency_ap_flattens_a_row_of_clips() -> None:
     flat = m.saliency_average_precision([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1])
     row = m.saliency_average_precision([[1, 0, 1, 0]], [[0.9, 0.8, 0.7, 0.1]])
     assert flat == row == pytest.approx(5 / 6)
+
+
+def test_tied_ground_truth_windows_try_the_later_one_first_among_many() -> None:
+    # The tie of the 2-window case above, with two far-away GT windows added (so the IoU row has
+    # more entries than a small sort keeps in order): [1, 11] still takes B, [0, 10] then finds A.
+    iou = temporal_iou_matrix([[1, 11], [0, 10]], [[0, 10], [2, 12], [40, 50], [60, 70]])
+    assert iou[0, 0] == iou[0, 1]
+    # Up to 0.8 two hits of four GT windows, precision 1: AP 1/2. Above 9/11 only the second hits
+    # (A, IoU 1): precision 1/2 at recall 1/4, AP 1/8.
+    assert m.average_precision(iou, [0.9, 0.8]).tolist() == [0.5] * 7 + [0.125] * 3
+
+
+def test_a_taken_ground_truth_window_falls_back_to_the_next_best() -> None:
+    # GT A [0, 10], B [0, 9]. Both predictions are [0, 10]: the first takes A (IoU 1), the second
+    # finds A taken and takes B (IoU 9/10). Both hit up to 0.9; at 0.95 the second misses: AP 1/2.
+    iou = temporal_iou_matrix([[0, 10], [0, 10]], [[0, 10], [0, 9]])
+    assert m.average_precision(iou, [0.9, 0.8]).tolist() == [1.0] * 9 + [0.5]
+
+
+def test_equal_scores_keep_the_listed_order_when_map_resorts() -> None:
+    # Scores 0.5, 0.5, 0.9, 0.9: by score the two 0.9 rows come first, in the order listed.
+    # The hit listed first of them ranks first: AP 1; listed second, after a miss: AP 1/2.
+    gt = [q(1, [[0, 10]])]
+    rows = [[50, 60, 0.5], [70, 80, 0.5], [0, 10, 0.9], [20, 30, 0.9]]
+    assert m.grounding_metrics(gt, {1: p(1, rows)})["mAP"] == 1.0
+    rows[2], rows[3] = rows[3], rows[2]
+    assert m.grounding_metrics(gt, {1: p(1, rows)})["mAP"] == 0.5
+
+
+def test_ap_scores_each_threshold_on_its_own_in_any_order() -> None:
+    # IoU 0.6: a miss at 0.7 must not stop the 0.5 listed after it from scoring.
+    assert m.average_precision(np.array([[0.6]]), [1.0], (0.7, 0.5)).tolist() == [0.0, 1.0]
+    assert m.average_precision(np.array([[0.6]]), [1.0], (0.9, 0.7, 0.55)).tolist() == [0.0, 0.0, 1.0]
+
+
+def test_ap_compares_float32_ious_at_full_precision() -> None:
+    # 0.7 stored as float32 is 0.69999998...: below the 0.7 threshold, as the value it holds is.
+    iou = np.array([[0.7]], dtype=np.float32)
+    assert float(iou[0, 0]) < 0.7
+    assert m.average_precision(iou, [1.0], (0.5, 0.7)).tolist() == [1.0, 0.0]
+
+
+def test_ap_ranks_unsigned_and_row_shaped_scores_by_value() -> None:
+    # A miss then a hit; the hit has the higher score, so it ranks first (AP 1) whatever the
+    # scores' dtype (unsigned votes: 0 < 3) or shape (one row of scores, flattened).
+    iou = np.array([[0.0], [1.0]])
+    assert m.average_precision(iou, np.array([0, 3], dtype=np.uint8)).tolist() == [1.0] * 10
+    assert m.average_precision(iou, [[0.1, 0.9]]).tolist() == [1.0] * 10
+
+
+def test_ap_is_exact_for_longer_rankings() -> None:
+    # 7 GT windows; hits at ranks 1, 3, 4, 5, 7, 8, 10 of 10 (each its own GT window): precision
+    # 1, 2/3, 3/4, 4/5, 5/7, 6/8, 7/10, interpolated from the right 1, .8, .8, .8, .75, .75, .7:
+    # sum 5.6 over 7 GT = 0.8, to the last bit when summed as the official script does.
+    iou = np.zeros((10, 7))
+    iou[[0, 2, 3, 4, 6, 7, 9], range(7)] = 1.0
+    scores = [1.0 - 0.05 * i for i in range(10)]
+    assert m.average_precision(iou, scores).tolist() == [0.8] * 10
+    # 6 GT windows; hits at ranks 1, 4, 5, 8 of 8: precision 1, 1/2, 3/5, 1/2, interpolated
+    # 1, 3/5, 3/5, 1/2: 2.7 / 6 = 0.45 (recall stops at 4/6).
+    iou = np.zeros((8, 6))
+    iou[[0, 3, 4, 7], range(4)] = 1.0
+    assert m.average_precision(iou, scores[:8]).tolist() == [0.45] * 10
+
+
+def test_grounding_map_averages_each_threshold_over_queries_first() -> None:
+    # Query 1: one window of IoU 2/3, AP 1 at 0.5-0.65 (4 thresholds). Query 2: two misses, then
+    # IoU 10/13, AP 1/3 at 0.5-0.75 (6 thresholds). mAP = (4 * 1 + 6 * 1/3) / 20 = 0.3, the same
+    # float as the official mean of per-threshold means (per-query means first give 0.3 + 4e-17).
+    queries = [q(1, [[0, 10]]), q(2, [[0, 10]])]
+    preds = {1: p(1, [[0, 15, 1.0]]), 2: p(2, [[50, 60, 0.9], [70, 80, 0.8], [0, 13, 0.7]])}
+    assert m.grounding_metrics(queries, preds)["mAP"] == 0.3
+
+
+def test_saliency_ap_sums_from_the_highest_recall_down() -> None:
+    # Relevant at ranks 1, 2, 4, 5: precision 1, 1, 3/4, 4/5, interpolated 1, 1, 4/5, 4/5.
+    # The reference sums 4/5 + 4/5 + 1 + 1 = 3.6 -> 0.9 exactly (the other way round gives
+    # 3.5999999999999996).
+    assert m.saliency_average_precision([1, 1, 0, 1, 1], [0.9, 0.8, 0.7, 0.6, 0.5]) == 0.9
+
+
+def test_grounding_miou_counts_nothing_predicted_as_zero() -> None:
+    queries = [q(1, [[0, 10]]), q(2, [[0, 10]]), q(3, [[0, 10]])]
+    out = m.grounding_metrics(queries, {1: p(1, [[0, 10, 1.0]]), 2: p(2, [])})
+    assert out["mIoU"] == 1 / 3
+
+
+def test_best_iou_per_rank_is_cut_at_the_limit() -> None:
+    # Per rank: IoU with the best GT window (1, 1/2, 1/2), 0 for a window in another video.
+    rows = [["v", 0, 10, 0.9], ["v", 0, 20, 0.8], ["w", 0, 10, 0.7], ["v", 5, 10, 0.6]]
+    case = m.ranked_case(q(1, [[0, 10]]), p(1, [], pred_moments=rows))
+    assert m._best_iou_per_rank(case, 5).tolist() == [1.0, 0.5, 0.0, 0.5]
+    assert m._best_iou_per_rank(case, 2).tolist() == [1.0, 0.5]
+    assert m._best_iou_per_rank(m.ranked_case(q(1, [[0, 10]]), None), 5).shape == (0,)
+
+
+def test_ranked_case_ious_reads_every_window_by_default_and_zeroes_other_videos() -> None:
+    rows = [["v", 0, 10, 0.9], ["w", 0, 10, 0.8], ["v", 0, 5, 0.7]]
+    case = m.ranked_case(q(1, [[0, 10]]), p(1, [], pred_moments=rows))
+    assert case.ious().tolist() == [[1.0], [0.0], [0.5]]
+    assert case.ious(2).tolist() == [[1.0], [0.0]]
+
+
+def test_a_window_in_another_video_never_matches_for_map() -> None:
+    qvh = m.qvhighlights_metrics([q(1, [[0, 10]])], {1: p(1, [[0, 10, 1.0]], vid="w")}, highlights=False)
+    assert qvh["full"]["MR-mAP"]["average"] == 0.0 and qvh["full"]["MR-R1"]["0.5"] == 0.0
+
+
+def test_a_prediction_without_vid_is_in_the_query_video() -> None:
+    out = m.grounding_metrics([q(1, [[0, 10]])], {1: p(1, [[0, 10, 1.0]], vid=None)})
+    assert out["R1@0.7"] == 1.0 and out["mAP"] == 1.0
+
+
+def test_a_zero_length_predicted_window_is_scored_as_a_miss() -> None:
+    # Only end < start is an error; [5, 5] overlaps nothing.
+    out = m.grounding_metrics([q(1, [[0, 10]])], {1: p(1, [[5, 5, 1.0]])})
+    assert out["R1@0.3"] == 0.0 and out["mIoU"] == 0.0
+    case = m.ranked_case(q(1, [[0, 10]]), p(1, [], pred_moments=[["v", 5, 5, 1.0]]))
+    assert case.windows.tolist() == [[5.0, 5.0]]
+
+
+def test_highlights_need_both_saliency_fields() -> None:
+    only_scores = q(1, [[0, 2]], saliency_scores=[[4]])
+    only_clips = q(2, [[0, 2]], relevant_clip_ids=[0])
+    for query in (only_scores, only_clips):
+        assert m.has_saliency(query) is False
+        with pytest.raises(BadInput, match=rf"qid {query.qid}: field 'saliency_scores': is required"):
+            m.highlight_metrics([query], {})
+
+
+def test_truth_vid_of_a_query_without_video_is_none() -> None:
+    assert m.truth_vid(q(1, [], vid=None)) is None
+    # A windowless corpus query next to a scored one needs no true video.
+    out = m.corpus_metrics([q(1, [[0, 10]], vid="a"), q(2, [], vid=None)],
+                           {1: p(1, [], vid=None, pred_moments=[["a", 0, 10, 1.0]])})
+    assert out["video-R@1"] == 1.0
+    # A query built in code (not read from a file) is still checked.
+    built = Query(qid=3, query="q", vid=None, duration=None, relevant_windows=[(0.0, 10.0)],
+                  extra={"truth_vid": 7})
+    with pytest.raises(BadInput, match="ground truth for qid 3: field 'truth_vid'"):
+        m.truth_vid(built)
+
+
+@pytest.mark.parametrize(("moments", "windows", "field"), [
+    ([["v", 0, 10]], None, "pred_moments[0]"),
+    ([{"vid": "v", "start": 0, "end": 10, "score": 1.0}], None, "pred_moments[0]"),
+    ([[7, 0, 10, 1.0]], None, "pred_moments[0]"),
+    ([["v", "x", 10, 1.0]], None, "pred_moments[0][1]"),
+    ([["v", 0, "x", 1.0]], None, "pred_moments[0][2]"),
+    ([["v", 0, 10, "x"]], None, "pred_moments[0][3]"),
+    (None, [[0, 10]], "pred_relevant_windows[0]"),
+    (None, [(0, 10, 1.0), "abc"], "pred_relevant_windows[1]"),
+    (None, [["x", 10, 1.0]], "pred_relevant_windows[0][0]"),
+    (None, [[0, float("nan"), 1.0]], "pred_relevant_windows[0][1]"),
+    (None, [[0, 10, True]], "pred_relevant_windows[0][2]"),
+])
+def test_ranked_case_names_the_qid_and_field_of_a_bad_row(moments: Any, windows: Any, field: str) -> None:
+    # Built in code, so nothing checked the rows before ranked_case.
+    pred = Prediction(qid=1, query="q", vid="v", pred_relevant_windows=windows or [], pred_moments=moments)
+    with pytest.raises(BadInput, match=rf"^prediction for qid 1: field '{re.escape(field)}': must be"):
+        m.ranked_case(q(1, [[0, 10]]), pred)
