@@ -231,9 +231,10 @@ def test_a_registered_file_that_is_not_an_npz_is_reset(tmp_path: Path, caplog: p
     assert store.status("v1", EX) == "missing" and store.load_meta("v1", EX) is None
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe not utf-8"])
+@pytest.mark.parametrize(("content", "error"), [(b"{not json", "JSONDecodeError"),
+                                              (b"\xff\xfe not utf-8", "UnicodeDecodeError")])
 def test_a_registered_json_file_that_is_not_json_is_reset(tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                                          content: bytes) -> None:
+                                                          content: bytes, error: str) -> None:
     # a worker's file whose checksum matches its row but whose bytes are not UTF-8 JSON
     store = FeatureStore(tmp_path / "store")
     rel, nbytes, digest = store.location.write(f"features/{EX.key}", "v1", "json",
@@ -243,7 +244,7 @@ def test_a_registered_json_file_that_is_not_json_is_reset(tmp_path: Path, caplog
         assert store.load_json("v1", EX) is None
     (line,) = discarded(caplog)
     path = store.root / rel
-    assert line.startswith(f"feature store: discarding {EX.key} for video v1: {path} is not JSON (")
+    assert line.startswith(f"feature store: discarding {EX.key} for video v1: {path} is not JSON ({error})")
     assert store.status("v1", EX) == "missing" and store.load_meta("v1", EX) is None
 
 
