@@ -329,11 +329,20 @@ class BM25Text(TextCorpusSearch):
                 scorer = BM25sScorer.load(path / "bm25s")
         except (OSError, ValueError, KeyError) as exc:
             log.warning("%s: cached BM25 index %s is unreadable (%s); rebuilding", self.name, path, exc)
+            self._discard(store, path)
             return None
         if scorer is None and self.params.backend == "bm25s" and any(seg_terms):
             log.warning("%s: cached BM25 index %s has no arrays; rebuilding", self.name, path)
+            self._discard(store, path)
             return None
         return seg_terms, scorer
+
+    @staticmethod
+    def _discard(store: FeatureStore, path: Path) -> None:
+        """Remove a damaged cache entry, so that the rebuilt index takes its place (a finished
+        entry is never replaced: another process may have written it)."""
+        if not store.read_only:
+            shutil.rmtree(path, ignore_errors=True)
 
     def _save(self, store: FeatureStore, key: str, seg_terms: list[list[str]],
               scorer: BM25Scorer | None) -> None:
