@@ -4,16 +4,20 @@ hand-built segments; one integration test on synthetic-mini with real extraction
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from bench.engine.proposals import ProposalConfig
+from bench.engine.search import Candidate, Curve
 from bench.errors import BadInput
+from bench.evidence import TextEvidence
 from bench.retrievers.base import RetrieverConfig
 from bench.retrievers.bm25_text import BM25Formula, BM25Text, make_bm25
-from bench.spans import temporal_iou
+from bench.spans import Window, temporal_iou
 from bench.text.segments import Segment
 from bench.text.windows import TextCorpus, WindowConfig, build_windows, paint_curve, split_sentences
 from bench.types import QueryInput, Video
@@ -312,6 +316,246 @@ def test_provenance_names_backend_and_tokenizer(bm25: BM25Text) -> None:
     assert prov["random_init"] is False and prov["tokenizer"]["config"]["stem"] is True
 
 
+# -- moments, scores and evidence, pinned (found by mutation testing) -------------------------
+
+def test_nearby_lines_make_one_moment_with_the_text_proposals() -> None:
+    # Text proposals: a hit's plateau (rel_threshold 0.5), at least 4 s, NMS at IoU 0.3.
+    assert make().params.proposals == ProposalConfig(strategy="peak", rel_threshold=0.5, min_len_s=4.0,
+                                                     nms_iou=0.3)
+    r = make()
+    r.index_segments([seg("n", 10, 11, "cat"), seg("n", 12, 13, "cat")],
+                     videos=[Video(vid="n", duration=30.0)])
+    (moments,) = r.search([q("cat")])
+    # The two 1 s lines share their windows and score alike; widened to 4 s they are [8.5, 12.5] and
+    # [10.5, 14.5], IoU 2 / 6 = 0.33 > 0.3: the later is suppressed (the generic 0.5 would keep both).
+    assert [(m.start, m.end) for m in moments] == [(8.5, 12.5)]
+    assert [s.start_s for s in moments[0].evidence.snippets] == [10, 12]
+
+
+def test_a_hit_scores_its_windows_bm25_with_the_configured_k1() -> None:
+    r = make({"k1": 1.2})
+    r.index_segments([seg("k", 0, 2, "morning greetings"), seg("k", 5, 7, "cat"),
+                      seg("m", 0, 2, "dog barks")],
+                     videos=[Video(vid="k", duration=10.0), Video(vid="m", duration=10.0)])
+    (moments,) = r.search([q("cat")])
+    # One window per video: [morn, greet, cat] and [dog, bark]. Lucene idf of "cat" (in 1 of 2) is
+    # ln(1 + 1.5 / 1.5) = ln 2; tf 1 in 3 terms against the mean 2.5: 1 / (1 + 1.2 (0.25 + 0.75 * 3 / 2.5)).
+    # The matched line is the second of its window; the 2 s line is widened to 4 s.
+    assert [(m.vid, m.start, m.end) for m in moments] == [("k", 4.0, 8.0)]
+    assert moments[0].score == pytest.approx(math.log(2) / (1 + 1.2 * (0.25 + 0.75 * 3 / 2.5)), rel=1e-6)
+
+
+def test_windows_matching_only_zero_weight_terms_are_no_moments() -> None:
+    r = make({"method": "robertson"})
+    r.index_segments([seg("a", 0, 3, "cat"), seg("b", 0, 3, "cat dog"), seg("c", 0, 3, "cat")],
+                     videos=[Video(vid=v, duration=10.0) for v in "abc"])
+    (moments,) = r.search([q("cat dog")])
+    # "cat" is in all 3 documents: its Robertson idf ln(0.5 / 3.5) is floored at 0, so "a" and "c" match
+    # with score 0 and give no moment. "dog": idf ln(2.5 / 1.5); tf 1 in 2 terms against the mean 4/3.
+    assert [(m.vid, m.start, m.end) for m in moments] == [("b", 0.0, 4.0)]
+    want = math.log(2.5 / 1.5) / (1 + 1.5 * (0.25 + 0.75 * 2 / (4 / 3)))
+    assert moments[0].score == pytest.approx(want, rel=1e-6)
+
+
+def test_a_hit_at_the_end_stays_inside_the_video() -> None:
+    r = make()
+    r.index_segments([seg("d", 8, 10.25, "cat")], videos=[Video(vid="d", duration=10.25)])
+    (moments,) = r.search([q("cat")])
+    # The last curve sample (2 per second) covers [10, 10.5]: the hit ends at the video's end,
+    # 10.25 s, and is widened to 4 s inside the video.
+    assert [(m.start, m.end) for m in moments] == [(6.25, 10.25)]
+
+
+def test_moments_are_timed_at_the_configured_curve_resolution() -> None:
+    r = make({"curve_fps": 10, "proposals": {"min_len_s": 0.0}})
+    r.index_segments([seg("f", 1.0, 3.5, "cat")], videos=[Video(vid="f", duration=30.0)])
+    (moments,) = r.search([q("cat")])
+    # Sample i covers [i / 10, (i + 1) / 10]: the hit is exactly the line. (A rate guessed from the
+    # sample times, 10.000000000000014 for these 300, would end it at 3.4999999999999996.)
+    assert [(m.start, m.end) for m in moments] == [(1.0, 3.5)]
+
+
+def test_a_stretch_without_the_terms_holds_no_moment() -> None:
+    filler = ("pigeons flutter around busy market stalls selling ripe fruit vegetables cheese bread honey "
+              "olives spices flowers baskets lanterns carpets")
+    r = make()
+    r.index_segments([seg("p", 10, 15.5, "cat"), seg("p", 16, 19, filler)],
+                     videos=[Video(vid="p", duration=40.0)])
+    (moments,) = r.search([q("cat")])
+    # [5, 15] holds the line alone and paints 10-15 s; [10, 20] adds 19 words and paints 15-15.5 s at
+    # under half that score (below the hit's threshold, and no peak). Nothing is painted after 15.5 s,
+    # so no window grows over the rest of the video.
+    assert [(m.start, m.end) for m in moments] == [(10.0, 15.0)]
+
+
+def _explain(r: BM25Text, text: str, vid: str, start: float, end: float) -> TextEvidence:
+    """The evidence ``r`` gives a window ``[start, end]`` of ``vid``'s curve for ``text``."""
+    (prep,) = r.prepare([q(text)], None)
+    r.candidates(prep, None, 10)
+    curve = r.score(prep, Candidate(vid), 10)
+    assert isinstance(curve, Curve)
+    evidence = curve.explain(Window(start, end, 1.0))
+    assert isinstance(evidence, TextEvidence)
+    return evidence
+
+
+def test_evidence_lists_the_matched_lines_inside_the_window() -> None:
+    r = make()
+    r.index_segments([seg("e", 1, 4, "cat"), seg("e", 3, 3.5, "cat"), seg("e", 4, 4, "cat", "ocr"),
+                      seg("e", 6, 8, "cat"), seg("e", 10, 12, "cat")], videos=[Video(vid="e", duration=20.0)])
+    evidence = _explain(r, "cat", "e", 4.0, 10.0)
+    # Lines ending where the window starts or 0.5 s before it, and one starting where it ends, are
+    # outside; an OCR reading at one instant, right at the start, is inside.
+    assert [(s.start_s, s.end_s, s.source) for s in evidence.snippets] == [(4, 4, "ocr"), (6, 8, "speech")]
+    assert evidence.terms == ("cat",)
+
+
+def test_evidence_shows_the_best_scoring_lines() -> None:
+    r = make({"max_snippets": 1})
+    r.index_segments([seg("s", 2, 5, "cat sitting on a warm sunny windowsill beside flowers"),
+                      seg("s", 32, 35, "cat"),
+                      seg("x", 6, 9, "cat"), seg("x", 11, 14, "pigeons flutter around busy market stalls"),
+                      seg("x", 31, 34, "cat naps")],
+                     videos=[Video(vid="s", duration=40.0), Video(vid="x", duration=40.0)])
+    # The later line is alone in its windows, the earlier among 6 other terms: the later is shown.
+    assert [s.start_s for s in _explain(r, "cat", "s", 0, 40).snippets] == [32]
+    # The first line scores highest in [0, 10] (alone), lowest in [5, 15] (with 6 more terms):
+    # its best window counts, so it beats "cat naps" (2 terms in each of its windows).
+    assert [s.start_s for s in _explain(r, "cat", "x", 0, 40).snippets] == [6]
+
+
+def test_evidence_names_bm25_and_the_lines_language_note() -> None:
+    r = make()
+    note = "language unsure: best guess en"
+    r.index_segments([Segment("v", 2.0, 5.0, "speech", "the cat sleeps", "en", {"lang_note": note})],
+                     videos=[Video(vid="v", duration=10.0)])
+    (moment,) = r.search([q("cat")])[0]
+    assert moment.evidence.to_dict() == {
+        "method": "bm25", "terms": ["cat"],
+        "snippets": [{"start": 2.0, "end": 5.0, "source": "speech", "text": "the cat sleeps",
+                      "terms": ["cat"], "note": note}]}
+
+
+# -- candidate videos -------------------------------------------------------------------------
+
+def test_a_candidates_bound_is_its_best_window_plus_the_length_prior() -> None:
+    r = make({"proposals": {"length_prior": 0.01}})
+    r.index_segments([seg("tiny", 0, 0.5, "cat")], videos=[Video(vid="tiny", duration=0.5)])
+    (prep,) = r.prepare([q("cat")], None)
+    (cand,) = r.candidates(prep, None, top_k=5)
+    # One document of one term: Lucene idf ln(1 + 0.5 / 1.5), tf part 1 / (1 + 1.5); the prior adds
+    # 0.01 ln(0.5 s), as for the moment that is the whole 0.5 s video.
+    want = math.log(4 / 3) / 2.5 + 0.01 * math.log(0.5)
+    assert cand.vid == "tiny" and cand.bound == pytest.approx(want, rel=1e-6)
+    (moments,) = r.search([q("cat")])
+    assert [(m.start, m.end) for m in moments] == [(0.0, 0.5)]
+    assert moments[0].score == pytest.approx(want, rel=1e-6)
+
+
+def test_candidates_come_from_the_best_windows_only() -> None:
+    # "a" has 39 windows of 5 s with one line each: 32 say "cat owl", 7 "cat". The other videos have
+    # one window each with more words (b 3, c 4, ... g 8), so each scores below every window of "a"
+    # and the one before it (same tf, longer document).
+    segs = [seg("a", 5 * i + 1, 5 * i + 4, "cat owl" if i < 32 else "cat") for i in range(39)]
+    segs.append(seg("b", 1, 4, "cat owl sleeps"))
+    more = ["sleeps", "quietly", "outside", "tonight", "alone", "again", "softly"]
+    segs += [seg(vid, 1, 4, " ".join(["cat", *more[:j + 3]])) for j, vid in enumerate("cdefg")]
+    r = make({"windows": {"window_s": 5, "stride_s": 5}})
+    r.index_segments(segs, videos=[Video(vid=v, duration=200.0 if v == "a" else 10.0) for v in "abcdefg"])
+    (cat,) = r.prepare([q("cat")], None)
+    # top_k 10: the best 4 * 10 windows are the 39 of "a" and that of "b".
+    assert [c.vid for c in r.candidates(cat, None, top_k=10)] == ["a", "b"]
+    (owl,) = r.prepare([q("owl")], None)
+    # top_k 2: the best 32 windows (the floor) are all of "a"; "b" holds the 33rd.
+    assert [c.vid for c in r.candidates(owl, None, top_k=2)] == ["a"]
+
+
+def test_tied_best_windows_go_by_video_as_exhaustive_scoring_does() -> None:
+    segs = [seg(f"v{i:02d}", 2, 5, "cat" if i % 2 == 0 else "cat naps") for i in range(40)]
+    r = make()
+    r.index_segments(segs, videos=[Video(vid=f"v{i:02d}", duration=10.0) for i in range(40)])
+    # 20 videos tie for the best window; the first 3 of them by video are the answer.
+    (moments,) = r.search([q("cat")], top_k=3)
+    assert [m.vid for m in moments] == ["v00", "v02", "v04"]
+
+
+# -- languages and reasons --------------------------------------------------------------------
+
+def test_an_undeclared_latin_line_in_a_cyrillic_video_takes_the_default_latin_language() -> None:
+    r = make({"tokenizer": {"default_latin_lang": "fr"}})
+    r.index_segments([seg("ru", 2, 5, "BOULANGERIE", "ocr"), seg("ru", 12, 15, "привет друзья")],
+                     videos=[Video(vid="ru", duration=20.0, lang="ru")])
+    # A telop in Latin script is not Russian; with no stop word to tell, it is French (the default), as
+    # the query is: both stem to "boulanger" (English would give "boulangeri", none "boulangerie").
+    (moments,) = r.search([q("boulangerie")])
+    assert [(m.start, m.end, m.evidence.terms) for m in moments] == [(1.5, 5.5, ("boulanger",))]
+
+
+def test_the_querys_declared_language_picks_its_stemmer() -> None:
+    r = make()
+    r.index_segments([seg("fr", 2, 5, "Boulangerie", lang="fr")], videos=[Video(vid="fr", duration=20.0)])
+    (french,) = r.search([q("boulangerie", "fr")])
+    assert [(m.start, m.end, m.evidence.terms) for m in french] == [(1.5, 5.5, ("boulanger",))]
+    # Undeclared, one word with no stop word reads as English: "boulangeri" is not in the index.
+    assert r.search([q("boulangerie")]) == [[]]
+
+
+def test_queries_that_cannot_be_answered_say_why_verbatim(bm25: BM25Text) -> None:
+    blank, stop, silent = bm25.search_results([q("  ", qid="b"), q("of the", "en", "s"), q("bread", qid="t")],
+                                              vids=["silent"])
+    assert blank.reason == "bm25-text needs a text query; this query has none"
+    assert stop.reason == ("the query has no searchable terms (only stop words or punctuation after "
+                           "tokenization)")
+    assert silent.reason == "the requested videos have no extracted text"
+    empty = make()
+    empty.index_segments([], videos=[Video(vid="silent", duration=5.0)])
+    (none,) = empty.search_results([q("bread", qid="e")])
+    assert none.reason == "the indexed videos have no searchable text"
+    assert blank.moments == stop.moments == silent.moments == none.moments == []
+
+
+# -- indexing through the store ---------------------------------------------------------------
+
+def test_index_reuses_the_stored_transcript_and_snaps_to_the_stored_shots(tmp_path: Path) -> None:
+    from bench.store import FeatureStore
+    from bench.store.shots import shots_extractor
+    from bench.text.asr import AsrConfig, Transcriber
+    from bench.text.extract import _speech_extractor
+    from bench.video.shots import ShotConfig, Shots
+
+    # The file's transcript (made on the CPU) and shots are in the store: nothing is decoded.
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"stand-in for a video whose transcript and shots are stored")
+    store = FeatureStore(tmp_path / "store")
+    video_id = store.video_id(clip)
+    store.save_json(video_id, _speech_extractor(Transcriber(AsrConfig(), device="cpu")),
+                    {"segments": [{"start": 22.0, "end": 25.0, "text": "knead the dough", "lang": "en"}]})
+    store.save_json(video_id, shots_extractor(ShotConfig()), Shots(40.0, [10.0, 20.0, 27.0]).to_json())
+    video = Video(vid="clip", path=str(clip), duration=40.0)
+    r = make({"text": {"use": ["speech"]}})
+    r.index([video], store)
+    (top,) = r.search([q("dough")], top_k=1)[0]
+    # The 3 s line, widened to 4 s (21.5-25.5), snaps to its 7 s shot (not more than 2.5 x the hit).
+    assert (top.vid, top.start, top.end, top.evidence.notes) == ("clip", 20.0, 27.0, ())
+    assert r.stats()["cache_hit"] is False
+    again = make({"text": {"use": ["speech"]}})
+    again.index([video], store)
+    assert again.stats()["cache_hit"] is True  # the BM25 index was saved in the store too
+
+
+def test_index_snaps_hits_to_subtitle_lines(tmp_path: Path) -> None:
+    from bench.store import FeatureStore
+
+    srt = tmp_path / "talk.srt"
+    srt.write_text("1\n00:00:01,000 --> 00:00:04,000\nthe oven is hot\n\n"
+                   "2\n00:00:20,000 --> 00:00:23,000\nknead the dough slowly\n", encoding="utf-8")
+    video = Video(vid="talk", path=str(tmp_path / "talk.mp4"), duration=30.0, subtitles=str(srt))
+    r = make({"text": {"use": ["subtitle"]}, "extent": {"use": ["segment"]}})
+    r.index([video], FeatureStore(tmp_path / "store"))
+    (top,) = r.search([q("dough")], top_k=1)[0]
+    assert (top.vid, top.start, top.end) == ("talk", 20.0, 23.0)  # the line, not the 4 s hit 19.5-23.5
+
+
 # -- integration ------------------------------------------------------------------------------
 
 def _have(module: str) -> bool:
@@ -340,3 +584,13 @@ def test_synthetic_mini_speech_and_onscreen_text(synthetic_mini: Any) -> None:
         assert res.status == "ok", res.reason
         assert res.metrics_by_tag["speech"]["R1@0.5"] >= 1.0
         assert res.metrics_by_tag["onscreen-text"]["R1@0.5"] >= 0.66
+
+
+def test_each_indexed_line_s_terms_are_known_and_others_have_none() -> None:
+    lines = [seg("v", 0, 4, "Fresh breads", lang="en"), seg("v", 10, 14, "the cat sleeps", lang="en")]
+    r = make()
+    assert r.segment_terms(lines[0]) == frozenset()  # nothing indexed yet
+    r.index_segments(lines, videos=[Video(vid="v", duration=20.0)])
+    assert r.segment_terms(lines[0]) == frozenset({"fresh", "bread"})  # stemmed, lower-cased
+    assert r.segment_terms(lines[1]) == frozenset({"cat", "sleep"})  # stop word dropped
+    assert r.segment_terms(seg("v", 0, 4, "another line", lang="en")) == frozenset()

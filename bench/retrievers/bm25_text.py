@@ -251,6 +251,11 @@ class BM25Text(TextCorpusSearch):
         """Per window, the indices (into ``_segments``) of its lines."""
         self._cache_hit = False
 
+    def segment_terms(self, segment: Segment) -> frozenset[str]:
+        """The indexed terms of one line of the corpus (empty for a line not indexed)."""
+        j = self._seg_index.get(segment)
+        return self._seg_terms[j] if j is not None else frozenset()
+
     @property
     def formula(self) -> BM25Formula:
         p = self.params

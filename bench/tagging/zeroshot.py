@@ -246,18 +246,13 @@ def _bm25(r: Any, vids: Sequence[str], taxonomy: Taxonomy, how: Aggregation) -> 
         if not (sims > 0).any():  # equal zeros would rank labels by file order: no answer
             out.append(VideoTags(vid, None, "no label's words occur in its text"))
             continue
-        present = {t for w in corpus.windows[lo:hi] for s in w.segments for t in _seg_terms(r, s)}
+        present = {t for w in corpus.windows[lo:hi] for s in w.segments for t in r.segment_terms(s)}
         ev = {}
         for lid, tt in zip(taxonomy.ids, terms, strict=True):
             found = sorted(set(tt) & present)
             ev[lid] = "matched " + ", ".join(found[:5]) if found else "no label word"
         out.append(VideoTags(vid, aggregate(sims, how), None, ev))
     return Tagged("bm25-text", how, out, t1 - t0, time.perf_counter() - t1)
-
-
-def _seg_terms(r: Any, segment: Any) -> frozenset[str]:
-    j = r._seg_index.get(segment)
-    return r._seg_terms[j] if j is not None else frozenset()
 
 
 def _fusion(r: Any, vids: Sequence[str], taxonomy: Taxonomy, aggregation: Aggregation | None) -> Tagged:
