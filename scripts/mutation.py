@@ -63,6 +63,9 @@ MODULES: dict[str, tuple[str, ...]] = {
     "bench/engine/proposals.py": ("tests/test_proposals.py", "tests/test_proposals_cases.py"),
     "bench/engine/search.py": ("tests/test_engine.py", "tests/test_engine_cases.py"),
 }
+TIMEOUT_CONSTANT_S: dict[str, float] = {"bench/retrievers/dense_text.py": 20.0}
+"""mutmut stops a mutant after (test time + this) x 30 CPU seconds (default 1 s); the dense
+tests load a sentence model in each forked run, which a short limit mistakes for a hang."""
 COPIED = ("bench", "tests", "models", "datasets")
 NOT_MUTATED = [r"^\s*raise ", r"\blog\.(debug|info|warning|error|exception)\(", r"\bwarnings\.warn\("]
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
@@ -116,7 +119,8 @@ def write_config(work: Path, module: str, tests: tuple[str, ...]) -> None:
     config = {"source_paths": ["bench"], "only_mutate": [module], "also_copy": ["models", "datasets"],
               "pytest_add_cli_args_test_selection": list(tests),
               "pytest_add_cli_args": ["-q", "-p", "no:cacheprovider", "-m", "not slow and not browser"],
-              "do_not_mutate_patterns": NOT_MUTATED}
+              "do_not_mutate_patterns": NOT_MUTATED,
+              "timeout_constant": TIMEOUT_CONSTANT_S.get(module, 1.0)}
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     text += "\n[tool.mutmut]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in config.items())
     (work / "pyproject.toml").write_text(text, encoding="utf-8")
@@ -185,7 +189,9 @@ def run_module(module: str, *, jobs: int, sample: int | None, known: dict[str, l
         work = prepare(module, tests)
         dotted = module.removesuffix(".py").replace("/", ".")
         names = [f"{dotted}.*__mutmut_*{sample}"] if sample is not None else []
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+    # one thread per mutant: --jobs runs several at once, and CPU time is what mutmut limits
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1",
+               MKL_NUM_THREADS="1",
                SCENEBENCH_CACHE=os.environ.get("SCENEBENCH_CACHE", str(ROOT / ".cache" / "test")))
     start = time.monotonic()
     with (work / ("rerun.log" if rerun else "run.log")).open("w", encoding="utf-8") as log:
