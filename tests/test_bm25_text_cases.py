@@ -340,3 +340,29 @@ def test_building_a_bm25s_index_draws_no_progress_bar(capsys: pytest.CaptureFixt
     docs, _ = _random_corpus(20, seed=5)
     make_bm25("bm25s", docs)
     assert capsys.readouterr().err == ""
+
+
+def test_a_damaged_cached_index_another_process_removed_first_is_no_error(tmp_path: Path) -> None:
+    import logging
+    import shutil
+
+    from bench.store import FeatureStore
+
+    store = FeatureStore(tmp_path / "store")
+    make().index_segments(BREAD, videos=BREAD_VIDEOS, store=store)
+    (entry,) = _entries(tmp_path / "store")
+    (entry / "terms.json").write_text("{broken", encoding="utf-8")
+
+    class OtherProcess(logging.Handler):  # removes the entry the moment this one rejects it
+        def emit(self, record: logging.LogRecord) -> None:
+            shutil.rmtree(entry, ignore_errors=True)
+
+    handler = OtherProcess(logging.WARNING)
+    logging.getLogger("bench.retrievers.bm25_text").addHandler(handler)
+    try:
+        r = make()
+        r.index_segments(BREAD, videos=BREAD_VIDEOS, store=store)
+    finally:
+        logging.getLogger("bench.retrievers.bm25_text").removeHandler(handler)
+    assert r.stats()["cache_hit"] is False and r.search([q("fresh bread", "en")])[0]
+    assert (entry / "done").is_file()  # rebuilt in its place
