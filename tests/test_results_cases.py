@@ -102,8 +102,8 @@ def test_each_migration_moves_exactly_one_version_and_keeps_what_it_does_not_add
         assert before["schema_version"] == version  # the input is not changed in place
 
 
-def test_result_files_are_read_as_utf_8_whatever_the_locale(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_result_file_is_read_as_utf_8_under_an_ascii_locale(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     import io
 
     r = ResultFile(**BASE, metrics_by_tag={"日本語": {"r1": 0.5}})  # type: ignore[arg-type]
