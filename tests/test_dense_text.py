@@ -9,11 +9,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.engine.search import Candidate
 from bench.errors import BadInput, Unavailable
+from bench.evidence import Snippet
 from bench.modelref import ModelRef
 from bench.retrievers.base import RetrieverConfig
 from bench.retrievers.dense_text import BUNDLED_MINILM, DenseText
-from bench.spans import temporal_iou
+from bench.spans import Window, temporal_iou
 from bench.text.segments import Segment
 from bench.text.windows import TextCorpus, WindowConfig
 from bench.types import QueryInput, Video
@@ -137,3 +139,177 @@ def test_multilingual_hub_model_is_unavailable_offline() -> None:
 def test_params_are_validated() -> None:
     with pytest.raises(BadInput, match="params.line_weight"):
         make({"line_weight": 2})
+
+
+# -- a keyword encoder with hand-computable similarities ----------------------------------------
+# "high" points along x, "low" along y, "mid" along both: a text's vector is its normalized
+# keyword counts, so the query "high" has cosine 1 with "high", 1/sqrt(2) with "mid" or with a
+# window of one "high" and one "low" line, and 0 with "low".
+
+class KeywordDense(DenseText):
+    def encode(self, texts: Any, *, query: bool = False) -> np.ndarray:
+        prefix = self.params.query_prefix if query else self.params.passage_prefix
+        rows = [[(prefix + t).count("high") + (prefix + t).count("mid"),
+                 (prefix + t).count("low") + (prefix + t).count("mid")] for t in texts]
+        v = np.asarray(rows, dtype=np.float32).reshape(-1, 2)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    def model_provenance(self) -> dict[str, Any]:
+        return {"id": BUNDLED_MINILM, "checksum": "0" * 64}
+
+
+def keyword(segments: list[Segment], params: dict[str, Any] | None = None) -> KeywordDense:
+    r = KeywordDense(RetrieverConfig(name="kw", family="dense-text", params=params or {}), "cpu")
+    r.index_segments(segments)
+    return r
+
+
+def test_default_proposals_are_peaks_of_at_least_4_s() -> None:
+    from bench.engine.proposals import ProposalConfig
+
+    assert make().params.proposals == ProposalConfig(strategy="peak", rel_threshold=0.7, min_len_s=4.0,
+                                                     nms_iou=0.3)
+
+
+def test_score_blends_window_and_line_similarity_over_a_floor() -> None:
+    # Windows of 10 s every 5 s: [0, 10] holds both lines, [5, 15] only the "high" one.
+    r = keyword([seg("v", 1, 2, "low"), seg("v", 8, 9, "high"), seg("v", 30, 31, "low")])
+    (prepared,) = r.prepare([q("high")], ["v"])
+    curve = r.score(prepared, Candidate("v"), 10)
+    assert (curve.duration_s, curve.fps, len(curve.scores)) == (31.0, 2.0, 62)
+    half = 0.5 * 2 ** -0.5
+    assert curve.scores[2] == pytest.approx(half)  # "low" at 1 s in the mixed window: 0.5 * 0.707 + 0
+    assert curve.scores[16] == pytest.approx(1.0)  # "high" at 8 s: best of 0.5 * 0.707 + 0.5 and 1
+    # "low" at 30 s scores 0; text-free samples sit 1e-3 below the lowest line, sloping 1e-6 a sample.
+    assert curve.scores[60] == pytest.approx(0.0, abs=1e-7)
+    assert curve.scores[40] == pytest.approx(-1e-3 - 20e-6, abs=1e-9)
+    assert curve.scores[10] == pytest.approx(-1e-3 - 6e-6, abs=1e-9)
+
+
+def test_line_weight_one_scores_lines_alone() -> None:
+    r = keyword([seg("v", 1, 2, "low"), seg("v", 8, 9, "high")], {"line_weight": 1.0})
+    (prepared,) = r.prepare([q("high")], None)
+    curve = r.score(prepared, Candidate("v"), 10)
+    assert curve.scores[2] == pytest.approx(0.0, abs=1e-7) and curve.scores[16] == pytest.approx(1.0)
+
+
+def test_evidence_lists_the_best_lines_in_time_order_with_their_notes() -> None:
+    lines = [seg("v", 1, 2, "low"), seg("v", 2, 3, "mid"), seg("v", 3, 4, "high low"),
+             seg("v", 5, 5, "mid"), seg("v", 6, 6.5, "high")]
+    lines[1].meta["lang_note"] = "read as French"
+    r = keyword(lines, {"max_snippets": 2})
+    (prepared,) = r.prepare([q("high")], None)
+    explain = r.score(prepared, Candidate("v"), 10).explain
+    ev = explain(Window(2.5, 5.5, 1.0))
+    # Inside [2.5, 5.5]: "mid" (0.707), "high low" (0.707) and the instant "mid" at 5 s; the two
+    # best by similarity, earlier first on ties, shown in time order.
+    assert ev is not None and ev.method == "dense" and ev.model == BUNDLED_MINILM
+    h = 2 ** -0.5
+    assert ev.snippets == (Snippet(2, 3, "speech", "mid", similarity=pytest.approx(h), note="read as French"),
+                           Snippet(3, 4, "speech", "high low", similarity=pytest.approx(h)))
+    best = explain(Window(0.0, 10.0, 1.0))
+    assert [s.text for s in best.snippets] == ["mid", "high"]  # 0.707 at 2 s and 1.0 at 6 s
+    assert [s.text for s in explain(Window(5.0, 5.2, 1.0)).snippets] == ["mid"]  # an instant line
+    assert explain(Window(6.55, 7.0, 1.0)) is None  # 6.5 s ends the last line
+    assert explain(Window(4.0, 5.0, 1.0)) is None  # the instant at 5 s starts where it ends
+    assert explain(Window(4.0, 4.5, 1.0)) is None
+
+
+def test_prepare_encodes_queries_with_their_prefix_in_order() -> None:
+    r = keyword([seg("v", 1, 2, "high"), seg("v", 30, 31, "low")], {"query_prefix": "mid "})
+    out = r.prepare([q("high"), q("  "), q("low"), q("mid mid")], None)
+    h = 2 ** -0.5
+    np.testing.assert_allclose(out[0].vector, [2 / 5 ** 0.5, 1 / 5 ** 0.5], rtol=1e-6)
+    assert out[1].reason == "dense-text needs a text query; this query has none"
+    np.testing.assert_allclose(out[2].vector, [1 / 5 ** 0.5, 2 / 5 ** 0.5], rtol=1e-6)
+    np.testing.assert_allclose(out[3].vector, [h, h], rtol=1e-6)
+    assert out[0].windows.tolist() == list(range(len(r.corpus.windows)))
+
+
+def test_no_text_reasons_and_an_empty_index() -> None:
+    empty = keyword([])
+    assert empty.window_vecs.shape == empty.line_vecs.shape == (0, 0)
+    assert empty.window_vecs.dtype == empty.line_vecs.dtype == np.float32
+    (out,) = empty.prepare([q("high")], None)
+    assert out.reason == "the indexed videos have no searchable text"
+    r = keyword([seg("v", 1, 2, "high")])
+    r.index_segments({"v": [seg("v", 1, 2, "high")], "quiet": []})
+    (out,) = r.prepare([q("high")], ["quiet"])
+    assert out.reason == "the requested videos have no extracted text"
+
+
+@pytest.mark.parametrize(("n_high", "top_k", "expected"), [
+    (17, 2, ["a"]),  # the 32 nearest windows (at least 32 and 4 * top_k) are all of "a"
+    (17, 9, ["a", "b", "c"]),  # 4 * 9 = 36 windows reach "b" and "c"
+    (19, 9, ["a"]),  # "a" has 36 windows
+])
+def test_candidates_come_from_the_nearest_windows(n_high: int, top_k: int, expected: list[str]) -> None:
+    # A 1 s line every 20 s lies in two windows (the first and last in one); "b" and "c" have two each.
+    lines = [seg("a", 20 * i, 20 * i + 1, "high") for i in range(n_high)]
+    r = keyword(lines + [seg("b", 0, 1, "mid"), seg("b", 20, 21, "mid"), seg("c", 0, 1, "low"),
+                         seg("c", 20, 21, "low")])
+    assert r.corpus.ranges["a"][1] - r.corpus.ranges["a"][0] == 2 * n_high - 2
+    (prepared,) = r.prepare([q("high")], ["a", "b", "c"])
+    assert [c.vid for c in r.candidates(prepared, ["a", "b", "c"], top_k)] == expected
+
+
+def test_candidate_ties_keep_corpus_order() -> None:
+    levels = "hmmllllllhmhmmhhmmmhlhhlmhmlhhhllhlmllmm"
+    word = {"h": "high", "m": "mid", "l": "low"}
+    r = keyword([seg(f"v{i:02d}", 0, 1, word[c]) for i, c in enumerate(levels)])
+    vids = [f"v{i:02d}" for i in range(40)]
+    (prepared,) = r.prepare([q("high")], vids)
+    expected = [f"v{i:02d}" for c in "hml" for i, x in enumerate(levels) if x == c]
+    assert [c.vid for c in r.candidates(prepared, vids, 40)] == expected
+
+
+def test_corpus_search_goes_through_the_vector_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    r = keyword([seg("a", 0, 1, "high"), seg("b", 0, 1, "mid"), seg("c", 0, 1, "low")],
+                {"index_kind": "hnsw"})
+    assert r._vindex.kind == "hnsw"
+    calls = []
+    search = r._vindex.search
+    monkeypatch.setattr(r._vindex, "search", lambda *a: calls.append(a) or search(*a))
+    (prepared,) = r.prepare([q("high")], None)
+    # Window 0 (of "a", the first video) is the nearest one.
+    assert [c.vid for c in r.candidates(prepared, None, 3)] == ["a", "b", "c"]
+    assert len(calls) == 1
+    (prepared,) = r.prepare([q("high")], ["c", "b"])
+    assert [c.vid for c in r.candidates(prepared, ["c", "b"], 3)] == ["b", "c"]
+    assert len(calls) == 1
+
+
+def test_stages_and_stats_count_what_was_encoded(tmp_path: Path) -> None:
+    import hashlib
+
+    from bench.store import Extractor, FeatureStore
+    from bench.timing import TimingRecorder, recording
+
+    store = FeatureStore(tmp_path / "store")
+    corpus = TextCorpus.build({"a": [seg("a", 0, 1, "high"), seg("a", 2, 3, "low")],
+                               "b": [seg("b", 0, 1, "mid")]}, WindowConfig())
+    r = KeywordDense(RetrieverConfig(name="kw", family="dense-text"), "cpu")
+    rec = TimingRecorder()
+    with recording(rec):
+        r.index_corpus(corpus, store, {"a": "a1", "b": "b1"})
+        r.prepare([q("high"), q(None), q("low")], None)
+    # "a": one window [0, 10] ("high\nlow") and two lines; "b": one window and one line.
+    assert r.stats() == {"windows": 2, "lines": 3, "encoded": 5, "videos_from_cache": 0}
+    assert (rec.stages["encode"].items, rec.stages["encode"].calls) == (5, 2)
+    assert (rec.stages["index_build"].items, rec.stages["index_build"].calls) == (2, 1)
+    assert (rec.stages["query_encode"].items, rec.stages["query_encode"].calls) == (2, 1)
+    ex = Extractor("dense-text", r._extractor_params(), version="1")
+    meta = store.load_meta("a1", ex)
+    # The cache key of a video's texts: windows, a \x01 marker, then lines, \x00-separated.
+    digest = hashlib.sha256(b"high\nlow\x00\x01\x00high\x00low").hexdigest()
+    assert meta is not None and meta["texts_sha256"] == digest
+    # Without a store, content ids are ignored.
+    again = KeywordDense(RetrieverConfig(name="kw", family="dense-text"), "cpu")
+    again.index_corpus(corpus, None, {"a": "a1"})
+    assert again.stats()["encoded"] == 5
+
+
+def test_the_index_is_built_on_the_retrievers_device() -> None:
+    r = KeywordDense(RetrieverConfig(name="kw", family="dense-text"), "cuda")
+    r.index_segments([seg("a", 0, 1, "high")])
+    assert r._vindex.device == "cuda"

