@@ -184,3 +184,17 @@ def test_ivfpq_calibrates_nprobe_and_is_what_auto_builds_above_pq_max(tmp_path: 
     loaded = VectorIndex.load(tmp_path / "idx")
     assert loaded.stats()["kind"] == "ivfpq"
     np.testing.assert_array_equal(loaded.search(q, 10)[1], found)
+
+
+@pytest.mark.parametrize("kind", ["ivf", "pq", "ivfpq"])
+def test_too_few_vectors_for_a_trained_kind_are_searched_exactly(kind: str) -> None:
+    pytest.importorskip("faiss")
+    from bench.index.vector import MIN_TRAIN
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((10, 64)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    index = VectorIndex(64, kind=kind)  # type: ignore[arg-type]
+    index.add(x, np.arange(10, dtype=np.int64))
+    _, ids = index.search(x[3], 2)
+    assert ids[0, 0] == 3 and index._built_kind == "flat" and MIN_TRAIN > 10

@@ -105,6 +105,13 @@ def gpu_resources() -> Any:
     return _GPU_RESOURCES[0]
 
 
+TRAINED_KINDS = ("ivf", "pq", "ivfpq")
+MIN_TRAIN = 39 * 16
+"""Fewer vectors than this are searched exactly, whatever kind was asked for: faiss cannot train
+16 IVF lists or 4-bit PQ codebooks on fewer than 16 vectors (a small corpus with ``index_kind:
+ivf`` failed at its first search) and asks for 39 a list; an exact scan of so few is instant."""
+
+
 def auto_kind(n_vectors: int, backend: str, on_gpu: bool, flat_max: int = FLAT_MAX,
               pq_max: int = PQ_MAX) -> str:
     """What ``kind="auto"`` builds for ``n_vectors``: exact search up to ``flat_max`` (on the
@@ -316,6 +323,9 @@ class VectorIndex:
         kind = self.kind
         if kind == "auto":
             kind = auto_kind(n, self.backend, self._faiss_on_gpu(), self.flat_max, self.pq_max)
+        if kind in TRAINED_KINDS and n < MIN_TRAIN:
+            log.info("%d vectors are too few to train a %s index; searching them exactly", n, kind)
+            kind = "flat"
         if self.backend == "numpy":
             self._vectors, self._built_kind = data, "flat"
             return
