@@ -14,7 +14,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 LAYERS: dict[str, int] = {
     # 0: leaves
     "__init__": 0, "errors": 0, "types": 0, "evidence": 0, "paths": 0, "registry": 0, "timing": 0,
-    "fsio": 0, "spans": 0, "devices": 0,
+    "fsio": 0, "spans": 0, "devices": 0, "subproc": 0,
     # 1
     "modelref": 1, "video": 1, "store": 1, "index": 1,
     # 2
