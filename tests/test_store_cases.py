@@ -130,18 +130,19 @@ def test_mark_failed_after_the_file_is_already_gone(tmp_path: Path) -> None:
     assert store.status("v1", EX) == "failed" and store.failure("v1", EX) == "decoder crashed"
 
 
-def test_prune_removes_only_files_strictly_older_than_the_cut(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("cut_s", [100, None])  # None: the default, an hour
+def test_prune_removes_only_files_strictly_older_than_the_cut(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              cut_s: int | None) -> None:
     store = FeatureStore(tmp_path / "store")
     assert store.prune() == 0  # nothing stored yet: no features folder
     store.save("v1", EX, {"x": np.zeros(2)})
-    now_s = 2_000_000_000
+    now_s, cut = 2_000_000_000, 3600 if cut_s is None else cut_s
     stray = [store.root / "features" / EX.key / f"stray{i}.npz" for i in range(2)]
-    for path, age_s in zip(stray, (100, 101), strict=True):
+    for path, age_s in zip(stray, (cut, cut + 1), strict=True):
         path.write_bytes(b"left over")
         os.utime(path, (now_s - age_s, now_s - age_s))
     monkeypatch.setattr(catalog.time, "time", lambda: float(now_s))
-    assert store.prune(older_than_s=100) == 1  # exactly 100 s old is kept
+    assert (store.prune() if cut_s is None else store.prune(older_than_s=cut_s)) == 1  # the cut is kept
     assert [p.exists() for p in stray] == [True, False]
     assert store.load("v1", EX) is not None
 

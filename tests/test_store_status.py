@@ -306,20 +306,6 @@ def test_files_that_cannot_be_removed_do_not_stop_the_store(tmp_path: Path,
     assert v1.exists() and v2.exists()
 
 
-def test_prune_by_default_removes_files_older_than_an_hour(tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    store = FeatureStore(tmp_path / "store")
-    store.save("v1", EX, {"x": np.zeros(2)})
-    now_s = 2_000_000_000
-    stray = [store.root / "features" / EX.key / f"stray{i}.npz" for i in range(2)]
-    for path, age_s in zip(stray, (3600, 3601), strict=True):
-        path.write_bytes(b"left over")
-        os.utime(path, (now_s - age_s, now_s - age_s))
-    monkeypatch.setattr(catalog.time, "time", lambda: float(now_s))
-    assert store.prune() == 1  # exactly one hour old is kept
-    assert [p.exists() for p in stray] == [True, False]
-
-
 def test_an_artifact_dir_can_be_asked_for_again(tmp_path: Path) -> None:
     store = FeatureStore(tmp_path / "store")
     first = store.artifact_dir("bm25-text")
